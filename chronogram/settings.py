@@ -1,0 +1,52 @@
+"""The one place configuration is read: environment variables prefixed CHRONOGRAM_, or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / ".data"
+
+
+class Settings(BaseSettings):
+    """Every setting has an embedded default, so a fresh clone runs with no configuration at all."""
+
+    model_config = SettingsConfigDict(env_prefix="CHRONOGRAM_", env_file=".env", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+
+    # Application database: SQLite file by default, PostgreSQL (postgresql+psycopg://...) in production.
+    database_url: str = f"sqlite:///{DATA_DIR / 'chronogram.db'}"
+
+    # Object storage (MinIO locally, any S3 in production)
+    s3_endpoint: str = "localhost:9000"
+    s3_access_key: str = "chronogram"
+    s3_secret_key: SecretStr = SecretStr("chronogram-dev-secret")
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    media_bucket: str = "chronogram-media"
+
+    # Instagram Graph API: the local sandbox by default, https://graph.facebook.com in production.
+    graph_api_base_url: str = "http://localhost:8900"
+    graph_api_version: str = "v25.0"
+    graph_api_timeout_seconds: float = 30.0
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # Worker tuning
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,52 @@
+"""The one way every process (API, worker, tests, scripts) connects to Temporal."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
+
+from chronogram.contracts import SEARCH_ATTRIBUTES
+from chronogram.settings import Settings
+
+# Workers built from the client inherit its data converter and interceptors, so API and worker cannot disagree.
+DATA_CONVERTER: DataConverter = pydantic_data_converter
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=DATA_CONVERTER,
+        interceptors=[TracingInterceptor()],
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the project's custom search attributes that the namespace lacks; returns the names added.
+
+    Needed wherever the namespace predates them: an existing dev-server database, the time-skipping test server,
+    a production cluster.
+    """
+    wanted = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in SEARCH_ATTRIBUTES}
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+    except RPCError as error:
+        # The Java time-skipping test server implements adding search attributes but not listing them.
+        if error.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known: set[str] = set()
+    else:
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = {name: kind for name, kind in wanted.items() if name not in known}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

@@ -1,0 +1,231 @@
+"""The real servers Chronogram runs on, started as child processes: by the run command, the tests and the benchmarks.
+
+Starting is synchronous and blocks until the server answers, so callers never race a half-started server.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from devstack import tools
+from devstack.processes import ManagedProcess, ProcessFailed, port_in_use
+
+LOCALHOST = "127.0.0.1"
+
+
+def _search_attribute_flags(search_attributes: dict[str, str]) -> list[str]:
+    return [
+        flag for name, kind in search_attributes.items() for flag in ("--search-attribute", f"{name}={kind}")
+    ]
+
+
+@dataclass
+class TemporalDevServer:
+    process: ManagedProcess
+    port: int
+    ui_port: int | None
+
+    @property
+    def address(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://localhost:{self.ui_port}" if self.ui_port else None
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        sink: TextIO,
+        port: int,
+        ui_port: int | None,
+        db_file: Path | None,
+        search_attributes: dict[str, str],
+        log_level: str = "warn",
+        timeout: float = 60.0,
+    ) -> TemporalDevServer:
+        """Start ``temporal server start-dev``; ``db_file`` None keeps state in memory, ``ui_port`` None is headless.
+
+        ``search_attributes`` ({name: Keyword|Datetime|...}) are only applied when the namespace is first created;
+        for an existing ``db_file`` call :func:`devstack.temporal_setup.ensure_search_attributes` afterwards.
+        """
+        argv = [
+            str(tools.temporal_cli().path), "server", "start-dev",
+            "--ip", LOCALHOST, "--port", str(port),
+            "--log-level", log_level, "--log-format", "json",
+            *_search_attribute_flags(search_attributes),
+            # Long sleeping workflows and many of them: SQLite in WAL mode is an order of magnitude faster.
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        ]  # fmt: skip
+        if db_file is not None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+            argv += ["--db-filename", str(db_file)]
+        argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+        process = ManagedProcess("temporal", argv, sink=sink).start()
+        server = cls(process=process, port=port, ui_port=ui_port)
+        process.wait_until_ready(
+            lambda: port_in_use(port) and (ui_port is None or port_in_use(ui_port)),
+            timeout=timeout,
+            what=f"frontend on port {port}",
+        )
+        return server
+
+
+@dataclass
+class MinioServer:
+    process: ManagedProcess
+    port: int
+    console_port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://localhost:{self.console_port}"
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        sink: TextIO,
+        data_dir: Path,
+        port: int,
+        console_port: int,
+        access_key: str,
+        secret_key: str,
+        timeout: float = 60.0,
+    ) -> MinioServer:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(tools.minio_server().path), "server", str(data_dir),
+            "--address", f"{LOCALHOST}:{port}", "--console-address", f"{LOCALHOST}:{console_port}", "--quiet",
+        ]  # fmt: skip
+        env = {
+            **os.environ,
+            "MINIO_ROOT_USER": access_key,
+            "MINIO_ROOT_PASSWORD": secret_key,
+            "MINIO_UPDATE": "off",
+            "MINIO_BROWSER_REDIRECT": "off",
+        }
+        process = ManagedProcess("minio", argv, sink=sink, env=env).start()
+        server = cls(process=process, port=port, console_port=console_port)
+        process.wait_until_ready(server._is_live, timeout=timeout, what=f"health check on port {port}")
+        return server
+
+    def _is_live(self) -> bool:
+        url = f"http://{self.endpoint}/minio/health/live"
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+
+
+@dataclass
+class PostgresServer:
+    process: ManagedProcess
+    port: int
+    database: str
+    user: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{self.user}@{LOCALHOST}:{self.port}/{self.database}"
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        sink: TextIO,
+        data_dir: Path,
+        port: int,
+        database: str = "chronogram",
+        user: str = "chronogram",
+        durable: bool = True,
+        timeout: float = 60.0,
+    ) -> PostgresServer:
+        """Initialise ``data_dir`` on first use and start a server on loopback with trust authentication.
+
+        PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` system user. ``durable=False``
+        turns off fsync for throwaway test clusters.
+        """
+        bindir = tools.postgres_server().path
+        run_as = "postgres" if os.geteuid() == 0 else None
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            account = pwd.getpwnam(run_as)
+            data_dir.chmod(0o700)
+            shutil.chown(data_dir, account.pw_uid, account.pw_gid)
+        if not (data_dir / "PG_VERSION").exists():
+            initdb = [
+                str(bindir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                user,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
+            if not durable:
+                initdb.append("--no-sync")
+            result = subprocess.run(
+                ["runuser", "-u", run_as, "--", *initdb] if run_as else initdb, capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                raise ProcessFailed(f"initdb failed for {data_dir}: {result.stderr.strip() or result.stdout.strip()}")
+        argv = [
+            str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port),
+            "-c", f"listen_addresses={LOCALHOST}", "-c", f"unix_socket_directories={data_dir}",
+        ]  # fmt: skip
+        if not durable:
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        # SIGINT is PostgreSQL's "fast" shutdown: it disconnects clients instead of waiting for them.
+        process = ManagedProcess(
+            "postgres", argv, sink=sink, run_as=run_as, stop_signal=signal.SIGINT
+        ).start()
+        server = cls(process=process, port=port, database=database, user=user)
+        pg_isready = [
+            str(bindir / "pg_isready"),
+            "-q",
+            "-h",
+            LOCALHOST,
+            "-p",
+            str(port),
+            "-U",
+            user,
+            "-d",
+            "postgres",
+        ]
+        process.wait_until_ready(
+            lambda: subprocess.run(pg_isready, check=False).returncode == 0,
+            timeout=timeout,
+            what="pg_isready",
+        )
+        server._create_database(bindir)
+        return server
+
+    def _create_database(self, bindir: Path) -> None:
+        createdb = [
+            str(bindir / "createdb"),
+            "-h",
+            LOCALHOST,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            self.database,
+        ]
+        result = subprocess.run(createdb, capture_output=True, text=True, check=False)
+        if result.returncode != 0 and "already exists" not in result.stderr:
+            raise RuntimeError(f"createdb failed: {result.stderr.strip()}")

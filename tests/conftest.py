@@ -1,0 +1,111 @@
+"""Session fixtures: the real servers, each started on free ports the first time a test asks for it.
+
+Every server is a child process that dies with the test run (see devstack.processes), so an interrupted run
+leaves nothing listening. Server logs go to one file whose path is printed in the test summary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from chronogram.contracts import SEARCH_ATTRIBUTES
+from chronogram.settings import Settings
+from chronogram.temporal import DATA_CONVERTER, connect_temporal, ensure_search_attributes
+from devstack import tools
+from devstack.processes import free_port
+from devstack.services import MinioServer, PostgresServer, TemporalDevServer
+
+SERVER_LOG_ENV = "CHRONOGRAM_TEST_SERVER_LOG"
+
+
+@pytest.fixture(scope="session")
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TextIO]:
+    path = Path(os.environ.get(SERVER_LOG_ENV) or tmp_path_factory.getbasetemp() / "servers.log")
+    with open(path, "a", buffering=1) as sink:
+        yield sink
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    basetemp = terminalreporter.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    log = Path(os.environ.get(SERVER_LOG_ENV) or basetemp / "servers.log")
+    if log.exists():
+        terminalreporter.write_line(f"server logs: {log}")
+
+
+@pytest.fixture(scope="session")
+def temporal_dev_server(server_log: TextIO) -> Iterator[TemporalDevServer]:
+    server = TemporalDevServer.start(
+        sink=server_log,
+        port=free_port(),
+        ui_port=None,
+        db_file=None,
+        search_attributes={key.name: key._metadata_type for key in SEARCH_ATTRIBUTES},
+    )
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def minio_server(server_log: TextIO, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    server = MinioServer.start(
+        sink=server_log,
+        data_dir=tmp_path_factory.mktemp("minio"),
+        port=free_port(),
+        console_port=free_port(),
+        access_key="chronogram-test",
+        secret_key="chronogram-test-secret",
+    )
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(server_log: TextIO) -> Iterator[PostgresServer]:
+    # Not under pytest's basetemp: that is private to root, and the server may run as the postgres user.
+    data_dir = Path(tempfile.mkdtemp(prefix="chronogram-pg-"))
+    data_dir.chmod(0o755)
+    server = PostgresServer.start(sink=server_log, data_dir=data_dir / "data", port=free_port(), durable=False)
+    yield server
+    server.process.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(temporal_dev_server: TemporalDevServer, minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at this session's servers; the app database is a fresh SQLite file."""
+    return Settings(
+        temporal_address=temporal_dev_server.address,
+        s3_endpoint=minio_server.endpoint,
+        s3_access_key="chronogram-test",
+        s3_secret_key="chronogram-test-secret",  # type: ignore[arg-type]
+        database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'chronogram.db'}",
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_client(settings: Settings) -> Client:
+    return await connect_temporal(settings)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER,
+        test_server_existing_path=str(tools.temporal_test_server().path),
+        # A JVM start on a busy two-core machine takes longer than the SDK's 5 s default.
+        test_server_startup_timeout=timedelta(seconds=90),
+    )
+    await ensure_search_attributes(env.client, env.client.namespace)
+    yield env
+    await env.shutdown()
