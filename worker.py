@@ -1,1 +1,74 @@
+"""The worker process: connects to Temporal and runs the publishing workflows and their activities.
+
+    python worker.py          # or: make dev
+
+Clients (HTTP, object storage, database) are built once here and handed to the activity classes, so every
+activity shares one connection pool and tests can build the same classes with their own clients.
+"""
+
+from __future__ import annotations
+
 import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from temporalio.worker import Worker
+
+from activities import build_activities
+from chronogram.contracts import TASK_QUEUE
+from chronogram.db import make_engine
+from chronogram.settings import Settings, get_settings
+from chronogram.storage import make_minio
+from chronogram.temporal import connect_temporal
+from workflows import WORKFLOWS
+
+log = logging.getLogger("chronogram.worker")
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    client = await connect_temporal(settings)
+    engine = make_engine(settings.database_url)
+    timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
+    # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
+    # slow upload never starves a status update.
+    with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            worker = Worker(
+                client,
+                task_queue=TASK_QUEUE,
+                workflows=WORKFLOWS,
+                activities=build_activities(settings, http=http, storage=make_minio(settings), engine=engine),
+                activity_executor=executor,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                max_cached_workflows=settings.worker_max_cached_workflows,
+                graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+            )
+            async with worker:
+                log.info("worker polling task queue %s on %s", TASK_QUEUE, settings.temporal_address)
+                await stop.wait()
+                log.info(
+                    "shutting down: finishing running activities (up to %s)",
+                    settings.worker_graceful_shutdown,
+                )
+    engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

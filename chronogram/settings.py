@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
     graph_api_base_url: str = "http://localhost:8900"
     graph_api_version: str = "v25.0"
     graph_api_timeout_seconds: float = 30.0
+    # media_publish only: a publish that times out has an unknown outcome, so it is given longer than reads.
+    graph_api_publish_timeout_seconds: float = 90.0
 
     # HTTP API
     api_host: str = "127.0.0.1"
@@ -45,6 +48,7 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    worker_graceful_shutdown: timedelta = timedelta(seconds=30)
 
 
 @lru_cache

@@ -14,9 +14,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol
 
 _PR_SET_PDEATHSIG = 1
+
+
+class LineSink(Protocol):
+    """Where a child's output goes: a file, or the terminal through a lock."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class ProcessFailed(RuntimeError):
@@ -59,7 +67,7 @@ class ManagedProcess:
         name: str,
         argv: Sequence[str],
         *,
-        sink: TextIO,
+        sink: LineSink,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         run_as: str | None = None,

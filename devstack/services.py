@@ -13,10 +13,9 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from devstack import tools
-from devstack.processes import ManagedProcess, ProcessFailed, port_in_use
+from devstack.processes import LineSink, ManagedProcess, ProcessFailed, port_in_use
 
 LOCALHOST = "127.0.0.1"
 
@@ -45,7 +44,7 @@ class TemporalDevServer:
     def start(
         cls,
         *,
-        sink: TextIO,
+        sink: LineSink,
         port: int,
         ui_port: int | None,
         db_file: Path | None,
@@ -61,7 +60,7 @@ class TemporalDevServer:
         argv = [
             str(tools.temporal_cli().path), "server", "start-dev",
             "--ip", LOCALHOST, "--port", str(port),
-            "--log-level", log_level, "--log-format", "json",
+            "--log-level", log_level, "--log-format", "text",
             *_search_attribute_flags(search_attributes),
             # Long sleeping workflows and many of them: SQLite in WAL mode is an order of magnitude faster.
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
@@ -98,7 +97,7 @@ class MinioServer:
     def start(
         cls,
         *,
-        sink: TextIO,
+        sink: LineSink,
         data_dir: Path,
         port: int,
         console_port: int,
@@ -144,7 +143,7 @@ class PostgresServer:
     def start(
         cls,
         *,
-        sink: TextIO,
+        sink: LineSink,
         data_dir: Path,
         port: int,
         database: str = "chronogram",
@@ -180,10 +179,15 @@ class PostgresServer:
             if not durable:
                 initdb.append("--no-sync")
             result = subprocess.run(
-                ["runuser", "-u", run_as, "--", *initdb] if run_as else initdb, capture_output=True, text=True, check=False
+                ["runuser", "-u", run_as, "--", *initdb] if run_as else initdb,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
-                raise ProcessFailed(f"initdb failed for {data_dir}: {result.stderr.strip() or result.stdout.strip()}")
+                raise ProcessFailed(
+                    f"initdb failed for {data_dir}: {result.stderr.strip() or result.stdout.strip()}"
+                )
         argv = [
             str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port),
             "-c", f"listen_addresses={LOCALHOST}", "-c", f"unix_socket_directories={data_dir}",

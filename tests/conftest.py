@@ -75,14 +75,20 @@ def postgres_server(server_log: TextIO) -> Iterator[PostgresServer]:
     # Not under pytest's basetemp: that is private to root, and the server may run as the postgres user.
     data_dir = Path(tempfile.mkdtemp(prefix="chronogram-pg-"))
     data_dir.chmod(0o755)
-    server = PostgresServer.start(sink=server_log, data_dir=data_dir / "data", port=free_port(), durable=False)
+    server = PostgresServer.start(
+        sink=server_log, data_dir=data_dir / "data", port=free_port(), durable=False
+    )
     yield server
     server.process.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def settings(temporal_dev_server: TemporalDevServer, minio_server: MinioServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(
+    temporal_dev_server: TemporalDevServer,
+    minio_server: MinioServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
     """Settings pointing at this session's servers; the app database is a fresh SQLite file."""
     return Settings(
         temporal_address=temporal_dev_server.address,

@@ -32,7 +32,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
 
 
 def test_sqlmodel_table_round_trips(engine: Engine) -> None:
-    SmokeNote.metadata.create_all(engine, tables=[SmokeNote.__table__])  # type: ignore[list-item]
+    SmokeNote.metadata.create_all(engine, tables=[SmokeNote.__table__])  # type: ignore[attr-defined]
     marker = f"héllo {uuid.uuid4()} 📸"
     created_at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     with Session(engine) as session:

@@ -17,9 +17,13 @@ def test_object_round_trips_through_minio(settings: Settings) -> None:
     assert ensure_bucket(client, bucket) is True
     assert ensure_bucket(client, bucket) is False  # idempotent: the run command calls it on every start
 
-    payload = os.urandom(3 * 1024 * 1024 + 17)  # bigger than one multipart chunk boundary is not needed; random is
+    payload = os.urandom(
+        3 * 1024 * 1024 + 17
+    )  # bigger than one multipart chunk boundary is not needed; random is
     key = "media/2026/11/original.bin"
-    client.put_object(bucket, key, io.BytesIO(payload), length=len(payload), content_type="application/octet-stream")
+    client.put_object(
+        bucket, key, io.BytesIO(payload), length=len(payload), content_type="application/octet-stream"
+    )
 
     stat = client.stat_object(bucket, key)
     assert stat.size == len(payload)

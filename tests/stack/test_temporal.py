@@ -16,9 +16,14 @@ from tests.stack.smoke_workflows import GreetingWorkflow, GreetInput, LongSleepW
 
 async def test_workflow_with_an_activity_completes_on_the_dev_server(temporal_client: Client) -> None:
     task_queue = f"smoke-{uuid.uuid4()}"
-    async with Worker(temporal_client, task_queue=task_queue, workflows=[GreetingWorkflow], activities=[compose_greeting]):
+    async with Worker(
+        temporal_client, task_queue=task_queue, workflows=[GreetingWorkflow], activities=[compose_greeting]
+    ):
         handle = await temporal_client.start_workflow(
-            GreetingWorkflow.run, GreetInput(name="Chronogram"), id=f"smoke-{uuid.uuid4()}", task_queue=task_queue
+            GreetingWorkflow.run,
+            GreetInput(name="Chronogram"),
+            id=f"smoke-{uuid.uuid4()}",
+            task_queue=task_queue,
         )
         assert await handle.result() == "Hello, Chronogram! (from activity attempt 1)"
     # The server persisted a real history: the activity ran as its own scheduled task.
@@ -36,7 +41,9 @@ async def test_dev_server_has_the_project_search_attributes(temporal_client: Cli
     assert {key.name for key in SEARCH_ATTRIBUTES} <= set(listed.custom_attributes)
 
 
-async def test_thirty_day_sleep_completes_in_seconds_with_time_skipping(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_thirty_day_sleep_completes_in_seconds_with_time_skipping(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     client = time_skipping_env.client
     task_queue = f"smoke-{uuid.uuid4()}"
     started = time.monotonic()

@@ -1,0 +1,54 @@
+# Chronogram: `make dev` runs the whole stack locally, `make test` runs what CI runs.
+# Everything is installed on demand: the virtualenv (.venv, from requirements.lock; the code itself runs from the
+# checkout, nothing is installed into site-packages) and the pinned servers
+# (cached in ~/.cache/chronogram/tools; see devstack/tools.py).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install tools dev test lint format lock clean
+
+help:
+	@echo "make dev      bring up Temporal (+ Web UI), MinIO, the Graph API sandbox, the worker and the API"
+	@echo "make test     lint, type-check and run the test suite against real servers (what CI runs)"
+	@echo "make tools    build or fetch the pinned servers into the tool cache"
+	@echo "make lint     ruff and mypy only;  make format  apply ruff's fixes and formatting"
+	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Chronogram needs Python 3.11+ (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+install: $(STAMP)
+
+tools: $(STAMP)
+	$(PY) -m devstack.tools
+
+dev: tools
+	$(PY) -m devstack
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: tools lint
+	$(VENV)/bin/pytest
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
