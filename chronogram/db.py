@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, event
-from sqlmodel import create_engine
+from sqlmodel import SQLModel, create_engine
+
+from chronogram.models import APP_TABLES
+from chronogram.settings import PROJECT_ROOT
+
+SCHEMA_SQL = PROJECT_ROOT / "schema.sql"
+
+# Any constant shared by every process: concurrent starts (API and worker) take turns applying schema.sql, since
+# two CREATE TABLE IF NOT EXISTS racing on the same name can still fail on PostgreSQL's catalog constraints.
+_SCHEMA_LOCK_ID = 0x6368726F6E6F
 
 
 def make_engine(database_url: str) -> Engine:
@@ -25,3 +34,22 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def create_schema(engine: Engine, schema_sql: Path = SCHEMA_SQL) -> None:
+    """Create whatever tables and indexes are missing; safe to run on every start.
+
+    PostgreSQL runs schema.sql, the production source of truth, in one transaction. SQLite is built from the
+    SQLModel mirror of it (chronogram.models), which tests/db/test_schema.py keeps identical.
+    """
+    if engine.dialect.name == "postgresql":
+        ddl = schema_sql.read_text(encoding="utf-8")
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_ID})")
+            # no_parameters: the driver then sends the script as it is, several statements at once, and does not
+            # read the '%' of LIKE patterns as placeholders.
+            connection.execution_options(no_parameters=True).exec_driver_sql(ddl)
+    elif engine.dialect.name == "sqlite":
+        SQLModel.metadata.create_all(engine, tables=list(APP_TABLES))
+    else:
+        raise ValueError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")

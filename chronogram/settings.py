@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     media_bucket: str = "chronogram-media"
 
+    # Fernet key(s) encrypting Instagram access tokens at rest (chronogram.crypto). Comma-separated to rotate: the
+    # first encrypts, every one decrypts. Empty means development only: a key is generated once into
+    # .data/token.key. Production must set CHRONOGRAM_TOKEN_ENCRYPTION_KEY, and keep it: tokens die with the key.
+    token_encryption_key: SecretStr = SecretStr("")
+
     # Instagram Graph API: the local sandbox by default, https://graph.facebook.com in production.
     graph_api_base_url: str = "http://localhost:8900"
     graph_api_version: str = "v25.0"

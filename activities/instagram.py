@@ -1,0 +1,362 @@
+"""Instagram activities: containers, polling, the exactly-once publish, permalink and first comment.
+
+Tokens are read and decrypted here, per call, and never leave these methods: workflow inputs, results and
+histories only ever hold post ids and Instagram object ids. Every Graph API error is translated at this edge into
+an ``ApplicationError`` whose type is the error's stable ``kind``, so workflows branch on types, not messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from minio import Minio
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities.media import rendition_key
+from chronogram.contracts import (
+    POST_NOT_FOUND,
+    ContainerCheck,
+    ContainerRef,
+    ContainerReport,
+    CreateContainerInput,
+    FirstCommentResult,
+    MediaRef,
+    PermalinkResult,
+    PostRef,
+    PublishInput,
+    PublishOutcome,
+    PublishResult,
+    QuotaReport,
+    ReconcileInput,
+    ReconcileResult,
+    cap_error_text,
+)
+from chronogram.crypto import TokenCipher
+from chronogram.enums import PostType
+from chronogram.instagram import (
+    CarouselImageItemSpec,
+    CarouselSpec,
+    CarouselVideoItemSpec,
+    ContainerSpec,
+    ContainerStatusCode,
+    GraphAPIError,
+    GraphClient,
+    ImageSpec,
+    ReelSpec,
+    StorySpec,
+    UserTag,
+)
+from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia
+
+# Meta fetches the media while the container is IN_PROGRESS; a day covers that and the container's own lifetime.
+_PRESIGNED_URL_TTL = timedelta(hours=24)
+# Instagram's default when it sends no rate-limit hint.
+_DEFAULT_QUOTA_TOTAL = 100
+# How far around a publish attempt a media found in the account's feed may be the one we published.
+_RECONCILE_WINDOW = timedelta(minutes=2)
+
+
+def as_application_error(error: GraphAPIError) -> ApplicationError:
+    """One translation for every activity: the type is the error's kind; throttles carry Meta's wait time."""
+    return ApplicationError(
+        cap_error_text(f"{error.user_message} [{error}]"),
+        type=error.kind,
+        non_retryable=not error.retryable,
+        next_retry_delay=error.retry_after,
+    )
+
+
+@dataclass(frozen=True)
+class _PostContext:
+    post: Post
+    ig_user_id: str
+    username: str
+    token: SecretStr
+    items: list[tuple[PostMedia, MediaAsset]]
+
+
+class InstagramActivities:
+    def __init__(
+        self, graph: GraphClient, engine: Engine, storage: Minio, bucket: str, cipher: TokenCipher
+    ) -> None:
+        self._graph = graph
+        self._engine = engine
+        self._storage = storage
+        self._bucket = bucket
+        self._cipher = cipher
+
+    # --- reads: retried freely by the workflow's policies ------------------------------------------------------
+
+    @activity.defn
+    async def get_publishing_quota(self, request: PostRef) -> QuotaReport:
+        context = await self._context(request.post_id)
+        try:
+            limit = await self._graph.get_publishing_limit(
+                ig_user_id=context.ig_user_id, access_token=self._token(context)
+            )
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        return QuotaReport(usage=limit.quota_usage, total=limit.quota_total or _DEFAULT_QUOTA_TOTAL)
+
+    @activity.defn
+    async def check_container_ready(self, request: ContainerCheck) -> ContainerReport:
+        """Returns once the container is FINISHED; raises a retryable "not ready" while it is IN_PROGRESS, so
+        the retry policy is the polling loop."""
+        context = await self._context(request.post_id)
+        try:
+            status = await self._graph.get_container(
+                container_id=request.container_id, access_token=self._token(context)
+            )
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        if status.status_code is ContainerStatusCode.IN_PROGRESS:
+            raise ApplicationError(
+                f"container {request.container_id} is still processing",
+                type="ContainerNotReadyError",
+                category=ApplicationErrorCategory.BENIGN,
+            )
+        unusable = status.error()
+        if unusable is not None:
+            raise as_application_error(unusable)
+        return ContainerReport(container_id=status.id, status_code=status.status_code.value)
+
+    @activity.defn
+    async def reconcile_publish(self, request: ReconcileInput) -> ReconcileResult:
+        """Whether a publish whose outcome is unknown went live: the container's status is the documented truth."""
+        context = await self._context(request.post_id)
+        token = self._token(context)
+        try:
+            status = await self._graph.get_container(container_id=request.container_id, access_token=token)
+            if status.status_code is not ContainerStatusCode.PUBLISHED:
+                return ReconcileResult(status_code=status.status_code.value)
+            media_id = context.post.ig_media_id or await self._find_published_media(context, request, token)
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        if media_id and not context.post.ig_media_id:
+            await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media_id)
+        return ReconcileResult(status_code=status.status_code.value, media_id=media_id)
+
+    async def _find_published_media(
+        self, context: _PostContext, request: ReconcileInput, token: str
+    ) -> str | None:
+        # Match on exact caption and time window; without a unique match, leave the id unknown rather than bind
+        # someone else's post (never take the newest media blindly).
+        if context.post.type is PostType.STORIES:
+            return None  # stories are not listed by /media
+        recent = await self._graph.list_media(
+            ig_user_id=context.ig_user_id, access_token=token, since=request.attempted_at - _RECONCILE_WINDOW
+        )
+        candidates = [
+            media.id
+            for media in recent
+            if (media.caption or "") == (context.post.caption or "")
+            and (media.timestamp is None or media.timestamp >= request.attempted_at - _RECONCILE_WINDOW)
+        ]
+        return candidates[0] if len(candidates) == 1 else None
+
+    @activity.defn
+    async def fetch_permalink(self, request: MediaRef) -> PermalinkResult:
+        context = await self._context(request.post_id)
+        try:
+            media = await self._graph.get_media(media_id=request.media_id, access_token=self._token(context))
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        if media.permalink:
+            await asyncio.to_thread(self._save_post, request.post_id, permalink=media.permalink)
+        return PermalinkResult(permalink=media.permalink)
+
+    # --- mutations ---------------------------------------------------------------------------------------------
+
+    @activity.defn
+    async def create_container(self, request: CreateContainerInput) -> ContainerRef:
+        """Creates the container for one slot (a carousel item, or the post itself) and stores its id before
+        returning. A slot whose stored container is still usable is not created again: a second container next
+        to a FINISHED or PUBLISHED one is how duplicates begin."""
+        context = await self._context(request.post_id)
+        token = self._token(context)
+        existing = self._stored_container(context, request.position)
+        try:
+            if existing is not None:
+                status = await self._graph.get_container(container_id=existing, access_token=token)
+                if status.status_code not in (ContainerStatusCode.ERROR, ContainerStatusCode.EXPIRED):
+                    return ContainerRef(container_id=existing)
+            ref = await self._graph.create_container(
+                ig_user_id=context.ig_user_id, spec=self._spec(context, request), access_token=token
+            )
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        await asyncio.to_thread(self._save_container, request.post_id, request.position, ref.id)
+        return ContainerRef(container_id=ref.id)
+
+    @activity.defn
+    async def publish(self, request: PublishInput) -> PublishResult:
+        """Calls media_publish at most once per activity (the workflow never retries this activity). Checks
+        first: a container that is already PUBLISHED is never published again."""
+        context = await self._context(request.post_id)
+        token = self._token(context)
+        try:
+            status = await self._graph.get_container(container_id=request.container_id, access_token=token)
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        if status.status_code is ContainerStatusCode.PUBLISHED:
+            return PublishResult(outcome=PublishOutcome.ALREADY_PUBLISHED, media_id=context.post.ig_media_id)
+        try:
+            media = await self._graph.publish(
+                ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token
+            )
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        # The media id is the proof of publication: it is stored before anything else can fail.
+        await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media.id)
+        return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id)
+
+    @activity.defn
+    async def post_first_comment(self, request: MediaRef) -> FirstCommentResult:
+        """Exactly once: a comment id already stored, or our own identical comment already on the media, means
+        an earlier attempt got through."""
+        context = await self._context(request.post_id)
+        if context.post.ig_first_comment_id:
+            return FirstCommentResult(comment_id=context.post.ig_first_comment_id, created=False)
+        message = context.post.first_comment or ""
+        token = self._token(context)
+        try:
+            for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
+                if comment.text == message and comment.username in (None, context.username):
+                    await asyncio.to_thread(self._save_post, request.post_id, ig_first_comment_id=comment.id)
+                    return FirstCommentResult(comment_id=comment.id, created=False)
+            comment = await self._graph.create_comment(
+                media_id=request.media_id, message=message, access_token=token
+            )
+        except GraphAPIError as error:
+            raise as_application_error(error) from None
+        await asyncio.to_thread(self._save_post, request.post_id, ig_first_comment_id=comment.id)
+        return FirstCommentResult(comment_id=comment.id, created=True)
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    def _token(self, context: _PostContext) -> str:
+        return context.token.get_secret_value()
+
+    async def _context(self, post_id: int) -> _PostContext:
+        return await asyncio.to_thread(self._load_context, post_id)
+
+    def _load_context(self, post_id: int) -> _PostContext:
+        with Session(self._engine) as session:
+            post = session.get(Post, post_id)
+            if post is None:
+                raise ApplicationError(
+                    f"post {post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True
+                )
+            account = session.get(InstagramAccount, post.account_id)
+            if account is None:
+                raise ApplicationError(
+                    f"the Instagram account of post {post_id} was disconnected",
+                    type="GraphAuthError",
+                    non_retryable=True,
+                )
+            items = list(
+                session.exec(
+                    select(PostMedia, MediaAsset)
+                    .join(MediaAsset, MediaAsset.id == PostMedia.media_id)  # type: ignore[arg-type]
+                    .where(PostMedia.post_id == post_id)
+                    .order_by(PostMedia.position)  # type: ignore[arg-type]
+                ).all()
+            )
+            session.expunge_all()
+        return _PostContext(
+            post=post,
+            ig_user_id=account.ig_user_id,
+            username=account.username,
+            token=self._cipher.decrypt(account.access_token_ciphertext),
+            items=items,
+        )
+
+    @staticmethod
+    def _stored_container(context: _PostContext, position: int | None) -> str | None:
+        if position is None:
+            return context.post.ig_container_id
+        return next(
+            (item.ig_container_id for item, _asset in context.items if item.position == position), None
+        )
+
+    def _url(self, asset: MediaAsset) -> str:
+        return self._storage.presigned_get_object(
+            self._bucket, rendition_key(asset), expires=_PRESIGNED_URL_TTL
+        )
+
+    def _spec(self, context: _PostContext, request: CreateContainerInput) -> ContainerSpec:
+        post = context.post
+        tags = tuple(
+            UserTag(username=tag["username"], x=tag.get("x"), y=tag.get("y")) for tag in post.user_tags
+        )
+        if request.position is not None:
+            item, asset = next((i, a) for i, a in context.items if i.position == request.position)
+            if asset.content_type.startswith("video/"):
+                return CarouselVideoItemSpec(video_url=self._url(asset))
+            item_tags = tuple(
+                UserTag(username=t["username"], x=t.get("x"), y=t.get("y")) for t in item.user_tags
+            )
+            return CarouselImageItemSpec(
+                image_url=self._url(asset), user_tags=item_tags, alt_text=item.alt_text
+            )
+        options = post.reel_options or {}
+        collaborators = tuple(options.get("collaborators", ()))
+        if post.type is PostType.CAROUSEL:
+            return CarouselSpec(
+                children=tuple(request.children),
+                caption=post.caption,
+                location_id=post.location_id,
+                collaborators=collaborators,
+            )
+        _item, asset = context.items[0]
+        if post.type is PostType.REELS:
+            return ReelSpec(
+                video_url=self._url(asset),
+                caption=post.caption,
+                location_id=post.location_id,
+                user_tags=tags,
+                collaborators=collaborators,
+                share_to_feed=options.get("share_to_feed"),
+                cover_url=options.get("cover_url"),
+                thumb_offset_ms=options.get("thumb_offset_ms"),
+            )
+        if post.type is PostType.STORIES:
+            if asset.content_type.startswith("video/"):
+                return StorySpec(video_url=self._url(asset), user_tags=tags)
+            return StorySpec(image_url=self._url(asset), user_tags=tags)
+        return ImageSpec(
+            image_url=self._url(asset),
+            caption=post.caption,
+            location_id=post.location_id,
+            user_tags=tags,
+            alt_text=post.alt_text,
+        )
+
+    def _save_container(self, post_id: int, position: int | None, container_id: str) -> None:
+        with Session(self._engine) as session:
+            if position is None:
+                post = session.get(Post, post_id)
+                assert post is not None
+                post.ig_container_id = container_id
+                session.add(post)
+            else:
+                item = session.get(PostMedia, (post_id, position))
+                assert item is not None
+                item.ig_container_id = container_id
+                session.add(item)
+            session.commit()
+
+    def _save_post(self, post_id: int, **values: str) -> None:
+        with Session(self._engine) as session:
+            post = session.get(Post, post_id)
+            assert post is not None
+            for name, value in values.items():
+                setattr(post, name, value)
+            session.add(post)
+            session.commit()

@@ -1,0 +1,107 @@
+"""Media activities: read a post's objects from storage, validate them, and store what Instagram will fetch."""
+
+from __future__ import annotations
+
+import io
+
+from minio import Minio
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from chronogram.contracts import (
+    MEDIA_REJECTED,
+    POST_NOT_FOUND,
+    MediaKind,
+    PostRef,
+    PreparedMedia,
+    PreparedMediaList,
+)
+from chronogram.enums import PostType
+from chronogram.media_rules import MediaRejected, check_aspect_ratio, check_video, render_image, sniff_video
+from chronogram.models import MediaAsset, Post, PostMedia
+
+
+def rendition_key(asset: MediaAsset) -> str:
+    """Where the Instagram-ready copy of an asset lives. Keyed by content, so identical uploads share one and a
+    retried activity overwrites its own earlier attempt."""
+    if asset.content_type.startswith("video/"):
+        return asset.object_key  # videos go to Instagram as uploaded: Meta transcodes them itself
+    return f"renditions/{asset.sha256}.jpg"
+
+
+def media_kind(asset: MediaAsset) -> MediaKind:
+    return MediaKind.VIDEO if asset.content_type.startswith("video/") else MediaKind.IMAGE
+
+
+class MediaActivities:
+    """Blocking (MinIO and SQLAlchemy are synchronous): registered with the worker's thread pool."""
+
+    def __init__(self, storage: Minio, bucket: str, engine: Engine) -> None:
+        self._storage = storage
+        self._bucket = bucket
+        self._engine = engine
+
+    @activity.defn
+    def prepare_media(self, request: PostRef) -> PreparedMediaList:
+        with Session(self._engine) as session:
+            post = session.get(Post, request.post_id)
+            if post is None:
+                raise ApplicationError(
+                    f"post {request.post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True
+                )
+            rows = session.exec(
+                select(PostMedia, MediaAsset)
+                .join(MediaAsset, MediaAsset.id == PostMedia.media_id)  # type: ignore[arg-type]
+                .where(PostMedia.post_id == request.post_id)
+                .order_by(PostMedia.position)  # type: ignore[arg-type]
+            ).all()
+            post_type = post.type
+        if not rows:
+            raise ApplicationError(
+                f"post {request.post_id} has no media", type=MEDIA_REJECTED, non_retryable=True
+            )
+
+        prepared = []
+        for item, asset in rows:
+            activity.heartbeat(item.position)
+            try:
+                key = self._prepare_one(asset, post_type)
+            except MediaRejected as rejected:
+                raise ApplicationError(
+                    f"media #{item.position + 1} ({asset.object_key.rsplit('/', 1)[-1]}): {rejected.message}",
+                    rejected.code,
+                    type=MEDIA_REJECTED,
+                    non_retryable=True,
+                ) from None
+            prepared.append(PreparedMedia(position=item.position, rendition_key=key, kind=media_kind(asset)))
+        return PreparedMediaList(items=prepared)
+
+    def _prepare_one(self, asset: MediaAsset, post_type: PostType) -> str:
+        if media_kind(asset) is MediaKind.VIDEO:
+            head = self._read(asset.object_key, length=64)
+            if sniff_video(head) is None:
+                raise MediaRejected("unsupported_video_format", "the video is not an MP4 or MOV file")
+            check_video(size_bytes=asset.size_bytes, duration_ms=asset.duration_ms, post_type=post_type)
+            return rendition_key(asset)
+
+        rendition = render_image(self._read(asset.object_key))
+        check_aspect_ratio(rendition.width, rendition.height, post_type)
+        key = rendition_key(asset)
+        self._storage.put_object(
+            self._bucket,
+            key,
+            io.BytesIO(rendition.data),
+            length=len(rendition.data),
+            content_type=rendition.content_type,
+        )
+        return key
+
+    def _read(self, key: str, length: int = 0) -> bytes:
+        response = self._storage.get_object(self._bucket, key, length=length)
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+            response.release_conn()

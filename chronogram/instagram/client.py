@@ -1,0 +1,368 @@
+"""Async client for the Instagram Graph API content-publishing flow.
+
+The client owns no connection pool: it borrows the process's shared ``httpx.AsyncClient``. Every method
+takes the account's token as ``access_token=`` and sends it in the ``Authorization`` header, so URLs (which
+httpx logs and keeps on its exceptions) stay clean. Failures raise the typed errors of
+:mod:`chronogram.instagram.errors`; nothing here retries, because whether a retry is safe depends on the
+workflow's state, not on this call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from chronogram.instagram.errors import GraphErrorDetails, Operation, classify, error_for
+from chronogram.instagram.models import (
+    Account,
+    Comment,
+    ContainerRef,
+    ContainerSpec,
+    ContainerStatus,
+    ContainerStatusCode,
+    Media,
+    MediaRef,
+    PublishingLimit,
+    TokenGrant,
+    media_from_wire,
+    parse_timestamp,
+)
+from chronogram.settings import Settings
+
+__all__ = ["MEDIA_FIELDS", "GraphClient"]
+
+logger = logging.getLogger(__name__)
+
+MEDIA_FIELDS = ("id", "media_type", "media_product_type", "permalink", "timestamp", "caption", "shortcode")
+_VERSION = re.compile(r"^v\d+\.\d+$")
+_SECRET_QUERY = re.compile(r"((?:access_token|fb_exchange_token|client_secret|input_token)=)[^&\s\"']+")
+
+
+class _RedactSecretsInUrls(logging.Filter):
+    """httpx logs every request URL at INFO; the one documented call that needs the token in the query
+    (``refresh_access_token``) must not leak it there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                _SECRET_QUERY.sub(r"\1[redacted]", str(arg)) if isinstance(arg, httpx.URL | str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _install_log_redaction() -> None:
+    httpx_logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactSecretsInUrls) for f in httpx_logger.filters):
+        httpx_logger.addFilter(_RedactSecretsInUrls())
+
+
+class GraphClient:
+    """Typed calls to ``{base_url}/{api_version}/...`` (graph.facebook.com, graph.instagram.com or the sandbox).
+
+    ``timeout`` bounds every read call; ``publish_timeout`` is longer because a video publish can take a
+    while and a publish that times out has an unknown outcome, which is far costlier than waiting.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_version: str,
+        timeout: float = 30.0,
+        publish_timeout: float = 90.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not _VERSION.match(api_version):
+            raise ValueError(f"api_version must look like 'v25.0', got {api_version!r}")
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._api_version = api_version
+        self._timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
+        self._publish_timeout = httpx.Timeout(publish_timeout, connect=min(connect_timeout, publish_timeout))
+        _install_log_redaction()
+
+    @classmethod
+    def from_settings(cls, http: httpx.AsyncClient, settings: Settings) -> GraphClient:
+        return cls(
+            http,
+            base_url=settings.graph_api_base_url,
+            api_version=settings.graph_api_version,
+            timeout=settings.graph_api_timeout_seconds,
+            publish_timeout=settings.graph_api_publish_timeout_seconds,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def api_version(self) -> str:
+        return self._api_version
+
+    def __repr__(self) -> str:
+        return f"GraphClient(base_url={self._base_url!r}, api_version={self._api_version!r})"
+
+    async def create_container(
+        self, *, ig_user_id: str, spec: ContainerSpec, access_token: str
+    ) -> ContainerRef:
+        """``POST /{ig-user-id}/media``. Image URLs are fetched by Meta during this call; videos later."""
+        body = await self._call(
+            Operation.CREATE_CONTAINER,
+            "POST",
+            f"{ig_user_id}/media",
+            access_token=access_token,
+            form=spec.to_params(),
+        )
+        return ContainerRef(id=self._id(body, Operation.CREATE_CONTAINER))
+
+    async def get_container(self, *, container_id: str, access_token: str) -> ContainerStatus:
+        """``GET /{container-id}?fields=id,status_code,status``. ERROR/EXPIRED are data here, see ``.error()``."""
+        op = Operation.CONTAINER_STATUS
+        body = await self._call(
+            op, "GET", container_id, access_token=access_token, params={"fields": "id,status_code,status"}
+        )
+        try:
+            code = ContainerStatusCode(str(body.get("status_code")))
+        except ValueError:
+            raise self._unexpected(op, f"unknown container status_code {body.get('status_code')!r}") from None
+        status = body.get("status")
+        return ContainerStatus(
+            id=str(body.get("id", container_id)),
+            status_code=code,
+            status=status if isinstance(status, str) else None,
+        )
+
+    async def publish(self, *, ig_user_id: str, container_id: str, access_token: str) -> MediaRef:
+        """``POST /{ig-user-id}/media_publish``. Any failure that does not prove "nothing was published" is
+        an :class:`~chronogram.instagram.errors.OutcomeUnknownError`: reconcile with :meth:`get_container`."""
+        body = await self._call(
+            Operation.MEDIA_PUBLISH,
+            "POST",
+            f"{ig_user_id}/media_publish",
+            access_token=access_token,
+            form={"creation_id": container_id},
+            limits=self._publish_timeout,
+        )
+        return MediaRef(id=self._id(body, Operation.MEDIA_PUBLISH))
+
+    async def get_media(
+        self, *, media_id: str, access_token: str, fields: tuple[str, ...] = MEDIA_FIELDS
+    ) -> Media:
+        body = await self._call(
+            Operation.GET_MEDIA,
+            "GET",
+            media_id,
+            access_token=access_token,
+            params={"fields": ",".join(fields)},
+        )
+        return self._media(body, Operation.GET_MEDIA)
+
+    async def list_media(
+        self,
+        *,
+        ig_user_id: str,
+        access_token: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 25,
+    ) -> list[Media]:
+        """The account's most recent media, newest first (one page; stories are not included by Meta)."""
+        params = {"fields": ",".join(MEDIA_FIELDS), "limit": str(limit)}
+        if since is not None:
+            params["since"] = str(int(since.timestamp()))
+        if until is not None:
+            params["until"] = str(int(until.timestamp()))
+        op = Operation.LIST_MEDIA
+        body = await self._call(op, "GET", f"{ig_user_id}/media", access_token=access_token, params=params)
+        return [self._media(item, op) for item in self._data(body, op)]
+
+    async def create_comment(self, *, media_id: str, message: str, access_token: str) -> Comment:
+        """``POST /{ig-media-id}/comments``; returns the comment id. Not idempotent: a failure that does not
+        prove otherwise is an OutcomeUnknownError (check :meth:`list_comments` before retrying)."""
+        body = await self._call(
+            Operation.CREATE_COMMENT,
+            "POST",
+            f"{media_id}/comments",
+            access_token=access_token,
+            form={"message": message},
+        )
+        return Comment(id=self._id(body, Operation.CREATE_COMMENT), text=message)
+
+    async def list_comments(self, *, media_id: str, access_token: str, limit: int = 50) -> list[Comment]:
+        op = Operation.LIST_COMMENTS
+        body = await self._call(
+            op,
+            "GET",
+            f"{media_id}/comments",
+            access_token=access_token,
+            params={"fields": "id,text,timestamp,username", "limit": str(limit)},
+        )
+        comments = []
+        for item in self._data(body, op):
+            text, username = item.get("text"), item.get("username")
+            comments.append(
+                Comment(
+                    id=str(item["id"]),
+                    text=text if isinstance(text, str) else None,
+                    timestamp=parse_timestamp(item.get("timestamp")),
+                    username=username if isinstance(username, str) else None,
+                )
+            )
+        return comments
+
+    async def get_publishing_limit(
+        self, *, ig_user_id: str, access_token: str, since: datetime | None = None
+    ) -> PublishingLimit:
+        """``GET /{ig-user-id}/content_publishing_limit``; accepts both the ``data[]`` and the bare shape."""
+        op = Operation.PUBLISHING_LIMIT
+        params = {"fields": "quota_usage,config"}
+        if since is not None:
+            params["since"] = str(int(since.timestamp()))
+        body = await self._call(
+            op, "GET", f"{ig_user_id}/content_publishing_limit", access_token=access_token, params=params
+        )
+        data = body.get("data")
+        entry = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else body
+        usage = entry.get("quota_usage")
+        if not isinstance(usage, int):
+            raise self._unexpected(op, "content_publishing_limit without quota_usage")
+        config = entry.get("config")
+        if not isinstance(config, dict):
+            config = {}
+        total, duration = config.get("quota_total"), config.get("quota_duration")
+        return PublishingLimit(
+            quota_usage=usage,
+            quota_total=total if isinstance(total, int) else None,
+            quota_duration=timedelta(seconds=duration) if isinstance(duration, int) else None,
+        )
+
+    async def get_account(self, *, access_token: str, ig_user_id: str | None = None) -> Account:
+        """The IG professional account a token acts for.
+
+        With ``ig_user_id`` (Facebook Login, where ``/me`` is the Facebook user) that account is read and
+        the token must grant access to it; without it ``/me`` is used (Instagram Login).
+        """
+        op = Operation.GET_ACCOUNT
+        if ig_user_id is not None:
+            body = await self._call(
+                op, "GET", ig_user_id, access_token=access_token, params={"fields": "id,username"}
+            )
+            account_id = body.get("id")
+        else:
+            body = await self._call(
+                op, "GET", "me", access_token=access_token, params={"fields": "user_id,username"}
+            )
+            # Instagram Login's /me "id" is app-scoped; "user_id" is the id content publishing paths take.
+            account_id = body.get("user_id") or body.get("id")
+        username = body.get("username")
+        if account_id is None:
+            raise self._unexpected(op, "account without an id")
+        return Account(id=str(account_id), username=username if isinstance(username, str) else None)
+
+    async def refresh_access_token(self, *, access_token: str) -> TokenGrant:
+        """Instagram Login's ``GET /refresh_access_token?grant_type=ig_refresh_token`` (token ≥ 24 h old).
+
+        Facebook Login Page tokens do not expire and have no refresh call.
+        """
+        op = Operation.REFRESH_TOKEN
+        body = await self._call(
+            op,
+            "GET",
+            "refresh_access_token",
+            access_token=access_token,
+            params={"grant_type": "ig_refresh_token"},
+            versioned=False,
+            token_in_query=True,
+        )
+        token, expires_in = body.get("access_token"), body.get("expires_in")
+        if not isinstance(token, str) or not token:
+            raise self._unexpected(op, "refresh response without access_token")
+        token_type = body.get("token_type")
+        return TokenGrant(
+            access_token=token,
+            token_type=token_type if isinstance(token_type, str) else None,
+            expires_in=timedelta(seconds=expires_in) if isinstance(expires_in, int) else None,
+        )
+
+    async def _call(
+        self,
+        operation: Operation,
+        method: str,
+        path: str,
+        *,
+        access_token: str,
+        params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
+        limits: httpx.Timeout | None = None,
+        versioned: bool = True,
+        token_in_query: bool = False,
+    ) -> dict[str, Any]:
+        url = f"{self._base_url}/{self._api_version}/{path}" if versioned else f"{self._base_url}/{path}"
+        query = dict(params or {})
+        headers = {}
+        if token_in_query:
+            # Documented as a query parameter for this endpoint only; see _RedactSecretsInUrls.
+            query["access_token"] = access_token
+        else:
+            headers["Authorization"] = f"Bearer {access_token}"
+        secrets = (access_token,)
+        started = time.monotonic()
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                params=query or None,
+                data=dict(form) if form is not None else None,
+                headers=headers,
+                timeout=limits or self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            error = classify(exc, operation=operation, secrets=secrets)
+            logger.info("graph %s %s failed after %.0f ms: %s", method, path, _ms(started), error)
+            # Not chained: httpx exceptions keep the request, whose headers carry the token.
+            raise error from None
+        logger.debug("graph %s %s -> %d in %.0f ms", method, path, response.status_code, _ms(started))
+        if not response.is_success:
+            raise classify(response, operation=operation, secrets=secrets)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "error" in body:
+            raise classify(response, operation=operation, secrets=secrets)
+        return body
+
+    def _id(self, body: Mapping[str, Any], operation: Operation) -> str:
+        value = body.get("id")
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value):
+            raise self._unexpected(operation, "response without an id")
+        return str(value)
+
+    def _data(self, body: Mapping[str, Any], operation: Operation) -> list[Mapping[str, Any]]:
+        data = body.get("data")
+        if not isinstance(data, list) or not all(isinstance(item, dict) and "id" in item for item in data):
+            raise self._unexpected(operation, "list response without data[]")
+        return data
+
+    def _media(self, body: Mapping[str, Any], operation: Operation) -> Media:
+        if "id" not in body:
+            raise self._unexpected(operation, "media without an id")
+        return media_from_wire(body)
+
+    @staticmethod
+    def _unexpected(operation: Operation, message: str) -> Exception:
+        # A 200 we cannot read: Meta answered, so a mutation most likely happened (error_for turns this into
+        # OutcomeUnknownError for unsafe operations) and a read can simply be repeated.
+        return error_for(GraphErrorDetails(operation=operation, message=message, is_transient=True))
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000

@@ -1,0 +1,513 @@
+"""The publishing engine's tables as SQLModel classes: an exact mirror of schema.sql, the production source of truth.
+
+PostgreSQL gets its schema from schema.sql; SQLite (the embedded default) gets it from these classes through
+chronogram.db.create_schema. tests/db/test_schema.py compares the two, so a change goes into both files.
+
+Only table definitions and column types live here: no I/O, no API schemas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NotRequired, TypeVar
+
+from pydantic import SecretStr
+from sqlalchemy import (
+    DDL,
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlmodel import Field, SQLModel
+
+# typing_extensions: pydantic only accepts its TypedDict before Python 3.12.
+from typing_extensions import TypedDict
+
+from chronogram.enums import (
+    STATUS_TRANSITIONS,
+    TERMINAL_STATUSES,
+    EventKind,
+    PostStatus,
+    PostType,
+    can_transition,
+)
+
+if TYPE_CHECKING:
+    from chronogram.crypto import TokenCipher
+
+__all__ = [
+    "APP_TABLES",
+    "STATUS_TRANSITIONS",
+    "TERMINAL_STATUSES",
+    "ApiKey",
+    "EventKind",
+    "IdempotencyKey",
+    "InstagramAccount",
+    "MediaAsset",
+    "Post",
+    "PostEvent",
+    "PostMedia",
+    "PostStatus",
+    "PostType",
+    "ReelOptions",
+    "TextEnum",
+    "UTCDateTime",
+    "User",
+    "UserTag",
+    "can_transition",
+]
+
+# --- Column types ---------------------------------------------------------------------------------------------
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """TIMESTAMPTZ on PostgreSQL; on SQLite, UTC stored without an offset. Always aware in Python, always UTC.
+
+    A naive datetime is refused on the way in: guessing its zone is how a post goes out hours early. SQLite keeps
+    UTC only, so that its text timestamps sort in time order and read back unambiguously.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} refused: give an aware instant (tzinfo=UTC)"
+            )
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class TextEnum(TypeDecorator[_E]):
+    """A StrEnum stored as TEXT (the CHECK constraint lists the values); rows read back as enum members."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, enum_type: type[_E]) -> None:
+        super().__init__()
+        self.enum_type = enum_type
+
+    def process_bind_param(self, value: _E | str | None, dialect: Dialect) -> str | None:
+        # Raises ValueError for a value outside the enum before the database has to.
+        return None if value is None else self.enum_type(value).value
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> _E | None:
+        return None if value is None else self.enum_type(value)
+
+
+def _json() -> TypeEngine[Any]:
+    # none_as_null: Python None must be SQL NULL (what the nullable columns and their CHECKs mean), not JSON 'null'.
+    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def _id_type() -> TypeEngine[int]:
+    # SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY (it is 64-bit anyway).
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UserTag(TypedDict):
+    """An entry of Instagram's user_tags: x and y (0..1 from the top left) are required on images only."""
+
+    username: str
+    x: NotRequired[float]
+    y: NotRequired[float]
+
+
+class ReelOptions(TypedDict, total=False):
+    share_to_feed: bool
+    # Either a cover image or a frame of the video; Instagram lets cover_url win when both are sent.
+    cover_url: str
+    thumb_offset_ms: int
+    collaborators: list[str]
+    audio_name: str
+
+
+# --- Column helpers: each call returns a new Column, which is what a table needs ---------------------------------
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id() -> Any:
+    return Field(default=None, sa_column=Column(_id_type(), Identity(), primary_key=True))
+
+
+def _column(column: Column[Any], *, in_repr: bool = True) -> Any:
+    # Only a nullable column defaults to None; the others stay required in the constructor's signature.
+    if column.nullable:
+        return Field(default=None, repr=in_repr, sa_column=column)
+    return Field(repr=in_repr, sa_column=column)
+
+
+def _fk(*, nullable: bool = False) -> Any:
+    # The foreign key itself is declared once in __table_args__, under the constraint name schema.sql uses.
+    return _column(Column(BigInteger(), nullable=nullable))
+
+
+def _text(*, nullable: bool, in_repr: bool = True) -> Any:
+    return _column(Column(Text(), nullable=nullable), in_repr=in_repr)
+
+
+def _timestamp(*, nullable: bool) -> Any:
+    return _column(Column(UTCDateTime(), nullable=nullable))
+
+
+def _created_at() -> Any:
+    return Field(
+        default_factory=_utc_now, sa_column=Column(UTCDateTime(), nullable=False, server_default=func.now())
+    )
+
+
+def _updated_at() -> Any:
+    return Field(
+        default_factory=_utc_now,
+        sa_column=Column(UTCDateTime(), nullable=False, server_default=func.now(), onupdate=_utc_now),
+    )
+
+
+def _in_check(column: str, values: type[StrEnum], *, name: str, nullable: bool = False) -> CheckConstraint:
+    """The CHECK that schema.sql spells out by hand, generated from the enum so Python cannot drift from it."""
+    listed = ", ".join(f"'{member.value}'" for member in values)
+    sql = f"{column} IN ({listed})"
+    return CheckConstraint(f"{column} IS NULL OR {sql}" if nullable else sql, name=name)
+
+
+def _hex_sha256_check(column: str) -> str:
+    # ltrim(x, chars) is in both PostgreSQL and SQLite, which share no regular-expression operator.
+    return f"length({column}) = 64 AND ltrim({column}, '0123456789abcdef') = ''"
+
+
+_SQLITE = {"sqlite_autoincrement": True}
+"""AUTOINCREMENT: never reuse the id of a deleted row (PostgreSQL identities never do); a reused post id would
+collide with the Temporal workflow id of the post that had it before."""
+
+
+# --- Tables ------------------------------------------------------------------------------------------------------
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("email", name="users_email_key"),
+        CheckConstraint("email = lower(email) AND length(email) BETWEEN 3 AND 320", name="users_email_check"),
+        {
+            "comment": "People who schedule posts; every other row belongs to one of them and goes when they go.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    email: str = _text(nullable=False)
+    created_at: datetime = _created_at()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("key_hash", name="api_keys_key_hash_key"),
+        ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE", name="api_keys_user_id_fkey"),
+        CheckConstraint("length(prefix) BETWEEN 4 AND 16", name="api_keys_prefix_check"),
+        CheckConstraint(_hex_sha256_check("key_hash"), name="api_keys_key_hash_check"),
+        Index("ix_api_keys_user_id", "user_id"),
+        {
+            "comment": "API keys for the HTTP API, stored only as a sha256 hash; "
+            "a revoked key stays for the audit trail.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    user_id: int = _fk()
+    name: str | None = _text(nullable=True)
+    prefix: str = _text(nullable=False)
+    key_hash: str = _text(nullable=False, in_repr=False)
+    created_at: datetime = _created_at()
+    revoked_at: datetime | None = _timestamp(nullable=True)
+
+
+class InstagramAccount(SQLModel, table=True):
+    __tablename__ = "instagram_accounts"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "ig_user_id", name="instagram_accounts_owner_id_ig_user_id_key"),
+        UniqueConstraint("owner_id", "id", name="instagram_accounts_owner_id_id_key"),
+        ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], ondelete="CASCADE", name="instagram_accounts_owner_id_fkey"
+        ),
+        CheckConstraint(
+            "ig_user_id <> '' AND ltrim(ig_user_id, '0123456789') = ''",
+            name="instagram_accounts_ig_user_id_check",
+        ),
+        CheckConstraint("username <> ''", name="instagram_accounts_username_check"),
+        CheckConstraint(
+            "access_token_ciphertext LIKE 'gAAAAA%'", name="instagram_accounts_access_token_ciphertext_check"
+        ),
+        {
+            "comment": "Instagram professional accounts a user connected, "
+            "with their access token encrypted at rest.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    owner_id: int = _fk()
+    ig_user_id: str = _text(nullable=False)
+    username: str = _text(nullable=False)
+    access_token_ciphertext: str = _text(nullable=False, in_repr=False)
+    token_expires_at: datetime | None = _timestamp(nullable=True)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+    def set_access_token(self, cipher: TokenCipher, token: str | SecretStr) -> None:
+        self.access_token_ciphertext = cipher.encrypt(token)
+
+    def access_token(self, cipher: TokenCipher) -> SecretStr:
+        return cipher.decrypt(self.access_token_ciphertext)
+
+
+class MediaAsset(SQLModel, table=True):
+    __tablename__ = "media_assets"
+    __table_args__ = (
+        UniqueConstraint("object_key", name="media_assets_object_key_key"),
+        ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], ondelete="CASCADE", name="media_assets_owner_id_fkey"
+        ),
+        CheckConstraint("object_key <> ''", name="media_assets_object_key_check"),
+        CheckConstraint(
+            "content_type LIKE 'image/%' OR content_type LIKE 'video/%'",
+            name="media_assets_content_type_check",
+        ),
+        CheckConstraint("size_bytes > 0", name="media_assets_size_bytes_check"),
+        CheckConstraint(_hex_sha256_check("sha256"), name="media_assets_sha256_check"),
+        CheckConstraint(
+            "(width IS NULL AND height IS NULL) OR (width > 0 AND height > 0)",
+            name="media_assets_dimensions_check",
+        ),
+        CheckConstraint(
+            "duration_ms IS NULL OR (duration_ms > 0 AND content_type LIKE 'video/%')",
+            name="media_assets_duration_ms_check",
+        ),
+        Index("ix_media_assets_owner_id", "owner_id"),
+        {
+            "comment": "Uploaded images and videos in object storage, with what was measured when they arrived.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    owner_id: int = _fk()
+    object_key: str = _text(nullable=False)
+    content_type: str = _text(nullable=False)
+    size_bytes: int = _column(Column(BigInteger(), nullable=False))
+    sha256: str = _text(nullable=False)
+    width: int | None = _column(Column(Integer(), nullable=True))
+    height: int | None = _column(Column(Integer(), nullable=True))
+    duration_ms: int | None = _column(Column(Integer(), nullable=True))
+    created_at: datetime = _created_at()
+
+
+class Post(SQLModel, table=True):
+    __tablename__ = "posts"
+    __table_args__ = (
+        UniqueConstraint("ig_container_id", name="posts_ig_container_id_key"),
+        UniqueConstraint("ig_media_id", name="posts_ig_media_id_key"),
+        ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE", name="posts_owner_id_fkey"),
+        ForeignKeyConstraint(
+            ["owner_id", "account_id"],
+            ["instagram_accounts.owner_id", "instagram_accounts.id"],
+            ondelete="NO ACTION",
+            deferrable=True,
+            initially="DEFERRED",
+            name="posts_owner_id_account_id_fkey",
+        ),
+        _in_check("type", PostType, name="posts_type_check"),
+        _in_check("status", PostStatus, name="posts_status_check"),
+        CheckConstraint("caption IS NULL OR length(caption) <= 2200", name="posts_caption_check"),
+        CheckConstraint("alt_text IS NULL OR length(alt_text) <= 1000", name="posts_alt_text_check"),
+        CheckConstraint("reel_options IS NULL OR type = 'REELS'", name="posts_reel_options_check"),
+        CheckConstraint(
+            "(status = 'published') = (published_at IS NOT NULL)", name="posts_published_at_check"
+        ),
+        Index("ix_posts_account_id_publish_at_id", "account_id", "publish_at", "id"),
+        Index("ix_posts_owner_id_status_publish_at_id", "owner_id", "status", "publish_at", "id"),
+        {
+            "comment": "Scheduled Instagram posts: what to publish, where, when, and how far publishing got.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    owner_id: int = _fk()
+    account_id: int = _fk()
+    type: PostType = _column(Column(TextEnum(PostType), nullable=False))
+    caption: str | None = _text(nullable=True)
+    first_comment: str | None = _text(nullable=True)
+    ig_first_comment_id: str | None = _text(nullable=True)
+    location_id: str | None = _text(nullable=True)
+    user_tags: list[UserTag] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+    alt_text: str | None = _text(nullable=True)
+    reel_options: ReelOptions | None = _column(Column(_json(), nullable=True))
+    publish_at: datetime = _column(Column(UTCDateTime(), nullable=False))
+    status: PostStatus = Field(
+        default=PostStatus.SCHEDULED,
+        sa_column=Column(TextEnum(PostStatus), nullable=False, server_default=PostStatus.SCHEDULED.value),
+    )
+    ig_container_id: str | None = _text(nullable=True)
+    ig_media_id: str | None = _text(nullable=True)
+    permalink: str | None = _text(nullable=True)
+    error_code: str | None = _text(nullable=True)
+    error_message: str | None = _text(nullable=True)
+    published_at: datetime | None = _timestamp(nullable=True)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class PostMedia(SQLModel, table=True):
+    __tablename__ = "post_media"
+    __table_args__ = (
+        UniqueConstraint("ig_container_id", name="post_media_ig_container_id_key"),
+        ForeignKeyConstraint(["post_id"], ["posts.id"], ondelete="CASCADE", name="post_media_post_id_fkey"),
+        ForeignKeyConstraint(
+            ["media_id"],
+            ["media_assets.id"],
+            ondelete="NO ACTION",
+            deferrable=True,
+            initially="DEFERRED",
+            name="post_media_media_id_fkey",
+        ),
+        CheckConstraint("position BETWEEN 0 AND 9", name="post_media_position_check"),
+        CheckConstraint("alt_text IS NULL OR length(alt_text) <= 1000", name="post_media_alt_text_check"),
+        Index("ix_post_media_media_id", "media_id"),
+        {"comment": "The media of a post in publishing order, with per-item Instagram carousel data."},
+    )
+
+    post_id: int = _column(Column(BigInteger(), primary_key=True, autoincrement=False))
+    position: int = _column(Column(SmallInteger(), primary_key=True, autoincrement=False))
+    media_id: int = _fk()
+    ig_container_id: str | None = _text(nullable=True)
+    alt_text: str | None = _text(nullable=True)
+    user_tags: list[UserTag] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+
+
+class PostEvent(SQLModel, table=True):
+    __tablename__ = "post_events"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="post_events_dedupe_key_key"),
+        ForeignKeyConstraint(["post_id"], ["posts.id"], ondelete="CASCADE", name="post_events_post_id_fkey"),
+        _in_check("kind", EventKind, name="post_events_kind_check"),
+        _in_check("from_status", PostStatus, nullable=True, name="post_events_from_status_check"),
+        _in_check("to_status", PostStatus, nullable=True, name="post_events_to_status_check"),
+        CheckConstraint(
+            "kind = 'transition' OR (from_status IS NULL AND to_status IS NULL)",
+            name="post_events_transition_check",
+        ),
+        CheckConstraint("attempt IS NULL OR attempt >= 1", name="post_events_attempt_check"),
+        CheckConstraint(
+            "kind <> 'error' OR error_code IS NOT NULL OR error_message IS NOT NULL",
+            name="post_events_error_check",
+        ),
+        Index("ix_post_events_post_id_occurred_at_id", "post_id", "occurred_at", "id"),
+        {
+            "comment": "Append-only audit of every status transition, publishing attempt and error of a post.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    post_id: int = _fk()
+    occurred_at: datetime = _created_at()
+    kind: EventKind = _column(Column(TextEnum(EventKind), nullable=False))
+    from_status: PostStatus | None = _column(Column(TextEnum(PostStatus), nullable=True))
+    to_status: PostStatus | None = _column(Column(TextEnum(PostStatus), nullable=True))
+    attempt: int | None = _column(Column(Integer(), nullable=True))
+    error_code: str | None = _text(nullable=True)
+    error_message: str | None = _text(nullable=True)
+    detail: dict[str, Any] | None = _column(Column(_json(), nullable=True))
+    dedupe_key: str | None = _text(nullable=True)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id"], ["users.id"], ondelete="CASCADE", name="idempotency_keys_user_id_fkey"
+        ),
+        ForeignKeyConstraint(
+            ["post_id"], ["posts.id"], ondelete="CASCADE", name="idempotency_keys_post_id_fkey"
+        ),
+        CheckConstraint("length(key) BETWEEN 1 AND 255", name="idempotency_keys_key_check"),
+        CheckConstraint(
+            _hex_sha256_check("request_fingerprint"), name="idempotency_keys_request_fingerprint_check"
+        ),
+        Index("ix_idempotency_keys_post_id", "post_id"),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+        {
+            "comment": "Idempotency-Key values of POST /v1/posts per user, "
+            "so that a retried request returns the same post."
+        },
+    )
+
+    user_id: int = _column(Column(BigInteger(), primary_key=True, autoincrement=False))
+    key: str = _column(Column(Text(), primary_key=True))
+    request_fingerprint: str = _text(nullable=False)
+    post_id: int | None = _fk(nullable=True)
+    created_at: datetime = _created_at()
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+# PostgreSQL gets the same trigger from schema.sql.
+event.listen(
+    _table(PostEvent),
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE TRIGGER IF NOT EXISTS post_events_append_only BEFORE UPDATE ON post_events "
+        "BEGIN SELECT RAISE(ABORT, 'post_events is append-only: UPDATE is not allowed'); END"
+    ).execute_if(dialect="sqlite"),
+)
+
+APP_TABLES: Sequence[Table] = tuple(
+    _table(model)
+    for model in (User, ApiKey, InstagramAccount, MediaAsset, Post, PostMedia, PostEvent, IdempotencyKey)
+)
+"""Exactly the tables schema.sql creates, in dependency order (SQLModel.metadata may hold others, e.g. tests')."""

@@ -1,0 +1,65 @@
+"""Starting a post's workflow: one function, so the API, the command line and the tests start it the same way."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+
+from chronogram.contracts import (
+    ACCOUNT_ID,
+    POST_STATUS,
+    POST_TYPE,
+    PUBLISH_AT,
+    TASK_QUEUE,
+    ScheduledPostInput,
+    ScheduledPostResult,
+    post_workflow_id,
+)
+from chronogram.enums import PostStatus, PostType
+from workflows.scheduled_post import ScheduledPostWorkflow
+
+
+def post_summary(post_type: PostType, username: str, publish_at: datetime) -> str:
+    """What an operator reads in the Web UI's workflow list, e.g. "CAROUSEL to @shop at 2026-12-01 09:00 UTC"."""
+    return f"{post_type.value} to @{username} at {publish_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+async def start_post_workflow(
+    client: Client,
+    *,
+    post_id: int,
+    account_id: int,
+    username: str,
+    post_type: PostType,
+    publish_at: datetime,
+    task_queue: str = TASK_QUEUE,
+) -> WorkflowHandle[ScheduledPostWorkflow, ScheduledPostResult]:
+    """Start (or, for a retried request, find) the workflow of one post.
+
+    USE_EXISTING makes a repeated start harmless while the post's workflow runs; ALLOW_DUPLICATE_FAILED_ONLY lets
+    a failed post run again, but never a published or cancelled one.
+    """
+    return await client.start_workflow(
+        ScheduledPostWorkflow.run,
+        ScheduledPostInput(post_id=post_id, publish_at=publish_at),
+        id=post_workflow_id(post_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(POST_STATUS, PostStatus.SCHEDULED.value),
+                SearchAttributePair(POST_TYPE, post_type.value),
+                SearchAttributePair(ACCOUNT_ID, str(account_id)),
+                SearchAttributePair(PUBLISH_AT, publish_at),
+            ]
+        ),
+        static_summary=post_summary(post_type, username, publish_at),
+    )

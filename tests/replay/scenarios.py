@@ -1,0 +1,141 @@
+"""Scenarios whose histories are recorded for replay tests: every path through ScheduledPostWorkflow.
+
+Each runs the real workflow against the in-memory world of tests/workflows/fakes.py. Scenarios that finish in
+seconds run on the real dev server; the few with long durable waits inside (quota window, reconcile re-reads)
+run on the time-skipping server, which writes the same history format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio.client import WorkflowHandle
+
+from chronogram.contracts import (
+    CancelRequest,
+    PublishNowRequest,
+    QuotaReport,
+    RescheduleRequest,
+    ScheduledPostResult,
+)
+from chronogram.enums import PostType
+from tests.workflows.fakes import PublishFault, Script, graph_error
+from workflows import ScheduledPostWorkflow
+
+Handle = WorkflowHandle[ScheduledPostWorkflow, ScheduledPostResult]
+
+
+@dataclass
+class Scenario:
+    name: str
+    script: Callable[[], Script] = Script
+    delay: timedelta = timedelta(seconds=2)
+    # Runs while the post sleeps; gets the handle.
+    during_sleep: Callable[[Handle], Awaitable[None]] | None = None
+    needs_time_skipping: bool = False
+    expect_failure: bool = False
+    tags: list[str] = field(default_factory=list)
+
+
+async def _reschedule_later_then_earlier(handle: Handle) -> None:
+    state = await handle.query(ScheduledPostWorkflow.state)
+    await handle.signal(
+        ScheduledPostWorkflow.reschedule,
+        RescheduleRequest(publish_at=state.publish_at + timedelta(seconds=30)),
+    )
+    await handle.signal(
+        ScheduledPostWorkflow.reschedule,
+        RescheduleRequest(publish_at=state.publish_at + timedelta(seconds=1)),
+    )
+
+
+async def _publish_now(handle: Handle) -> None:
+    await handle.signal(ScheduledPostWorkflow.publish_now, PublishNowRequest(reason="demo"))
+
+
+async def _cancel(handle: Handle) -> None:
+    await handle.signal(ScheduledPostWorkflow.cancel, CancelRequest(reason="no longer needed"))
+
+
+def _gated() -> Script:
+    gate = asyncio.Event()
+    asyncio.get_running_loop().call_later(3.0, gate.set)
+    return Script(prepare_gate=gate)
+
+
+async def _cancel_and_reschedule_while_publishing(handle: Handle) -> None:
+    while (await handle.query(ScheduledPostWorkflow.state)).step.value == "waiting for publish time":
+        await asyncio.sleep(0.1)
+    await handle.signal(ScheduledPostWorkflow.cancel, CancelRequest())
+    state = await handle.query(ScheduledPostWorkflow.state)
+    await handle.signal(
+        ScheduledPostWorkflow.reschedule, RescheduleRequest(publish_at=state.publish_at + timedelta(days=1))
+    )
+
+
+SCENARIOS = [
+    Scenario("published_image"),
+    Scenario("published_carousel", lambda: Script(post_type=PostType.CAROUSEL, media_count=3)),
+    Scenario("published_without_first_comment", lambda: Script(first_comment=False)),
+    Scenario("rescheduled_twice", delay=timedelta(seconds=20), during_sleep=_reschedule_later_then_earlier),
+    Scenario("publish_now", delay=timedelta(days=30), during_sleep=_publish_now),
+    Scenario("cancelled", delay=timedelta(days=30), during_sleep=_cancel),
+    Scenario(
+        "signals_refused_while_publishing", _gated, during_sleep=_cancel_and_reschedule_while_publishing
+    ),
+    Scenario(
+        "transient_errors_retried",
+        lambda: Script(create_errors=[graph_error("GraphTransientError", retryable=True)]),
+    ),
+    Scenario("container_polled_until_finished", lambda: Script(polls_until_finished=2)),
+    Scenario(
+        "failed_auth", lambda: Script(create_errors=[graph_error("GraphAuthError")]), expect_failure=True
+    ),
+    Scenario(
+        "failed_media_rejected",
+        lambda: Script(prepare_error=graph_error("MediaRejected")),
+        expect_failure=True,
+    ),
+    Scenario("failed_container_error", lambda: Script(container_ends_as=["ERROR"]), expect_failure=True),
+    Scenario(
+        "published_despite_publish_error",
+        lambda: Script(
+            publish_faults=[PublishFault(graph_error("GraphThrottledError", retryable=True), committed=True)]
+        ),
+    ),
+    Scenario(
+        "published_but_response_lost",
+        lambda: Script(publish_faults=[PublishFault(graph_error("OutcomeUnknownError"), committed=True)]),
+    ),
+    Scenario(
+        "quota_wait",
+        lambda: Script(quota_reads=[QuotaReport(usage=100, total=100), QuotaReport(usage=3, total=100)]),
+        needs_time_skipping=True,
+    ),
+    Scenario(
+        "republished_same_container_after_unknown_outcome",
+        lambda: Script(publish_faults=[PublishFault(graph_error("OutcomeUnknownError"))]),
+        needs_time_skipping=True,
+    ),
+    Scenario(
+        "new_container_after_expiry",
+        lambda: Script(
+            publish_faults=[PublishFault(graph_error("OutcomeUnknownError"))],
+            expire_after_failed_publish=True,
+        ),
+        needs_time_skipping=True,
+    ),
+    Scenario(
+        "failed_after_unconfirmed_publishes",
+        lambda: Script(
+            publish_faults=[
+                PublishFault(graph_error("GraphTransientError", retryable=True)) for _ in range(3)
+            ]
+        ),
+        needs_time_skipping=True,
+        expect_failure=True,
+    ),
+]

@@ -1,0 +1,225 @@
+"""An in-memory stand-in for the world the workflow's activities touch, registered under the real activity names.
+
+It models Instagram's container states (IN_PROGRESS -> FINISHED -> PUBLISHED, ERROR, EXPIRED) rather than replaying
+canned answers, so "exactly one publish" is checked against state, not against a script's say-so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from chronogram.contracts import (
+    ContainerCheck,
+    ContainerRef,
+    ContainerReport,
+    CreateContainerInput,
+    EventRecord,
+    FinishInput,
+    FirstCommentResult,
+    MediaKind,
+    MediaRef,
+    PermalinkResult,
+    PlannedMedia,
+    PostRef,
+    PreparedMedia,
+    PreparedMediaList,
+    PublishInput,
+    PublishOutcome,
+    PublishPlan,
+    PublishResult,
+    QuotaReport,
+    ReconcileInput,
+    ReconcileResult,
+)
+from chronogram.enums import PostStatus, PostType
+
+
+def graph_error(kind: str, *, retryable: bool = False, **kwargs: Any) -> ApplicationError:
+    return ApplicationError(f"simulated {kind}", type=kind, non_retryable=not retryable, **kwargs)
+
+
+@dataclass
+class PublishFault:
+    error: ApplicationError
+    committed: bool = False  # Meta published anyway ("published but the response is lost", 4/2207051)
+
+
+@dataclass
+class Script:
+    post_type: PostType = PostType.IMAGE
+    media_count: int = 1
+    first_comment: bool = True
+    polls_until_finished: int = 1
+    prepare_error: ApplicationError | None = None
+    prepare_gate: asyncio.Event | None = None
+    create_errors: list[ApplicationError] = field(default_factory=list)
+    container_ends_as: list[str] = field(
+        default_factory=list
+    )  # e.g. ["ERROR"]: next created container turns so
+    quota_reads: list[QuotaReport] = field(default_factory=list)  # successive answers; the last one repeats
+    publish_faults: list[PublishFault] = field(default_factory=list)
+    expire_after_failed_publish: bool = False
+
+
+@dataclass
+class Call:
+    name: str
+    at: datetime  # server time of the attempt: skipped time in the time-skipping environment
+    arg: Any
+
+
+class FakeWorld:
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script or Script()
+        self.calls: list[Call] = []
+        self.containers: dict[str, str] = {}
+        self._polls: dict[str, int] = {}
+        self.published: list[str] = []  # container ids media_publish really published
+        self.comments: list[str] = []
+        self.finished: list[FinishInput] = []
+        self.events: list[EventRecord] = []
+        self._ends_as = list(self.script.container_ends_as)
+
+    def _log(self, name: str, arg: Any) -> None:
+        self.calls.append(Call(name, activity.info().current_attempt_scheduled_time, arg))
+
+    def called(self, name: str) -> list[Call]:
+        return [call for call in self.calls if call.name == name]
+
+    def activities(self) -> list[Callable[..., Any]]:
+        world = self
+
+        @activity.defn(name="begin_publishing")
+        async def begin_publishing(event: EventRecord) -> PublishPlan:
+            world._log("begin_publishing", event)
+            kind = MediaKind.IMAGE
+            return PublishPlan(
+                post_id=event.post_id,
+                account_id=1,
+                post_type=world.script.post_type,
+                media=[
+                    PlannedMedia(position=i, media_id=100 + i, kind=kind)
+                    for i in range(world.script.media_count)
+                ],
+                has_first_comment=world.script.first_comment,
+            )
+
+        @activity.defn(name="record_event")
+        async def record_event(event: EventRecord) -> None:
+            world._log("record_event", event)
+            world.events.append(event)
+
+        @activity.defn(name="finish")
+        async def finish(request: FinishInput) -> None:
+            world._log("finish", request)
+            world.finished.append(request)
+
+        @activity.defn(name="prepare_media")
+        async def prepare_media(request: PostRef) -> PreparedMediaList:
+            world._log("prepare_media", request)
+            if world.script.prepare_gate is not None:
+                await world.script.prepare_gate.wait()
+            if world.script.prepare_error is not None:
+                raise world.script.prepare_error
+            return PreparedMediaList(
+                items=[
+                    PreparedMedia(position=i, rendition_key=f"renditions/{i}.jpg", kind=MediaKind.IMAGE)
+                    for i in range(world.script.media_count)
+                ]
+            )
+
+        @activity.defn(name="get_publishing_quota")
+        async def get_publishing_quota(request: PostRef) -> QuotaReport:
+            world._log("get_publishing_quota", request)
+            reads = world.script.quota_reads
+            if len(reads) > 1:
+                return reads.pop(0)
+            return reads[0] if reads else QuotaReport(usage=len(world.published), total=100)
+
+        @activity.defn(name="create_container")
+        async def create_container(request: CreateContainerInput) -> ContainerRef:
+            world._log("create_container", request)
+            if world.script.create_errors:
+                raise world.script.create_errors.pop(0)
+            container_id = f"c{len(world.containers) + 1}"
+            world.containers[container_id] = "IN_PROGRESS"
+            world._polls[container_id] = 0
+            return ContainerRef(container_id=container_id)
+
+        @activity.defn(name="check_container_ready")
+        async def check_container_ready(request: ContainerCheck) -> ContainerReport:
+            world._log("check_container_ready", request)
+            cid = request.container_id
+            if world.containers[cid] == "IN_PROGRESS":
+                world._polls[cid] += 1
+                if world._polls[cid] > world.script.polls_until_finished:
+                    world.containers[cid] = world._ends_as.pop(0) if world._ends_as else "FINISHED"
+            status = world.containers[cid]
+            if status == "IN_PROGRESS":
+                raise ApplicationError("not ready", type="ContainerNotReadyError")
+            if status in ("ERROR", "EXPIRED"):
+                raise graph_error("ContainerUnusableError")
+            return ContainerReport(container_id=cid, status_code=status)
+
+        @activity.defn(name="publish")
+        async def publish(request: PublishInput) -> PublishResult:
+            world._log("publish", request)
+            cid = request.container_id
+            if world.containers[cid] == "PUBLISHED":
+                return PublishResult(outcome=PublishOutcome.ALREADY_PUBLISHED, media_id=None)
+            if world.script.publish_faults:
+                fault = world.script.publish_faults.pop(0)
+                if fault.committed:
+                    world._publish(cid)
+                elif world.script.expire_after_failed_publish:
+                    world.containers[cid] = "EXPIRED"
+                raise fault.error
+            return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=world._publish(cid))
+
+        @activity.defn(name="reconcile_publish")
+        async def reconcile_publish(request: ReconcileInput) -> ReconcileResult:
+            world._log("reconcile_publish", request)
+            status = world.containers[request.container_id]
+            media_id = f"m-{request.container_id}" if status == "PUBLISHED" else None
+            return ReconcileResult(status_code=status, media_id=media_id)
+
+        @activity.defn(name="fetch_permalink")
+        async def fetch_permalink(request: MediaRef) -> PermalinkResult:
+            world._log("fetch_permalink", request)
+            return PermalinkResult(permalink=f"https://www.instagram.com/p/{request.media_id}/")
+
+        @activity.defn(name="post_first_comment")
+        async def post_first_comment(request: MediaRef) -> FirstCommentResult:
+            world._log("post_first_comment", request)
+            world.comments.append(request.media_id)
+            return FirstCommentResult(comment_id=f"comment-{request.media_id}", created=True)
+
+        return [
+            begin_publishing,
+            record_event,
+            finish,
+            prepare_media,
+            get_publishing_quota,
+            create_container,
+            check_container_ready,
+            publish,
+            reconcile_publish,
+            fetch_permalink,
+            post_first_comment,
+        ]
+
+    def _publish(self, container_id: str) -> str:
+        self.containers[container_id] = "PUBLISHED"
+        self.published.append(container_id)
+        return f"m-{container_id}"
+
+    @property
+    def final_status(self) -> PostStatus | None:
+        return self.finished[-1].status if self.finished else None

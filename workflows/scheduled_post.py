@@ -1,0 +1,542 @@
+"""ScheduledPostWorkflow: one per post; sleeps until its publish time, then publishes it exactly once.
+
+Workflow code only: deterministic, no I/O. Everything that touches the world is an activity (activities/), and
+any change that alters the commands a recorded history expects goes behind ``workflow.patched``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from datetime import UTC, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.instagram import InstagramActivities
+    from activities.media import MediaActivities
+    from activities.store import PostStore
+    from chronogram.contracts import (
+        MEDIA_REJECTED,
+        POST_STATUS,
+        PUBLISH_AT,
+        CancelRequest,
+        ContainerCheck,
+        ContainerRef,
+        CreateContainerInput,
+        EventRecord,
+        FinishInput,
+        MediaRef,
+        PostRef,
+        PostState,
+        PublishInput,
+        PublishNowRequest,
+        PublishOutcome,
+        PublishPlan,
+        PublishStep,
+        ReconcileInput,
+        RefusedSignal,
+        RescheduleRequest,
+        ScheduledPostInput,
+        ScheduledPostResult,
+        cap_error_text,
+    )
+    from chronogram.enums import EventKind, PostStatus, PostType
+
+# Retry policies follow the side effect of each call.
+_READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+_DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
+_NEVER_RETRY_TYPES = [
+    "GraphAuthError",
+    "GraphInvalidRequestError",
+    "InvalidMediaError",
+    "ContainerUnusableError",
+    MEDIA_REJECTED,
+    "PostNotFound",
+]
+_CREATE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+    non_retryable_error_types=_NEVER_RETRY_TYPES,
+)
+# Container polling rides on activity retries, which are not written to the history: a 10-minute wait costs
+# the same few events as an instant one.
+_POLL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=_NEVER_RETRY_TYPES,
+)
+_CONTAINER_WAIT_BUDGET = timedelta(minutes=10)
+_CONTAINER_WAIT_ROUNDS = 3
+_CONTAINER_WAIT_PAUSE = timedelta(minutes=5)
+# media_publish is irreversible: one attempt per call, and every unclear outcome is settled by reading the container.
+_PUBLISH_ONCE = RetryPolicy(maximum_attempts=1)
+_MAX_PUBLISH_CALLS = 3
+_MAX_CONTAINER_SETS = 3
+_RECONCILE_RECHECKS = 4
+_RECONCILE_PAUSE = timedelta(seconds=30)
+_QUOTA_RECHECK = timedelta(minutes=15)
+_FINISHING_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES)
+
+
+class _PostFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = cap_error_text(message)
+
+
+class _NeedNewContainer(Exception):
+    """The container can no longer be published (ERROR or EXPIRED) and was never published: make another."""
+
+
+def _error_type(error: BaseException) -> str:
+    cause = error.cause if isinstance(error, ActivityError) else error
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError"
+    if isinstance(cause, TimeoutError):
+        return "Timeout"
+    return type(cause).__name__ if cause is not None else type(error).__name__
+
+
+def _error_message(error: BaseException) -> str:
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return cap_error_text(str(cause or error))
+
+
+@workflow.defn
+class ScheduledPostWorkflow:
+    """Waits on a durable timer until ``publish_at`` (months are normal), then publishes through activities.
+
+    Signals: ``cancel``, ``reschedule``, ``publish_now``; once publishing has begun they are refused, and the
+    refusal is recorded (query ``state`` and the post's events). Ends Completed when published or cancelled, and
+    Failed, with a reason a user can act on, when the post cannot be published.
+    """
+
+    @workflow.init
+    def __init__(self, request: ScheduledPostInput) -> None:
+        self._state = PostState(
+            post_id=request.post_id,
+            status=PostStatus.SCHEDULED,
+            publish_at=request.publish_at,
+            step=PublishStep.WAITING,
+        )
+        self._wake = False
+        self._cancel: CancelRequest | None = None
+        self._publish_now = False
+        self._event_sequence = 0
+
+    # --- messages --------------------------------------------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> PostState:
+        return self._state
+
+    @workflow.signal
+    async def cancel(self, request: CancelRequest) -> None:
+        if await self._refused_unless_scheduled("cancel"):
+            return
+        self._cancel = request
+        self._wake = True
+
+    @workflow.signal
+    async def reschedule(self, request: RescheduleRequest) -> None:
+        if await self._refused_unless_scheduled("reschedule"):
+            return
+        previous = self._state.publish_at
+        self._state.publish_at = request.publish_at
+        self._wake = True
+        workflow.upsert_search_attributes([PUBLISH_AT.value_set(request.publish_at)])
+        self._show_details()
+        await self._record(
+            EventKind.TRANSITION,
+            f"rescheduled from {_iso(previous)} to {_iso(request.publish_at)}",
+            publish_at=request.publish_at,
+        )
+
+    @workflow.signal
+    async def publish_now(self, request: PublishNowRequest) -> None:
+        if await self._refused_unless_scheduled("publish_now"):
+            return
+        self._publish_now = True
+        self._wake = True
+
+    async def _refused_unless_scheduled(self, signal: str) -> bool:
+        # "Scheduled" ends the moment the wait ends, before the first publishing activity is even scheduled.
+        if self._state.status is PostStatus.SCHEDULED and self._state.step is PublishStep.WAITING:
+            return False
+        self._state.refused_signals.append(
+            RefusedSignal(signal=signal, status=self._state.status, received_at=workflow.now())
+        )
+        await self._record(
+            EventKind.ERROR, f"{signal} refused: the post is already {self._state.status.value}"
+        )
+        return True
+
+    # --- main line -------------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: ScheduledPostInput) -> ScheduledPostResult:
+        self._show_details()
+        await self._wait_until_due()
+        if self._cancel is not None:
+            result = await self._finish_cancelled(self._cancel)
+        else:
+            try:
+                result = await self._publish()
+            except _PostFailed as failure:
+                await self._finish_failed(failure)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                raise ApplicationError(failure.message, type=failure.code, non_retryable=True) from None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return result
+
+    async def _wait_until_due(self) -> None:
+        while self._cancel is None and not self._publish_now:
+            remaining = self._state.publish_at - workflow.now()
+            if remaining <= timedelta(0):
+                break
+            self._wake = False
+            try:
+                # One durable timer; a reschedule or publish-now wakes the loop, which re-reads the deadline.
+                await workflow.wait_condition(
+                    lambda: self._wake,
+                    timeout=remaining,
+                    timeout_summary=f"publish at {_iso(self._state.publish_at)}",
+                )
+            except builtins.TimeoutError:
+                pass
+        if self._cancel is None:
+            self._set_step(PublishStep.PREPARING_MEDIA)
+
+    async def _publish(self) -> ScheduledPostResult:
+        self._set_status(PostStatus.PUBLISHING)
+        reason = "publish-now requested" if self._publish_now else "publish time reached"
+        plan: PublishPlan = await workflow.execute_activity_method(
+            PostStore.begin_publishing,
+            EventRecord(
+                post_id=self._state.post_id,
+                kind=EventKind.TRANSITION,
+                message=reason,
+                dedupe_key=self._next_dedupe_key(),
+                status_from=PostStatus.SCHEDULED,
+                status_to=PostStatus.PUBLISHING,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary="mark publishing, load plan",
+        )
+        try:
+            await workflow.execute_activity_method(
+                MediaActivities.prepare_media,
+                PostRef(self._state.post_id),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES),
+                summary=f"validate and render {len(plan.media)} media",
+            )
+            media_id = await self._publish_exactly_once(plan)
+        except ActivityError as error:
+            raise _PostFailed(_error_type(error), _error_message(error)) from None
+
+        self._set_step(PublishStep.FINISHING)
+        permalink = await self._fetch_permalink(media_id) if media_id else None
+        if media_id and plan.has_first_comment:
+            await self._post_first_comment(media_id)
+        self._state.media_id, self._state.permalink = media_id, permalink
+        await workflow.execute_activity_method(
+            PostStore.finish,
+            FinishInput(
+                post_id=self._state.post_id,
+                status=PostStatus.PUBLISHED,
+                media_id=media_id,
+                permalink=permalink,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary="mark published",
+        )
+        self._set_status(PostStatus.PUBLISHED)
+        self._set_step(PublishStep.DONE)
+        return ScheduledPostResult(
+            post_id=self._state.post_id, status=PostStatus.PUBLISHED, media_id=media_id, permalink=permalink
+        )
+
+    # --- exactly-once publishing (reference §8.4) ------------------------------------------------------------
+
+    async def _publish_exactly_once(self, plan: PublishPlan) -> str | None:
+        for _ in range(_MAX_CONTAINER_SETS):
+            await self._wait_for_quota()
+            container_id = await self._create_containers(plan)
+            try:
+                return await self._publish_container(container_id)
+            except _NeedNewContainer:
+                continue
+        raise _PostFailed(
+            "ContainerUnusableError", "Instagram rejected the media containers three times in a row"
+        )
+
+    async def _wait_for_quota(self) -> None:
+        while True:
+            quota = await workflow.execute_activity_method(
+                InstagramActivities.get_publishing_quota,
+                PostRef(self._state.post_id),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=60), non_retryable_error_types=_NEVER_RETRY_TYPES
+                ),
+                summary="check publishing quota",
+            )
+            if quota.usage < quota.total:
+                return
+            self._set_step(PublishStep.WAITING_FOR_QUOTA)
+            self._state.last_error = f"publishing quota used up ({quota.usage}/{quota.total} in 24 h)"
+            await workflow.sleep(_QUOTA_RECHECK, summary="publishing quota used up; re-checking")
+
+    async def _create_containers(self, plan: PublishPlan) -> str:
+        self._set_step(PublishStep.CREATING_CONTAINERS)
+        children: list[str] = []
+        if plan.post_type is PostType.CAROUSEL:
+            refs = await asyncio.gather(
+                *(
+                    self._create_container(CreateContainerInput(post_id=plan.post_id, position=item.position))
+                    for item in plan.media
+                )
+            )
+            children = [ref.container_id for ref in refs]
+            self._set_step(PublishStep.WAITING_FOR_CONTAINERS)
+            await asyncio.gather(*(self._wait_until_ready(child) for child in children))
+            self._set_step(PublishStep.CREATING_CONTAINERS)
+        container = await self._create_container(
+            CreateContainerInput(post_id=plan.post_id, children=children)
+        )
+        self._set_step(PublishStep.WAITING_FOR_CONTAINERS)
+        await self._wait_until_ready(container.container_id)
+        return container.container_id
+
+    async def _create_container(self, request: CreateContainerInput) -> ContainerRef:
+        what = "carousel item" if request.position is not None else "container"
+        ref = await workflow.execute_activity_method(
+            InstagramActivities.create_container,
+            request,
+            start_to_close_timeout=timedelta(seconds=90),
+            retry_policy=_CREATE_RETRY,
+            summary=f"create {what}" + (f" #{request.position + 1}" if request.position is not None else ""),
+        )
+        self._state.container_ids.append(ref.container_id)
+        return ref
+
+    async def _wait_until_ready(self, container_id: str) -> None:
+        for round_number in range(1, _CONTAINER_WAIT_ROUNDS + 1):
+            try:
+                await workflow.execute_activity_method(
+                    InstagramActivities.check_container_ready,
+                    ContainerCheck(post_id=self._state.post_id, container_id=container_id),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=_CONTAINER_WAIT_BUDGET,
+                    retry_policy=_POLL_RETRY,
+                    summary=f"wait for container {container_id}",
+                )
+                return
+            except ActivityError as error:
+                if _error_type(error) != "Timeout" or round_number == _CONTAINER_WAIT_ROUNDS:
+                    raise
+                # Still IN_PROGRESS is not a failure: the container stays valid for 24 h.
+                await workflow.sleep(_CONTAINER_WAIT_PAUSE, summary="Instagram still processing; waiting")
+        raise AssertionError("unreachable")
+
+    async def _publish_container(self, container_id: str) -> str | None:
+        while True:
+            self._set_step(PublishStep.PUBLISHING)
+            self._state.publish_attempts += 1
+            attempted_at = workflow.now()
+            try:
+                published = await workflow.execute_activity_method(
+                    InstagramActivities.publish,
+                    PublishInput(
+                        post_id=self._state.post_id,
+                        container_id=container_id,
+                        attempt=self._state.publish_attempts,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=120),
+                    retry_policy=_PUBLISH_ONCE,
+                    summary=f"publish container {container_id} (attempt {self._state.publish_attempts})",
+                )
+            except ActivityError as error:
+                kind = _error_type(error)
+                self._state.last_error = f"{kind}: {_error_message(error)}"
+                if kind == "ContainerNotReadyError":
+                    await self._wait_until_ready(container_id)  # 9007/2207027: documented as not published
+                    continue
+                status_code, media_id = await self._reconcile(container_id, attempted_at)
+                if status_code == "PUBLISHED":
+                    return media_id
+                if status_code in ("ERROR", "EXPIRED"):
+                    raise _NeedNewContainer() from None
+                if kind in ("GraphAuthError", "GraphInvalidRequestError", "InvalidMediaError"):
+                    raise _PostFailed(kind, _error_message(error)) from None
+                if self._state.publish_attempts >= _MAX_PUBLISH_CALLS:
+                    raise _PostFailed(
+                        "PublishOutcomeUnknown",
+                        f"Instagram did not confirm the publish after {self._state.publish_attempts} attempts; "
+                        f"the post was not published (container {container_id} is unpublished)",
+                    ) from None
+                if kind == "PublishQuotaReachedError":
+                    await self._wait_for_quota()
+                if status_code == "IN_PROGRESS":
+                    await self._wait_until_ready(container_id)
+                continue
+            if published.outcome is PublishOutcome.ALREADY_PUBLISHED and published.media_id is None:
+                _status, media_id = await self._reconcile(container_id, attempted_at)
+                return media_id
+            return published.media_id
+
+    async def _reconcile(self, container_id: str, attempted_at: datetime) -> tuple[str, str | None]:
+        """Settle an unclear publish by reading the container; FINISHED is re-read for a while, as a publish may
+        still be committing on Meta's side."""
+        self._set_step(PublishStep.RECONCILING)
+        for check in range(_RECONCILE_RECHECKS + 1):
+            result = await workflow.execute_activity_method(
+                InstagramActivities.reconcile_publish,
+                ReconcileInput(
+                    post_id=self._state.post_id, container_id=container_id, attempted_at=attempted_at
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(minutes=30),
+                retry_policy=_READ_RETRY,
+                summary=f"did container {container_id} go live?",
+            )
+            if result.status_code != "FINISHED" or check == _RECONCILE_RECHECKS:
+                return result.status_code, result.media_id
+            await workflow.sleep(_RECONCILE_PAUSE, summary="container not published yet; re-checking")
+        raise AssertionError("unreachable")
+
+    # --- after publishing: best effort, never fails a live post -----------------------------------------------
+
+    async def _fetch_permalink(self, media_id: str) -> str | None:
+        try:
+            result = await workflow.execute_activity_method(
+                InstagramActivities.fetch_permalink,
+                MediaRef(post_id=self._state.post_id, media_id=media_id),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_FINISHING_RETRY,
+                summary="fetch permalink",
+            )
+        except ActivityError as error:
+            await self._record(
+                EventKind.ERROR,
+                f"permalink unavailable: {_error_message(error)}",
+                error_code=_error_type(error),
+            )
+            return None
+        return result.permalink
+
+    async def _post_first_comment(self, media_id: str) -> None:
+        try:
+            await workflow.execute_activity_method(
+                InstagramActivities.post_first_comment,
+                MediaRef(post_id=self._state.post_id, media_id=media_id),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=1),
+                    maximum_attempts=10,
+                    non_retryable_error_types=_NEVER_RETRY_TYPES,
+                ),
+                summary="post first comment",
+            )
+        except ActivityError as error:
+            self._state.last_error = f"first comment failed: {_error_message(error)}"
+            await self._record(EventKind.ERROR, self._state.last_error, error_code=_error_type(error))
+
+    # --- endings ---------------------------------------------------------------------------------------------
+
+    async def _finish_cancelled(self, request: CancelRequest) -> ScheduledPostResult:
+        await workflow.execute_activity_method(
+            PostStore.finish,
+            FinishInput(
+                post_id=self._state.post_id, status=PostStatus.CANCELLED, error_message=request.reason or None
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary="mark cancelled",
+        )
+        self._set_status(PostStatus.CANCELLED)
+        self._set_step(PublishStep.DONE)
+        return ScheduledPostResult(post_id=self._state.post_id, status=PostStatus.CANCELLED)
+
+    async def _finish_failed(self, failure: _PostFailed) -> None:
+        self._state.last_error = f"{failure.code}: {failure.message}"
+        await workflow.execute_activity_method(
+            PostStore.finish,
+            FinishInput(
+                post_id=self._state.post_id,
+                status=PostStatus.FAILED,
+                error_code=failure.code,
+                error_message=failure.message,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary="mark failed",
+        )
+        self._set_status(PostStatus.FAILED)
+        self._set_step(PublishStep.DONE)
+
+    # --- bookkeeping -----------------------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        kind: EventKind,
+        message: str,
+        *,
+        error_code: str | None = None,
+        publish_at: datetime | None = None,
+    ) -> None:
+        await workflow.execute_activity_method(
+            PostStore.record_event,
+            EventRecord(
+                post_id=self._state.post_id,
+                kind=kind,
+                message=cap_error_text(message),
+                dedupe_key=self._next_dedupe_key(),
+                error_code=error_code,
+                publish_at=publish_at,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary=f"record {kind.value}",
+        )
+
+    def _next_dedupe_key(self) -> str:
+        self._event_sequence += 1
+        return f"{workflow.info().run_id}:{self._event_sequence}"
+
+    def _set_status(self, status: PostStatus) -> None:
+        self._state.status = status
+        workflow.upsert_search_attributes([POST_STATUS.value_set(status.value)])
+        self._show_details()
+
+    def _set_step(self, step: PublishStep) -> None:
+        self._state.step = step
+        self._show_details()
+
+    def _show_details(self) -> None:
+        state = self._state
+        lines = [
+            f"**Status:** {state.status.value}",
+            f"**Step:** {state.step.value}",
+            f"**Publish at:** {_iso(state.publish_at)}",
+        ]
+        if state.container_ids:
+            lines.append(f"**Containers:** {', '.join(state.container_ids)}")
+        if state.media_id:
+            lines.append(f"**Media:** {state.media_id}")
+        if state.last_error:
+            lines.append(f"**Last error:** {state.last_error}")
+        workflow.set_current_details("\n\n".join(lines))
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
