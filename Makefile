@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools dev test lint format lock clean
+.PHONY: help install tools dev test lint format lock record-histories clean
 
 help:
 	@echo "make dev      bring up Temporal (+ Web UI), MinIO, the Graph API sandbox, the worker and the API"
@@ -17,6 +17,7 @@ help:
 	@echo "make tools    build or fetch the pinned servers into the tool cache"
 	@echo "make lint     ruff and mypy only;  make format  apply ruff's fixes and formatting"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
+	@echo "make record-histories   re-record the workflow histories the replay tests replay (review the diff)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Chronogram needs Python 3.11+ (set PYTHON=python3.11)")'
@@ -43,6 +44,9 @@ test: tools lint
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+record-histories: tools
+	$(PY) -m tests.replay.record
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

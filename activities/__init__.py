@@ -31,6 +31,7 @@ def build_activities(
         TokenCipher.from_settings(settings),
     )
     return [
+        store.load_plan,
         store.begin_publishing,
         store.record_event,
         store.finish,

@@ -206,6 +206,13 @@ class InstagramActivities:
             raise as_application_error(error) from None
         if status.status_code is ContainerStatusCode.PUBLISHED:
             return PublishResult(outcome=PublishOutcome.ALREADY_PUBLISHED, media_id=context.post.ig_media_id)
+        if status.status_code is ContainerStatusCode.IN_PROGRESS:
+            raise ApplicationError(
+                f"container {request.container_id} is still processing", type="ContainerNotReadyError"
+            )
+        unusable = status.error()  # prepared ahead of time, it may have expired while the post waited
+        if unusable is not None:
+            raise as_application_error(unusable)
         try:
             media = await self._graph.publish(
                 ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token

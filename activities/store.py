@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.media import media_kind
-from chronogram.contracts import POST_NOT_FOUND, EventRecord, FinishInput, PlannedMedia, PublishPlan
+from chronogram.contracts import POST_NOT_FOUND, EventRecord, FinishInput, PlannedMedia, PostRef, PublishPlan
 from chronogram.enums import EventKind, PostStatus
 from chronogram.models import MediaAsset, Post, PostEvent, PostMedia
 
@@ -23,22 +23,17 @@ class PostStore:
         self._engine = engine
 
     @activity.defn
-    def begin_publishing(self, event: EventRecord) -> PublishPlan:
+    def load_plan(self, request: PostRef) -> PublishPlan:
         with Session(self._engine) as session:
-            post = _load(session, event.post_id)
-            if post.status is PostStatus.SCHEDULED:
-                post.status = PostStatus.PUBLISHING
-                post.updated_at = _now()
-                session.add(post)
-                _add_event(session, event)
+            post = _load(session, request.post_id)
             rows = session.exec(
                 select(PostMedia, MediaAsset)
                 .join(MediaAsset, MediaAsset.id == PostMedia.media_id)  # type: ignore[arg-type]
-                .where(PostMedia.post_id == event.post_id)
+                .where(PostMedia.post_id == request.post_id)
                 .order_by(PostMedia.position)  # type: ignore[arg-type]
             ).all()
-            plan = PublishPlan(
-                post_id=event.post_id,
+            return PublishPlan(
+                post_id=request.post_id,
                 account_id=post.account_id,
                 post_type=post.type,
                 media=[
@@ -47,8 +42,18 @@ class PostStore:
                 ],
                 has_first_comment=bool(post.first_comment),
             )
+
+    @activity.defn
+    def begin_publishing(self, event: EventRecord) -> None:
+        with Session(self._engine) as session:
+            post = _load(session, event.post_id)
+            if post.status is not PostStatus.SCHEDULED:
+                return  # a retry of an attempt that committed
+            post.status = PostStatus.PUBLISHING
+            post.updated_at = _now()
+            session.add(post)
+            _add_event(session, event)
             session.commit()
-            return plan
 
     @activity.defn
     def record_event(self, event: EventRecord) -> None:

@@ -87,11 +87,12 @@ class RefusedSignal:
 
 
 class PublishStep(StrEnum):
-    WAITING = "waiting for publish time"
+    SCHEDULED = "waiting to prepare"
     PREPARING_MEDIA = "preparing media"
     WAITING_FOR_QUOTA = "waiting for publishing quota"
     CREATING_CONTAINERS = "creating containers"
     WAITING_FOR_CONTAINERS = "waiting for Instagram to process media"
+    WAITING = "ready; waiting for publish time"
     PUBLISHING = "publishing"
     RECONCILING = "checking whether the post went live"
     FINISHING = "fetching permalink and posting first comment"

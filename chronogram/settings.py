@@ -48,6 +48,23 @@ class Settings(BaseSettings):
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # JSON bodies are small; anything bigger is a client bug or an attack, refused before it is read.
+    api_max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Uploads are streamed to a temporary file and cut off at these sizes (Instagram's own limits by default).
+    api_max_image_upload_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    api_max_video_upload_bytes: int = Field(default=300 * 1024 * 1024, ge=1)
+    api_max_schedule_horizon_days: int = Field(default=180, ge=1)
+    # A publish_at this far in the past still means "now": the client's clock and the request's flight time.
+    api_publish_at_past_tolerance_seconds: float = Field(default=60.0, ge=0)
+    # GET /v1/posts/{id} asks the post's workflow for its live state; without an answer in time it shows the row.
+    api_workflow_query_timeout_seconds: float = Field(default=3.0, gt=0)
+    # Posts recorded but whose workflow start was lost (crash, Temporal down) are started by a background pass
+    # at start-up and then every interval; 0 runs only the start-up pass. Younger posts are left to the request
+    # that is still starting them.
+    api_reconcile_interval_seconds: float = Field(default=30.0, ge=0)
+    api_reconcile_grace_seconds: float = Field(default=10.0, ge=0)
+    # DELETE /v1/accounts/{id} waits this long for the cancelled posts' workflows to finish.
+    api_disconnect_timeout_seconds: float = Field(default=15.0, gt=0)
 
     # Worker tuning
     worker_max_concurrent_activities: int = Field(default=100, ge=1)

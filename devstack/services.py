@@ -49,12 +49,14 @@ class TemporalDevServer:
         ui_port: int | None,
         db_file: Path | None,
         search_attributes: dict[str, str],
+        namespaces: tuple[str, ...] = (),
         log_level: str = "warn",
         timeout: float = 60.0,
     ) -> TemporalDevServer:
         """Start ``temporal server start-dev``; ``db_file`` None keeps state in memory, ``ui_port`` None is headless.
 
-        ``search_attributes`` ({name: Keyword|Datetime|...}) are only applied when the namespace is first created;
+        ``namespaces`` are created besides ``default``, each with the ``search_attributes``
+        ({name: Keyword|Datetime|...}); these are only applied when a namespace is first created;
         for an existing ``db_file`` call :func:`devstack.temporal_setup.ensure_search_attributes` afterwards.
         """
         argv = [
@@ -62,6 +64,7 @@ class TemporalDevServer:
             "--ip", LOCALHOST, "--port", str(port),
             "--log-level", log_level, "--log-format", "text",
             *_search_attribute_flags(search_attributes),
+            *(flag for namespace in namespaces for flag in ("--namespace", namespace)),
             # Long sleeping workflows and many of them: SQLite in WAL mode is an order of magnitude faster.
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
         ]  # fmt: skip

@@ -27,6 +27,7 @@ from devstack.processes import free_port
 from devstack.services import MinioServer, PostgresServer, TemporalDevServer
 
 SERVER_LOG_ENV = "CHRONOGRAM_TEST_SERVER_LOG"
+ISOLATED_NAMESPACES = ("engine", "api")
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +52,9 @@ def temporal_dev_server(server_log: TextIO) -> Iterator[TemporalDevServer]:
         ui_port=None,
         db_file=None,
         search_attributes={key.name: key._metadata_type for key in SEARCH_ATTRIBUTES},
+        # Suites that run the production task queue with their own database get their own namespace, so one
+        # suite's worker never picks up another's tasks.
+        namespaces=ISOLATED_NAMESPACES,
     )
     yield server
     server.process.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -80,6 +81,8 @@ _MAX_CONTAINER_SETS = 3
 _RECONCILE_RECHECKS = 4
 _RECONCILE_PAUSE = timedelta(seconds=30)
 _QUOTA_RECHECK = timedelta(minutes=15)
+# Containers live 24 h and videos can take minutes to process: prepared this long before the publish time.
+_PREPARE_AHEAD = timedelta(minutes=10)
 _FINISHING_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES)
 
 
@@ -123,7 +126,7 @@ class ScheduledPostWorkflow:
             post_id=request.post_id,
             status=PostStatus.SCHEDULED,
             publish_at=request.publish_at,
-            step=PublishStep.WAITING,
+            step=PublishStep.SCHEDULED,
         )
         self._wake = False
         self._cancel: CancelRequest | None = None
@@ -166,8 +169,8 @@ class ScheduledPostWorkflow:
         self._wake = True
 
     async def _refused_unless_scheduled(self, signal: str) -> bool:
-        # "Scheduled" ends the moment the wait ends, before the first publishing activity is even scheduled.
-        if self._state.status is PostStatus.SCHEDULED and self._state.step is PublishStep.WAITING:
+        # "Scheduled" ends the moment the final wait ends, before the publishing activity is even scheduled.
+        if self._state.status is PostStatus.SCHEDULED:
             return False
         self._state.refused_signals.append(
             RefusedSignal(signal=signal, status=self._state.status, received_at=workflow.now())
@@ -182,41 +185,75 @@ class ScheduledPostWorkflow:
     @workflow.run
     async def run(self, request: ScheduledPostInput) -> ScheduledPostResult:
         self._show_details()
-        await self._wait_until_due()
-        if self._cancel is not None:
-            result = await self._finish_cancelled(self._cancel)
-        else:
-            try:
-                result = await self._publish()
-            except _PostFailed as failure:
-                await self._finish_failed(failure)
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                raise ApplicationError(failure.message, type=failure.code, non_retryable=True) from None
+        try:
+            result = await self._schedule_and_publish()
+        except _PostFailed as failure:
+            await self._finish_failed(failure)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise ApplicationError(failure.message, type=failure.code, non_retryable=True) from None
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
-    async def _wait_until_due(self) -> None:
+    async def _schedule_and_publish(self) -> ScheduledPostResult:
+        # Media checks and Instagram's processing happen ahead of time, so that at publish_at only the
+        # media_publish call is left: posts go out on the second, and a bad media fails the post early.
+        await self._wait_until(lambda: self._state.publish_at - _PREPARE_AHEAD)
+        if cancel := self._cancel_request():
+            return await self._finish_cancelled(cancel)
+        try:
+            plan, container_id = await self._prepare()
+        except ActivityError as error:
+            await self._begin_publishing("preparing the media failed")
+            raise _PostFailed(_error_type(error), _error_message(error)) from None
+        self._set_step(PublishStep.WAITING)
+        await self._wait_until(lambda: self._state.publish_at)
+        if cancel := self._cancel_request():  # accepted while the media was being prepared
+            return await self._finish_cancelled(cancel)
+        await self._begin_publishing("publish-now requested" if self._publish_now else "publish time reached")
+        try:
+            media_id = await self._publish_exactly_once(plan, container_id)
+        except ActivityError as error:
+            raise _PostFailed(_error_type(error), _error_message(error)) from None
+        return await self._finish_published(plan, media_id)
+
+    def _cancel_request(self) -> CancelRequest | None:
+        return self._cancel  # read through a call: a signal may have set it during any await
+
+    async def _wait_until(self, deadline: Callable[[], datetime]) -> None:
         while self._cancel is None and not self._publish_now:
-            remaining = self._state.publish_at - workflow.now()
+            remaining = deadline() - workflow.now()
             if remaining <= timedelta(0):
-                break
+                return
             self._wake = False
             try:
                 # One durable timer; a reschedule or publish-now wakes the loop, which re-reads the deadline.
                 await workflow.wait_condition(
-                    lambda: self._wake,
-                    timeout=remaining,
-                    timeout_summary=f"publish at {_iso(self._state.publish_at)}",
+                    lambda: self._wake, timeout=remaining, timeout_summary=f"until {_iso(deadline())}"
                 )
             except builtins.TimeoutError:
                 pass
-        if self._cancel is None:
-            self._set_step(PublishStep.PREPARING_MEDIA)
 
-    async def _publish(self) -> ScheduledPostResult:
-        self._set_status(PostStatus.PUBLISHING)
-        reason = "publish-now requested" if self._publish_now else "publish time reached"
+    async def _prepare(self) -> tuple[PublishPlan, str]:
+        self._set_step(PublishStep.PREPARING_MEDIA)
         plan: PublishPlan = await workflow.execute_activity_method(
+            PostStore.load_plan,
+            PostRef(self._state.post_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary="load post",
+        )
+        await workflow.execute_activity_method(
+            MediaActivities.prepare_media,
+            PostRef(self._state.post_id),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES),
+            summary=f"validate and render {len(plan.media)} media",
+        )
+        return plan, await self._create_containers(plan)
+
+    async def _begin_publishing(self, reason: str) -> None:
+        self._set_status(PostStatus.PUBLISHING)
+        await workflow.execute_activity_method(
             PostStore.begin_publishing,
             EventRecord(
                 post_id=self._state.post_id,
@@ -228,25 +265,16 @@ class ScheduledPostWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_DATABASE_RETRY,
-            summary="mark publishing, load plan",
+            summary="mark publishing",
         )
-        try:
-            await workflow.execute_activity_method(
-                MediaActivities.prepare_media,
-                PostRef(self._state.post_id),
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES),
-                summary=f"validate and render {len(plan.media)} media",
-            )
-            media_id = await self._publish_exactly_once(plan)
-        except ActivityError as error:
-            raise _PostFailed(_error_type(error), _error_message(error)) from None
 
+    async def _finish_published(self, plan: PublishPlan, media_id: str | None) -> ScheduledPostResult:
         self._set_step(PublishStep.FINISHING)
+        self._state.media_id = media_id
         permalink = await self._fetch_permalink(media_id) if media_id else None
         if media_id and plan.has_first_comment:
             await self._post_first_comment(media_id)
-        self._state.media_id, self._state.permalink = media_id, permalink
+        self._state.permalink = permalink
         await workflow.execute_activity_method(
             PostStore.finish,
             FinishInput(
@@ -267,14 +295,13 @@ class ScheduledPostWorkflow:
 
     # --- exactly-once publishing (reference §8.4) ------------------------------------------------------------
 
-    async def _publish_exactly_once(self, plan: PublishPlan) -> str | None:
+    async def _publish_exactly_once(self, plan: PublishPlan, container_id: str) -> str | None:
         for _ in range(_MAX_CONTAINER_SETS):
             await self._wait_for_quota()
-            container_id = await self._create_containers(plan)
             try:
                 return await self._publish_container(container_id)
             except _NeedNewContainer:
-                continue
+                container_id = await self._create_containers(plan)
         raise _PostFailed(
             "ContainerUnusableError", "Instagram rejected the media containers three times in a row"
         )

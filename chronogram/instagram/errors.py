@@ -1,22 +1,24 @@
 """Typed errors for the Instagram Graph API, classified by what the caller should do next.
 
-The tree (``kind`` is the stable string the activity layer uses as the Temporal ``ApplicationError`` type)::
+``kind`` is the stable string the activity layer uses as the Temporal ``ApplicationError`` type; ``retryable``
+says whether repeating the *same* call can succeed::
 
-    GraphAPIError
-    ├── GraphTransientError          transient         retryable   (backoff; 1/2, 5xx, HTML 502, timeouts on reads)
-    ├── GraphThrottledError          throttled         retryable   (wait ``retry_after``; 4/17/32/613/800xx)
-    ├── PublishQuotaReachedError     quota_reached     retryable   (9/2207042; wait for the rolling 24 h window)
-    ├── ContainerNotReadyError       not_ready         retryable   (9007/2207027; poll the container again)
-    ├── GraphAuthError               auth              not         (190, 102, 104, 10, 200-299: reconnect)
-    ├── GraphInvalidRequestError     invalid_request   not         (fix the post; ``user_message`` says how)
-    │   └── InvalidMediaError        invalid_request   not         (the media itself breaks Meta's spec)
-    ├── ContainerUnusableError       container_unusable not        (expired or errored: create a new container)
-    └── OutcomeUnknownError          outcome_unknown   not         (a mutation may have happened: reconcile)
+    GraphAPIError                 kind                      retryable  caller's next step
+    ├─ GraphTransientError        GraphTransientError       yes        back off and retry (1, 2, 5xx, HTML, read timeouts)
+    ├─ GraphThrottledError        GraphThrottledError       yes        wait ``retry_after`` (4, 17, 32, 613, 800xx, 368)
+    ├─ PublishQuotaReachedError   PublishQuotaReachedError  yes        wait for the rolling 24 h window (9/2207042)
+    ├─ ContainerNotReadyError     ContainerNotReadyError    yes        poll the container again (9007/2207027)
+    ├─ GraphAuthError             GraphAuthError            no         reconnect the account (190, 102, 104, 3, 10, 2xx)
+    ├─ GraphInvalidRequestError   GraphInvalidRequestError  no         show ``user_message``; fix the post
+    │  └─ InvalidMediaError       InvalidMediaError         no         fix the media file (format, size, ratio)
+    ├─ ContainerUnusableError     ContainerUnusableError    no         create a new container (expired or errored)
+    └─ OutcomeUnknownError        OutcomeUnknownError       no         reconcile before anything else
 
 Classification follows the reference's section 6.6: exact ``(code, error_subcode)`` pairs first, then the
 subcode alone, then code families, then ``is_transient``, then the HTTP status. Text is never used because
-Meta localises it. The operation matters as much as the code: a failed ``media_publish`` or comment is only
-"not done" for the few answers that prove it, everything else is :class:`OutcomeUnknownError`.
+Meta localises it. The operation matters as much as the code: a failed ``media_publish`` or comment counts
+as "not done" only for the answers that prove it (not ready, quota, auth, invalid request, connection never
+made); everything else is :class:`OutcomeUnknownError`.
 """
 
 from __future__ import annotations
@@ -260,8 +262,8 @@ _CLASS_FOR: dict[ErrorClass, type[GraphAPIError]] = {
     ErrorClass.OUTCOME_UNKNOWN: OutcomeUnknownError,
 }
 
-# Reference section 6.4/6.5. Subcodes are unique across codes in Meta's table, so they are matched alone;
-# the code only matters for the special pairs below.
+# Reference sections 6.4 and 6.5. Subcodes are unique across codes in Meta's table, so they are matched
+# alone; the pairs where the code changes the meaning (100/33, 4/2207051) are handled before this table.
 _MEDIA_SUBCODES = frozenset({2207004, 2207005, 2207009, 2207026, 2207076, 2207077, 2207085})
 _SUBCODE_CLASS: dict[int, ErrorClass] = {
     # Meta: "try again" — the container (or its creation) failed for reasons of its own.

@@ -60,14 +60,20 @@ async def _cancel(handle: Handle) -> None:
     await handle.signal(ScheduledPostWorkflow.cancel, CancelRequest(reason="no longer needed"))
 
 
+async def _cancel_when_prepared(handle: Handle) -> None:
+    while (await handle.query(ScheduledPostWorkflow.state)).step.value != "ready; waiting for publish time":
+        await asyncio.sleep(0.1)
+    await handle.signal(ScheduledPostWorkflow.cancel, CancelRequest(reason="prepared, then cancelled"))
+
+
 def _gated() -> Script:
     gate = asyncio.Event()
     asyncio.get_running_loop().call_later(3.0, gate.set)
-    return Script(prepare_gate=gate)
+    return Script(publish_gate=gate)
 
 
 async def _cancel_and_reschedule_while_publishing(handle: Handle) -> None:
-    while (await handle.query(ScheduledPostWorkflow.state)).step.value == "waiting for publish time":
+    while (await handle.query(ScheduledPostWorkflow.state)).status.value == "scheduled":
         await asyncio.sleep(0.1)
     await handle.signal(ScheduledPostWorkflow.cancel, CancelRequest())
     state = await handle.query(ScheduledPostWorkflow.state)
@@ -83,6 +89,7 @@ SCENARIOS = [
     Scenario("rescheduled_twice", delay=timedelta(seconds=20), during_sleep=_reschedule_later_then_earlier),
     Scenario("publish_now", delay=timedelta(days=30), during_sleep=_publish_now),
     Scenario("cancelled", delay=timedelta(days=30), during_sleep=_cancel),
+    Scenario("cancelled_after_preparation", delay=timedelta(minutes=3), during_sleep=_cancel_when_prepared),
     Scenario(
         "signals_refused_while_publishing", _gated, during_sleep=_cancel_and_reschedule_while_publishing
     ),

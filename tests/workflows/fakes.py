@@ -58,7 +58,7 @@ class Script:
     first_comment: bool = True
     polls_until_finished: int = 1
     prepare_error: ApplicationError | None = None
-    prepare_gate: asyncio.Event | None = None
+    publish_gate: asyncio.Event | None = None
     create_errors: list[ApplicationError] = field(default_factory=list)
     container_ends_as: list[str] = field(
         default_factory=list
@@ -96,20 +96,25 @@ class FakeWorld:
     def activities(self) -> list[Callable[..., Any]]:
         world = self
 
-        @activity.defn(name="begin_publishing")
-        async def begin_publishing(event: EventRecord) -> PublishPlan:
-            world._log("begin_publishing", event)
-            kind = MediaKind.IMAGE
+        @activity.defn(name="load_plan")
+        async def load_plan(request: PostRef) -> PublishPlan:
+            world._log("load_plan", request)
             return PublishPlan(
-                post_id=event.post_id,
+                post_id=request.post_id,
                 account_id=1,
                 post_type=world.script.post_type,
                 media=[
-                    PlannedMedia(position=i, media_id=100 + i, kind=kind)
+                    PlannedMedia(position=i, media_id=100 + i, kind=MediaKind.IMAGE)
                     for i in range(world.script.media_count)
                 ],
                 has_first_comment=world.script.first_comment,
             )
+
+        @activity.defn(name="begin_publishing")
+        async def begin_publishing(event: EventRecord) -> None:
+            world._log("begin_publishing", event)
+            if world.script.publish_gate is not None:
+                await world.script.publish_gate.wait()
 
         @activity.defn(name="record_event")
         async def record_event(event: EventRecord) -> None:
@@ -124,8 +129,6 @@ class FakeWorld:
         @activity.defn(name="prepare_media")
         async def prepare_media(request: PostRef) -> PreparedMediaList:
             world._log("prepare_media", request)
-            if world.script.prepare_gate is not None:
-                await world.script.prepare_gate.wait()
             if world.script.prepare_error is not None:
                 raise world.script.prepare_error
             return PreparedMediaList(
@@ -174,6 +177,8 @@ class FakeWorld:
             cid = request.container_id
             if world.containers[cid] == "PUBLISHED":
                 return PublishResult(outcome=PublishOutcome.ALREADY_PUBLISHED, media_id=None)
+            if world.containers[cid] in ("ERROR", "EXPIRED"):
+                raise graph_error("ContainerUnusableError")
             if world.script.publish_faults:
                 fault = world.script.publish_faults.pop(0)
                 if fault.committed:
@@ -202,6 +207,7 @@ class FakeWorld:
             return FirstCommentResult(comment_id=f"comment-{request.media_id}", created=True)
 
         return [
+            load_plan,
             begin_publishing,
             record_event,
             finish,

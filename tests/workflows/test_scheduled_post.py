@@ -151,10 +151,10 @@ async def test_cancel_during_the_sleep(schedule) -> None:
 
 async def test_signals_once_publishing_began_are_refused_and_recorded(schedule) -> None:
     gate = asyncio.Event()
-    run = await schedule(timedelta(minutes=5), Script(prepare_gate=gate))
+    run = await schedule(timedelta(minutes=5), Script(publish_gate=gate))
     # Time only skips while a test waits on a result, so the activity stays blocked on the gate meanwhile.
     await run.env.sleep(timedelta(minutes=5))
-    while not run.world.called("prepare_media"):
+    while not run.world.called("begin_publishing"):
         await asyncio.sleep(0.05)
     await run.handle.signal(ScheduledPostWorkflow.cancel, CancelRequest())
     await run.handle.signal(
@@ -242,6 +242,26 @@ async def test_non_retryable_errors_fail_the_post_with_a_reason(schedule, kind: 
     assert run.world.published == []
     state = await run.handle.query(ScheduledPostWorkflow.state)
     assert state.status is PostStatus.FAILED and state.last_error and kind in state.last_error
+    # Media and containers are prepared ahead of time: the user hears of the problem before the publish time.
+    assert run.world.called("finish")[0].at <= run.publish_at - timedelta(minutes=9)
+
+
+async def test_prepared_ahead_then_published_on_time(schedule) -> None:
+    run = await schedule(timedelta(days=2))
+    await run.handle.result()
+    prepared = run.world.called("check_container_ready")[-1].at
+    assert run.publish_at - timedelta(minutes=11) <= prepared <= run.publish_at - timedelta(minutes=9)
+    assert run.publish_at <= run.world.called("publish")[0].at <= run.publish_at + TOLERANCE
+
+
+async def test_cancel_after_preparation_leaves_the_container_unpublished(schedule) -> None:
+    run = await schedule(timedelta(days=2))
+    await run.env.sleep(timedelta(days=2) - timedelta(minutes=5))
+    assert run.world.containers == {"c1": "FINISHED"}
+    await run.handle.signal(ScheduledPostWorkflow.cancel, CancelRequest())
+    result = await run.handle.result()
+    assert result.status is PostStatus.CANCELLED
+    assert run.world.published == [] and run.world.called("begin_publishing") == []
 
 
 async def test_container_error_gets_a_new_container(schedule) -> None:

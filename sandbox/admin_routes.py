@@ -1,0 +1,236 @@
+"""``/_sandbox/*``: control and ground truth for tests and benchmarks. Never part of Meta's surface."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sandbox.config import SandboxConfig
+from sandbox.containers import apply_container_fault
+from sandbox.faults import CONTAINER_ACTIONS, FaultSpec
+from sandbox.nodes import ground_truth_container, ground_truth_media
+from sandbox.state import SandboxState
+
+router = APIRouter(prefix="/_sandbox", tags=["sandbox"])
+
+
+def get_state(request: Request) -> SandboxState:
+    state: SandboxState = request.app.state.sandbox
+    return state
+
+
+StateDep = Annotated[SandboxState, Depends(get_state)]
+
+
+class AccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=30)
+    ig_user_id: str | None = Field(default=None, pattern=r"^\d{5,20}$")
+    access_token: str | None = Field(default=None, min_length=8)
+    token_expires_in_seconds: float | None = Field(default=None, gt=0)
+    quota_total: int | None = Field(default=None, ge=0)
+    image_processing_seconds: float | None = Field(default=None, ge=0)
+    video_processing_seconds: float | None = Field(default=None, ge=0)
+    carousel_processing_seconds: float | None = Field(default=None, ge=0)
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    access_token: str | None = Field(default=None, min_length=8)
+    expires_in_seconds: float | None = Field(default=None, gt=0)
+
+
+class TokenRevoke(BaseModel):
+    access_token: str
+
+
+class ClockChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    advance_seconds: float | None = None
+    set: datetime | None = None
+    freeze: bool | None = None
+
+
+def _token_json(state: SandboxState, value: str) -> dict[str, Any]:
+    token = state.tokens[value]
+    return {
+        "ig_user_id": token.ig_user_id,
+        "access_token": token.value,
+        "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+    }
+
+
+@router.get("/health")
+async def health() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.post("/accounts", status_code=status.HTTP_201_CREATED)
+async def create_account(body: AccountCreate, state: StateDep) -> dict[str, Any]:
+    """Create a test account and its first token."""
+    try:
+        account, token = state.add_account(
+            username=body.username,
+            ig_user_id=body.ig_user_id,
+            access_token=body.access_token,
+            expires_in=None
+            if body.token_expires_in_seconds is None
+            else timedelta(seconds=body.token_expires_in_seconds),
+            quota_total=body.quota_total,
+            image_processing_seconds=body.image_processing_seconds,
+            video_processing_seconds=body.video_processing_seconds,
+            carousel_processing_seconds=body.carousel_processing_seconds,
+        )
+    except ValueError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    return account.public() | _token_json(state, token.value)
+
+
+@router.get("/accounts")
+async def list_accounts(state: StateDep) -> dict[str, Any]:
+    return {"data": [account.public() for account in state.accounts.values()]}
+
+
+@router.post("/accounts/{ig_user_id}/tokens", status_code=status.HTTP_201_CREATED)
+async def issue_token(ig_user_id: str, body: TokenCreate, state: StateDep) -> dict[str, Any]:
+    if ig_user_id not in state.accounts:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such account")
+    expires_in = None if body.expires_in_seconds is None else timedelta(seconds=body.expires_in_seconds)
+    try:
+        token = state.issue_token(ig_user_id, access_token=body.access_token, expires_in=expires_in)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    return _token_json(state, token.value)
+
+
+@router.post("/tokens/revoke")
+async def revoke_token(body: TokenRevoke, state: StateDep) -> dict[str, bool]:
+    """Later calls with this token get 190/460 (session invalidated)."""
+    token = state.tokens.get(body.access_token)
+    if token is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such token")
+    token.revoked = True
+    return {"success": True}
+
+
+@router.get("/accounts/{ig_user_id}/media")
+async def published_media(ig_user_id: str, state: StateDep) -> dict[str, Any]:
+    """Ground truth: everything this account published (stories and deleted posts included), oldest first."""
+    if ig_user_id not in state.accounts:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such account")
+    items = sorted(
+        (m for m in state.media.values() if m.ig_user_id == ig_user_id and m.parent_id is None),
+        key=lambda m: (m.published_at, int(m.id)),
+    )
+    return {"data": [ground_truth_media(state, m) for m in items]}
+
+
+@router.get("/containers/{container_id}")
+async def container_truth(container_id: str, state: StateDep) -> dict[str, Any]:
+    container = state.containers.get(container_id)
+    if container is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such container")
+    return ground_truth_container(state, container)
+
+
+@router.post("/faults", status_code=status.HTTP_201_CREATED)
+async def add_fault(spec: FaultSpec, state: StateDep) -> dict[str, Any]:
+    """Arm a fault. Container faults with a ``target_id`` apply to that existing container at once."""
+    if spec.action in CONTAINER_ACTIONS and spec.target_id is not None:
+        container = state.containers.get(spec.target_id)
+        if container is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such container")
+        apply_container_fault(container, spec.action, spec.error_subcode)
+        fault = state.faults.add(spec)
+        fault.consume()
+        return fault.to_json()
+    return state.faults.add(spec).to_json()
+
+
+@router.get("/faults")
+async def list_faults(state: StateDep) -> dict[str, Any]:
+    return {"data": [fault.to_json() for fault in state.faults.faults]}
+
+
+@router.delete("/faults")
+async def clear_faults(state: StateDep) -> dict[str, bool]:
+    state.faults.clear()
+    return {"success": True}
+
+
+@router.delete("/faults/{fault_id}")
+async def remove_fault(fault_id: str, state: StateDep) -> dict[str, bool]:
+    if not state.faults.remove(fault_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such fault")
+    return {"success": True}
+
+
+@router.get("/calls")
+async def list_calls(
+    state: StateDep, since: int = 0, endpoint: str | None = None, ig_user_id: str | None = None
+) -> dict[str, Any]:
+    """The Graph calls served, oldest first; ``since`` is a ``seq`` to continue from."""
+    return {
+        "data": [
+            r.to_json() for r in state.calls.query(since=since, endpoint=endpoint, ig_user_id=ig_user_id)
+        ]
+    }
+
+
+@router.delete("/calls")
+async def clear_calls(state: StateDep) -> dict[str, bool]:
+    state.calls.clear()
+    return {"success": True}
+
+
+@router.post("/reset")
+async def reset(state: StateDep) -> dict[str, bool]:
+    """Forget everything but the startup configuration (and the demo account, if enabled)."""
+    state.reset()
+    return {"success": True}
+
+
+def _clock_json(state: SandboxState) -> dict[str, Any]:
+    return {"now": state.clock.now().isoformat(), "frozen": state.clock.frozen}
+
+
+@router.get("/clock")
+async def read_clock(state: StateDep) -> dict[str, Any]:
+    return _clock_json(state)
+
+
+@router.post("/clock")
+async def change_clock(body: ClockChange, state: StateDep) -> dict[str, Any]:
+    """Freeze/unfreeze, set, or advance the sandbox clock (in that order when combined)."""
+    if body.freeze is True:
+        state.clock.freeze()
+    elif body.freeze is False:
+        state.clock.unfreeze()
+    if body.set is not None:
+        state.clock.set(body.set)
+    if body.advance_seconds is not None:
+        state.clock.advance(timedelta(seconds=body.advance_seconds))
+    return _clock_json(state)
+
+
+@router.get("/config")
+async def read_config(state: StateDep) -> dict[str, Any]:
+    return state.config.model_dump()
+
+
+@router.patch("/config")
+async def change_config(patch: dict[str, Any], state: StateDep) -> dict[str, Any]:
+    """Change settings until the next reset, e.g. ``{"republish_mode": "idempotent"}``."""
+    try:
+        state.config = SandboxConfig.model_validate(state.config.model_dump() | patch)
+    except ValidationError as error:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, error.errors(include_url=False, include_context=False)
+        ) from None
+    return state.config.model_dump()
