@@ -8,8 +8,11 @@ an ``ApplicationError`` whose type is the error's stable ``kind``, so workflows 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar, cast
 
 from minio import Minio
 from pydantic import SecretStr
@@ -62,6 +65,31 @@ _DEFAULT_QUOTA_TOTAL = 100
 _RECONCILE_WINDOW = timedelta(minutes=2)
 
 
+_HEARTBEAT_EVERY = 2.0
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def keeps_heartbeat(method: F) -> F:
+    """Heartbeat while the wrapped activity runs, so that a worker that dies mid-call (even by SIGKILL) is
+    noticed within the workflow's heartbeat timeout instead of the whole start-to-close timeout."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async def beat() -> None:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(_HEARTBEAT_EVERY)
+
+        beating = asyncio.create_task(beat())
+        try:
+            return await method(*args, **kwargs)
+        finally:
+            beating.cancel()
+
+    return cast(F, wrapper)
+
+
 def as_application_error(error: GraphAPIError) -> ApplicationError:
     """One translation for every activity: the type is the error's kind; throttles carry Meta's wait time."""
     return ApplicationError(
@@ -94,6 +122,7 @@ class InstagramActivities:
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
 
     @activity.defn
+    @keeps_heartbeat
     async def get_publishing_quota(self, request: PostRef) -> QuotaReport:
         context = await self._context(request.post_id)
         try:
@@ -105,6 +134,7 @@ class InstagramActivities:
         return QuotaReport(usage=limit.quota_usage, total=limit.quota_total or _DEFAULT_QUOTA_TOTAL)
 
     @activity.defn
+    @keeps_heartbeat
     async def check_container_ready(self, request: ContainerCheck) -> ContainerReport:
         """Returns once the container is FINISHED; raises a retryable "not ready" while it is IN_PROGRESS, so
         the retry policy is the polling loop."""
@@ -127,6 +157,7 @@ class InstagramActivities:
         return ContainerReport(container_id=status.id, status_code=status.status_code.value)
 
     @activity.defn
+    @keeps_heartbeat
     async def reconcile_publish(self, request: ReconcileInput) -> ReconcileResult:
         """Whether a publish whose outcome is unknown went live: the container's status is the documented truth."""
         context = await self._context(request.post_id)
@@ -161,6 +192,7 @@ class InstagramActivities:
         return candidates[0] if len(candidates) == 1 else None
 
     @activity.defn
+    @keeps_heartbeat
     async def fetch_permalink(self, request: MediaRef) -> PermalinkResult:
         context = await self._context(request.post_id)
         try:
@@ -174,6 +206,7 @@ class InstagramActivities:
     # --- mutations ---------------------------------------------------------------------------------------------
 
     @activity.defn
+    @keeps_heartbeat
     async def create_container(self, request: CreateContainerInput) -> ContainerRef:
         """Creates the container for one slot (a carousel item, or the post itself) and stores its id before
         returning. A slot whose stored container is still usable is not created again: a second container next
@@ -195,6 +228,7 @@ class InstagramActivities:
         return ContainerRef(container_id=ref.id)
 
     @activity.defn
+    @keeps_heartbeat
     async def publish(self, request: PublishInput) -> PublishResult:
         """Calls media_publish at most once per activity (the workflow never retries this activity). Checks
         first: a container that is already PUBLISHED is never published again."""
@@ -224,6 +258,7 @@ class InstagramActivities:
         return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id)
 
     @activity.defn
+    @keeps_heartbeat
     async def post_first_comment(self, request: MediaRef) -> FirstCommentResult:
         """Exactly once: a comment id already stored, or our own identical comment already on the media, means
         an earlier attempt got through."""

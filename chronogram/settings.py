@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     # that is still starting them.
     api_reconcile_interval_seconds: float = Field(default=30.0, ge=0)
     api_reconcile_grace_seconds: float = Field(default=10.0, ge=0)
-    # DELETE /v1/accounts/{id} waits this long for the cancelled posts' workflows to finish.
-    api_disconnect_timeout_seconds: float = Field(default=15.0, gt=0)
+    # How long a request waits for a workflow run to end: DELETE /v1/accounts/{id} for its cancelled posts,
+    # POST /v1/posts/{id}/retry for the failed run.
+    api_workflow_wait_seconds: float = Field(default=15.0, gt=0)
 
     # Worker tuning
     worker_max_concurrent_activities: int = Field(default=100, ge=1)

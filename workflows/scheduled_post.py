@@ -83,6 +83,8 @@ _RECONCILE_PAUSE = timedelta(seconds=30)
 _QUOTA_RECHECK = timedelta(minutes=15)
 # Containers live 24 h and videos can take minutes to process: prepared this long before the publish time.
 _PREPARE_AHEAD = timedelta(minutes=10)
+# Instagram activities heartbeat every 2 s: a worker that dies mid-call is replaced within this, not minutes.
+_HEARTBEAT = timedelta(seconds=10)
 _FINISHING_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES)
 
 
@@ -312,6 +314,7 @@ class ScheduledPostWorkflow:
                 InstagramActivities.get_publishing_quota,
                 PostRef(self._state.post_id),
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=_HEARTBEAT,
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(seconds=60), non_retryable_error_types=_NEVER_RETRY_TYPES
                 ),
@@ -350,6 +353,7 @@ class ScheduledPostWorkflow:
             InstagramActivities.create_container,
             request,
             start_to_close_timeout=timedelta(seconds=90),
+            heartbeat_timeout=_HEARTBEAT,
             retry_policy=_CREATE_RETRY,
             summary=f"create {what}" + (f" #{request.position + 1}" if request.position is not None else ""),
         )
@@ -363,6 +367,7 @@ class ScheduledPostWorkflow:
                     InstagramActivities.check_container_ready,
                     ContainerCheck(post_id=self._state.post_id, container_id=container_id),
                     start_to_close_timeout=timedelta(seconds=30),
+                    heartbeat_timeout=_HEARTBEAT,
                     schedule_to_close_timeout=_CONTAINER_WAIT_BUDGET,
                     retry_policy=_POLL_RETRY,
                     summary=f"wait for container {container_id}",
@@ -389,6 +394,7 @@ class ScheduledPostWorkflow:
                         attempt=self._state.publish_attempts,
                     ),
                     start_to_close_timeout=timedelta(seconds=120),
+                    heartbeat_timeout=_HEARTBEAT,
                     retry_policy=_PUBLISH_ONCE,
                     summary=f"publish container {container_id} (attempt {self._state.publish_attempts})",
                 )
@@ -432,6 +438,7 @@ class ScheduledPostWorkflow:
                     post_id=self._state.post_id, container_id=container_id, attempted_at=attempted_at
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=_HEARTBEAT,
                 schedule_to_close_timeout=timedelta(minutes=30),
                 retry_policy=_READ_RETRY,
                 summary=f"did container {container_id} go live?",
@@ -449,6 +456,7 @@ class ScheduledPostWorkflow:
                 InstagramActivities.fetch_permalink,
                 MediaRef(post_id=self._state.post_id, media_id=media_id),
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_FINISHING_RETRY,
                 summary="fetch permalink",
             )
@@ -467,6 +475,7 @@ class ScheduledPostWorkflow:
                 InstagramActivities.post_first_comment,
                 MediaRef(post_id=self._state.post_id, media_id=media_id),
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=_HEARTBEAT,
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(minutes=1),
                     maximum_attempts=10,

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from chronogram.crypto import TokenCipher
@@ -46,7 +47,7 @@ def engine_settings(
             "graph_api_timeout_seconds": 5.0,
             "database_url": f"sqlite:///{database}",
             "media_bucket": "engine-media",
-            "token_encryption_key": TokenCipher.generate_key(),
+            "token_encryption_key": SecretStr(TokenCipher.generate_key()),
         }
     )
     create_schema(make_engine(configured.database_url))
