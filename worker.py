@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from chronogram.contracts import TASK_QUEUE
-from chronogram.db import make_engine
+from chronogram.db import create_schema, make_engine
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal
@@ -30,6 +30,7 @@ log = logging.getLogger("chronogram.worker")
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings)
     engine = make_engine(settings.database_url)
+    create_schema(engine)  # idempotent; whichever of API and worker starts first creates the tables
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
     # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
     # slow upload never starves a status update.
