@@ -17,13 +17,13 @@ from typing import Any, TypeVar, cast
 from minio import Minio
 from pydantic import SecretStr
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.media import rendition_key
+from activities.rows import load_post, post_media
 from chronogram.contracts import (
-    POST_NOT_FOUND,
     ContainerCheck,
     ContainerRef,
     ContainerReport,
@@ -290,11 +290,7 @@ class InstagramActivities:
 
     def _load_context(self, post_id: int) -> _PostContext:
         with Session(self._engine) as session:
-            post = session.get(Post, post_id)
-            if post is None:
-                raise ApplicationError(
-                    f"post {post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True
-                )
+            post = load_post(session, post_id)
             account = session.get(InstagramAccount, post.account_id)
             if account is None:
                 raise ApplicationError(
@@ -302,14 +298,7 @@ class InstagramActivities:
                     type="GraphAuthError",
                     non_retryable=True,
                 )
-            items = list(
-                session.exec(
-                    select(PostMedia, MediaAsset)
-                    .join(MediaAsset, MediaAsset.id == PostMedia.media_id)  # type: ignore[arg-type]
-                    .where(PostMedia.post_id == post_id)
-                    .order_by(PostMedia.position)  # type: ignore[arg-type]
-                ).all()
-            )
+            items = post_media(session, post_id)
             session.expunge_all()
         return _PostContext(
             post=post,

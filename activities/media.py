@@ -6,13 +6,13 @@ import io
 
 from minio import Minio
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.rows import load_post, post_media
 from chronogram.contracts import (
     MEDIA_REJECTED,
-    POST_NOT_FOUND,
     MediaKind,
     PostRef,
     PreparedMedia,
@@ -20,7 +20,7 @@ from chronogram.contracts import (
 )
 from chronogram.enums import PostType
 from chronogram.media_rules import MediaRejected, check_aspect_ratio, check_video, render_image, sniff_video
-from chronogram.models import MediaAsset, Post, PostMedia
+from chronogram.models import MediaAsset
 
 
 def rendition_key(asset: MediaAsset) -> str:
@@ -46,17 +46,8 @@ class MediaActivities:
     @activity.defn
     def prepare_media(self, request: PostRef) -> PreparedMediaList:
         with Session(self._engine) as session:
-            post = session.get(Post, request.post_id)
-            if post is None:
-                raise ApplicationError(
-                    f"post {request.post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True
-                )
-            rows = session.exec(
-                select(PostMedia, MediaAsset)
-                .join(MediaAsset, MediaAsset.id == PostMedia.media_id)  # type: ignore[arg-type]
-                .where(PostMedia.post_id == request.post_id)
-                .order_by(PostMedia.position)  # type: ignore[arg-type]
-            ).all()
+            post = load_post(session, request.post_id)
+            rows = post_media(session, request.post_id)
             post_type = post.type
         if not rows:
             raise ApplicationError(

@@ -8,12 +8,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.media import media_kind
-from chronogram.contracts import POST_NOT_FOUND, EventRecord, FinishInput, PlannedMedia, PostRef, PublishPlan
+from activities.rows import load_post, post_media
+from chronogram.contracts import EventRecord, FinishInput, PlannedMedia, PostRef, PublishPlan
 from chronogram.enums import EventKind, PostStatus
-from chronogram.models import MediaAsset, Post, PostEvent, PostMedia
+from chronogram.models import PostEvent
 
 
 class PostStore:
@@ -25,13 +25,8 @@ class PostStore:
     @activity.defn
     def load_plan(self, request: PostRef) -> PublishPlan:
         with Session(self._engine) as session:
-            post = _load(session, request.post_id)
-            rows = session.exec(
-                select(PostMedia, MediaAsset)
-                .join(MediaAsset, MediaAsset.id == PostMedia.media_id)  # type: ignore[arg-type]
-                .where(PostMedia.post_id == request.post_id)
-                .order_by(PostMedia.position)  # type: ignore[arg-type]
-            ).all()
+            post = load_post(session, request.post_id)
+            rows = post_media(session, request.post_id)
             return PublishPlan(
                 post_id=request.post_id,
                 account_id=post.account_id,
@@ -46,7 +41,7 @@ class PostStore:
     @activity.defn
     def begin_publishing(self, event: EventRecord) -> None:
         with Session(self._engine) as session:
-            post = _load(session, event.post_id)
+            post = load_post(session, event.post_id)
             if post.status is not PostStatus.SCHEDULED:
                 return  # a retry of an attempt that committed
             post.status = PostStatus.PUBLISHING
@@ -59,7 +54,7 @@ class PostStore:
     def record_event(self, event: EventRecord) -> None:
         with Session(self._engine) as session:
             if event.publish_at is not None:
-                post = _load(session, event.post_id)
+                post = load_post(session, event.post_id)
                 post.publish_at = event.publish_at
                 post.updated_at = _now()
                 session.add(post)
@@ -69,7 +64,7 @@ class PostStore:
     @activity.defn
     def finish(self, request: FinishInput) -> None:
         with Session(self._engine) as session:
-            post = _load(session, request.post_id)
+            post = load_post(session, request.post_id)
             if post.status is request.status:
                 return  # a retry of an attempt that committed
             previous = post.status
@@ -100,13 +95,6 @@ class PostStore:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _load(session: Session, post_id: int) -> Post:
-    post = session.get(Post, post_id)
-    if post is None:
-        raise ApplicationError(f"post {post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True)
-    return post
 
 
 def _add_event(session: Session, event: EventRecord) -> None:
