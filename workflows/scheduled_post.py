@@ -172,14 +172,17 @@ class ScheduledPostWorkflow:
 
     async def _refused_unless_scheduled(self, signal: str) -> bool:
         # "Scheduled" ends the moment the final wait ends, before the publishing activity is even scheduled.
-        if self._state.status is PostStatus.SCHEDULED:
+        if self._state.status is PostStatus.SCHEDULED and self._cancel is None:
             return False
         self._state.refused_signals.append(
             RefusedSignal(signal=signal, status=self._state.status, received_at=workflow.now())
         )
-        await self._record(
-            EventKind.ERROR, f"{signal} refused: the post is already {self._state.status.value}"
+        why = (
+            "is being cancelled"
+            if self._state.status is PostStatus.SCHEDULED
+            else f"is already {self._state.status.value}"
         )
+        await self._record(EventKind.ERROR, f"{signal} refused: the post {why}")
         return True
 
     # --- main line -------------------------------------------------------------------------------------------

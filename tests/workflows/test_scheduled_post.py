@@ -149,6 +149,16 @@ async def test_cancel_during_the_sleep(schedule) -> None:
     assert run.world.finished[-1].error_message == "changed my mind"
 
 
+async def test_signals_after_a_cancel_are_refused(schedule) -> None:
+    run = await schedule(timedelta(days=30))
+    await run.handle.signal(ScheduledPostWorkflow.cancel, CancelRequest())
+    await run.handle.signal(ScheduledPostWorkflow.publish_now, PublishNowRequest())
+    result = await run.handle.result()
+    assert result.status is PostStatus.CANCELLED
+    assert run.world.published == []
+    assert [e.message for e in run.world.events] == ["publish_now refused: the post is being cancelled"]
+
+
 async def test_signals_once_publishing_began_are_refused_and_recorded(schedule) -> None:
     gate = asyncio.Event()
     run = await schedule(timedelta(minutes=5), Script(publish_gate=gate))
