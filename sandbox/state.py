@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import time
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -153,10 +154,13 @@ class SandboxState:
         self.comments: dict[str, Comment] = {}
         # The downloader Meta would use to fetch image_url/video_url; the app's lifespan owns it.
         self.http: httpx.AsyncClient | None = None
-        # Ids keep counting across resets so a stale id from an earlier test never names a new object.
-        self._container_ids = itertools.count(17880000000000001)
-        self._media_ids = itertools.count(17900000000000001)
-        self._comment_ids = itertools.count(17850000000000001)
+        # Ids keep counting across resets so a stale id from an earlier test never names a new object, and start
+        # from the wall clock so that they stay unique across restarts too, as Meta's are: a database that outlives
+        # the sandbox (the run command's .data/) must never meet a media id twice.
+        epoch = time.time_ns() // 1_000_000 * 1000
+        self._container_ids = itertools.count(17880000000000001 + epoch)
+        self._media_ids = itertools.count(17900000000000001 + epoch)
+        self._comment_ids = itertools.count(17850000000000001 + epoch)
         self._account_ids = itertools.count(17841400000001001)
         self.seed()
 
