@@ -84,7 +84,8 @@ class PostStore:
                     post_id=request.post_id,
                     kind=EventKind.TRANSITION,
                     message=request.error_message or request.status.value,
-                    dedupe_key=f"finish:{request.post_id}:{request.status.value}",
+                    # Per run: a retried post may fail again, and that second failure is an event of its own.
+                    dedupe_key=f"finish:{activity.info().workflow_run_id}:{request.status.value}",
                     status_from=previous,
                     status_to=request.status,
                     error_code=request.error_code,

@@ -1,15 +1,29 @@
-"""Typed dependencies: everything a route needs comes from the app's lifespan, never from module globals."""
+"""Typed dependencies: everything a route needs comes from the app's lifespan, never from module globals.
+
+Authentication and "load it or 404" live here, once: a route that takes ``OwnedPostDep`` can only ever see a
+post of the calling user, and another user's post answers exactly like a post that does not exist.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from minio import Minio
 from sqlalchemy import Engine
+from sqlmodel import Session
 from temporalio.client import Client
 
+from api.crud.owned import get_owned
+from api.crud.users import Principal, authenticate
+from api.errors import ApiError, not_found
+from api.schemas.common import MAX_ID
+from chronogram.crypto import TokenCipher
+from chronogram.instagram import GraphClient
+from chronogram.models import InstagramAccount, MediaAsset, Post
 from chronogram.settings import Settings
 
 
@@ -19,6 +33,8 @@ class AppServices:
     temporal: Client
     engine: Engine
     storage: Minio
+    graph: GraphClient
+    cipher: TokenCipher
 
 
 def get_services(request: Request) -> AppServices:
@@ -27,3 +43,67 @@ def get_services(request: Request) -> AppServices:
 
 
 ServicesDep = Annotated[AppServices, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    # expire_on_commit=False: rows stay readable after a commit, when the response is built from them.
+    with Session(services.engine, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key from `python -m api.admin create-user NAME` (or printed by `make dev`).",
+)
+
+
+def get_current_user(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    challenge = {"WWW-Authenticate": 'Bearer realm="chronogram"'}
+    if credentials is None or not credentials.credentials:
+        raise ApiError(
+            401, "missing_api_key", "send an API key as 'Authorization: Bearer <key>'", headers=challenge
+        )
+    principal = authenticate(session, key=credentials.credentials)
+    if principal is None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def get_owned_account(
+    account_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
+) -> InstagramAccount:
+    account = get_owned(session, InstagramAccount, owner_id=user.user_id, row_id=account_id)
+    if account is None:
+        raise not_found("account", account_id)
+    return account
+
+
+def get_owned_media(
+    media_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
+) -> MediaAsset:
+    media = get_owned(session, MediaAsset, owner_id=user.user_id, row_id=media_id)
+    if media is None:
+        raise not_found("media", media_id)
+    return media
+
+
+def get_owned_post(
+    post_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
+) -> Post:
+    post = get_owned(session, Post, owner_id=user.user_id, row_id=post_id)
+    if post is None:
+        raise not_found("post", post_id)
+    return post
+
+
+OwnedAccountDep = Annotated[InstagramAccount, Depends(get_owned_account)]
+OwnedMediaDep = Annotated[MediaAsset, Depends(get_owned_media)]
+OwnedPostDep = Annotated[Post, Depends(get_owned_post)]

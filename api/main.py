@@ -5,43 +5,96 @@ uvicorn api.main:app     # or: make dev
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
+from api import workflows
 from api.deps import AppServices
-from api.routes import health
-from chronogram.db import make_engine
+from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
+from api.openapi import install_openapi
+from api.routes import accounts, health, media, posts
+from chronogram.crypto import TokenCipher
+from chronogram.db import create_schema, make_engine
+from chronogram.instagram import GraphClient
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal
 
+# Multipart framing around the file: boundaries and part headers.
+_MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+_DESCRIPTION = """
+Schedule Instagram posts that publish on time, exactly once.
+
+Every `/v1` route needs `Authorization: Bearer <api key>`; make a key with `python -m api.admin create-user NAME`
+(`make dev` prints one for the user `dev`). Bodies are JSON, except uploads (multipart/form-data).
+
+A typical session: upload media (`POST /v1/media`), connect an account (`POST /v1/accounts`), schedule a post
+(`POST /v1/posts`), then watch it (`GET /v1/posts/{id}`).
+
+Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) problem details (`application/problem+json`) with a
+stable `code`, a human `detail`, and for invalid input the offending `field` and every violation in `errors`.
+Another user's resources answer 404, like resources that do not exist.
+"""
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    resolved = settings or get_settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolved = settings or get_settings()
-        # Connected here, after any fork by the server, because a Temporal client does not survive a fork.
         engine = make_engine(resolved.database_url)
-        app.state.services = AppServices(
-            settings=resolved,
-            temporal=await connect_temporal(resolved),
-            engine=engine,
-            storage=make_minio(resolved),
-        )
         try:
-            yield
+            # Idempotent; the API may be the first process to touch a fresh database.
+            await run_in_threadpool(create_schema, engine)
+            timeout = httpx.Timeout(resolved.graph_api_timeout_seconds, connect=10.0)
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                # Connected here, after any fork by the server: a Temporal client does not survive a fork.
+                services = AppServices(
+                    settings=resolved,
+                    temporal=await connect_temporal(resolved),
+                    engine=engine,
+                    storage=make_minio(resolved),
+                    graph=GraphClient.from_settings(http, resolved),
+                    cipher=TokenCipher.from_settings(resolved),
+                )
+                app.state.services = services
+                stop = asyncio.Event()
+                reconciler = asyncio.create_task(workflows.run_reconciler(services, stop), name="reconciler")
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    reconciler.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reconciler
         finally:
             engine.dispose()
 
     app = FastAPI(
         title="Chronogram",
         summary="Schedule Instagram posts that publish on time, exactly once.",
+        description=_DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.include_router(health.router)
+    upload_limit = max(resolved.api_max_image_upload_bytes, resolved.api_max_video_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=resolved.api_max_json_body_bytes,
+        limits={("POST", "/v1/media"): upload_limit + _MULTIPART_OVERHEAD_BYTES},
+    )
+    install_error_handlers(app)
+    install_openapi(app)
+    for router in (health.router, accounts.router, media.router, posts.router):
+        app.include_router(router)
     return app
 
 

@@ -37,12 +37,13 @@ class EventKind(StrEnum):
     ERROR = "error"
 
 
-# scheduled -> publishing -> published | failed; scheduled -> cancelled. Everything else is final.
+# scheduled -> publishing -> published | failed; scheduled -> cancelled; failed -> scheduled (retry).
+# Published and cancelled are final.
 STATUS_TRANSITIONS: Mapping[PostStatus, frozenset[PostStatus]] = {
     PostStatus.SCHEDULED: frozenset({PostStatus.PUBLISHING, PostStatus.CANCELLED}),
     PostStatus.PUBLISHING: frozenset({PostStatus.PUBLISHED, PostStatus.FAILED}),
     PostStatus.PUBLISHED: frozenset(),
-    PostStatus.FAILED: frozenset(),
+    PostStatus.FAILED: frozenset({PostStatus.SCHEDULED}),  # retry: a fresh run of a failed post
     PostStatus.CANCELLED: frozenset(),
 }
 

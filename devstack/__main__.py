@@ -26,7 +26,9 @@ from typing import TextIO
 from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 
+from api.admin import ensure_dev_user
 from chronogram.contracts import SEARCH_ATTRIBUTES
+from chronogram.db import make_engine
 from chronogram.settings import DATA_DIR, PROJECT_ROOT, Settings
 from chronogram.storage import ensure_bucket, make_minio
 from chronogram.temporal import connect_temporal, ensure_search_attributes
@@ -64,6 +66,7 @@ class Stack:
     sink: LineSink
     children: list[ManagedProcess] = field(default_factory=list)
     urls: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     child_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     temporal_log_level: str = "error"
 
@@ -218,6 +221,12 @@ def bring_up(stack: Stack) -> None:
 
     database = "external" if stack.external("database_url") else "SQLite"
     stack.say(f"application database: {database} ({_redacted(settings.database_url)})")
+    dev_key = ensure_dev_user(make_engine(settings.database_url))
+    stack.notes.append(
+        f"Development API key (shown once, stored only hashed): {dev_key}"
+        if dev_key
+        else "API user 'dev' exists; a new key: .venv/bin/python -m api.admin create-key dev"
+    )
 
     stack.say("starting the worker ...")
     _start_python(stack, "worker", ["worker.py"], None)
@@ -272,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     width = max(len(name) for name, _ in stack.urls)
     banner = "\n".join(f"    {name:<{width}}  {url}" for name, url in stack.urls)
-    stack.say(f"Chronogram is up (Ctrl-C stops everything):\n{banner}")
+    notes = "".join(f"\n    {note}" for note in stack.notes)
+    stack.say(f"Chronogram is up (Ctrl-C stops everything):\n{banner}{notes}")
 
     exit_code = 0
     while not stopping.wait(0.5):

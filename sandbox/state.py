@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import time
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum

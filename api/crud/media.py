@@ -1,0 +1,76 @@
+"""Uploaded media assets (their bytes are in object storage; these rows say what was measured on arrival)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from chronogram.enums import PostStatus
+from chronogram.models import MediaAsset, Post, PostMedia
+
+# A post in one of these may still be published (a failed one by a retry), so its media must stay.
+MEDIA_PINNING_STATUSES = (PostStatus.SCHEDULED, PostStatus.PUBLISHING, PostStatus.FAILED)
+
+
+def list_media(
+    session: Session, *, owner_id: int, limit: int, before_id: int | None = None
+) -> list[MediaAsset]:
+    """Newest first; ``before_id`` is the keyset cursor."""
+    query = select(MediaAsset).where(MediaAsset.owner_id == owner_id)
+    if before_id is not None:
+        query = query.where(col(MediaAsset.id) < before_id)
+    return list(session.exec(query.order_by(col(MediaAsset.id).desc()).limit(limit)).all())
+
+
+def add_media(
+    session: Session,
+    *,
+    owner_id: int,
+    object_key: str,
+    content_type: str,
+    size_bytes: int,
+    sha256: str,
+    width: int | None,
+    height: int | None,
+) -> MediaAsset:
+    asset = MediaAsset(
+        owner_id=owner_id,
+        object_key=object_key,
+        content_type=content_type,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        width=width,
+        height=height,
+    )
+    session.add(asset)
+    session.commit()
+    return asset
+
+
+def delete_media(session: Session, *, media_id: int, _again: bool = True) -> list[tuple[int, PostStatus]]:
+    """Delete the asset unless a post that may still publish uses it; then nothing is deleted and those posts
+    are returned. Finished posts (published, cancelled) lose their link to it."""
+    pinned = session.exec(
+        select(Post.id, Post.status)
+        .join(PostMedia, PostMedia.post_id == Post.id)  # type: ignore[arg-type]
+        .where(PostMedia.media_id == media_id, col(Post.status).in_(MEDIA_PINNING_STATUSES))
+        .order_by(col(Post.id))
+    ).all()
+    if pinned:
+        session.rollback()
+        return [(post_id, PostStatus(status)) for post_id, status in pinned if post_id is not None]
+    finished = select(Post.id).where(col(Post.status).not_in(MEDIA_PINNING_STATUSES))
+    session.execute(
+        delete(PostMedia).where(col(PostMedia.media_id) == media_id, col(PostMedia.post_id).in_(finished))
+    )
+    session.execute(delete(MediaAsset).where(col(MediaAsset.id) == media_id))
+    try:
+        session.commit()
+    except IntegrityError:
+        # A post took the media between the check and the delete; the foreign key refused the delete.
+        session.rollback()
+        if not _again:
+            raise
+        return delete_media(session, media_id=media_id, _again=False)
+    return []

@@ -1,0 +1,16 @@
+"""Loading one row of the calling user."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlmodel import Session, select
+
+from chronogram.models import InstagramAccount, MediaAsset, Post
+
+_Owned = TypeVar("_Owned", InstagramAccount, MediaAsset, Post)
+
+
+def get_owned(session: Session, model: type[_Owned], *, owner_id: int, row_id: int) -> _Owned | None:
+    """The row with this id if it belongs to ``owner_id``; None otherwise, whether it exists or not."""
+    return session.exec(select(model).where(model.id == row_id, model.owner_id == owner_id)).first()

@@ -1,0 +1,411 @@
+"""Posts: creation (with idempotency keys), listing, edits, retries, and the bookkeeping that lets a crash between
+the database write and the workflow start be found and repaired.
+
+Status after creation belongs to the workflow (its activities write it); the only status writes here are the two
+that start a workflow run: creation (-> scheduled) and retry (failed -> scheduled). Each is recorded as a
+transition event, and each successful workflow start as a "workflow started" event. A scheduled post whose latest
+"-> scheduled" event has no "workflow started" event after it may have no workflow: the reconciler starts it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import exists, func, tuple_, union_all, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from chronogram.enums import EventKind, PostStatus, PostType
+from chronogram.models import (
+    IdempotencyKey,
+    InstagramAccount,
+    MediaAsset,
+    Post,
+    PostEvent,
+    PostMedia,
+    ReelOptions,
+    UserTag,
+)
+
+WORKFLOW_STARTED_PREFIX = "workflow-started:"
+
+
+class IdempotencyKeyReused(Exception):
+    """The key was used before with a different request."""
+
+
+class IdempotencyKeyInProgress(Exception):
+    """The key's first request has not finished."""
+
+
+class ReferenceGone(Exception):
+    """The account or a media was deleted while the post was being recorded."""
+
+
+@dataclass(frozen=True)
+class NewPost:
+    owner_id: int
+    account_id: int
+    post_type: PostType
+    media_ids: Sequence[int]
+    publish_at: datetime
+    caption: str | None = None
+    first_comment: str | None = None
+    location_id: str | None = None
+    user_tags: list[UserTag] = field(default_factory=list)
+    alt_text: str | None = None
+    # Per carousel item, aligned with media_ids: {"alt_text": ..., "user_tags": [...]}.
+    items: Sequence[dict[str, Any]] | None = None
+    reel_options: ReelOptions | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    post_id: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class WorkflowStart:
+    """What starting a post's workflow needs."""
+
+    post_id: int
+    account_id: int
+    username: str
+    post_type: PostType
+    publish_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- creation -----------------------------------------------------------------------------------------------------
+
+
+def create_post(
+    session: Session, *, new: NewPost, idempotency_key: str | None = None, fingerprint: str | None = None
+) -> Created:
+    """Record a post, its media and its creation event in one transaction; with an idempotency key, a repeated
+    request returns the post of the first one instead."""
+    if idempotency_key is not None:
+        if fingerprint is None:
+            raise ValueError("an idempotency key needs the request's fingerprint")
+        existing = _replay(session, user_id=new.owner_id, key=idempotency_key, fingerprint=fingerprint)
+        if existing is not None:
+            return Created(post_id=existing, replayed=True)
+
+    post = Post(
+        owner_id=new.owner_id,
+        account_id=new.account_id,
+        type=new.post_type,
+        caption=new.caption,
+        first_comment=new.first_comment,
+        location_id=new.location_id,
+        user_tags=new.user_tags,
+        alt_text=new.alt_text,
+        reel_options=new.reel_options,
+        publish_at=new.publish_at,
+        status=PostStatus.SCHEDULED,
+    )
+    session.add(post)
+    session.flush()
+    assert post.id is not None
+    for position, media_id in enumerate(new.media_ids):
+        item = new.items[position] if new.items is not None else {}
+        session.add(
+            PostMedia(
+                post_id=post.id,
+                position=position,
+                media_id=media_id,
+                alt_text=item.get("alt_text"),
+                user_tags=item.get("user_tags") or [],
+            )
+        )
+    _add_event(
+        session,
+        post_id=post.id,
+        message="created",
+        to_status=PostStatus.SCHEDULED,
+        dedupe_key=f"created:{post.id}",
+    )
+    if idempotency_key is not None and fingerprint is not None:
+        session.add(
+            IdempotencyKey(
+                user_id=new.owner_id, key=idempotency_key, request_fingerprint=fingerprint, post_id=post.id
+            )
+        )
+    try:
+        session.commit()
+    except IntegrityError:
+        # Either the same idempotency key arrived twice at once and the other request won, or the account or a
+        # media was deleted since it was checked (the foreign keys are checked at commit).
+        session.rollback()
+        if idempotency_key is not None and fingerprint is not None:
+            existing = _replay(session, user_id=new.owner_id, key=idempotency_key, fingerprint=fingerprint)
+            if existing is not None:
+                return Created(post_id=existing, replayed=True)
+        raise ReferenceGone() from None
+    return Created(post_id=post.id, replayed=False)
+
+
+def find_replay(session: Session, *, user_id: int, key: str, fingerprint: str) -> int | None:
+    """The post a first request with this key created; None if the key is new."""
+    return _replay(session, user_id=user_id, key=key, fingerprint=fingerprint)
+
+
+def _replay(session: Session, *, user_id: int, key: str, fingerprint: str) -> int | None:
+    row = session.get(IdempotencyKey, (user_id, key))
+    if row is None:
+        return None
+    if row.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(key)
+    if row.post_id is None:
+        raise IdempotencyKeyInProgress(key)
+    return row.post_id
+
+
+# --- reads --------------------------------------------------------------------------------------------------------
+
+
+def owned_media(session: Session, *, owner_id: int, media_ids: Sequence[int]) -> dict[int, MediaAsset]:
+    rows = session.exec(
+        select(MediaAsset).where(col(MediaAsset.id).in_(set(media_ids)), MediaAsset.owner_id == owner_id)
+    ).all()
+    return {row.id: row for row in rows if row.id is not None}
+
+
+def media_of(session: Session, *, post_ids: Sequence[int]) -> dict[int, list[PostMedia]]:
+    found: dict[int, list[PostMedia]] = {post_id: [] for post_id in post_ids}
+    if not post_ids:
+        return found
+    rows = session.exec(
+        select(PostMedia)
+        .where(col(PostMedia.post_id).in_(post_ids))
+        .order_by(col(PostMedia.post_id), col(PostMedia.position))
+    ).all()
+    for row in rows:
+        found[row.post_id].append(row)
+    return found
+
+
+def events_of(session: Session, *, post_id: int) -> list[PostEvent]:
+    return list(
+        session.exec(
+            select(PostEvent)
+            .where(PostEvent.post_id == post_id)
+            .order_by(col(PostEvent.occurred_at), col(PostEvent.id))
+        ).all()
+    )
+
+
+def list_posts(
+    session: Session,
+    *,
+    owner_id: int,
+    limit: int,
+    status: PostStatus | None = None,
+    account_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+) -> list[Post]:
+    """One page ordered by (publish_at, id), after the ``after`` key: keyset pagination, so page 500 costs what
+    page 1 costs. Each shape of filter runs on an index that yields rows already in that order."""
+
+    def page(statuses: PostStatus | None) -> SelectOfScalar[Post]:
+        query = select(Post).where(Post.owner_id == owner_id)
+        if statuses is not None:
+            query = query.where(Post.status == statuses)
+        if account_id is not None:
+            query = query.where(Post.account_id == account_id)
+        if start is not None:
+            query = query.where(col(Post.publish_at) >= start)
+        if end is not None:
+            query = query.where(col(Post.publish_at) < end)
+        if after is not None:
+            query = query.where(tuple_(col(Post.publish_at), col(Post.id)) > tuple_(after[0], after[1]))
+        return query.order_by(col(Post.publish_at), col(Post.id)).limit(limit)
+
+    if status is not None or account_id is not None:
+        # ix_posts_owner_id_status_publish_at_id, or ix_posts_account_id_publish_at_id.
+        return list(session.exec(page(status)).all())
+    # No index has (owner_id, publish_at, id); ix_posts_owner_id_status_publish_at_id does per status, so read
+    # one ordered run per status and merge them: five index range scans of `limit` rows, never a sort of all.
+    runs = [page(member).subquery() for member in PostStatus]
+    merged = union_all(*(select(run.c.id, run.c.publish_at) for run in runs)).subquery()
+    ids = select(merged.c.id).order_by(merged.c.publish_at, merged.c.id).limit(limit)
+    rows = session.exec(select(Post).where(col(Post.id).in_(ids))).all()
+    return sorted(rows, key=lambda post: (post.publish_at, post.id or 0))
+
+
+def posts_of_account(session: Session, *, account_id: int, statuses: Sequence[PostStatus]) -> list[Post]:
+    return list(
+        session.exec(
+            select(Post).where(Post.account_id == account_id, col(Post.status).in_(list(statuses)))
+        ).all()
+    )
+
+
+def workflow_start(session: Session, *, post_id: int) -> WorkflowStart | None:
+    row = session.exec(
+        select(Post, InstagramAccount.username)
+        .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
+        .where(Post.id == post_id)
+    ).first()
+    if row is None:
+        return None
+    post, username = row
+    return _start_of(post, username)
+
+
+def _start_of(post: Post, username: str) -> WorkflowStart:
+    assert post.id is not None
+    return WorkflowStart(
+        post_id=post.id,
+        account_id=post.account_id,
+        username=username,
+        post_type=post.type,
+        publish_at=post.publish_at,
+    )
+
+
+# --- changes while scheduled --------------------------------------------------------------------------------------
+
+
+def update_content(
+    session: Session, *, post_id: int, values: dict[str, Any], items: Sequence[dict[str, Any]] | None
+) -> bool:
+    """Apply a content edit if the post is still scheduled; False (and nothing written) if it no longer is."""
+    changed = sorted([*values, *(["items"] if items is not None else [])])
+    result = session.execute(
+        update(Post)
+        .where(col(Post.id) == post_id, col(Post.status) == PostStatus.SCHEDULED)
+        .values(**values, updated_at=_now())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        return False
+    if items is not None:
+        for position, item in enumerate(items):
+            session.execute(
+                update(PostMedia)
+                .where(col(PostMedia.post_id) == post_id, col(PostMedia.position) == position)
+                .values(alt_text=item.get("alt_text"), user_tags=item.get("user_tags") or [])
+            )
+    _add_event(session, post_id=post_id, message=f"edited {', '.join(changed)}", dedupe_key=None)
+    session.commit()
+    return True
+
+
+def has_containers(session: Session, *, post_id: int) -> bool:
+    """Whether Instagram containers exist for the post: their content was fixed when they were created."""
+    post_level = session.exec(select(Post.ig_container_id).where(Post.id == post_id)).first()
+    if post_level:
+        return True
+    item_level = session.exec(
+        select(PostMedia.ig_container_id).where(
+            PostMedia.post_id == post_id, col(PostMedia.ig_container_id).is_not(None)
+        )
+    ).first()
+    return item_level is not None
+
+
+def begin_retry(session: Session, *, post_id: int, publish_at: datetime) -> bool:
+    """failed -> scheduled for a fresh workflow run; False if the post is not failed (e.g. a concurrent retry)."""
+    result = session.execute(
+        update(Post)
+        .where(col(Post.id) == post_id, col(Post.status) == PostStatus.FAILED)
+        # The error stays in the post's events; on the row it would describe a run that is over.
+        .values(
+            status=PostStatus.SCHEDULED,
+            publish_at=publish_at,
+            error_code=None,
+            error_message=None,
+            updated_at=_now(),
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        return False
+    _add_event(
+        session,
+        post_id=post_id,
+        message="retry requested",
+        from_status=PostStatus.FAILED,
+        to_status=PostStatus.SCHEDULED,
+        dedupe_key=f"retry:{post_id}:{uuid.uuid4().hex}",
+    )
+    session.commit()
+    return True
+
+
+# --- workflow bookkeeping -----------------------------------------------------------------------------------------
+
+
+def record_workflow_started(session: Session, *, post_id: int, run_id: str) -> None:
+    """Idempotent: the same run (a repeated start finds the running one) is recorded once."""
+    dedupe_key = f"{WORKFLOW_STARTED_PREFIX}{post_id}:{run_id}"
+    if session.exec(select(PostEvent.id).where(PostEvent.dedupe_key == dedupe_key)).first() is not None:
+        return
+    _add_event(session, post_id=post_id, message="workflow started", dedupe_key=dedupe_key, run_id=run_id)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # recorded by a concurrent start of the same run
+
+
+def posts_awaiting_workflow(session: Session, *, updated_before: datetime, limit: int) -> list[WorkflowStart]:
+    """Scheduled posts with no workflow start recorded since they last became scheduled."""
+    intent = aliased(PostEvent)
+    started = aliased(PostEvent)
+    latest_intent = (
+        select(func.max(intent.id))
+        .where(intent.post_id == Post.id, intent.to_status == PostStatus.SCHEDULED)
+        .scalar_subquery()
+    )
+    start_recorded = exists().where(
+        col(started.post_id) == col(Post.id),
+        col(started.dedupe_key).startswith(WORKFLOW_STARTED_PREFIX),
+        # A post recorded by other means has no "-> scheduled" event: any recorded start then counts.
+        col(started.id) > func.coalesce(latest_intent, 0),
+    )
+    rows = session.exec(
+        select(Post, InstagramAccount.username)
+        .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
+        .where(Post.status == PostStatus.SCHEDULED, col(Post.updated_at) < updated_before, ~start_recorded)
+        .order_by(col(Post.id))
+        .limit(limit)
+    ).all()
+    return [_start_of(post, username) for post, username in rows]
+
+
+def _add_event(
+    session: Session,
+    *,
+    post_id: int,
+    message: str,
+    dedupe_key: str | None,
+    from_status: PostStatus | None = None,
+    to_status: PostStatus | None = None,
+    run_id: str | None = None,
+) -> None:
+    detail: dict[str, Any] = {"message": message}
+    if run_id is not None:
+        detail["run_id"] = run_id
+    session.add(
+        PostEvent(
+            post_id=post_id,
+            kind=EventKind.TRANSITION,
+            from_status=from_status,
+            to_status=to_status,
+            detail=detail,
+            dedupe_key=dedupe_key,
+        )
+    )

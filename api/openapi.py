@@ -1,0 +1,107 @@
+"""The OpenAPI page: problem responses documented once (``responses=problems(404, 409)`` on a route), with their
+schema under application/problem+json, and FastAPI's default 422 shape replaced by the one actually sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.errors import PROBLEM_JSON, Problem
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
+    400: (
+        "Malformed request (e.g. a body that is not JSON)",
+        {"code": "malformed_json", "detail": "the request body is not valid JSON: Expecting value"},
+    ),
+    401: (
+        "Missing or invalid API key",
+        {"code": "invalid_api_key", "detail": "the API key is unknown or revoked"},
+    ),
+    404: (
+        "No such resource, or it belongs to another user",
+        {"code": "post_not_found", "detail": "post 42 not found"},
+    ),
+    409: (
+        "The resource's state does not allow this now",
+        {
+            "code": "post_not_scheduled",
+            "detail": "post 42 is publishing: it can only be changed while scheduled",
+            "current_status": "publishing",
+        },
+    ),
+    413: (
+        "The body or file is too large",
+        {"code": "media_too_large", "detail": "images may be at most 8 MB (8388608 bytes)", "field": "file"},
+    ),
+    415: (
+        "Unsupported content type or file format",
+        {
+            "code": "unsupported_media",
+            "detail": "the file is not an image Instagram can use (JPEG, PNG or WebP)",
+        },
+    ),
+    422: (
+        "Invalid input; `errors` lists every offending field",
+        {
+            "code": "validation_error",
+            "detail": "caption: 31 hashtags; Instagram allows at most 30",
+            "field": "caption",
+            "errors": [
+                {
+                    "field": "caption",
+                    "code": "too_many_hashtags",
+                    "message": "31 hashtags; Instagram allows at most 30",
+                }
+            ],
+        },
+    ),
+    502: (
+        "Instagram could not be reached",
+        {"code": "instagram_unavailable", "detail": "Instagram could not be reached; try again shortly"},
+    ),
+    503: (
+        "A backing service (Temporal, object storage) could not be reached",
+        {"code": "workflows_unavailable", "detail": "the scheduler is unavailable; try again shortly"},
+    ),
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: _problem_response(status) for status in statuses}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    description, example = _EXAMPLES[status]
+    body = {"type": f"urn:chronogram:problem:{example['code']}", "status": status, **example}
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF, "example": body}}}
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(problem.pop("$defs", {}))
+            components["Problem"] = problem
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    responses = operation.get("responses", {})
+                    if "422" in responses:
+                        responses["422"] = _problem_response(422)
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

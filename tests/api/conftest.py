@@ -1,0 +1,137 @@
+"""The API against the real stack: the session's Temporal dev server (namespace "api"), MinIO, an in-process
+Graph API sandbox, a SQLite database of its own, and the production worker running in the background, so that
+live state queries are answered and posts really publish. Each test makes its own users and sandbox accounts.
+
+Package-scoped: the worker and the app stop when this directory's tests end, before other suites run."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlmodel import Session
+
+from api.crud.users import create_user
+from api.deps import AppServices
+from api.main import create_app
+from chronogram.crypto import TokenCipher
+from chronogram.db import create_schema, make_engine
+from chronogram.settings import Settings
+from chronogram.storage import ensure_bucket, make_minio
+from sandbox.admin_client import SandboxAdmin
+from sandbox.config import SandboxConfig
+from sandbox.runner import SandboxServer
+from tests.api.helpers import ApiUser
+from worker import run_worker
+
+
+@pytest.fixture(scope="package")
+def sandbox_url() -> Iterator[str]:
+    config = SandboxConfig(
+        image_processing_seconds=0, video_processing_seconds=0, carousel_processing_seconds=0
+    )
+    with SandboxServer(config) as server:
+        yield server.base_url
+
+
+@pytest.fixture(scope="package")
+def api_settings(settings: Settings, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    database = tmp_path_factory.mktemp("api") / "chronogram.db"
+    configured = settings.model_copy(
+        update={
+            "temporal_namespace": "api",
+            "graph_api_base_url": sandbox_url,
+            "graph_api_timeout_seconds": 5.0,
+            "database_url": f"sqlite:///{database}",
+            "media_bucket": "api-media",
+            "token_encryption_key": SecretStr(TokenCipher.generate_key()),
+            # Tests run the reconciler themselves, when they want it.
+            "api_reconcile_interval_seconds": 0.0,
+            "api_workflow_query_timeout_seconds": 2.0,
+            "api_workflow_wait_seconds": 10.0,
+        }
+    )
+    create_schema(make_engine(configured.database_url))
+    ensure_bucket(make_minio(configured), configured.media_bucket)
+    return configured
+
+
+@pytest_asyncio.fixture(scope="package")
+async def api_worker(api_settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(api_settings, stop))
+    await asyncio.sleep(0.3)
+    if task.done():
+        task.result()  # a start-up failure shows here, not as a timeout later
+    yield task
+    stop.set()
+    await task
+
+
+@pytest_asyncio.fixture(scope="package")
+async def app(api_settings: Settings, api_worker: asyncio.Task[None]) -> AsyncIterator[FastAPI]:
+    assert not api_worker.done(), "the worker is not running"
+    application = create_app(api_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="package")
+def services(app: FastAPI) -> AppServices:
+    found: AppServices = app.state.services
+    return found
+
+
+@pytest_asyncio.fixture(scope="package")
+async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxAdmin]:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        yield SandboxAdmin(http, sandbox_url)
+
+
+@pytest_asyncio.fixture
+async def make_user(app: FastAPI, services: AppServices) -> AsyncIterator[Callable[[], Awaitable[ApiUser]]]:
+    """Each call: a new user with its own key, and a client that sends it."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def make() -> ApiUser:
+        def create() -> tuple[int, str]:
+            with Session(services.engine) as session:
+                principal, key = create_user(session, name=f"user-{uuid.uuid4().hex[:12]}@example.com")
+            return principal.user_id, key
+
+        user_id, key = await asyncio.to_thread(create)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        clients.append(client)
+        return ApiUser(user_id=user_id, key=key, client=client)
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def alice(make_user: Callable[[], Awaitable[ApiUser]]) -> ApiUser:
+    return await make_user()
+
+
+@pytest_asyncio.fixture
+async def bob(make_user: Callable[[], Awaitable[ApiUser]]) -> ApiUser:
+    return await make_user()
+
+
+@pytest_asyncio.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        yield client

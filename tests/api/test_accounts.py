@@ -1,0 +1,151 @@
+"""/v1/accounts: tokens verified with the Graph API, stored encrypted, never returned."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+from temporalio.client import WorkflowExecutionStatus
+
+from api.deps import AppServices
+from chronogram.contracts import post_workflow_id
+from chronogram.enums import PostStatus
+from chronogram.models import InstagramAccount, Post
+from sandbox import DEMO_IG_USER_ID
+from sandbox.admin_client import SandboxAdmin
+from tests.api.helpers import ApiUser, assert_problem, connect, schedule_ok, upload_ok
+
+
+async def test_connect_verifies_and_stores_the_token_encrypted(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    account = await sandbox.create_account("bakery_connect")
+    response = await alice.client.post(
+        "/v1/accounts", json={"ig_user_id": account.ig_user_id, "access_token": account.access_token}
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) == {"id", "ig_user_id", "username", "connected_at", "updated_at"}
+    assert body["ig_user_id"] == account.ig_user_id and body["username"] == "bakery_connect"
+    assert account.access_token not in response.text
+
+    with Session(services.engine) as session:
+        row = session.get(InstagramAccount, body["id"])
+    assert row is not None and row.owner_id == alice.user_id
+    assert account.access_token not in row.access_token_ciphertext
+    assert row.access_token(services.cipher).get_secret_value() == account.access_token
+
+
+async def test_connecting_again_replaces_the_token(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    first = await connect(alice.client, sandbox)
+    fresh = await sandbox.issue_token(first["ig_user_id"])
+    response = await alice.client.post(
+        "/v1/accounts", json={"ig_user_id": first["ig_user_id"], "access_token": fresh}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == first["id"]
+    with Session(services.engine) as session:
+        row = session.get(InstagramAccount, first["id"])
+    assert row is not None and row.access_token(services.cipher).get_secret_value() == fresh
+    assert len((await alice.client.get("/v1/accounts")).json()["data"]) == 1
+
+
+async def test_an_unknown_token_is_refused(alice: ApiUser) -> None:
+    response = await alice.client.post(
+        "/v1/accounts", json={"ig_user_id": DEMO_IG_USER_ID, "access_token": "not-a-token"}
+    )
+    assert_problem(response, 422, "instagram_token_rejected", field="access_token")
+    assert (await alice.client.get("/v1/accounts")).json()["data"] == []
+
+
+async def test_a_token_of_another_account_is_refused(alice: ApiUser, sandbox: SandboxAdmin) -> None:
+    mine = await sandbox.create_account("mine")
+    other = await sandbox.create_account("other")
+    response = await alice.client.post(
+        "/v1/accounts", json={"ig_user_id": other.ig_user_id, "access_token": mine.access_token}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] in ("instagram_account_rejected", "instagram_token_rejected")
+
+
+async def test_instagram_down_is_502(alice: ApiUser, sandbox: SandboxAdmin) -> None:
+    account = await sandbox.create_account("down")
+    await sandbox.add_fault("html_502", endpoint="user_read", ig_user_id=account.ig_user_id, count=1)
+    response = await alice.client.post(
+        "/v1/accounts", json={"ig_user_id": account.ig_user_id, "access_token": account.access_token}
+    )
+    assert_problem(response, 502, "instagram_unavailable")
+
+
+async def test_bad_account_bodies(alice: ApiUser) -> None:
+    for body, field in [
+        ({"ig_user_id": "abc", "access_token": "x"}, "ig_user_id"),
+        ({"ig_user_id": "1", "access_token": ""}, "access_token"),
+        ({"ig_user_id": "1"}, "access_token"),
+        ({"ig_user_id": "1", "access_token": "x", "scope": "all"}, "scope"),
+    ]:
+        response = await alice.client.post("/v1/accounts", json=body)
+        assert_problem(response, 422, "validation_error", field=field)
+
+
+async def test_list_and_get_with_quota(alice: ApiUser, sandbox: SandboxAdmin) -> None:
+    first = await connect(alice.client, sandbox)
+    second = await connect(alice.client, sandbox)
+    listed = (await alice.client.get("/v1/accounts")).json()["data"]
+    assert [item["id"] for item in listed] == [first["id"], second["id"]]
+
+    detail = await alice.client.get(f"/v1/accounts/{first['id']}")
+    assert detail.status_code == 200
+    assert detail.json()["publishing_quota"] == {
+        "usage": 0,
+        "total": 100,
+        "remaining": 100,
+        "window_seconds": 86400,
+    }
+    assert detail.json()["publishing_quota_error"] is None
+
+
+async def test_quota_unavailable_still_returns_the_account(alice: ApiUser, sandbox: SandboxAdmin) -> None:
+    account = await connect(alice.client, sandbox)
+    await sandbox.add_fault(
+        "error", endpoint="publishing_limit", ig_user_id=account["ig_user_id"], code=2, count=1
+    )
+    detail = await alice.client.get(f"/v1/accounts/{account['id']}")
+    assert detail.status_code == 200
+    assert detail.json()["publishing_quota"] is None
+    assert detail.json()["publishing_quota_error"]
+
+
+async def test_disconnect_cancels_scheduled_posts_and_forgets_the_account(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    account = await connect(alice.client, sandbox)
+    media_id = await upload_ok(alice.client)
+    posts = [(await schedule_ok(alice.client, account["id"], [media_id]))["id"] for _ in range(2)]
+
+    response = await alice.client.delete(f"/v1/accounts/{account['id']}")
+    assert response.status_code == 204, response.text
+    assert_problem(await alice.client.get(f"/v1/accounts/{account['id']}"), 404, "account_not_found")
+    for post_id in posts:
+        assert_problem(await alice.client.get(f"/v1/posts/{post_id}"), 404, "post_not_found")
+        description = await services.temporal.get_workflow_handle(post_workflow_id(post_id)).describe()
+        assert description.status == WorkflowExecutionStatus.COMPLETED  # cancelled: ended by its workflow
+    assert await sandbox.published(account["ig_user_id"]) == []
+    # The media stays: it belongs to the user, not the account.
+    assert (await alice.client.get(f"/v1/media/{media_id}")).status_code == 200
+    assert_problem(await alice.client.delete(f"/v1/accounts/{account['id']}"), 404, "account_not_found")
+
+
+async def test_disconnect_waits_for_a_post_being_published(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    account = await connect(alice.client, sandbox)
+    post = await schedule_ok(alice.client, account["id"], [await upload_ok(alice.client)])
+    with Session(services.engine) as session:  # as the worker marks it when publishing begins
+        row = session.exec(select(Post).where(Post.id == post["id"])).one()
+        row.status = PostStatus.PUBLISHING
+        session.add(row)
+        session.commit()
+    response = await alice.client.delete(f"/v1/accounts/{account['id']}")
+    assert_problem(response, 409, "account_busy")
+    assert (await alice.client.get(f"/v1/accounts/{account['id']}")).status_code == 200

@@ -1,0 +1,153 @@
+"""The persistence layer on PostgreSQL (production's database), not only on SQLite: the same queries, the same
+answers. Small data; the scale test runs on SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import Engine, make_url, update
+from sqlmodel import Session, col
+
+from api.crud import accounts as account_crud
+from api.crud import media as media_crud
+from api.crud import posts as crud
+from api.crud.users import authenticate, create_user
+from chronogram.crypto import TokenCipher
+from chronogram.db import create_schema, make_engine
+from chronogram.enums import PostStatus, PostType
+from chronogram.models import Post
+from devstack.services import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
+    server = make_url(postgres_server.url)
+    maintenance = server.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    name = f"chronogram_api_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
+    cipher = TokenCipher([TokenCipher.generate_key()])
+    with Session(pg, expire_on_commit=False) as session:
+        user, key = create_user(session, name="pg@example.com")
+        assert authenticate(session, key=key) == user
+        account, created = account_crud.connect_account(
+            session,
+            owner_id=user.user_id,
+            ig_user_id="1234",
+            username="pg_shop",
+            token_ciphertext=cipher.encrypt("t"),
+        )
+        assert created and account.id is not None
+        again, created = account_crud.connect_account(
+            session,
+            owner_id=user.user_id,
+            ig_user_id="1234",
+            username="pg_shop2",
+            token_ciphertext=cipher.encrypt("u"),
+        )
+        assert not created and again.id == account.id
+        media = media_crud.add_media(
+            session,
+            owner_id=user.user_id,
+            object_key=f"uploads/{user.user_id}/a.jpg",
+            content_type="image/jpeg",
+            size_bytes=10,
+            sha256="a" * 64,
+            width=1080,
+            height=1080,
+        )
+        assert media.id is not None
+
+        base = datetime(2027, 1, 1, tzinfo=UTC)
+        ids = []
+        for index in range(12):
+            new = crud.NewPost(
+                owner_id=user.user_id,
+                account_id=account.id,
+                post_type=PostType.CAROUSEL if index == 0 else PostType.IMAGE,
+                media_ids=[media.id, media.id] if index == 0 else [media.id],
+                publish_at=base + timedelta(hours=index % 4),
+                caption=f"post {index}",
+                user_tags=[{"username": "a", "x": 0.5, "y": 0.5}],
+                items=[{"alt_text": "one", "user_tags": []}, {"alt_text": None, "user_tags": []}]
+                if index == 0
+                else None,
+            )
+            created_post = crud.create_post(
+                session, new=new, idempotency_key=f"k{index}", fingerprint="f" * 64
+            )
+            ids.append(created_post.post_id)
+        replay = crud.create_post(session, new=new, idempotency_key="k11", fingerprint="f" * 64)
+        assert replay == crud.Created(post_id=ids[-1], replayed=True)
+        with pytest.raises(crud.IdempotencyKeyReused):
+            crud.create_post(session, new=new, idempotency_key="k11", fingerprint="e" * 64)
+
+        session.execute(update(Post).where(col(Post.id).in_(ids[:3])).values(status=PostStatus.CANCELLED))
+        session.commit()
+        expected = sorted(ids, key=lambda post_id: (base + timedelta(hours=ids.index(post_id) % 4), post_id))
+        for filters in ({}, {"account_id": account.id}):
+            seen: list[int] = []
+            after = None
+            while True:
+                page = crud.list_posts(session, owner_id=user.user_id, limit=5, after=after, **filters)  # type: ignore[arg-type]
+                seen += [post.id or 0 for post in page]
+                if len(page) < 5:
+                    break
+                after = (page[-1].publish_at, page[-1].id or 0)
+            assert seen == expected, filters
+        cancelled = crud.list_posts(session, owner_id=user.user_id, limit=50, status=PostStatus.CANCELLED)
+        assert sorted(post.id or 0 for post in cancelled) == sorted(ids[:3])
+
+        pending = crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+        assert {item.post_id for item in pending} == set(ids[3:])
+        crud.record_workflow_started(session, post_id=ids[3], run_id="run-1")
+        crud.record_workflow_started(session, post_id=ids[3], run_id="run-1")
+        pending = crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+        assert ids[3] not in {item.post_id for item in pending}
+
+        assert crud.update_content(session, post_id=ids[4], values={"caption": "edited"}, items=None)
+        assert not crud.update_content(session, post_id=ids[0], values={"caption": "x"}, items=None)
+        session.execute(update(Post).where(col(Post.id) == ids[5]).values(status=PostStatus.FAILED))
+        session.commit()
+        assert crud.begin_retry(session, post_id=ids[5], publish_at=base)
+        assert not crud.begin_retry(session, post_id=ids[5], publish_at=base)
+        assert ids[5] in {
+            item.post_id
+            for item in crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+        }
+        assert [item.media_id for item in crud.media_of(session, post_ids=[ids[0]])[ids[0]]] == [
+            media.id,
+            media.id,
+        ]
+        assert [e.detail["message"] for e in crud.events_of(session, post_id=ids[3]) if e.detail] == [
+            "created",
+            "workflow started",
+        ]
+
+        assert [post_id for post_id, _status in media_crud.delete_media(session, media_id=media.id)]
+        assert account_crud.delete_account(session, account_id=account.id)  # scheduled posts keep it
+        session.execute(
+            update(Post).where(col(Post.account_id) == account.id).values(status=PostStatus.CANCELLED)
+        )
+        session.commit()
+        assert media_crud.delete_media(session, media_id=media.id) == []
+        assert account_crud.delete_account(session, account_id=account.id) == []
+        assert account_crud.list_accounts(session, owner_id=user.user_id) == []
