@@ -4,6 +4,7 @@ posts sleep, and sandbox faults on the irreversible calls never lose a post nor 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
+from chronogram.contracts import PublishStep
 from chronogram.enums import PostStatus, PostType
 from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
@@ -124,6 +126,35 @@ async def test_worker_killed_inside_an_activity(
     handle = await schedule(engine_client, seeder, ig_account)
     await wait_for_started_activity(handle, activity_type)
     first.kill()
+    workers.start()
+    result = await asyncio.wait_for(handle.result(), timeout=120)
+    assert result.status is PostStatus.PUBLISHED
+    await assert_published_exactly_once(sandbox_admin, ig)
+
+
+async def test_worker_killed_while_marking_the_post_publishing(
+    workers: Workers,
+    engine_client: Client,
+    seeder: Seeder,
+    ig_account,
+    sandbox_admin: SandboxAdmin,
+    engine_settings: Settings,
+) -> None:
+    """A database activity held open by a lock on the SQLite file (WAL lets reads through, so the media and the
+    containers are prepared; the status write at publish time waits), and the worker killed while it waits."""
+    ig, _ = ig_account
+    first = workers.start()
+    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=8))
+    while (await handle.query(ScheduledPostWorkflow.state)).step is not PublishStep.WAITING:
+        await asyncio.sleep(0.1)
+    lock = sqlite3.connect(engine_settings.database_url.removeprefix("sqlite:///"))
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        await wait_for_started_activity(handle, "begin_publishing")
+        first.kill()
+    finally:
+        lock.rollback()
+        lock.close()
     workers.start()
     result = await asyncio.wait_for(handle.result(), timeout=120)
     assert result.status is PostStatus.PUBLISHED
