@@ -124,7 +124,7 @@ def _http_ok(url: str) -> bool:
         return bool(response.status < 500)
 
 
-async def _prepare_temporal(settings: Settings) -> list[str]:
+async def _prepare_temporal(settings: Settings, *, ours: bool) -> list[str]:
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -135,6 +135,8 @@ async def _prepare_temporal(settings: Settings) -> list[str]:
                 raise
             await asyncio.sleep(0.5)
     added = await ensure_search_attributes(client, settings.temporal_namespace)
+    if not ours:
+        return added  # someone else's cluster: its retention is its operators' decision
     described = await client.workflow_service.describe_namespace(
         DescribeNamespaceRequest(namespace=settings.temporal_namespace)
     )
@@ -185,7 +187,7 @@ def bring_up(stack: Stack) -> None:
         stack.urls.append(
             ("Temporal Web UI", f"{temporal.ui_url}/namespaces/{settings.temporal_namespace}/workflows")
         )
-    added = asyncio.run(_prepare_temporal(settings))
+    added = asyncio.run(_prepare_temporal(settings, ours=not stack.external("temporal_address")))
     if added:
         stack.say(f"registered search attributes: {', '.join(added)}")
 
