@@ -368,6 +368,9 @@ def posts_awaiting_workflow(session: Session, *, updated_before: datetime, limit
     latest_intent = (
         select(func.max(intent.id))
         .where(intent.post_id == Post.id, intent.to_status == PostStatus.SCHEDULED)
+        # Correlated with the outer posts row: left to auto-correlation inside exists(), SQLAlchemy adds `posts`
+        # to this subquery's FROM, which then takes the newest intent of any post.
+        .correlate(Post)
         .scalar_subquery()
     )
     start_recorded = exists().where(

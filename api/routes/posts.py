@@ -496,7 +496,11 @@ def _reload(session: Session, post_id: int) -> Post:
 
 
 def _workflow_start(session: Session, post_id: int) -> crud.WorkflowStart | None:
-    return crud.workflow_start(session, post_id=post_id)
+    start = crud.workflow_start(session, post_id=post_id)
+    # End the read transaction, so that the request holds no pooled connection while it awaits Temporal (and
+    # then records the start on a second connection): otherwise ~15 concurrent requests exhaust the pool.
+    session.commit()
+    return start
 
 
 def _window(settings: Settings) -> dict[str, timedelta]:
