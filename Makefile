@@ -56,3 +56,8 @@ lock:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks on the real stack (not part of `make test`); see bench/README.md. BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench
+bench: tools
+	$(PY) -m bench $(BENCH_ARGS)

@@ -1,0 +1,56 @@
+"""The bare workflows and their no-op activity (see bench.baseline).
+
+Workflow code: kept in a module of its own with nothing but temporalio and the standard library imported,
+because the workflow sandbox re-imports the module that defines a workflow for every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+
+@workflow.defn(name="BenchTrivialWorkflow")
+class TrivialWorkflow:
+    """Completes in its first workflow task: what remains of a start is the start itself."""
+
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class BareBurstInput:
+    # An epoch timestamp rather than a datetime: the plain JSON converter round-trips floats exactly.
+    publish_at: float
+    activities_before: int
+    activities_after: int
+
+
+@activity.defn(name="bench_noop")
+async def noop(step: int) -> int:
+    return step
+
+
+@workflow.defn(name="BenchBareBurstWorkflow")
+class BareBurstWorkflow:
+    """A post's workflow with the work taken out: the same activity count before the publish time (preparing),
+    one durable timer until it, and the same activity count after it (publishing and finishing)."""
+
+    @workflow.run
+    async def run(self, request: BareBurstInput) -> float:
+        """Returns the seconds that were left before the instant when the "preparation" was done."""
+        steps = 0
+        for _ in range(request.activities_before):
+            steps = await self._noop(steps)
+        remaining = request.publish_at - workflow.now().timestamp()
+        if remaining > 0:
+            await workflow.sleep(timedelta(seconds=remaining))
+        for _ in range(request.activities_after):
+            steps = await self._noop(steps)
+        return remaining
+
+    async def _noop(self, step: int) -> int:
+        return await workflow.execute_activity(noop, step + 1, start_to_close_timeout=timedelta(seconds=30))

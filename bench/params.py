@@ -1,0 +1,104 @@
+"""The sizes of each mode. Full is what the issue asks for; quick is a smoke run that finishes in about a minute."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Params:
+    mode: str
+    # 1. scheduling latency
+    scheduling_posts: int
+    scheduling_concurrency: int
+    scheduling_warmup: int
+    # Requests alternate between the API and bare starts in blocks of this size, so both see the same machine
+    # (the same growing databases, the same background work) rather than one going first.
+    scheduling_block: int
+    # 2. punctuality
+    punctuality_posts: int
+    punctuality_accounts: int
+    punctuality_window_s: float
+    punctuality_lead_s: float
+    # 3. burst
+    burst_posts: int
+    burst_accounts: int
+    burst_lead_s: float
+    burst_bare_lead_s: float
+    # 4. idle cost
+    idle_posts: int
+    idle_window_s: float
+    idle_settle_s: float
+    list_requests: int
+    # 5. media
+    media_bytes: int
+    media_uploads: int
+    # posts are created through the API by this many concurrent clients (outside the measured scheduling runs)
+    create_concurrency: int = 16
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_changes(self, assignments: Iterable[str]) -> Params:
+        """``NAME=VALUE`` strings applied to a copy; the value is converted to the field's type."""
+        types = {
+            field.name: type(getattr(self, field.name)) for field in fields(self) if field.name != "mode"
+        }
+        changes: dict[str, Any] = {}
+        for assignment in assignments:
+            name, _, value = assignment.partition("=")
+            if name not in types or not value:
+                raise SystemExit(
+                    f"--param {assignment!r}: expected NAME=VALUE with NAME one of {', '.join(types)}"
+                )
+            changes[name] = types[name](value)
+        return replace(self, **changes) if changes else self
+
+
+FULL = Params(
+    mode="full",
+    scheduling_posts=2000,
+    scheduling_concurrency=16,
+    scheduling_warmup=50,
+    scheduling_block=250,
+    punctuality_posts=200,
+    punctuality_accounts=50,
+    punctuality_window_s=120,
+    # Creating and preparing 200 posts takes 15-30 s on two cores, more on a busy machine.
+    punctuality_lead_s=45,
+    burst_posts=1000,
+    burst_accounts=100,
+    # Creating and preparing 1,000 posts takes 60-80 s on two cores: all must be ready at the instant.
+    burst_lead_s=120,
+    burst_bare_lead_s=40,
+    idle_posts=10_000,
+    idle_window_s=60,
+    idle_settle_s=20,
+    list_requests=500,
+    media_bytes=10_000_000,
+    media_uploads=5,
+)
+
+QUICK = Params(
+    mode="quick",
+    scheduling_posts=20,
+    scheduling_concurrency=4,
+    scheduling_warmup=3,
+    scheduling_block=10,
+    punctuality_posts=10,
+    punctuality_accounts=5,
+    punctuality_window_s=5,
+    punctuality_lead_s=5,
+    burst_posts=20,
+    burst_accounts=5,
+    burst_lead_s=7,
+    burst_bare_lead_s=4,
+    idle_posts=60,
+    idle_window_s=3,
+    idle_settle_s=2,
+    list_requests=20,
+    media_bytes=10_000_000,
+    media_uploads=1,
+)

@@ -1,0 +1,218 @@
+"""3. Burst: many posts over many accounts, all due at the same instant; the time to drain them and the posts per
+second, against the bare ceiling of the same server and worker settings: as many workflows doing as many no-op
+activities and timers as a post's workflow did. Exactly-once is checked on the sandbox's ground truth.
+
+The posts are created ahead of the instant so that all of them are prepared by then (checked and reported); the
+drain is the work left at the instant: the timer, marking the post publishing, the quota check, media_publish,
+the permalink, the first comment and marking it published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.client import Client
+
+from bench.bare_workflows import BareBurstInput, BareBurstWorkflow
+from bench.baseline import TASK_QUEUE
+from bench.client import make_accounts, post_body, published_media
+from bench.context import Bench, create_posts, in_thread, wait_for
+from bench.histories import shape, timeline
+from bench.procinfo import CpuMeter
+from bench.stats import percentile, ratio
+from chronogram.contracts import post_workflow_id
+
+NAME = "burst"
+GOAL_RATIO = 0.70
+
+
+async def run(bench: Bench) -> dict[str, Any]:
+    product = await _product_burst(bench)
+    shape = product.pop("workflow_shape")
+    bare = await _bare_burst(bench, shape)
+    share = ratio(product["posts_per_second_completed"], bare["workflows_per_second"])
+    result = {
+        "path": "api",
+        "product": product,
+        "bare": bare,
+        "workflow_shape": shape,
+        "throughput_vs_bare": share,
+        "goals": [
+            {
+                "goal": f"burst throughput at least {GOAL_RATIO:.0%} of the bare ceiling",
+                "measured": f"{share} ({product['posts_per_second_completed']} vs "
+                f"{bare['workflows_per_second']} per second)",
+                "met": share is not None and share >= GOAL_RATIO,
+            },
+            {
+                "goal": "exactly once (sandbox ground truth: one media per post, no duplicates)",
+                "measured": f"{product['sandbox_media']} media for {product['posts']} posts, "
+                f"{product['duplicates']} duplicates",
+                "met": product["exactly_once"],
+            },
+        ],
+    }
+    bench.progress.say(
+        f"{NAME}: {product['posts_per_second_completed']} posts/s vs bare {bare['workflows_per_second']}/s "
+        f"({share}); exactly once: {product['exactly_once']}"
+    )
+    return result
+
+
+async def _product_burst(bench: Bench) -> dict[str, Any]:
+    params = bench.params
+    accounts = await make_accounts(bench.api, bench.sandbox, params.burst_accounts, "bench_burst")
+    tag = uuid.uuid4().hex[:8]
+    instant = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=params.burst_lead_s)
+    bodies = [
+        post_body(
+            account_id=accounts[index % len(accounts)].id,
+            media_id=bench.media_id,
+            publish_at=instant,
+            caption=f"bench burst {tag} #{index}",
+        )
+        for index in range(params.burst_posts)
+    ]
+    posts, _latencies = await create_posts(bench, bodies, label=NAME)
+    post_ids = [int(post["id"]) for post in posts]
+
+    async def prepared() -> tuple[bool, str]:
+        ready = await in_thread(bench.db.prepared, post_ids)
+        until = (instant - datetime.now(UTC)).total_seconds()
+        return until <= 0, f"{ready}/{len(post_ids)} prepared, instant in {max(until, 0):.0f} s"
+
+    await wait_for(
+        bench.progress, f"{NAME} (preparing)", prepared, give_up_after=params.burst_lead_s + 30, interval=1
+    )
+    # Read right at the instant: posts still preparing now would make the drain measure preparation too.
+    prepared_at_instant = await in_thread(bench.db.prepared, post_ids)
+    meter = CpuMeter(bench.stack.pids())
+
+    async def drained() -> tuple[bool, str]:
+        counts = await in_thread(bench.db.statuses, post_ids)
+        final = sum(counts.get(status, 0) for status in ("published", "failed", "cancelled"))
+        return final == len(post_ids), f"{counts.get('published', 0)}/{len(post_ids)} published"
+
+    await wait_for(bench.progress, NAME, drained, give_up_after=600, interval=0.5)
+    cpu = meter.read()
+
+    closed = await _close_times(
+        bench.temporal,
+        "WorkflowType='ScheduledPostWorkflow' AND ExecutionStatus='Completed' "
+        f"AND CloseTime >= '{_iso(instant - timedelta(seconds=5))}'",
+        {post_workflow_id(post_id) for post_id in post_ids},
+    )
+    truth = await published_media(bench.sandbox, accounts)
+    captions = Counter(media["caption"] for media in truth)
+    containers = Counter(media["container_id"] for media in truth)
+    expected = {post["caption"] for post in posts}
+    duplicates = sum(count - 1 for count in captions.values() if count > 1) + sum(
+        count - 1 for count in containers.values() if count > 1
+    )
+    exactly_once = len(truth) == len(posts) and set(captions) == expected and duplicates == 0
+    lags = [(datetime.fromisoformat(media["published_at"]) - instant).total_seconds() for media in truth]
+    last_caption = max(truth, key=lambda media: media["published_at"])["caption"] if truth else None
+    last = next((post for post in posts if post["caption"] == last_caption), posts[-1])
+    publish_drain = max(lags) if lags else float("nan")
+    complete_drain = (max(closed) - instant).total_seconds() if closed else float("nan")
+    return {
+        "posts": len(posts),
+        "accounts": len(accounts),
+        "instant": _iso(instant),
+        "prepared_at_instant": prepared_at_instant,
+        "statuses": await in_thread(bench.db.statuses, post_ids),
+        "completed_workflows": len(closed),
+        "drain_to_last_publish_s": round(publish_drain, 3),
+        "drain_to_last_completion_s": round(complete_drain, 3),
+        "posts_per_second_published": round(len(truth) / publish_drain, 1) if lags else None,
+        "posts_per_second_completed": round(len(closed) / complete_drain, 1) if closed else None,
+        "publish_lag_p50_ms": round(percentile(lags, 50) * 1000, 1) if lags else None,
+        "publish_lag_p99_ms": round(percentile(lags, 99) * 1000, 1) if lags else None,
+        "sandbox_media": len(truth),
+        "duplicates": duplicates,
+        "exactly_once": exactly_once,
+        "cpu_during_drain": cpu.to_json(),
+        # The last post to go out: which steps it queued in after the instant.
+        "last_published_timeline": await timeline(
+            bench.temporal, post_workflow_id(int(last["id"])), instant, until_activity="publish"
+        ),
+        "workflow_shape": await shape(bench.temporal, post_workflow_id(post_ids[0]), instant),
+    }
+
+
+async def _bare_burst(bench: Bench, shape: dict[str, int]) -> dict[str, Any]:
+    params = bench.params
+    tag = uuid.uuid4().hex[:8]
+    began = datetime.now(UTC)
+    instant = began.replace(microsecond=0) + timedelta(seconds=params.burst_bare_lead_s)
+    request = BareBurstInput(
+        publish_at=instant.timestamp(),
+        activities_before=shape["activities_before"],
+        activities_after=shape["activities_after"],
+    )
+    ids = [f"bench-bare-{tag}-{index}" for index in range(params.burst_posts)]
+    pending = iter(ids)
+
+    async def starter() -> None:
+        for workflow_id in pending:
+            await bench.bare.start_workflow(
+                BareBurstWorkflow.run, request, id=workflow_id, task_queue=TASK_QUEUE
+            )
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(params.create_concurrency):
+            group.create_task(starter())
+    bench.progress.update(
+        f"{NAME} (bare): {len(ids)} started in {time.monotonic() - started:.1f} s", force=True
+    )
+
+    async def at_instant() -> tuple[bool, str]:
+        until = (instant - datetime.now(UTC)).total_seconds()
+        return until <= 0, f"instant in {max(until, 0):.0f} s"
+
+    await wait_for(
+        bench.progress, f"{NAME} (bare)", at_instant, give_up_after=params.burst_bare_lead_s + 30, interval=1
+    )
+    meter = CpuMeter(bench.stack.pids())
+    query = f"WorkflowType='BenchBareBurstWorkflow' AND StartTime >= '{_iso(began - timedelta(seconds=1))}'"
+
+    async def drained() -> tuple[bool, str]:
+        done = await bench.bare.count_workflows(f"{query} AND ExecutionStatus='Completed'")
+        return done.count >= len(ids), f"{done.count}/{len(ids)} completed"
+
+    await wait_for(bench.progress, f"{NAME} (bare)", drained, give_up_after=600, interval=0.5)
+    cpu = meter.read()
+    closed = await _close_times(bench.bare, f"{query} AND ExecutionStatus='Completed'", set(ids))
+    # Each returns the seconds left before the instant when it reached its timer: all positive means every one
+    # was "prepared" in time, as the posts were.
+    late = 0
+    for workflow_id in ids[:: max(1, len(ids) // 50)]:
+        result = await bench.bare.get_workflow_handle(workflow_id).result()
+        late += 1 if float(result) <= 0 else 0
+    drain = (max(closed) - instant).total_seconds()
+    return {
+        "workflows": len(ids),
+        "instant": _iso(instant),
+        "sampled_late_at_instant": late,
+        "drain_to_last_completion_s": round(drain, 3),
+        "workflows_per_second": round(len(closed) / drain, 1),
+        "cpu_during_drain": cpu.to_json(),
+    }
+
+
+async def _close_times(client: Client, query: str, wanted: set[str]) -> list[datetime]:
+    closed: list[datetime] = []
+    async for execution in client.list_workflows(query):
+        if execution.id in wanted and execution.close_time is not None:
+            closed.append(execution.close_time)
+    return closed
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

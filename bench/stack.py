@@ -1,0 +1,281 @@
+"""The real stack for one benchmark run, on free ports, as child processes that die with the benchmark.
+
+The Temporal dev server (headless, state in a fresh SQLite file), MinIO (fresh data directory), the Graph API
+sandbox (no processing delay, no call throttling, a publishing quota no scenario reaches), the production worker
+(``python worker.py``), the API (``uvicorn api.main:app``) and the bare worker of bench.baseline. The worker and
+the API are configured only through ``CHRONOGRAM_*`` environment variables, as in production; the application
+database is a fresh SQLite file (the default backend).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bench import baseline
+from chronogram.contracts import SEARCH_ATTRIBUTES
+from chronogram.crypto import TokenCipher
+from chronogram.settings import PROJECT_ROOT, Settings
+from chronogram.storage import ensure_bucket, make_minio
+from devstack import tools
+from devstack.processes import ManagedProcess, ProcessFailed, free_port
+from devstack.services import LOCALHOST, MinioServer, PostgresServer, TemporalDevServer
+
+ACCESS_KEY = "chronogram-bench"
+SECRET_KEY = "chronogram-bench-secret"
+BUCKET = "bench-media"
+# No scenario gets near it: the burst publishes 10 posts per account, the sandbox default allows 100.
+SANDBOX_QUOTA = 100_000
+BENCH_USER = "bench"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    # POST /v1/media refuses images over 8 MiB by default (Instagram's limit); the media scenario uploads a
+    # 10 MB JPEG, so the benchmark raises the limit. The rendition sent to Instagram is still at most 8 MiB.
+    api_max_image_upload_bytes: int = 16 * 1024 * 1024
+    # "sqlite" (the default backend: a fresh file) or "postgres" (a throwaway local server, as in production).
+    database: str = "sqlite"
+    # Worker processes, for the product and, alike, for the bare baseline. One is the default deployment; more
+    # shows whether a limit is that of one Python process (its GIL) or of the system.
+    workers: int = 1
+    # Every other CHRONOGRAM_* setting stays at its default, so the figures are those of a default deployment.
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BenchStack:
+    workdir: Path
+    log: TextIO
+    config: StackConfig
+    temporal: TemporalDevServer | None = None
+    minio: MinioServer | None = None
+    postgres: PostgresServer | None = None
+    sandbox: ManagedProcess | None = None
+    worker: ManagedProcess | None = None
+    api: ManagedProcess | None = None
+    bare_worker: ManagedProcess | None = None
+    extra_workers: list[ManagedProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+    sandbox_url: str = ""
+    api_url: str = ""
+    api_key: str = ""
+    startup_seconds: dict[str, float] = field(default_factory=dict)
+    _cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def app_db(self) -> Path:
+        """The SQLite file (unused with PostgreSQL)."""
+        return self.workdir / "chronogram.db"
+
+    @property
+    def temporal_db(self) -> Path:
+        return self.workdir / "temporal.db"
+
+    def processes(self) -> dict[str, ManagedProcess]:
+        named = {
+            "temporal": self.temporal.process if self.temporal else None,
+            "minio": self.minio.process if self.minio else None,
+            "postgres": self.postgres.process if self.postgres else None,
+            "sandbox": self.sandbox,
+            "worker": self.worker,
+            "api": self.api,
+            "bare_worker": self.bare_worker,
+        }
+        for index, process in enumerate(self.extra_workers, start=2):
+            named[process.name + str(index // 2 + 1)] = process
+        return {name: process for name, process in named.items() if process is not None}
+
+    def pids(self) -> dict[str, int]:
+        return {name: process.pid for name, process in self.processes().items() if process.is_running()}
+
+    def check_alive(self) -> None:
+        """Raise if a child died: every figure after that would be meaningless."""
+        for name, process in self.processes().items():
+            if not process.is_running():
+                raise ProcessFailed(f"{name} exited during the benchmark:\n{process.recent_output()}")
+
+    # --- bring-up ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._timed("temporal", self._start_temporal)
+        self._timed("minio", self._start_minio)
+        if self.config.database == "postgres":
+            self._timed("postgres", self._start_postgres)
+        self._timed("sandbox", self._start_sandbox)
+        self._configure()
+        self._timed("api", self._start_api)
+        self._timed("worker", self._start_worker)
+        self._timed("bare_worker", self._start_bare_worker)
+        for _ in range(self.config.workers - 1):
+            self._timed("extra_workers", self._start_extra_workers)
+        self.api_key = self._create_api_user()
+
+    def _timed(self, name: str, step: Callable[[], None]) -> None:
+        began = time.monotonic()
+        step()
+        self.startup_seconds[name] = round(time.monotonic() - began, 2)
+
+    def _start_temporal(self) -> None:
+        tools.temporal_cli()  # builds it on a machine that never ran `make tools`
+        self.temporal = TemporalDevServer.start(
+            sink=self.log,
+            port=free_port(),
+            ui_port=None,
+            # A file, not memory: sleeping posts cost disk and the idle scenario reports how much.
+            db_file=self.temporal_db,
+            search_attributes={key.name: key._metadata_type for key in SEARCH_ATTRIBUTES},
+            log_level="error",
+        )
+
+    def _start_minio(self) -> None:
+        self.minio = MinioServer.start(
+            sink=self.log,
+            data_dir=self.workdir / "minio",
+            port=free_port(),
+            console_port=free_port(),
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+        )
+
+    def _start_postgres(self) -> None:
+        # Outside the run's private directory: as root, PostgreSQL runs as the postgres user, who must reach it.
+        data_dir = Path(tempfile.mkdtemp(prefix="chronogram-bench-pg-"))
+        data_dir.chmod(0o755)
+        self._cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+        # Durable, as a production server: the comparison with SQLite must not be won by skipping fsync.
+        self.postgres = PostgresServer.start(sink=self.log, data_dir=data_dir / "data", port=free_port())
+
+    def _start_sandbox(self) -> None:
+        port = free_port()
+        self.sandbox_url = f"http://{LOCALHOST}:{port}"
+        argv = [
+            sys.executable, "-m", "sandbox", "--port", str(port),
+            "--image-processing-seconds", "0", "--video-processing-seconds", "0",
+            "--carousel-processing-seconds", "0",
+            "--quota", str(SANDBOX_QUOTA), "--buc-calls-per-hour", "0",
+            "--no-demo-account", "--log-level", "warning",
+        ]  # fmt: skip
+        self.sandbox = self._python_child("sandbox", argv)
+        self.sandbox.wait_until_ready(
+            lambda: _http_ok(f"{self.sandbox_url}/_sandbox/clock"), timeout=60, what="the sandbox's admin API"
+        )
+
+    def _configure(self) -> None:
+        assert self.temporal is not None and self.minio is not None
+        api_port = free_port()
+        self.api_url = f"http://{LOCALHOST}:{api_port}"
+        values = {
+            "TEMPORAL_ADDRESS": self.temporal.address,
+            "TEMPORAL_NAMESPACE": "default",
+            "DATABASE_URL": self.postgres.url if self.postgres else f"sqlite:///{self.app_db}",
+            "S3_ENDPOINT": self.minio.endpoint,
+            "S3_ACCESS_KEY": ACCESS_KEY,
+            "S3_SECRET_KEY": SECRET_KEY,
+            "MEDIA_BUCKET": BUCKET,
+            "GRAPH_API_BASE_URL": self.sandbox_url,
+            # A key of our own: the development default would write .data/token.key in the checkout.
+            "TOKEN_ENCRYPTION_KEY": TokenCipher.generate_key(),
+            "API_HOST": LOCALHOST,
+            "API_PORT": str(api_port),
+            "API_MAX_IMAGE_UPLOAD_BYTES": str(self.config.api_max_image_upload_bytes),
+            **self.config.extra_env,
+        }
+        # Nothing CHRONOGRAM_* from the caller's shell leaks into the children: the run is reproducible.
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("CHRONOGRAM_")}
+        self.env.update({f"CHRONOGRAM_{key}": value for key, value in values.items()})
+        # model_validate, not the constructor: exactly these values and the defaults, nothing from the environment.
+        self.settings = Settings.model_validate({key.lower(): value for key, value in values.items()})
+        ensure_bucket(make_minio(self.settings), BUCKET)
+
+    def _start_api(self) -> None:
+        argv = [
+            sys.executable, "-m", "uvicorn", "api.main:app",
+            "--host", LOCALHOST, "--port", str(self.settings.api_port),
+            # An access line per request would be written and copied through a pipe by this process, on the same
+            # two cores: a cost of the benchmark, not of the API.
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        self.api = self._python_child("api", argv)
+        self.api.wait_until_ready(lambda: _http_ok(f"{self.api_url}/readyz"), timeout=90, what="/readyz")
+
+    def _start_worker(self) -> None:
+        worker = self.worker = self._python_child("worker", [sys.executable, "worker.py"])
+        worker.wait_until_ready(
+            lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
+        )
+
+    def _start_extra_workers(self) -> None:
+        worker = self._python_child("worker", [sys.executable, "worker.py"])
+        self.extra_workers.append(worker)
+        worker.wait_until_ready(
+            lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
+        )
+        bare = self._python_child("bare_worker", [sys.executable, "-m", "bench.baseline"])
+        self.extra_workers.append(bare)
+        bare.wait_until_ready(
+            lambda: baseline.READY_LINE in bare.recent_output(), timeout=60, what="its first poll"
+        )
+
+    def _start_bare_worker(self) -> None:
+        bare = self.bare_worker = self._python_child("bare", [sys.executable, "-m", "bench.baseline"])
+        bare.wait_until_ready(
+            lambda: baseline.READY_LINE in bare.recent_output(), timeout=60, what="its first poll"
+        )
+
+    def _python_child(self, name: str, argv: list[str]) -> ManagedProcess:
+        return ManagedProcess(name, argv, sink=self.log, env=self.env or None, cwd=PROJECT_ROOT).start()
+
+    def _create_api_user(self) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "api.admin", "create-user", BENCH_USER],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ProcessFailed(f"api.admin create-user failed: {result.stderr.strip()}")
+        return result.stdout.strip().splitlines()[-1]
+
+    # --- teardown ---------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes().values())):
+            with contextlib.suppress(Exception):
+                process.stop()
+        for cleanup in self._cleanup:
+            cleanup()
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+@contextlib.contextmanager
+def running_stack(
+    log: TextIO, config: StackConfig | None = None, workdir: Path | None = None
+) -> Iterator[BenchStack]:
+    """Start everything in a fresh directory (deleted afterwards unless given), yield it, stop everything."""
+    with contextlib.ExitStack() as cleanup:
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="chronogram-bench-")))
+        stack = BenchStack(workdir=workdir, log=log, config=config or StackConfig())
+        cleanup.callback(stack.stop)
+        stack.start()
+        yield stack
