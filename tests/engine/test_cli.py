@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from chronogram.contracts import post_workflow_id
+from chronogram.contracts import ScheduledPostResult, post_workflow_id
 from chronogram.enums import PostStatus
 from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAdmin
 from scripts import schedule_post
 from tests.engine.seed import jpeg
-from workflows import ScheduledPostWorkflow
 
 
 @pytest.mark.usefixtures("in_process_worker")
@@ -39,7 +38,7 @@ async def test_schedule_command_publishes(
     assert account.access_token not in output
     post_id = int(output.split()[2].rstrip(":"))
 
-    handle = engine_client.get_workflow_handle_for(ScheduledPostWorkflow.run, post_workflow_id(post_id))
+    handle = engine_client.get_workflow_handle(post_workflow_id(post_id), result_type=ScheduledPostResult)
     result = await asyncio.wait_for(handle.result(), timeout=60)
     assert result.status is PostStatus.PUBLISHED
     published = await sandbox_admin.published(account.ig_user_id)

@@ -16,7 +16,7 @@ import pytest_asyncio
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
-from chronogram.contracts import PublishStep
+from chronogram.contracts import PublishStep, ScheduledPostResult
 from chronogram.enums import PostStatus, PostType
 from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
@@ -252,7 +252,7 @@ async def test_dev_server_restart_while_posts_sleep(
         server = start_server()
         client = await connect_temporal(settings)
         for handle in handles:
-            restarted = client.get_workflow_handle_for(ScheduledPostWorkflow.run, handle.id)
+            restarted = client.get_workflow_handle(handle.id, result_type=ScheduledPostResult)
             result = await asyncio.wait_for(restarted.result(), timeout=90)
             assert result.status is PostStatus.PUBLISHED
         for account, _ in accounts:
