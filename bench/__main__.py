@@ -72,6 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the application database: a fresh SQLite file (the default backend) or a local PostgreSQL server",
     )
     parser.add_argument(
+        "--temporal-config",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a dynamic config value for the dev server, e.g. --temporal-config "
+        "'history.timerProcessorMaxTimeShift=\"100ms\"' (recorded in the JSON)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -120,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         config = StackConfig(
             database=args.db,
             workers=args.workers,
+            temporal_dynamic_config=dict(item.split("=", 1) for item in args.temporal_config),
             extra_env={name.upper().removeprefix("CHRONOGRAM_"): value for name, value in overrides.items()},
         )
         progress.say("starting the stack: Temporal dev server, MinIO, sandbox, API, worker, bare worker ...")
@@ -193,6 +202,7 @@ def _describe_stack(stack: BenchStack, config: StackConfig) -> dict[str, Any]:
     settings = stack.settings
     return {
         "temporal": "dev server (temporal server start-dev), headless, SQLite file in WAL mode, namespace default",
+        "temporal_dynamic_config": config.temporal_dynamic_config,
         "app_database": "SQLite, a fresh file (the default backend)"
         if config.database == "sqlite"
         else "PostgreSQL (Debian's server, local, durable defaults), a fresh cluster",

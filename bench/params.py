@@ -101,4 +101,5 @@ QUICK = Params(
     list_requests=20,
     media_bytes=10_000_000,
     media_uploads=1,
+    create_concurrency=4,
 )

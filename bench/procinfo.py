@@ -48,8 +48,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU of the process and its direct children: PostgreSQL's work happens in the postmaster's backends."""
-    total = cpu_seconds(pid)
+    """CPU of the process and its direct children, live or exited: PostgreSQL's work happens in the postmaster's
+    backends, which come and go with the client's connections."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    own = raw[raw.rindex(")") + 2 :].split()
+    # utime, stime, and cutime, cstime: what the children that already exited (and were waited for) used.
+    total = sum(int(value) for value in own[11:15]) / _CLOCK_TICKS
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == pid:
             continue

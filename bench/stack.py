@@ -28,7 +28,7 @@ from chronogram.crypto import TokenCipher
 from chronogram.settings import PROJECT_ROOT, Settings
 from chronogram.storage import ensure_bucket, make_minio
 from devstack import tools
-from devstack.processes import ManagedProcess, ProcessFailed, free_port
+from devstack.processes import ManagedProcess, ProcessFailed, free_port, port_in_use
 from devstack.services import LOCALHOST, MinioServer, PostgresServer, TemporalDevServer
 
 ACCESS_KEY = "chronogram-bench"
@@ -49,6 +49,9 @@ class StackConfig:
     # Worker processes, for the product and, alike, for the bare baseline. One is the default deployment; more
     # shows whether a limit is that of one Python process (its GIL) or of the system.
     workers: int = 1
+    # Temporal dynamic config for the dev server (--dynamic-config-value NAME=JSON), e.g.
+    # {"history.timerProcessorMaxTimeShift": '"100ms"'}. Empty: the server's defaults, what is measured otherwise.
+    temporal_dynamic_config: dict[str, str] = field(default_factory=dict)
     # Every other CHRONOGRAM_* setting stays at its default, so the figures are those of a default deployment.
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -129,6 +132,9 @@ class BenchStack:
 
     def _start_temporal(self) -> None:
         tools.temporal_cli()  # builds it on a machine that never ran `make tools`
+        if self.config.temporal_dynamic_config:
+            self.temporal = self._start_temporal_with_dynamic_config()
+            return
         self.temporal = TemporalDevServer.start(
             sink=self.log,
             port=free_port(),
@@ -138,6 +144,23 @@ class BenchStack:
             search_attributes={key.name: key._metadata_type for key in SEARCH_ATTRIBUTES},
             log_level="error",
         )
+
+    def _start_temporal_with_dynamic_config(self) -> TemporalDevServer:
+        """devstack's TemporalDevServer.start has no way to pass dynamic config; this mirrors its command line
+        (headless, file database in WAL mode, the search attributes) and adds the values."""
+        port = free_port()
+        argv = [
+            str(tools.temporal_cli().path), "server", "start-dev", "--ip", LOCALHOST, "--port", str(port),
+            "--log-level", "error", "--log-format", "text", "--headless", "--db-filename", str(self.temporal_db),
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        ]  # fmt: skip
+        for key in SEARCH_ATTRIBUTES:
+            argv += ["--search-attribute", f"{key.name}={key._metadata_type}"]
+        for name, value in self.config.temporal_dynamic_config.items():
+            argv += ["--dynamic-config-value", f"{name}={value}"]
+        process = ManagedProcess("temporal", argv, sink=self.log).start()
+        process.wait_until_ready(lambda: port_in_use(port), timeout=60, what=f"frontend on port {port}")
+        return TemporalDevServer(process=process, port=port, ui_port=None)
 
     def _start_minio(self) -> None:
         self.minio = MinioServer.start(
