@@ -9,6 +9,7 @@ activity shares one connection pool and tests can build the same classes with th
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from chronogram.contracts import TASK_QUEUE
 from chronogram.db import create_schema, make_engine
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
-from chronogram.temporal import connect_temporal
+from chronogram.temporal import connect_temporal, workflow_runner
 from workflows import WORKFLOWS
 
 log = logging.getLogger("chronogram.worker")
@@ -32,10 +33,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.database_url)
     create_schema(engine)  # idempotent; whichever of API and worker starts first creates the tables
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
+    # One connection per activity slot, all kept alive: with httpx's default of 20 idle connections, a burst of
+    # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md).
+    slots = settings.worker_max_concurrent_activities
+    limits = httpx.Limits(max_connections=slots, max_keepalive_connections=slots)
     # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
     # slow upload never starves a status update.
     with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
-        async with httpx.AsyncClient(timeout=timeout) as http:
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
             worker = Worker(
                 client,
                 task_queue=TASK_QUEUE,
@@ -46,8 +51,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+                workflow_runner=workflow_runner(settings),
             )
             async with worker:
+                # Start-up objects (modules, clients) live as long as the process: keeping them out of the full
+                # collections shortens the pauses that stall every workflow on this event loop.
+                gc.freeze()
                 log.info("worker polling task queue %s on %s", TASK_QUEUE, settings.temporal_address)
                 await stop.wait()
                 log.info(

@@ -11,12 +11,12 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from minio import Minio
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -66,6 +66,9 @@ _RECONCILE_WINDOW = timedelta(minutes=2)
 
 
 _HEARTBEAT_EVERY = 2.0
+# The workflow wakes a few seconds before the publish time; a longer hold means the worker's clock and Temporal's
+# disagree, and then publishing a little early beats stalling until the activity times out.
+_LONGEST_HOLD = timedelta(seconds=30)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -77,9 +80,11 @@ def keeps_heartbeat(method: F) -> F:
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         async def beat() -> None:
+            # The heartbeat timeout runs from the start, so the first beat can wait: a call that is done within
+            # the interval (nearly all of them) costs Temporal no heartbeat at all.
             while True:
-                activity.heartbeat()
                 await asyncio.sleep(_HEARTBEAT_EVERY)
+                activity.heartbeat()
 
         beating = asyncio.create_task(beat())
         try:
@@ -88,6 +93,14 @@ def keeps_heartbeat(method: F) -> F:
             beating.cancel()
 
     return cast(F, wrapper)
+
+
+async def _hold_until(instant: datetime | None) -> None:
+    if instant is None:
+        return
+    remaining = min(instant - datetime.now(UTC), _LONGEST_HOLD)
+    if remaining > timedelta(0):
+        await asyncio.sleep(remaining.total_seconds())
 
 
 def as_application_error(error: GraphAPIError) -> ApplicationError:
@@ -211,7 +224,7 @@ class InstagramActivities:
         """Creates the container for one slot (a carousel item, or the post itself) and stores its id before
         returning. A slot whose stored container is still usable is not created again: a second container next
         to a FINISHED or PUBLISHED one is how duplicates begin."""
-        context = await self._context(request.post_id)
+        context = await self._context(request.post_id, with_media=True)
         token = self._token(context)
         existing = self._stored_container(context, request.position)
         try:
@@ -247,6 +260,7 @@ class InstagramActivities:
         unusable = status.error()  # prepared ahead of time, it may have expired while the post waited
         if unusable is not None:
             raise as_application_error(unusable)
+        await _hold_until(request.not_before)
         try:
             media = await self._graph.publish(
                 ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token
@@ -285,10 +299,10 @@ class InstagramActivities:
     def _token(self, context: _PostContext) -> str:
         return context.token.get_secret_value()
 
-    async def _context(self, post_id: int) -> _PostContext:
-        return await asyncio.to_thread(self._load_context, post_id)
+    async def _context(self, post_id: int, *, with_media: bool = False) -> _PostContext:
+        return await asyncio.to_thread(self._load_context, post_id, with_media)
 
-    def _load_context(self, post_id: int) -> _PostContext:
+    def _load_context(self, post_id: int, with_media: bool) -> _PostContext:
         with Session(self._engine) as session:
             post = load_post(session, post_id)
             account = session.get(InstagramAccount, post.account_id)
@@ -298,7 +312,8 @@ class InstagramActivities:
                     type="GraphAuthError",
                     non_retryable=True,
                 )
-            items = post_media(session, post_id)
+            # Only creating containers reads the media; the other calls run at publish time, where every query counts.
+            items = post_media(session, post_id) if with_media else []
             session.expunge_all()
         return _PostContext(
             post=post,
@@ -385,9 +400,5 @@ class InstagramActivities:
 
     def _save_post(self, post_id: int, **values: str) -> None:
         with Session(self._engine) as session:
-            post = session.get(Post, post_id)
-            assert post is not None
-            for name, value in values.items():
-                setattr(post, name, value)
-            session.add(post)
+            session.exec(update(Post).where(Post.id == post_id).values(**values))  # type: ignore[arg-type]
             session.commit()

@@ -2,7 +2,7 @@
 alone) and a burst workflow doing as many no-op activities and timers as a post's workflow does.
 
 They run on their own task queue, in their own worker process with the product worker's settings
-(``CHRONOGRAM_WORKER_*``, the default sandboxed workflow runner), against the same dev server:
+(``CHRONOGRAM_WORKER_*``, including the workflow runner), against the same dev server:
 
     python -m bench.baseline            # started by bench.stack; prints a line once it polls
 """
@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from bench.bare_workflows import BareBurstWorkflow, TrivialWorkflow, noop
 from chronogram.settings import Settings
+from chronogram.temporal import workflow_runner
 
 TASK_QUEUE = "bench-bare"
 READY_LINE = "bare worker polling"
@@ -39,6 +40,7 @@ async def run_bare_worker(settings: Settings, task_queue: str, stop: asyncio.Eve
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_cached_workflows=settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+        workflow_runner=workflow_runner(settings),
     )
     async with worker:
         print(f"{READY_LINE} {task_queue} on {settings.temporal_address}", flush=True)

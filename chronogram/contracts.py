@@ -209,6 +209,8 @@ class PublishInput:
     post_id: int
     container_id: str
     attempt: int
+    # The publish time, when the workflow woke before it: the activity holds media_publish until then.
+    not_before: datetime | None = None
 
 
 class PublishOutcome(StrEnum):

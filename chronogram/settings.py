@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # Off by default: the sandbox doubles the memory and CPU of every cached workflow (bench/README.md), and the
+    # workflow code runs sandboxed in the test suites, where a non-deterministic call is caught before it ships.
+    worker_workflow_sandbox: bool = False
     worker_graceful_shutdown: timedelta = timedelta(seconds=30)
 
 

@@ -9,6 +9,8 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from chronogram.contracts import SEARCH_ATTRIBUTES
 from chronogram.settings import Settings
@@ -50,3 +52,10 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
     return sorted(missing)
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox re-imports the workflow module for every run it caches: twice the memory and CPU per workflow.
+    The test suites always run workflows sandboxed (the SDK's default there), which is where a non-deterministic
+    call is caught; a deployment may run the code that passed them without it."""
+    return SandboxedWorkflowRunner() if settings.worker_workflow_sandbox else UnsandboxedWorkflowRunner()

@@ -22,8 +22,13 @@ from chronogram.contracts import ScheduledPostInput, ScheduledPostResult
 from chronogram.temporal import DATA_CONVERTER
 from tests.replay.scenarios import SCENARIOS
 from workflows import ScheduledPostWorkflow
+from workflows.scheduled_post import _WAKE_EARLY_PATCH
 
-HISTORIES = sorted(Path(__file__).with_name("histories").glob("*.json"))
+HISTORY_DIR = Path(__file__).with_name("histories")
+# histories/*.json: the current code, one per scenario. histories/<before-a-patch>/: recorded by earlier code and
+# kept forever, because a post asleep since then wakes into the code of today.
+CURRENT = sorted(HISTORY_DIR.glob("*.json"))
+HISTORIES = sorted(HISTORY_DIR.rglob("*.json"))
 
 
 def _history(path: Path) -> WorkflowHistory:
@@ -31,10 +36,31 @@ def _history(path: Path) -> WorkflowHistory:
 
 
 def test_every_scenario_has_a_recorded_history() -> None:
-    assert {path.stem for path in HISTORIES} == {scenario.name for scenario in SCENARIOS}
+    assert {path.stem for path in CURRENT} == {scenario.name for scenario in SCENARIOS}
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+def _patches(path: Path) -> set[str]:
+    markers = [
+        event["markerRecordedEventAttributes"]
+        for event in json.loads(path.read_text())["events"]
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+    ]
+    return {
+        json.loads(base64.b64decode(marker["details"]["patch-data"]["payloads"][0]["data"]))["id"]
+        for marker in markers
+        if marker["markerName"] == "core_patch"
+    }
+
+
+def test_both_sides_of_the_wake_early_patch_are_recorded() -> None:
+    """Posts asleep since before the patch replay the old timer; new ones record the marker."""
+    before = sorted((HISTORY_DIR / "before-wake-early").glob("*.json"))
+    assert before and all(_WAKE_EARLY_PATCH not in _patches(path) for path in before)
+    published_now = [path for path in CURRENT if path.stem.startswith("published")]
+    assert published_now and all(_WAKE_EARLY_PATCH in _patches(path) for path in published_now)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])
 async def test_history_replays_with_current_code(path: Path) -> None:
     replayer = Replayer(workflows=[ScheduledPostWorkflow], data_converter=DATA_CONVERTER)
     await replayer.replay_workflow(_history(path))

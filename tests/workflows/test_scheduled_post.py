@@ -29,6 +29,8 @@ from tests.workflows.fakes import FakeWorld, PublishFault, Script, graph_error
 from workflows import ScheduledPostWorkflow
 
 TOLERANCE = timedelta(seconds=5)
+# The workflow wakes this much before publish_at and the publish activity holds media_publish until publish_at.
+WAKE_EARLY = timedelta(seconds=3)
 
 
 @dataclass
@@ -40,6 +42,13 @@ class Running:
 
     def begin_time(self) -> datetime:
         return self.world.called("begin_publishing")[0].at
+
+    def assert_published_on_time(self, publish_at: datetime) -> None:
+        """Woke just before ``publish_at``, and told the publish activity to hold the call until then."""
+        assert publish_at - WAKE_EARLY <= self.begin_time() <= publish_at + TOLERANCE
+        first_publish = self.world.called("publish")[0]
+        assert first_publish.arg.not_before == publish_at
+        assert publish_at - WAKE_EARLY <= first_publish.at <= publish_at + TOLERANCE
 
 
 @pytest_asyncio.fixture
@@ -83,7 +92,7 @@ async def test_post_ninety_days_ahead_publishes_at_its_time(schedule) -> None:
     assert result.status is PostStatus.PUBLISHED
     assert result.media_id == "m-c1"
     assert result.permalink == "https://www.instagram.com/p/m-c1/"
-    assert run.publish_at <= run.begin_time() <= run.publish_at + TOLERANCE
+    run.assert_published_on_time(run.publish_at)
     assert run.world.published == ["c1"]
     assert run.world.comments == ["m-c1"]
     assert run.world.final_status is PostStatus.PUBLISHED
@@ -107,7 +116,7 @@ async def test_reschedule_during_the_sleep_moves_the_publish(schedule, new_delay
     await run.handle.signal(ScheduledPostWorkflow.reschedule, RescheduleRequest(publish_at=new_time))
     result = await run.handle.result()
     assert result.status is PostStatus.PUBLISHED
-    assert new_time <= run.begin_time() <= new_time + TOLERANCE
+    run.assert_published_on_time(new_time)
     assert [e.publish_at for e in run.world.events if e.publish_at] == [new_time]
 
 
@@ -122,7 +131,7 @@ async def test_several_reschedules_the_last_one_wins(schedule) -> None:
     state = await run.handle.query(ScheduledPostWorkflow.state)
     assert state.publish_at == base + timedelta(days=20)
     await run.handle.result()
-    assert base + timedelta(days=20) <= run.begin_time() <= base + timedelta(days=20) + TOLERANCE
+    run.assert_published_on_time(base + timedelta(days=20))
     assert len(run.world.published) == 1
 
 
@@ -135,6 +144,7 @@ async def test_publish_now_during_the_sleep(schedule) -> None:
     assert result.status is PostStatus.PUBLISHED
     assert run.begin_time() < run.publish_at - timedelta(days=27)
     assert run.begin_time() - signalled_at < timedelta(minutes=1)
+    assert run.world.called("publish")[0].arg.not_before is None  # now means now: nothing to hold for
 
 
 async def test_cancel_during_the_sleep(schedule) -> None:
@@ -225,7 +235,7 @@ async def test_quota_used_up_waits_for_the_rolling_window(schedule) -> None:
     result = await run.handle.result()
     assert result.status is PostStatus.PUBLISHED
     publish_call = run.world.called("publish")[0]
-    assert publish_call.at - run.publish_at >= timedelta(minutes=30)  # two 15-minute durable waits
+    assert publish_call.at - run.begin_time() >= timedelta(minutes=30)  # two 15-minute durable waits
     assert run.world.published == ["c1"]
 
 
@@ -261,7 +271,7 @@ async def test_prepared_ahead_then_published_on_time(schedule) -> None:
     await run.handle.result()
     prepared = run.world.called("check_container_ready")[-1].at
     assert run.publish_at - timedelta(minutes=11) <= prepared <= run.publish_at - timedelta(minutes=9)
-    assert run.publish_at <= run.world.called("publish")[0].at <= run.publish_at + TOLERANCE
+    run.assert_published_on_time(run.publish_at)
 
 
 async def test_cancel_after_preparation_leaves_the_container_unpublished(schedule) -> None:
