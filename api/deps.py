@@ -6,7 +6,8 @@ post of the calling user, and another user's post answers exactly like a post th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,12 +16,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from minio import Minio
 from sqlalchemy import Engine
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from api.crud.owned import get_owned
 from api.crud.users import Principal, authenticate
 from api.errors import ApiError, not_found
 from api.schemas.common import MAX_ID
+from api.start_records import StartRecorder
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import GraphClient
 from chronogram.models import InstagramAccount, MediaAsset, Post
@@ -35,9 +38,13 @@ class AppServices:
     storage: Minio
     graph: GraphClient
     cipher: TokenCipher
+    start_records: StartRecorder
 
 
-def get_services(request: Request) -> AppServices:
+# Async where they need not wait on I/O: FastAPI runs a sync dependency in the thread pool, a round trip each.
+
+
+async def get_services(request: Request) -> AppServices:
     services: AppServices = request.app.state.services
     return services
 
@@ -45,10 +52,18 @@ def get_services(request: Request) -> AppServices:
 ServicesDep = Annotated[AppServices, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
     # expire_on_commit=False: rows stay readable after a commit, when the response is built from them.
-    with Session(services.engine, expire_on_commit=False) as session:
+    session = Session(services.engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            # Closing rolls back the connection the transaction holds: I/O, so in a thread; shielded, so that a
+            # cancelled request still returns the connection to the pool.
+            await asyncio.shield(run_in_threadpool(session.close))
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,8 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.openapi import install_openapi
 from api.routes import accounts, health, media, posts
+from api.sqlite_writes import serialize_writes
+from api.start_records import StartRecorder
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.instagram import GraphClient
@@ -54,8 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             # Idempotent; the API may be the first process to touch a fresh database.
             await run_in_threadpool(create_schema, engine)
+            serialize_writes(engine)
             timeout = httpx.Timeout(resolved.graph_api_timeout_seconds, connect=10.0)
-            async with httpx.AsyncClient(timeout=timeout) as http:
+            # The recorder is left last: it writes the starts still queued before the engine goes.
+            async with httpx.AsyncClient(timeout=timeout) as http, StartRecorder(engine) as start_records:
                 # Connected here, after any fork by the server: a Temporal client does not survive a fork.
                 services = AppServices(
                     settings=resolved,
@@ -64,10 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     storage=make_minio(resolved),
                     graph=GraphClient.from_settings(http, resolved),
                     cipher=TokenCipher.from_settings(resolved),
+                    start_records=start_records,
                 )
                 app.state.services = services
                 stop = asyncio.Event()
                 reconciler = asyncio.create_task(workflows.run_reconciler(services, stop), name="reconciler")
+                # Start-up objects leave the full collections, whose 90-100 ms pauses made the list p99 tail
+                # (bench/README.md); collected first, so that no start-up garbage is kept for good.
+                gc.collect()
+                gc.freeze()
                 try:
                     yield
                 finally:

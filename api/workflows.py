@@ -4,7 +4,7 @@ A post is written to the database first and its workflow started second, so a cr
 between the two leaves a scheduled post without a workflow, never a workflow without a post. Starting is
 idempotent (workflow id ``post-{id}``, USE_EXISTING), and every start is recorded on the post; the reconciler
 starts whatever scheduled post has no start recorded since it became scheduled. Running it twice, or while the
-original request is still starting the same post, starts nothing twice.
+original request is still starting the same post (or recording its start), starts nothing twice.
 """
 
 from __future__ import annotations
@@ -53,8 +53,14 @@ def handle_for(services: AppServices, post_id: int) -> _Handle:
     return services.temporal.get_workflow_handle_for(ScheduledPostWorkflow.run, post_workflow_id(post_id))
 
 
-async def start(services: AppServices, request: crud.WorkflowStart) -> str:
-    """Start the post's workflow (or find the running one) and record it; returns the run id."""
+async def start(services: AppServices, request: crud.WorkflowStart, *, record_later: bool = False) -> str:
+    """Start the post's workflow (or find the running one) and record it; returns the run id.
+
+    ``record_later`` queues the record for the next batch (``api.start_records``, which explains why a late or
+    lost record is safe) instead of writing it before returning. Only POST /v1/posts does that: it is the one
+    frequent start, and its answer shows no history. Every other start records now: a retry's answer and the
+    signal after ``ensure_started`` show the history, and the reconciler's next pass must find its own records.
+    """
     handle = await scheduling.start_post_workflow(
         services.temporal,
         post_id=request.post_id,
@@ -63,21 +69,31 @@ async def start(services: AppServices, request: crud.WorkflowStart) -> str:
         post_type=request.post_type,
         publish_at=request.publish_at,
     )
-    run_id = handle.result_run_id or ""
-    await run_in_threadpool(_record_start, services, request.post_id, run_id)
-    return run_id
+    started = crud.StartedRun(
+        post_id=request.post_id,
+        run_id=handle.result_run_id or "",
+        intent_id=request.intent_id,
+        started_at=datetime.now(UTC),
+    )
+    if record_later:
+        services.start_records.add(started)
+    else:
+        await run_in_threadpool(_record_start, services, started)
+    return started.run_id
 
 
-def _record_start(services: AppServices, post_id: int, run_id: str) -> None:
+def _record_start(services: AppServices, started: crud.StartedRun) -> None:
     with Session(services.engine) as session:
-        crud.record_workflow_started(session, post_id=post_id, run_id=run_id)
+        crud.record_workflow_starts(session, [started])
 
 
-async def start_or_leave_to_reconciler(services: AppServices, request: crud.WorkflowStart) -> bool:
+async def start_or_leave_to_reconciler(
+    services: AppServices, request: crud.WorkflowStart, *, record_later: bool = False
+) -> bool:
     """Start now if possible. A failure is logged, not raised: the post is recorded, and the reconciler will
     start it; failing the request would only invite a retry that schedules the post twice."""
     try:
-        await start(services, request)
+        await start(services, request, record_later=record_later)
     except Exception:
         log.warning(
             "could not start the workflow of post %s; the reconciler will", request.post_id, exc_info=True
@@ -183,6 +199,8 @@ async def wait_closed(services: AppServices, post_id: int, wait_seconds: float) 
 
 async def reconcile_once(services: AppServices, *, grace: timedelta) -> list[int]:
     """Start the workflows of scheduled posts that have none; returns the ids of the posts started."""
+    # Posts this process started but has not recorded yet are not missing anything.
+    await services.start_records.flush()
     pending = await run_in_threadpool(_pending, services, datetime.now(UTC) - grace)
     started: list[int] = []
     for request in pending:

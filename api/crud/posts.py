@@ -3,8 +3,9 @@ the database write and the workflow start be found and repaired.
 
 Status after creation belongs to the workflow (its activities write it); the only status writes here are the two
 that start a workflow run: creation (-> scheduled) and retry (failed -> scheduled). Each is recorded as a
-transition event, and each successful workflow start as a "workflow started" event. A scheduled post whose latest
-"-> scheduled" event has no "workflow started" event after it may have no workflow: the reconciler starts it.
+transition event (the post's scheduling "intent"), and each successful workflow start as a "workflow started"
+event. A scheduled post whose latest intent has no "workflow started" event after it may have no workflow: the
+reconciler starts it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, func, tuple_, union_all, update
+from sqlalchemy import ScalarSelect, exists, func, insert, tuple_, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -52,6 +53,8 @@ class ReferenceGone(Exception):
 class NewPost:
     owner_id: int
     account_id: int
+    # The account's, as read when the request was checked: the workflow's summary shows it.
+    account_username: str
     post_type: PostType
     media_ids: Sequence[int]
     publish_at: datetime
@@ -66,20 +69,41 @@ class NewPost:
 
 
 @dataclass(frozen=True)
-class Created:
-    post_id: int
-    replayed: bool
-
-
-@dataclass(frozen=True)
 class WorkflowStart:
-    """What starting a post's workflow needs."""
+    """What starting a post's workflow, and recording that start, needs."""
 
     post_id: int
     account_id: int
     username: str
     post_type: PostType
     publish_at: datetime
+    # The post's latest intent when this was read; None: not known, the start is recorded whatever came since.
+    intent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    """The post a creation request answers with (on a replay, the first request's), its media in order, and
+    what starting its workflow needs while it is scheduled. With a session that expires on commit, reading the
+    rows reloads them."""
+
+    post_id: int
+    replayed: bool
+    post: Post
+    media: list[PostMedia]
+    start: WorkflowStart | None
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A workflow run that was started (or found running) for a post, to be recorded."""
+
+    post_id: int
+    run_id: str
+    # The intent this start answers (WorkflowStart.intent_id): once a newer one exists, the record would claim
+    # that the newer intent has a workflow, so it is dropped.
+    intent_id: int | None
+    started_at: datetime
 
 
 def _now() -> datetime:
@@ -97,9 +121,9 @@ def create_post(
     if idempotency_key is not None:
         if fingerprint is None:
             raise ValueError("an idempotency key needs the request's fingerprint")
-        existing = _replay(session, user_id=new.owner_id, key=idempotency_key, fingerprint=fingerprint)
+        existing = find_replay(session, user_id=new.owner_id, key=idempotency_key, fingerprint=fingerprint)
         if existing is not None:
-            return Created(post_id=existing, replayed=True)
+            return existing
 
     post = Post(
         owner_id=new.owner_id,
@@ -111,15 +135,18 @@ def create_post(
         user_tags=new.user_tags,
         alt_text=new.alt_text,
         reel_options=new.reel_options,
-        publish_at=new.publish_at,
+        # In UTC, as the column reads back: the creation's answer is built from this object, a replay's from the
+        # stored row, and both must say the same.
+        publish_at=new.publish_at.astimezone(UTC),
         status=PostStatus.SCHEDULED,
     )
     session.add(post)
     session.flush()
     assert post.id is not None
+    media = []
     for position, media_id in enumerate(new.media_ids):
         item = new.items[position] if new.items is not None else {}
-        session.add(
+        media.append(
             PostMedia(
                 post_id=post.id,
                 position=position,
@@ -128,7 +155,8 @@ def create_post(
                 user_tags=item.get("user_tags") or [],
             )
         )
-    _add_event(
+    session.add_all(media)
+    intent = _add_event(
         session,
         post_id=post.id,
         message="created",
@@ -142,25 +170,26 @@ def create_post(
             )
         )
     try:
+        # Flushed before the commit so that the intent's id is known without reading anything back after it.
+        session.flush()
+        start = _start_of(post, new.account_username, intent.id)
         session.commit()
     except IntegrityError:
         # Either the same idempotency key arrived twice at once and the other request won, or the account or a
         # media was deleted since it was checked (the foreign keys are checked at commit).
         session.rollback()
         if idempotency_key is not None and fingerprint is not None:
-            existing = _replay(session, user_id=new.owner_id, key=idempotency_key, fingerprint=fingerprint)
+            existing = find_replay(
+                session, user_id=new.owner_id, key=idempotency_key, fingerprint=fingerprint
+            )
             if existing is not None:
-                return Created(post_id=existing, replayed=True)
+                return existing
         raise ReferenceGone() from None
-    return Created(post_id=post.id, replayed=False)
+    return Created(post_id=start.post_id, replayed=False, post=post, media=media, start=start)
 
 
-def find_replay(session: Session, *, user_id: int, key: str, fingerprint: str) -> int | None:
-    """The post a first request with this key created; None if the key is new."""
-    return _replay(session, user_id=user_id, key=key, fingerprint=fingerprint)
-
-
-def _replay(session: Session, *, user_id: int, key: str, fingerprint: str) -> int | None:
+def find_replay(session: Session, *, user_id: int, key: str, fingerprint: str) -> Created | None:
+    """The post a first request with this key created, as stored now; None if the key is new."""
     row = session.get(IdempotencyKey, (user_id, key))
     if row is None:
         return None
@@ -168,7 +197,15 @@ def _replay(session: Session, *, user_id: int, key: str, fingerprint: str) -> in
         raise IdempotencyKeyReused(key)
     if row.post_id is None:
         raise IdempotencyKeyInProgress(key)
-    return row.post_id
+    post, username, intent_id = session.exec(
+        select(Post, InstagramAccount.username, _latest_intent())
+        .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
+        .where(Post.id == row.post_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    start = _start_of(post, username, intent_id) if post.status is PostStatus.SCHEDULED else None
+    media = media_of(session, post_ids=[row.post_id])[row.post_id]
+    return Created(post_id=row.post_id, replayed=True, post=post, media=media, start=start)
 
 
 # --- reads --------------------------------------------------------------------------------------------------------
@@ -255,17 +292,17 @@ def posts_of_account(session: Session, *, account_id: int, statuses: Sequence[Po
 
 def workflow_start(session: Session, *, post_id: int) -> WorkflowStart | None:
     row = session.exec(
-        select(Post, InstagramAccount.username)
+        select(Post, InstagramAccount.username, _latest_intent())
         .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
         .where(Post.id == post_id)
     ).first()
     if row is None:
         return None
-    post, username = row
-    return _start_of(post, username)
+    post, username, intent_id = row
+    return _start_of(post, username, intent_id)
 
 
-def _start_of(post: Post, username: str) -> WorkflowStart:
+def _start_of(post: Post, username: str, intent_id: int | None) -> WorkflowStart:
     assert post.id is not None
     return WorkflowStart(
         post_id=post.id,
@@ -273,6 +310,7 @@ def _start_of(post: Post, username: str) -> WorkflowStart:
         username=username,
         post_type=post.type,
         publish_at=post.publish_at,
+        intent_id=intent_id,
     )
 
 
@@ -349,30 +387,56 @@ def begin_retry(session: Session, *, post_id: int, publish_at: datetime) -> bool
 # --- workflow bookkeeping -----------------------------------------------------------------------------------------
 
 
-def record_workflow_started(session: Session, *, post_id: int, run_id: str) -> None:
-    """Idempotent: the same run (a repeated start finds the running one) is recorded once."""
-    dedupe_key = f"{WORKFLOW_STARTED_PREFIX}{post_id}:{run_id}"
-    if session.exec(select(PostEvent.id).where(PostEvent.dedupe_key == dedupe_key)).first() is not None:
+def record_workflow_starts(session: Session, started: Sequence[StartedRun]) -> None:
+    """Record workflow starts, in one transaction. Idempotent: the same run (a repeated start finds the running
+    one) is recorded once. A start is not recorded once its post has a newer intent than the one it answers (a
+    retry scheduled the post again while the record waited in a batch): it would vouch for the retry's run,
+    which the retry records itself, or else the reconciler starts."""
+    wanted = {f"{WORKFLOW_STARTED_PREFIX}{run.post_id}:{run.run_id}": run for run in started}
+    if not wanted:
         return
-    _add_event(session, post_id=post_id, message="workflow started", dedupe_key=dedupe_key, run_id=run_id)
+    recorded = set(
+        session.exec(select(PostEvent.dedupe_key).where(col(PostEvent.dedupe_key).in_(wanted))).all()
+    )
+    post_ids = {run.post_id for run in wanted.values() if run.intent_id is not None}
+    latest: dict[int, int | None] = {}
+    if post_ids:
+        latest = dict(
+            session.exec(
+                select(PostEvent.post_id, func.max(PostEvent.id))
+                .where(col(PostEvent.post_id).in_(post_ids), PostEvent.to_status == PostStatus.SCHEDULED)
+                .group_by(col(PostEvent.post_id))
+            ).all()
+        )
+    rows = [
+        {
+            "post_id": run.post_id,
+            "kind": EventKind.TRANSITION,
+            "detail": {"message": "workflow started", "run_id": run.run_id},
+            "dedupe_key": dedupe_key,
+            "occurred_at": run.started_at,
+        }
+        for dedupe_key, run in wanted.items()
+        if dedupe_key not in recorded
+        and (run.intent_id is None or (latest.get(run.post_id) or 0) <= run.intent_id)
+    ]
+    if not rows:
+        return
     try:
+        # A bulk insert: one statement for the batch, where adding PostEvent objects makes one per row.
+        session.execute(insert(PostEvent), rows)
         session.commit()
     except IntegrityError:
-        session.rollback()  # recorded by a concurrent start of the same run
+        session.rollback()  # some were recorded by a concurrent start of the same run: the others one by one
+        if len(wanted) > 1:
+            for run in wanted.values():
+                record_workflow_starts(session, [run])
 
 
 def posts_awaiting_workflow(session: Session, *, updated_before: datetime, limit: int) -> list[WorkflowStart]:
     """Scheduled posts with no workflow start recorded since they last became scheduled."""
-    intent = aliased(PostEvent)
     started = aliased(PostEvent)
-    latest_intent = (
-        select(func.max(intent.id))
-        .where(intent.post_id == Post.id, intent.to_status == PostStatus.SCHEDULED)
-        # Correlated with the outer posts row: left to auto-correlation inside exists(), SQLAlchemy adds `posts`
-        # to this subquery's FROM, which then takes the newest intent of any post.
-        .correlate(Post)
-        .scalar_subquery()
-    )
+    latest_intent = _latest_intent()
     start_recorded = exists().where(
         col(started.post_id) == col(Post.id),
         col(started.dedupe_key).startswith(WORKFLOW_STARTED_PREFIX),
@@ -380,13 +444,26 @@ def posts_awaiting_workflow(session: Session, *, updated_before: datetime, limit
         col(started.id) > func.coalesce(latest_intent, 0),
     )
     rows = session.exec(
-        select(Post, InstagramAccount.username)
+        select(Post, InstagramAccount.username, latest_intent)
         .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
         .where(Post.status == PostStatus.SCHEDULED, col(Post.updated_at) < updated_before, ~start_recorded)
         .order_by(col(Post.id))
         .limit(limit)
     ).all()
-    return [_start_of(post, username) for post, username in rows]
+    return [_start_of(post, username, intent_id) for post, username, intent_id in rows]
+
+
+def _latest_intent() -> ScalarSelect[int | None]:
+    """The id of the posts row's newest "-> scheduled" event (None if it has none), for a query over posts."""
+    intent = aliased(PostEvent)
+    return (
+        select(func.max(intent.id))
+        .where(intent.post_id == Post.id, intent.to_status == PostStatus.SCHEDULED)
+        # Correlated with the outer posts row: left to auto-correlation inside exists(), SQLAlchemy adds `posts`
+        # to this subquery's FROM, which then takes the newest intent of any post.
+        .correlate(Post)
+        .scalar_subquery()
+    )
 
 
 def _add_event(
@@ -397,18 +474,14 @@ def _add_event(
     dedupe_key: str | None,
     from_status: PostStatus | None = None,
     to_status: PostStatus | None = None,
-    run_id: str | None = None,
-) -> None:
-    detail: dict[str, Any] = {"message": message}
-    if run_id is not None:
-        detail["run_id"] = run_id
-    session.add(
-        PostEvent(
-            post_id=post_id,
-            kind=EventKind.TRANSITION,
-            from_status=from_status,
-            to_status=to_status,
-            detail=detail,
-            dedupe_key=dedupe_key,
-        )
+) -> PostEvent:
+    event = PostEvent(
+        post_id=post_id,
+        kind=EventKind.TRANSITION,
+        from_status=from_status,
+        to_status=to_status,
+        detail={"message": message},
+        dedupe_key=dedupe_key,
     )
+    session.add(event)
+    return event

@@ -42,7 +42,7 @@ from api.schemas.posts import (
 )
 from chronogram.contracts import MediaKind, PostState, PublishStep
 from chronogram.enums import PostStatus, PostType
-from chronogram.models import InstagramAccount, MediaAsset, Post, ReelOptions, UserTag
+from chronogram.models import InstagramAccount, MediaAsset, Post, PostEvent, PostMedia, ReelOptions, UserTag
 from chronogram.post_rules import MediaFacts, PostContent, Violation, post_violations, publish_at_violation
 from chronogram.settings import Settings
 
@@ -87,22 +87,9 @@ async def create_post(
     fingerprint = _fingerprint(body) if idempotency_key is not None else None
     now = datetime.now(UTC)
     try:
-        # A replay is answered before validation: the first request was valid, and a retry that comes late
-        # (its publish_at now past) must still get the first result, not an error.
-        replayed = (
-            await run_in_threadpool(
-                crud.find_replay, session, user_id=user.user_id, key=idempotency_key, fingerprint=fingerprint
-            )
-            if idempotency_key is not None and fingerprint is not None
-            else None
+        created = await run_in_threadpool(
+            _create, session, body, user.user_id, services.settings, now, idempotency_key, fingerprint
         )
-        if replayed is not None:
-            created = crud.Created(post_id=replayed, replayed=True)
-        else:
-            new = await run_in_threadpool(_validated, session, body, user.user_id, services.settings, now)
-            created = await run_in_threadpool(
-                crud.create_post, session, new=new, idempotency_key=idempotency_key, fingerprint=fingerprint
-            )
     except crud.IdempotencyKeyReused:
         raise ApiError(
             422,
@@ -118,16 +105,36 @@ async def create_post(
         raise ApiError(
             409, "reference_gone", "the account or a media was deleted meanwhile; check and retry"
         ) from None
-    post = await run_in_threadpool(_reload, session, created.post_id)
-    if post.status is PostStatus.SCHEDULED:
+    if created.start is not None:
         # On a replay too: if the first request died before starting the workflow, this starts it.
-        request = await run_in_threadpool(_workflow_start, session, created.post_id)
-        if request is not None:
-            await workflows.start_or_leave_to_reconciler(services, request)
+        await workflows.start_or_leave_to_reconciler(services, created.start, record_later=True)
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    media = await run_in_threadpool(crud.media_of, session, post_ids=[created.post_id])
-    return PostOut.from_row(post, media[created.post_id])
+    return PostOut.from_row(created.post, created.media)
+
+
+def _create(
+    session: Session,
+    body: PostCreate,
+    owner_id: int,
+    settings: Settings,
+    now: datetime,
+    idempotency_key: str | None,
+    fingerprint: str | None,
+) -> crud.Created:
+    """Everything a creation asks of the database, in one trip to the thread pool."""
+    created = None
+    if idempotency_key is not None and fingerprint is not None:
+        # A replay is answered before validation: the first request was valid, and a retry that comes late
+        # (its publish_at now past) must still get the first result, not an error.
+        created = crud.find_replay(session, user_id=owner_id, key=idempotency_key, fingerprint=fingerprint)
+    if created is None:
+        new = _validated(session, body, owner_id, settings, now)
+        created = crud.create_post(session, new=new, idempotency_key=idempotency_key, fingerprint=fingerprint)
+    # End the read transaction (a replay's), so that the request holds no pooled connection while it awaits
+    # Temporal.
+    session.commit()
+    return created
 
 
 def _validated(
@@ -152,9 +159,11 @@ def _validated(
         violations.append(problem)
     if violations:
         raise invalid(violations)
+    assert account is not None
     return crud.NewPost(
         owner_id=owner_id,
         account_id=body.account_id,
+        account_username=account.username,
         post_type=body.type,
         media_ids=body.media_ids,
         # Within the tolerance, a moment ago means now: the workflow would publish at once either way.
@@ -197,23 +206,47 @@ async def list_posts(
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> PostPage:
     after = _decode_cursor(cursor) if cursor is not None else None
-    rows = await run_in_threadpool(
-        crud.list_posts,
+    page, media, more = await run_in_threadpool(
+        _page,
         session,
         owner_id=user.user_id,
-        limit=limit + 1,
+        limit=limit,
         status=status_filter,
         account_id=account_id,
         start=start,
         end=end,
         after=after,
     )
-    page = rows[:limit]
-    media = await run_in_threadpool(crud.media_of, session, post_ids=[post.id for post in page if post.id])
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = _encode_cursor(page[-1]) if more else None
     return PostPage(
         data=[PostOut.from_row(post, media[post.id or 0]) for post in page], next_cursor=next_cursor
     )
+
+
+def _page(
+    session: Session,
+    *,
+    owner_id: int,
+    limit: int,
+    status: PostStatus | None,
+    account_id: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, int] | None,
+) -> tuple[list[Post], dict[int, list[PostMedia]], bool]:
+    """A page of posts, their media, and whether more follow (read as one post more than the page)."""
+    rows = crud.list_posts(
+        session,
+        owner_id=owner_id,
+        limit=limit + 1,
+        status=status,
+        account_id=account_id,
+        start=start,
+        end=end,
+        after=after,
+    )
+    page = rows[:limit]
+    return page, crud.media_of(session, post_ids=[post.id for post in page if post.id]), len(rows) > limit
 
 
 @router.get(
@@ -469,13 +502,13 @@ async def _detail(
             state = await workflows.query_state(services, post_id)
         except workflows.WorkflowMissing:
             await _repair_lost_start(services, post)
+    # This process may not have written the record of the post's start yet: its history must show it.
+    await services.start_records.landed(post_id)
     # Read after asking the workflow, so that the row is never older than the live state shown with it.
-    fresh = await run_in_threadpool(_reload, session, post_id)
-    media = await run_in_threadpool(crud.media_of, session, post_ids=[post_id])
-    events = await run_in_threadpool(crud.events_of, session, post_id=post_id)
+    fresh, media, events = await run_in_threadpool(_stored, session, post_id)
     if fresh.status not in (PostStatus.SCHEDULED, PostStatus.PUBLISHING):
         state = None if state is None or state.status is not fresh.status else state
-    return PostDetail.build(fresh, media[post_id], events, state)
+    return PostDetail.build(fresh, media, events, state)
 
 
 async def _repair_lost_start(services: AppServices, post: Post) -> None:
@@ -493,6 +526,14 @@ def _reload(session: Session, post_id: int) -> Post:
     post = session.get(Post, post_id, populate_existing=True)
     assert post is not None
     return post
+
+
+def _stored(session: Session, post_id: int) -> tuple[Post, list[PostMedia], list[PostEvent]]:
+    return (
+        _reload(session, post_id),
+        crud.media_of(session, post_ids=[post_id])[post_id],
+        crud.events_of(session, post_id=post_id),
+    )
 
 
 def _workflow_start(session: Session, post_id: int) -> crud.WorkflowStart | None:

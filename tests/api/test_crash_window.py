@@ -4,6 +4,7 @@ workflow start, closed by the reconciler (at start-up, periodically, and on read
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -97,17 +98,20 @@ async def test_a_lost_start_is_reconciled_exactly_once(
 async def test_a_start_whose_record_was_lost_is_not_started_twice(
     alice: ApiUser, ready: dict[str, Any], services: AppServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = crud.record_workflow_started
-    calls: list[int] = []
+    await services.start_records.flush()  # the batch that fails holds this test's start only
+    real = crud.record_workflow_starts
+    calls: list[list[int]] = []
 
-    def crash_once(session: Session, *, post_id: int, run_id: str) -> None:
-        calls.append(post_id)
+    def crash_once(session: Session, started: Sequence[crud.StartedRun]) -> None:
+        calls.append([run.post_id for run in started])
         if len(calls) == 1:
             raise ConnectionError("simulated crash after the start, before it was recorded")
-        real(session, post_id=post_id, run_id=run_id)
+        real(session, started)
 
-    monkeypatch.setattr(crud, "record_workflow_started", crash_once)
+    monkeypatch.setattr(crud, "record_workflow_starts", crash_once)
     post = await schedule_ok(alice.client, ready["account"]["id"], [ready["media"]])
+    await services.start_records.flush()
+    assert calls == [[post["id"]]]
     assert await workflow_runs(services, post["id"]) == [WorkflowExecutionStatus.RUNNING]
     assert post["id"] in await workflows.reconcile_once(services, grace=NO_GRACE)
     assert await workflow_runs(services, post["id"]) == [
@@ -149,6 +153,7 @@ async def test_the_api_reconciles_at_start_up(
             new=crud.NewPost(
                 owner_id=alice.user_id,
                 account_id=ready["account"]["id"],
+                account_username=ready["account"]["username"],
                 post_type=PostType.IMAGE,
                 media_ids=[ready["media"]],
                 publish_at=datetime.now(UTC) + timedelta(days=1),

@@ -82,6 +82,7 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
             new = crud.NewPost(
                 owner_id=user.user_id,
                 account_id=account.id,
+                account_username="pg_shop2",
                 post_type=PostType.CAROUSEL if index == 0 else PostType.IMAGE,
                 media_ids=[media.id, media.id] if index == 0 else [media.id],
                 publish_at=base + timedelta(hours=index % 4),
@@ -96,7 +97,7 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
             )
             ids.append(created_post.post_id)
         replay = crud.create_post(session, new=new, idempotency_key="k11", fingerprint="f" * 64)
-        assert replay == crud.Created(post_id=ids[-1], replayed=True)
+        assert (replay.post_id, replay.replayed) == (ids[-1], True)
         with pytest.raises(crud.IdempotencyKeyReused):
             crud.create_post(session, new=new, idempotency_key="k11", fingerprint="e" * 64)
 
@@ -118,10 +119,17 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
 
         pending = crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
         assert {item.post_id for item in pending} == set(ids[3:])
-        crud.record_workflow_started(session, post_id=ids[3], run_id="run-1")
-        crud.record_workflow_started(session, post_id=ids[3], run_id="run-1")
+        intents = {item.post_id: item.intent_id for item in pending}
+        started = [
+            crud.StartedRun(
+                post_id=post_id, run_id="run-1", intent_id=intents[post_id], started_at=datetime.now(UTC)
+            )
+            for post_id in (ids[3], ids[3], ids[6])
+        ]
+        crud.record_workflow_starts(session, started)
+        crud.record_workflow_starts(session, started[:1])
         pending = crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
-        assert ids[3] not in {item.post_id for item in pending}
+        assert {ids[3], ids[6]}.isdisjoint(item.post_id for item in pending)
 
         assert crud.update_content(session, post_id=ids[4], values={"caption": "edited"}, items=None)
         assert not crud.update_content(session, post_id=ids[0], values={"caption": "x"}, items=None)
@@ -129,6 +137,15 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
         session.commit()
         assert crud.begin_retry(session, post_id=ids[5], publish_at=base)
         assert not crud.begin_retry(session, post_id=ids[5], publish_at=base)
+        assert ids[5] in {
+            item.post_id
+            for item in crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+        }
+        # A record that waited while a retry scheduled the post again does not vouch for the retry's run.
+        stale = crud.StartedRun(
+            post_id=ids[5], run_id="run-1", intent_id=intents[ids[5]], started_at=datetime.now(UTC)
+        )
+        crud.record_workflow_starts(session, [stale])
         assert ids[5] in {
             item.post_id
             for item in crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
