@@ -101,12 +101,21 @@ async def _product_burst(bench: Bench) -> dict[str, Any]:
     await wait_for(bench.progress, NAME, drained, give_up_after=600, interval=0.5)
     cpu = meter.read()
 
-    closed = await _close_times(
-        bench.temporal,
+    # A post is marked published before its workflow posts the first comment and closes, and visibility lags the
+    # close: wait until every workflow is listed as completed, or the completion drain would count too few.
+    closed: list[datetime] = []
+    wanted = {post_workflow_id(post_id) for post_id in post_ids}
+    query = (
         "WorkflowType='ScheduledPostWorkflow' AND ExecutionStatus='Completed' "
-        f"AND CloseTime >= '{_iso(instant - timedelta(seconds=5))}'",
-        {post_workflow_id(post_id) for post_id in post_ids},
+        f"AND CloseTime >= '{_iso(instant - timedelta(seconds=5))}'"
     )
+
+    async def all_closed() -> tuple[bool, str]:
+        nonlocal closed
+        closed = await _close_times(bench.temporal, query, wanted)
+        return len(closed) == len(wanted), f"{len(closed)}/{len(wanted)} workflows completed"
+
+    await wait_for(bench.progress, f"{NAME} (closing)", all_closed, give_up_after=60, interval=0.5)
     truth = await published_media(bench.sandbox, accounts)
     captions = Counter(media["caption"] for media in truth)
     containers = Counter(media["container_id"] for media in truth)
