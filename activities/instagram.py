@@ -17,12 +17,12 @@ from typing import Any, TypeVar, cast
 from minio import Minio
 from pydantic import SecretStr
 from sqlalchemy import Engine, update
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.media import rendition_key
-from activities.rows import load_post, post_media
+from activities.rows import post_media, post_not_found
 from chronogram.contracts import (
     ContainerCheck,
     ContainerRef,
@@ -282,10 +282,15 @@ class InstagramActivities:
         message = context.post.first_comment or ""
         token = self._token(context)
         try:
-            for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
-                if comment.text == message and comment.username in (None, context.username):
-                    await asyncio.to_thread(self._save_post, request.post_id, ig_first_comment_id=comment.id)
-                    return FirstCommentResult(comment_id=comment.id, created=False)
+            # Only a retry can follow an attempt that commented and died before storing the id (a crash, a
+            # timeout, a failed database write): the first attempt has nothing to look for.
+            if activity.info().attempt > 1:
+                for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
+                    if comment.text == message and comment.username in (None, context.username):
+                        await asyncio.to_thread(
+                            self._save_post, request.post_id, ig_first_comment_id=comment.id
+                        )
+                        return FirstCommentResult(comment_id=comment.id, created=False)
             comment = await self._graph.create_comment(
                 media_id=request.media_id, message=message, access_token=token
             )
@@ -303,10 +308,23 @@ class InstagramActivities:
         return await asyncio.to_thread(self._load_context, post_id, with_media)
 
     def _load_context(self, post_id: int, with_media: bool) -> _PostContext:
+        # One query for the post and its account: every Graph call at publish time starts here.
+        statement = (
+            select(
+                Post,
+                InstagramAccount.ig_user_id,
+                InstagramAccount.username,
+                InstagramAccount.access_token_ciphertext,
+            )
+            .outerjoin(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
+            .where(Post.id == post_id)
+        )
         with Session(self._engine) as session:
-            post = load_post(session, post_id)
-            account = session.get(InstagramAccount, post.account_id)
-            if account is None:
+            row = session.exec(statement).first()
+            if row is None:
+                raise post_not_found(post_id)
+            post, ig_user_id, username, ciphertext = row
+            if ig_user_id is None or username is None or ciphertext is None:
                 raise ApplicationError(
                     f"the Instagram account of post {post_id} was disconnected",
                     type="GraphAuthError",
@@ -317,9 +335,9 @@ class InstagramActivities:
             session.expunge_all()
         return _PostContext(
             post=post,
-            ig_user_id=account.ig_user_id,
-            username=account.username,
-            token=self._cipher.decrypt(account.access_token_ciphertext),
+            ig_user_id=ig_user_id,
+            username=username,
+            token=self._cipher.decrypt(ciphertext),
             items=items,
         )
 
@@ -399,6 +417,7 @@ class InstagramActivities:
             session.commit()
 
     def _save_post(self, post_id: int, **values: str) -> None:
-        with Session(self._engine) as session:
-            session.exec(update(Post).where(Post.id == post_id).values(**values))  # type: ignore[arg-type]
-            session.commit()
+        # A Core statement on a plain connection: no ORM session to set up for a single UPDATE.
+        posts = Post.__table__  # type: ignore[attr-defined]
+        with self._engine.begin() as connection:
+            connection.execute(update(posts).where(posts.c.id == post_id).values(**values))

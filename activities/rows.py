@@ -9,11 +9,15 @@ from chronogram.contracts import POST_NOT_FOUND
 from chronogram.models import MediaAsset, Post, PostMedia
 
 
+def post_not_found(post_id: int) -> ApplicationError:
+    # A post deleted under a running workflow: retrying cannot bring it back.
+    return ApplicationError(f"post {post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True)
+
+
 def load_post(session: Session, post_id: int) -> Post:
     post = session.get(Post, post_id)
     if post is None:
-        # A post deleted under a running workflow: retrying cannot bring it back.
-        raise ApplicationError(f"post {post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True)
+        raise post_not_found(post_id)
     return post
 
 

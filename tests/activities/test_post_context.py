@@ -1,0 +1,78 @@
+"""What every Instagram activity reads first (the post with its account's id, name and decrypted token, in one
+query) and the single-column writes after a Graph call, on a real SQLite database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import pytest
+from minio import Minio
+from sqlmodel import Session
+from temporalio.exceptions import ApplicationError
+
+from activities.instagram import InstagramActivities
+from chronogram.contracts import POST_NOT_FOUND
+from chronogram.crypto import TokenCipher
+from chronogram.db import create_schema, make_engine
+from chronogram.enums import PostStatus, PostType
+from chronogram.instagram import GraphClient
+from chronogram.models import Post
+from tests.engine.seed import PostSeed, Seeder
+
+TOKEN = "EAAB-not-a-real-token"
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> tuple[InstagramActivities, Seeder, int]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'context.db'}")
+    create_schema(engine)
+    cipher = TokenCipher([TokenCipher.generate_key()])
+    # Neither object storage nor the Graph API is reached by what these tests call.
+    storage = Minio("127.0.0.1:9", secure=False)
+    seeder = Seeder(engine=engine, storage=storage, bucket="unused", cipher=cipher)
+    account_id = seeder.account(ig_user_id="17841400000000042", username="context_shop", token=TOKEN)
+    activities = InstagramActivities(cast(GraphClient, None), engine, storage, "unused", cipher)
+    return activities, seeder, account_id
+
+
+def test_reads_the_post_and_its_account_together(seeded: tuple[InstagramActivities, Seeder, int]) -> None:
+    activities, seeder, account_id = seeded
+    publish_at = datetime.now(UTC) + timedelta(hours=1)
+    post_id = seeder.post(
+        account_id, PostSeed(PostType.IMAGE, [], publish_at, caption="hello", first_comment="hi")
+    )
+
+    context = activities._load_context(post_id, with_media=False)
+
+    assert (context.post.id, context.post.caption, context.post.first_comment) == (post_id, "hello", "hi")
+    assert context.post.status is PostStatus.SCHEDULED and context.post.type is PostType.IMAGE
+    assert (context.ig_user_id, context.username) == ("17841400000000042", "context_shop")
+    assert context.token.get_secret_value() == TOKEN and TOKEN not in repr(context)
+    assert context.items == []
+
+
+def test_a_deleted_post_is_not_found_and_not_retried(seeded: tuple[InstagramActivities, Seeder, int]) -> None:
+    activities, _seeder, _account_id = seeded
+    with pytest.raises(ApplicationError) as raised:
+        activities._load_context(987654, with_media=False)
+    assert raised.value.type == POST_NOT_FOUND and raised.value.non_retryable
+
+
+def test_saving_after_a_graph_call_changes_only_the_named_columns(
+    seeded: tuple[InstagramActivities, Seeder, int],
+) -> None:
+    activities, seeder, account_id = seeded
+    publish_at = datetime.now(UTC) + timedelta(hours=1)
+    post_id = seeder.post(account_id, PostSeed(PostType.IMAGE, [], publish_at, caption="kept"))
+    other_id = seeder.post(account_id, PostSeed(PostType.IMAGE, [], publish_at, caption="other"))
+
+    activities._save_post(post_id, ig_media_id="18000000000000001", permalink="https://instagram.test/p/abc/")
+
+    with Session(seeder.engine) as session:
+        post, other = session.get(Post, post_id), session.get(Post, other_id)
+        assert post is not None and other is not None
+        assert (post.ig_media_id, post.permalink) == ("18000000000000001", "https://instagram.test/p/abc/")
+        assert post.caption == "kept" and post.status is PostStatus.SCHEDULED
+        assert (other.ig_media_id, other.permalink) == (None, None)
