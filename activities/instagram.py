@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 
 from minio import Minio
 from pydantic import SecretStr
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -111,6 +111,17 @@ def as_application_error(error: GraphAPIError) -> ApplicationError:
         non_retryable=not error.retryable,
         next_retry_delay=error.retry_after,
     )
+
+
+# One query for the post and its account, since every Graph call at publish time starts here; built once, so
+# SQLAlchemy does not rebuild and re-key the statement on every call.
+_CONTEXT_QUERY = (
+    select(
+        Post, InstagramAccount.ig_user_id, InstagramAccount.username, InstagramAccount.access_token_ciphertext
+    )
+    .outerjoin(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
+    .where(Post.id == bindparam("post_id"))
+)
 
 
 @dataclass(frozen=True)
@@ -308,19 +319,8 @@ class InstagramActivities:
         return await asyncio.to_thread(self._load_context, post_id, with_media)
 
     def _load_context(self, post_id: int, with_media: bool) -> _PostContext:
-        # One query for the post and its account: every Graph call at publish time starts here.
-        statement = (
-            select(
-                Post,
-                InstagramAccount.ig_user_id,
-                InstagramAccount.username,
-                InstagramAccount.access_token_ciphertext,
-            )
-            .outerjoin(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
-            .where(Post.id == post_id)
-        )
         with Session(self._engine) as session:
-            row = session.exec(statement).first()
+            row = session.exec(_CONTEXT_QUERY, params={"post_id": post_id}).first()
             if row is None:
                 raise post_not_found(post_id)
             post, ig_user_id, username, ciphertext = row

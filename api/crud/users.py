@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -71,12 +72,16 @@ def create_key(session: Session, *, name: str, key_name: str | None = None) -> s
     return key
 
 
+# Built once: every request runs it, and SQLAlchemy would otherwise rebuild and re-key the statement each time.
+_PRINCIPAL_BY_KEY_HASH = (
+    select(User.id, User.email)
+    .join(ApiKey, ApiKey.user_id == User.id)  # type: ignore[arg-type]
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+)
+
+
 def authenticate(session: Session, *, key: str) -> Principal | None:
-    row = session.exec(
-        select(User.id, User.email)
-        .join(ApiKey, ApiKey.user_id == User.id)  # type: ignore[arg-type]
-        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
-    ).first()
+    row = session.exec(_PRINCIPAL_BY_KEY_HASH, params={"key_hash": hash_key(key)}).first()
     if row is None:
         return None
     user_id, name = row
