@@ -9,10 +9,8 @@ activity shares one connection pool and tests can build the same classes with th
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import logging
-import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +20,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from chronogram.contracts import TASK_QUEUE
 from chronogram.db import create_schema, make_engine
+from chronogram.malloc import limit_malloc_arenas
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal, workflow_runner
@@ -66,21 +65,6 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                     settings.worker_graceful_shutdown,
                 )
     engine.dispose()
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives threads that allocate at once arenas of their own, up to eight per core, and memory freed in
-    one stays resident there: after a burst on the hundred activity threads, an idle worker held 27 MiB more
-    with the default than with two arenas, which cost the burst nothing measurable (bench/README.md).
-    MALLOC_ARENA_MAX, when set, wins."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc: its allocator has no arenas to limit
-    m_arena_max = -8  # from glibc's malloc.h
-    libc.mallopt(m_arena_max, arenas)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from api.start_records import StartRecorder
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.instagram import GraphClient
+from chronogram.malloc import limit_malloc_arenas
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_malloc_arenas()  # before the first thread-pool call starts threads
         engine = make_engine(resolved.database_url)
         try:
             # Idempotent; the API may be the first process to touch a fresh database.
