@@ -293,15 +293,12 @@ class InstagramActivities:
         message = context.post.first_comment or ""
         token = self._token(context)
         try:
-            # Only a retry can follow an attempt that commented and died before storing the id (a crash, a
-            # timeout, a failed database write): the first attempt has nothing to look for.
-            if activity.info().attempt > 1:
-                for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
-                    if comment.text == message and comment.username in (None, context.username):
-                        await asyncio.to_thread(
-                            self._save_post, request.post_id, ig_first_comment_id=comment.id
-                        )
-                        return FirstCommentResult(comment_id=comment.id, created=False)
+            # Looked for on every attempt, the first included: an earlier run of the post (failed after
+            # commenting, then retried) may have left the comment without its id stored.
+            for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
+                if comment.text == message and comment.username in (None, context.username):
+                    await asyncio.to_thread(self._save_post, request.post_id, ig_first_comment_id=comment.id)
+                    return FirstCommentResult(comment_id=comment.id, created=False)
             comment = await self._graph.create_comment(
                 media_id=request.media_id, message=message, access_token=token
             )
