@@ -70,7 +70,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     limit_malloc_arenas()  # before any thread starts
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A line per Graph API call (five per post) buries the worker's own lines; each call is already an activity
+    # A line per Graph API call (six per post) buries the worker's own lines; each call is already an activity
     # in the post's history, and failures are logged with their Graph error.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
