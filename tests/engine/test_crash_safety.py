@@ -93,6 +93,19 @@ async def wait_for_started_activity(
     raise AssertionError(f"activity {activity_type} never started")
 
 
+async def wait_for_graph_call(
+    admin: SandboxAdmin, ig: SandboxAccount, endpoint: str, within: float = 30
+) -> None:
+    """The activity being started is not enough: the publish activity holds its call until publish_at, and a
+    worker killed before the call reaches Instagram tests a different (slower, reconciling) path."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await admin.calls(endpoint=endpoint, ig_user_id=ig.ig_user_id):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"Instagram never received {endpoint}")
+
+
 async def assert_published_exactly_once(admin: SandboxAdmin, ig: SandboxAccount) -> None:
     published = await admin.published(ig.ig_user_id)
     assert len(published) == 1, f"{len(published)} media published"
@@ -125,6 +138,7 @@ async def test_worker_killed_inside_an_activity(
     first = workers.start()
     handle = await schedule(engine_client, seeder, ig_account)
     await wait_for_started_activity(handle, activity_type)
+    await wait_for_graph_call(sandbox_admin, ig, WINDOWS[activity_type]["endpoint"])
     first.kill()
     workers.start()
     result = await asyncio.wait_for(handle.result(), timeout=120)
