@@ -1,0 +1,125 @@
+"""crud.create_post on SQLite: what it answers is what it stored, a key returns the first post, and a reference
+deleted under it leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from api.crud import accounts as account_crud
+from api.crud import media as media_crud
+from api.crud import posts as crud
+from api.crud.users import create_user
+from chronogram.crypto import TokenCipher
+from chronogram.db import create_schema, make_engine
+from chronogram.enums import EventKind, PostStatus, PostType
+from chronogram.models import IdempotencyKey, Post, PostEvent, PostMedia, UserTag
+
+FINGERPRINT = "f" * 64
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'posts.db'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def carousel(engine: Engine) -> crud.NewPost:
+    cipher = TokenCipher([TokenCipher.generate_key()])
+    with Session(engine, expire_on_commit=False) as session:
+        user, _key = create_user(session, name="posts@example.com")
+        account, _created = account_crud.connect_account(
+            session,
+            owner_id=user.user_id,
+            ig_user_id="1784",
+            username="shop",
+            token_ciphertext=cipher.encrypt("t"),
+        )
+        media_ids = []
+        for index in range(2):
+            media = media_crud.add_media(
+                session,
+                owner_id=user.user_id,
+                object_key=f"uploads/{user.user_id}/{index}.jpg",
+                content_type="image/jpeg",
+                size_bytes=10,
+                sha256=str(index) * 64,
+                width=1080,
+                height=1080,
+            )
+            media_ids.append(media.id)
+        session.commit()
+    assert account.id is not None
+    return crud.NewPost(
+        owner_id=user.user_id,
+        account_id=account.id,
+        account_username="shop",
+        post_type=PostType.CAROUSEL,
+        media_ids=[media_id for media_id in media_ids if media_id is not None],
+        publish_at=datetime(2027, 5, 1, 12, 30, tzinfo=UTC),
+        caption="two #things",
+        first_comment="more below",
+        user_tags=[UserTag(username="friend", x=0.5, y=0.5)],
+        items=[
+            {"alt_text": "first"},
+            {"alt_text": "second", "user_tags": [UserTag(username="b", x=0.1, y=0.2)]},
+        ],
+    )
+
+
+def test_the_answer_is_what_was_stored(engine: Engine, carousel: crud.NewPost) -> None:
+    with Session(engine) as session:
+        created = crud.create_post(session, new=carousel, idempotency_key="k1", fingerprint=FINGERPRINT)
+    assert not created.replayed and created.start is not None
+    with Session(engine) as session:
+        stored = session.get(Post, created.post_id)
+        assert stored is not None
+        assert stored.model_dump() == created.post.model_dump()
+        media = session.exec(
+            select(PostMedia).where(PostMedia.post_id == created.post_id).order_by(col(PostMedia.position))
+        ).all()
+        assert [row.model_dump() for row in media] == [row.model_dump() for row in created.media]
+        assert [row.alt_text for row in media] == ["first", "second"]
+        assert media[1].user_tags == [UserTag(username="b", x=0.1, y=0.2)]
+        (event,) = session.exec(select(PostEvent).where(PostEvent.post_id == created.post_id)).all()
+        assert (event.kind, event.to_status, event.dedupe_key) == (
+            EventKind.TRANSITION,
+            PostStatus.SCHEDULED,
+            f"created:{created.post_id}",
+        )
+        # The workflow start is recorded against this intent: the reconciler's bookkeeping depends on it.
+        assert created.start.intent_id == event.id
+        key = session.get(IdempotencyKey, (carousel.owner_id, "k1"))
+        assert key is not None and key.post_id == created.post_id
+
+
+def test_a_key_returns_the_first_post(engine: Engine, carousel: crud.NewPost) -> None:
+    with Session(engine) as session:
+        first = crud.create_post(session, new=carousel, idempotency_key="k2", fingerprint=FINGERPRINT)
+    with Session(engine) as session:
+        again = crud.create_post(session, new=carousel, idempotency_key="k2", fingerprint=FINGERPRINT)
+        assert again.replayed and again.post_id == first.post_id
+        assert again.post.model_dump() == first.post.model_dump()
+        assert session.exec(select(func.count()).select_from(Post)).one() == 1
+        with pytest.raises(crud.IdempotencyKeyReused):
+            crud.create_post(session, new=carousel, idempotency_key="k2", fingerprint="e" * 64)
+
+
+def test_a_deleted_media_leaves_nothing_behind(engine: Engine, carousel: crud.NewPost) -> None:
+    gone = crud.NewPost(**{**carousel.__dict__, "media_ids": [carousel.media_ids[0], 999_999]})
+    with Session(engine) as session, pytest.raises(crud.ReferenceGone):
+        crud.create_post(session, new=gone, idempotency_key="k3", fingerprint=FINGERPRINT)
+    with Session(engine) as session:
+        for table in (Post, PostMedia, PostEvent, IdempotencyKey):
+            assert session.exec(select(func.count()).select_from(table)).one() == 0, table.__name__
+        # And the key is free for the corrected request.
+        created = crud.create_post(session, new=carousel, idempotency_key="k3", fingerprint=FINGERPRINT)
+        assert not created.replayed
