@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from chronogram.contracts import TASK_QUEUE
 from chronogram.db import create_schema, make_engine
+from chronogram.http_transport import ShardedTransport
 from chronogram.malloc import limit_malloc_arenas
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
@@ -35,13 +36,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     create_schema(engine)  # idempotent; whichever of API and worker starts first creates the tables
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
     # One connection per activity slot, all kept alive: with httpx's default of 20 idle connections, a burst of
-    # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md).
-    slots = settings.worker_max_concurrent_activities
-    limits = httpx.Limits(max_connections=slots, max_keepalive_connections=slots)
+    # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md). In small
+    # pools: one pool's bookkeeping grows with the square of its connections.
+    transport = ShardedTransport(connections=settings.worker_max_concurrent_activities)
     # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
     # slow upload never starves a status update.
     with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
             worker = Worker(
                 client,
                 task_queue=TASK_QUEUE,

@@ -1,4 +1,5 @@
-"""The HTTP client the worker and the API call Instagram with: no import is attempted per request.
+"""The HTTP client the worker and the API call Instagram with: no import is attempted per request, and the
+worker's transport of small pools serves as many requests at once as it has connections.
 
 httpcore asks sniffio which event loop runs on every lock and event it creates. Without sniffio installed, each
 ask is a failed import, which Python does not cache: a search of sys.path on disk, a quarter of a request's CPU.
@@ -14,6 +15,9 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 import httpx
+import pytest
+
+from chronogram.http_transport import ShardedTransport
 
 _RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -54,3 +58,60 @@ async def test_requests_attempt_no_imports() -> None:
         finally:
             sys.meta_path.remove(recorder)
     assert recorder.searched == []
+
+
+class _Server:
+    """An HTTP/1.1 server that counts its connections and can hold every answer until ``hold`` requests wait."""
+
+    def __init__(self, hold: int = 0) -> None:
+        self.connections = 0
+        self._waiting = 0
+        self._hold = hold
+        self._all_arrived = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                self._waiting += 1
+                if self._waiting >= self._hold:
+                    self._all_arrived.set()
+                await self._all_arrived.wait()
+                writer.write(_RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            pass
+        writer.close()
+
+
+async def test_the_sharded_transport_serves_as_many_requests_at_once_as_it_has_connections() -> None:
+    # 40 connections in pools of at most 16: each request must find a free connection, or the server, which
+    # answers only once all 40 wait, would never answer.
+    server = _Server(hold=40)
+    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    transport = ShardedTransport(connections=40)
+    async with listener, httpx.AsyncClient(transport=transport) as http:
+        responses = await asyncio.wait_for(asyncio.gather(*(http.get(url) for _ in range(40))), timeout=10)
+        assert [response.json() for response in responses] == [{}] * 40
+        assert transport.in_flight == [0, 0, 0]
+        # Kept alive: the next requests reuse the connections.
+        for _ in range(20):
+            (await http.get(url)).raise_for_status()
+    assert server.connections == 40
+
+
+async def test_the_sharded_transport_counts_out_early_closes_and_failures() -> None:
+    server = _Server()
+    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    transport = ShardedTransport(connections=20)
+    async with listener, httpx.AsyncClient(transport=transport) as http:
+        async with http.stream("GET", f"http://127.0.0.1:{port}/") as response:
+            assert response.status_code == 200  # closed before its body is read
+        listener.close()
+        await listener.wait_closed()
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/")  # the unread response closed its connection
+        assert transport.in_flight == [0, 0]
+    assert server.connections == 1
