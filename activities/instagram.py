@@ -55,7 +55,7 @@ from chronogram.instagram import (
     StorySpec,
     UserTag,
 )
-from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia
+from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia, table_of
 
 # Meta fetches the media while the container is IN_PROGRESS; a day covers that and the container's own lifetime.
 _PRESIGNED_URL_TTL = timedelta(hours=24)
@@ -415,6 +415,6 @@ class InstagramActivities:
 
     def _save_post(self, post_id: int, **values: str) -> None:
         # A Core statement on a plain connection: no ORM session to set up for a single UPDATE.
-        posts = Post.__table__  # type: ignore[attr-defined]
+        posts = table_of(Post)
         with self._engine.begin() as connection:
             connection.execute(update(posts).where(posts.c.id == post_id).values(**values))

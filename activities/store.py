@@ -14,10 +14,10 @@ from activities.media import media_kind
 from activities.rows import load_post, post_media, post_not_found
 from chronogram.contracts import EventRecord, FinishInput, PlannedMedia, PostRef, PublishPlan
 from chronogram.enums import EventKind, PostStatus
-from chronogram.models import Post, PostEvent
+from chronogram.models import Post, PostEvent, table_of
 
-_POSTS = Post.__table__  # type: ignore[attr-defined]
-_EVENTS = PostEvent.__table__  # type: ignore[attr-defined]
+_POSTS = table_of(Post)
+_EVENTS = table_of(PostEvent)
 
 
 class PostStore:

@@ -490,7 +490,8 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime = _created_at()
 
 
-def _table(model: type[SQLModel]) -> Table:
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a model, for statements that skip the ORM."""
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
     return table
@@ -498,7 +499,7 @@ def _table(model: type[SQLModel]) -> Table:
 
 # PostgreSQL gets the same trigger from schema.sql.
 event.listen(
-    _table(PostEvent),
+    table_of(PostEvent),
     "after_create",
     DDL(  # type: ignore[no-untyped-call]
         "CREATE TRIGGER IF NOT EXISTS post_events_append_only BEFORE UPDATE ON post_events "
@@ -507,7 +508,7 @@ event.listen(
 )
 
 APP_TABLES: Sequence[Table] = tuple(
-    _table(model)
+    table_of(model)
     for model in (User, ApiKey, InstagramAccount, MediaAsset, Post, PostMedia, PostEvent, IdempotencyKey)
 )
 """Exactly the tables schema.sql creates, in dependency order (SQLModel.metadata may hold others, e.g. tests')."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ScalarSelect, exists, func, insert, tuple_, union_all, update
+from sqlalchemy import Insert, ScalarSelect, exists, func, insert, tuple_, union_all, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -33,6 +33,7 @@ from chronogram.models import (
     PostMedia,
     ReelOptions,
     UserTag,
+    table_of,
 )
 
 WORKFLOW_STARTED_PREFIX = "workflow-started:"
@@ -157,7 +158,7 @@ def create_post(
             )
         )
     try:
-        session.connection().execute(_INSERTS["post_media"], [_values(row) for row in media])
+        session.connection().execute(_INSERTS[PostMedia], [_values(row) for row in media])
         intent_id = _insert(
             session,
             _transition(
@@ -491,22 +492,20 @@ def _transition(
 
 
 # Built once: a statement built per call costs more than the unit of work it replaces.
-_INSERTS = {
-    name: SQLModel.metadata.tables[name].insert()
-    for name in ("posts", "post_media", "post_events", "idempotency_keys")
+_INSERTS: dict[type[SQLModel], Insert] = {
+    model: table_of(model).insert() for model in (Post, PostMedia, PostEvent, IdempotencyKey)
 }
 
 
 def _values(row: SQLModel) -> dict[str, Any]:
     """A table row's column values as the ORM would insert them; an identity left unset is the database's."""
-    values = {column.key: getattr(row, column.key) for column in row.__table__.columns}  # type: ignore[attr-defined]
+    values = {column.key: getattr(row, column.key) for column in table_of(type(row)).columns}
     return {key: value for key, value in values.items() if not (key == "id" and value is None)}
 
 
 def _insert(session: Session, row: SQLModel) -> Any:
     """Insert without the unit of work; the new primary key (its first column)."""
-    statement = _INSERTS[row.__tablename__]  # type: ignore[index]
-    result = cast(CursorResult[Any], session.connection().execute(statement, _values(row)))
+    result = cast(CursorResult[Any], session.connection().execute(_INSERTS[type(row)], _values(row)))
     key = result.inserted_primary_key
     assert key is not None
     return key[0]

@@ -11,14 +11,12 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from api.crud import accounts as account_crud
-from api.crud import media as media_crud
 from api.crud import posts as crud
-from api.crud.users import create_user
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import IdempotencyKey, Post, PostEvent, PostMedia, UserTag
+from tests.db.factories import add_account, add_image, add_user, id_of
 
 FINGERPRINT = "f" * 64
 
@@ -33,37 +31,17 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def carousel(engine: Engine) -> crud.NewPost:
-    cipher = TokenCipher([TokenCipher.generate_key()])
     with Session(engine, expire_on_commit=False) as session:
-        user, _key = create_user(session, name="posts@example.com")
-        account, _created = account_crud.connect_account(
-            session,
-            owner_id=user.user_id,
-            ig_user_id="1784",
-            username="shop",
-            token_ciphertext=cipher.encrypt("t"),
-        )
-        media_ids = []
-        for index in range(2):
-            media = media_crud.add_media(
-                session,
-                owner_id=user.user_id,
-                object_key=f"uploads/{user.user_id}/{index}.jpg",
-                content_type="image/jpeg",
-                size_bytes=10,
-                sha256=str(index) * 64,
-                width=1080,
-                height=1080,
-            )
-            media_ids.append(media.id)
+        owner = add_user(session)
+        account = add_account(session, owner, TokenCipher([TokenCipher.generate_key()]))
+        media_ids = [id_of(add_image(session, owner, name)) for name in ("first", "second")]
         session.commit()
-    assert account.id is not None
     return crud.NewPost(
-        owner_id=user.user_id,
-        account_id=account.id,
-        account_username="shop",
+        owner_id=id_of(owner),
+        account_id=id_of(account),
+        account_username=account.username,
         post_type=PostType.CAROUSEL,
-        media_ids=[media_id for media_id in media_ids if media_id is not None],
+        media_ids=media_ids,
         publish_at=datetime(2027, 5, 1, 12, 30, tzinfo=UTC),
         caption="two #things",
         first_comment="more below",

@@ -35,31 +35,6 @@ class _ImportRecorder(importlib.abc.MetaPathFinder):
         return None
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(_RESPONSE)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionResetError):
-        pass
-    writer.close()
-
-
-async def test_requests_attempt_no_imports() -> None:
-    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-    recorder = _ImportRecorder()
-    async with server, httpx.AsyncClient() as http:
-        (await http.get(url)).raise_for_status()  # the first request may import what it needs once
-        sys.meta_path.insert(0, recorder)
-        try:
-            for _ in range(20):
-                (await http.get(url)).raise_for_status()
-        finally:
-            sys.meta_path.remove(recorder)
-    assert recorder.searched == []
-
-
 class _Server:
     """An HTTP/1.1 server that counts its connections and can hold every answer until ``hold`` requests wait."""
 
@@ -82,6 +57,21 @@ class _Server:
         except (asyncio.IncompleteReadError, ConnectionResetError):
             pass
         writer.close()
+
+
+async def test_requests_attempt_no_imports() -> None:
+    listener = await asyncio.start_server(_Server().serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    recorder = _ImportRecorder()
+    async with listener, httpx.AsyncClient() as http:
+        (await http.get(url)).raise_for_status()  # the first request may import what it needs once
+        sys.meta_path.insert(0, recorder)
+        try:
+            for _ in range(20):
+                (await http.get(url)).raise_for_status()
+        finally:
+            sys.meta_path.remove(recorder)
+    assert recorder.searched == []
 
 
 async def test_the_sharded_transport_serves_as_many_requests_at_once_as_it_has_connections() -> None:
