@@ -16,19 +16,22 @@ from typing import Any, TypeVar, cast
 
 from minio import Minio
 from pydantic import SecretStr
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.media import rendition_key
 from activities.rows import post_media, post_not_found
+from chronogram import lifecycle
 from chronogram.contracts import (
     ContainerCheck,
     ContainerRef,
     ContainerReport,
     CreateContainerInput,
+    ErrorType,
     FirstCommentResult,
+    InstagramInterface,
     MediaRef,
     PermalinkResult,
     PostRef,
@@ -55,7 +58,7 @@ from chronogram.instagram import (
     StorySpec,
     UserTag,
 )
-from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia, table_of
+from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia
 
 # Meta fetches the media while the container is IN_PROGRESS; a day covers that and the container's own lifetime.
 _PRESIGNED_URL_TTL = timedelta(hours=24)
@@ -133,7 +136,7 @@ class _PostContext:
     items: list[tuple[PostMedia, MediaAsset]]
 
 
-class InstagramActivities:
+class InstagramActivities(InstagramInterface):
     def __init__(
         self, graph: GraphClient, engine: Engine, storage: Minio, bucket: str, cipher: TokenCipher
     ) -> None:
@@ -172,13 +175,13 @@ class InstagramActivities:
         if status.status_code is ContainerStatusCode.IN_PROGRESS:
             raise ApplicationError(
                 f"container {request.container_id} is still processing",
-                type="ContainerNotReadyError",
+                type=ErrorType.CONTAINER_NOT_READY,
                 category=ApplicationErrorCategory.BENIGN,
             )
         unusable = status.error()
         if unusable is not None:
             raise as_application_error(unusable)
-        return ContainerReport(container_id=status.id, status_code=status.status_code.value)
+        return ContainerReport(container_id=status.id, status_code=status.status_code)
 
     @activity.defn
     @keeps_heartbeat
@@ -189,13 +192,13 @@ class InstagramActivities:
         try:
             status = await self._graph.get_container(container_id=request.container_id, access_token=token)
             if status.status_code is not ContainerStatusCode.PUBLISHED:
-                return ReconcileResult(status_code=status.status_code.value)
+                return ReconcileResult(status_code=status.status_code)
             media_id = context.post.ig_media_id or await self._find_published_media(context, request, token)
         except GraphAPIError as error:
             raise as_application_error(error) from None
         if media_id and not context.post.ig_media_id:
             await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media_id)
-        return ReconcileResult(status_code=status.status_code.value, media_id=media_id)
+        return ReconcileResult(status_code=status.status_code, media_id=media_id)
 
     async def _find_published_media(
         self, context: _PostContext, request: ReconcileInput, token: str
@@ -266,7 +269,7 @@ class InstagramActivities:
             return PublishResult(outcome=PublishOutcome.ALREADY_PUBLISHED, media_id=context.post.ig_media_id)
         if status.status_code is ContainerStatusCode.IN_PROGRESS:
             raise ApplicationError(
-                f"container {request.container_id} is still processing", type="ContainerNotReadyError"
+                f"container {request.container_id} is still processing", type=ErrorType.CONTAINER_NOT_READY
             )
         unusable = status.error()  # prepared ahead of time, it may have expired while the post waited
         if unusable is not None:
@@ -324,7 +327,7 @@ class InstagramActivities:
             if ig_user_id is None or username is None or ciphertext is None:
                 raise ApplicationError(
                     f"the Instagram account of post {post_id} was disconnected",
-                    type="GraphAuthError",
+                    type=ErrorType.GRAPH_AUTH,
                     non_retryable=True,
                 )
             # Only creating containers reads the media; the other calls run at publish time, where every query counts.
@@ -358,7 +361,7 @@ class InstagramActivities:
         )
         if request.position is not None:
             item, asset = next((i, a) for i, a in context.items if i.position == request.position)
-            if asset.content_type.startswith("video/"):
+            if asset.is_video:
                 return CarouselVideoItemSpec(video_url=self._url(asset))
             item_tags = tuple(
                 UserTag(username=t["username"], x=t.get("x"), y=t.get("y")) for t in item.user_tags
@@ -388,7 +391,7 @@ class InstagramActivities:
                 thumb_offset_ms=options.get("thumb_offset_ms"),
             )
         if post.type is PostType.STORIES:
-            if asset.content_type.startswith("video/"):
+            if asset.is_video:
                 return StorySpec(video_url=self._url(asset), user_tags=tags)
             return StorySpec(image_url=self._url(asset), user_tags=tags)
         return ImageSpec(
@@ -400,21 +403,27 @@ class InstagramActivities:
         )
 
     def _save_container(self, post_id: int, position: int | None, container_id: str) -> None:
-        with Session(self._engine) as session:
-            if position is None:
-                post = session.get(Post, post_id)
-                assert post is not None
-                post.ig_container_id = container_id
-                session.add(post)
-            else:
-                item = session.get(PostMedia, (post_id, position))
-                assert item is not None
-                item.ig_container_id = container_id
-                session.add(item)
-            session.commit()
-
-    def _save_post(self, post_id: int, **values: str) -> None:
-        # A Core statement on a plain connection: no ORM session to set up for a single UPDATE.
-        posts = table_of(Post)
         with self._engine.begin() as connection:
-            connection.execute(update(posts).where(posts.c.id == post_id).values(**values))
+            try:
+                lifecycle.record_container(
+                    connection, post_id=post_id, position=position, container_id=container_id
+                )
+            except lifecycle.PostMissing as missing:
+                raise post_not_found(missing.post_id) from None
+
+    def _save_post(
+        self,
+        post_id: int,
+        *,
+        ig_media_id: str | None = None,
+        permalink: str | None = None,
+        ig_first_comment_id: str | None = None,
+    ) -> None:
+        with self._engine.begin() as connection:
+            lifecycle.record_published(
+                connection,
+                post_id=post_id,
+                media_id=ig_media_id,
+                permalink=permalink,
+                first_comment_id=ig_first_comment_id,
+            )

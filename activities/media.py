@@ -12,8 +12,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.rows import load_post, post_media
 from chronogram.contracts import (
-    MEDIA_REJECTED,
-    MediaKind,
+    ErrorType,
+    MediaInterface,
     PostRef,
     PreparedMedia,
     PreparedMediaList,
@@ -26,16 +26,12 @@ from chronogram.models import MediaAsset
 def rendition_key(asset: MediaAsset) -> str:
     """Where the Instagram-ready copy of an asset lives. Keyed by content, so identical uploads share one and a
     retried activity overwrites its own earlier attempt."""
-    if asset.content_type.startswith("video/"):
+    if asset.is_video:
         return asset.object_key  # videos go to Instagram as uploaded: Meta transcodes them itself
     return f"renditions/{asset.sha256}.jpg"
 
 
-def media_kind(asset: MediaAsset) -> MediaKind:
-    return MediaKind.VIDEO if asset.content_type.startswith("video/") else MediaKind.IMAGE
-
-
-class MediaActivities:
+class MediaActivities(MediaInterface):
     """Blocking (MinIO and SQLAlchemy are synchronous): registered with the worker's thread pool."""
 
     def __init__(self, storage: Minio, bucket: str, engine: Engine) -> None:
@@ -51,7 +47,7 @@ class MediaActivities:
             post_type = post.type
         if not rows:
             raise ApplicationError(
-                f"post {request.post_id} has no media", type=MEDIA_REJECTED, non_retryable=True
+                f"post {request.post_id} has no media", type=ErrorType.MEDIA_REJECTED, non_retryable=True
             )
 
         prepared = []
@@ -63,14 +59,14 @@ class MediaActivities:
                 raise ApplicationError(
                     f"media #{item.position + 1} ({asset.object_key.rsplit('/', 1)[-1]}): {rejected.message}",
                     rejected.code,
-                    type=MEDIA_REJECTED,
+                    type=ErrorType.MEDIA_REJECTED,
                     non_retryable=True,
                 ) from None
-            prepared.append(PreparedMedia(position=item.position, rendition_key=key, kind=media_kind(asset)))
+            prepared.append(PreparedMedia(position=item.position, rendition_key=key, kind=asset.kind))
         return PreparedMediaList(items=prepared)
 
     def _prepare_one(self, asset: MediaAsset, post_type: PostType) -> str:
-        if media_kind(asset) is MediaKind.VIDEO:
+        if asset.is_video:
             head = self._read(asset.object_key, length=64)
             if sniff_video(head) is None:
                 raise MediaRejected("unsupported_video_format", "the video is not an MP4 or MOV file")

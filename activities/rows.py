@@ -1,17 +1,28 @@
-"""Reads the activity classes share: a post (or a non-retryable PostNotFound) and its media in publishing order."""
+"""What the activity classes share: reads of a post and its media, and the errors of a post's life as the
+ApplicationErrors a workflow branches on."""
 
 from __future__ import annotations
 
 from sqlmodel import Session, select
 from temporalio.exceptions import ApplicationError
 
-from chronogram.contracts import POST_NOT_FOUND
+from chronogram.contracts import ErrorType
+from chronogram.lifecycle import IllegalTransition, PostMissing
 from chronogram.models import MediaAsset, Post, PostMedia
 
 
 def post_not_found(post_id: int) -> ApplicationError:
     # A post deleted under a running workflow: retrying cannot bring it back.
-    return ApplicationError(f"post {post_id} does not exist", type=POST_NOT_FOUND, non_retryable=True)
+    return ApplicationError(
+        f"post {post_id} does not exist", type=ErrorType.POST_NOT_FOUND, non_retryable=True
+    )
+
+
+def refused_transition(error: PostMissing | IllegalTransition) -> ApplicationError:
+    """A transition the lifecycle refused: final, as no retry changes the post's status back."""
+    if isinstance(error, PostMissing):
+        return post_not_found(error.post_id)
+    return ApplicationError(str(error), type=ErrorType.ILLEGAL_TRANSITION, non_retryable=True)
 
 
 def load_post(session: Session, post_id: int) -> Post:

@@ -1,26 +1,30 @@
-"""Database activities: the post's status transitions and its audit trail, idempotent under retries."""
+"""Database activities of a post's workflow: its plan, its status transitions and its events, each through
+chronogram.lifecycle and idempotent under retries."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, exists, insert, update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlalchemy import Connection, Engine
+from sqlmodel import Session
 from temporalio import activity
 
-from activities.media import media_kind
-from activities.rows import load_post, post_media, post_not_found
-from chronogram.contracts import EventRecord, FinishInput, PlannedMedia, PostRef, PublishPlan
-from chronogram.enums import EventKind, PostStatus
-from chronogram.models import Post, PostEvent, table_of
+from activities.rows import load_post, post_media, refused_transition
+from chronogram import lifecycle
+from chronogram.contracts import (
+    EventRecord,
+    FinishInput,
+    PlannedMedia,
+    PostRef,
+    PostStoreInterface,
+    PublishPlan,
+)
+from chronogram.enums import PostStatus
+from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing
 
-_POSTS = table_of(Post)
-_EVENTS = table_of(PostEvent)
 
-
-class PostStore:
+class PostStore(PostStoreInterface):
     """Blocking (SQLAlchemy): registered with the worker's thread pool."""
 
     def __init__(self, engine: Engine) -> None:
@@ -36,7 +40,7 @@ class PostStore:
                 account_id=post.account_id,
                 post_type=post.type,
                 media=[
-                    PlannedMedia(position=item.position, media_id=item.media_id, kind=media_kind(asset))
+                    PlannedMedia(position=item.position, media_id=item.media_id, kind=asset.kind)
                     for item, asset in rows
                 ],
                 has_first_comment=bool(post.first_comment),
@@ -44,100 +48,78 @@ class PostStore:
 
     @activity.defn
     def begin_publishing(self, event: EventRecord) -> None:
-        # Core statements: this runs for every post at its publish time, where the ORM's bookkeeping showed up.
-        with self._engine.begin() as connection:
-            moved = connection.execute(
-                update(_POSTS)
-                .where(_POSTS.c.id == event.post_id, _POSTS.c.status == PostStatus.SCHEDULED)
-                .values(status=PostStatus.PUBLISHING, updated_at=_now())
+        with _transaction(self._engine) as connection:
+            lifecycle.begin_publishing(
+                connection, post_id=event.post_id, message=event.message, dedupe_key=_dedupe_key(event)
             )
-            if moved.rowcount == 0:
-                if (
-                    connection.execute(select(_POSTS.c.id).where(_POSTS.c.id == event.post_id)).first()
-                    is None
-                ):
-                    raise post_not_found(event.post_id)
-                return  # a retry of an attempt that committed
-            # The status and its event commit together, so a moved status means the event is not there yet.
-            connection.execute(insert(_EVENTS).values(**_event_row(event)))
 
     @activity.defn
     def record_event(self, event: EventRecord) -> None:
-        with Session(self._engine) as session:
+        with _transaction(self._engine) as connection:
             if event.publish_at is not None:
-                post = load_post(session, event.post_id)
-                post.publish_at = event.publish_at
-                post.updated_at = _now()
-                session.add(post)
-            _add_event(session, event)
-            _commit_once(session)
+                lifecycle.reschedule(
+                    connection,
+                    post_id=event.post_id,
+                    publish_at=event.publish_at,
+                    message=event.message,
+                    dedupe_key=_dedupe_key(event),
+                )
+                return
+            lifecycle.record_event(
+                connection,
+                post_id=event.post_id,
+                kind=event.kind,
+                message=event.message,
+                dedupe_key=_dedupe_key(event),
+                error_code=event.error_code,
+            )
 
     @activity.defn
     def finish(self, request: FinishInput) -> None:
-        dedupe_key = f"finish:{activity.info().workflow_run_id}:{request.status.value}"
-        recorded = exists().where(_EVENTS.c.dedupe_key == dedupe_key)
-        with self._engine.begin() as connection:
-            row = connection.execute(
-                select(_POSTS.c.status, recorded).where(_POSTS.c.id == request.post_id)
-            ).first()
-            if row is None:
-                raise post_not_found(request.post_id)
-            previous, already_recorded = PostStatus(row[0]), bool(row[1])
-            if previous is request.status:
-                return  # a retry of an attempt that committed
-            now = _now()
-            values: dict[str, object] = {"status": request.status, "updated_at": now}
+        dedupe_key = DedupeKey.run_ending(_run_id(), request.status)
+        with _transaction(self._engine) as connection:
             if request.status is PostStatus.PUBLISHED:
-                values.update(published_at=now, error_code=None, error_message=None)
-                if request.media_id:
-                    values["ig_media_id"] = request.media_id
-                if request.permalink:
-                    values["permalink"] = request.permalink
-            else:
-                values.update(error_code=request.error_code, error_message=request.error_message)
-            connection.execute(update(_POSTS).where(_POSTS.c.id == request.post_id).values(**values))
-            if not already_recorded:
-                event = EventRecord(
+                lifecycle.publish(
+                    connection,
                     post_id=request.post_id,
-                    kind=EventKind.TRANSITION,
-                    message=request.error_message or request.status.value,
-                    # Per run: a retried post may fail again, and that second failure is an event of its own.
                     dedupe_key=dedupe_key,
-                    status_from=previous,
-                    status_to=request.status,
-                    error_code=request.error_code,
+                    media_id=request.media_id,
+                    permalink=request.permalink,
                 )
-                connection.execute(insert(_EVENTS).values(**_event_row(event)))
+            elif request.status is PostStatus.FAILED:
+                lifecycle.fail(
+                    connection,
+                    post_id=request.post_id,
+                    dedupe_key=dedupe_key,
+                    error_code=request.error_code,
+                    message=request.error_message,
+                )
+            elif request.status is PostStatus.CANCELLED:
+                lifecycle.cancel(
+                    connection, post_id=request.post_id, dedupe_key=dedupe_key, reason=request.error_message
+                )
+            else:
+                raise ValueError(f"a workflow run cannot end {request.status.value}")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _event_row(event: EventRecord) -> dict[str, Any]:
-    return {
-        "post_id": event.post_id,
-        "occurred_at": _now(),
-        "kind": event.kind,
-        "from_status": event.status_from if event.kind is EventKind.TRANSITION else None,
-        "to_status": event.status_to,
-        "error_code": event.error_code,
-        "error_message": event.message if event.kind is EventKind.ERROR else None,
-        "detail": {"message": event.message},
-        "dedupe_key": event.dedupe_key,
-    }
-
-
-def _add_event(session: Session, event: EventRecord) -> None:
-    exists = session.exec(select(PostEvent.id).where(PostEvent.dedupe_key == event.dedupe_key)).first()
-    if exists is not None:
-        return
-    session.add(PostEvent(**_event_row(event)))
-
-
-def _commit_once(session: Session) -> None:
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    """engine.begin(), with the lifecycle's refusals as the ApplicationErrors the workflow branches on."""
     try:
-        session.commit()
-    except IntegrityError:
-        # Two attempts raced past the existence check; the unique dedupe_key let exactly one in.
-        session.rollback()
+        with engine.begin() as connection:
+            yield connection
+    except (PostMissing, IllegalTransition) as error:
+        raise refused_transition(error) from None
+
+
+def _dedupe_key(event: EventRecord) -> str:
+    # Activity tasks scheduled before the workflow sent sequences carry the key it formatted (the same format).
+    if event.sequence is None:
+        return event.dedupe_key
+    return DedupeKey.run_event(_run_id(), event.sequence)
+
+
+def _run_id() -> str:
+    run_id = activity.info().workflow_run_id
+    assert run_id, "the store's activities run for a workflow"
+    return run_id

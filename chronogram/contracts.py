@@ -10,16 +10,78 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from temporalio import activity
 from temporalio.common import SearchAttributeKey
 
-from chronogram.enums import EventKind, PostStatus, PostType
+# Re-exported: workflow code takes every value it needs from this module alone.
+from chronogram.enums import EventKind as EventKind
+from chronogram.enums import PostStatus as PostStatus
+from chronogram.enums import PostType as PostType
 
 TASK_QUEUE = "chronogram-posts"
+# The workflow's registered name: the API and the command line start it by this name, so that neither they nor
+# the core import the workflow code.
+SCHEDULED_POST_WORKFLOW = "ScheduledPostWorkflow"
 
 
 class MediaKind(StrEnum):
     IMAGE = "IMAGE"
     VIDEO = "VIDEO"
+
+
+class ErrorType(StrEnum):
+    """Every error type that crosses the workflow boundary: the ``ApplicationError`` types activities raise (the
+    Graph API kinds of chronogram.instagram.errors and our own), the workflow's failure types, and the
+    ``error_code`` a failed post stores and the API shows. The values are wire values: recorded histories and
+    stored rows hold them, so a value never changes."""
+
+    # The Graph API error tree's kinds (chronogram.instagram.errors).
+    GRAPH_API = "GraphAPIError"
+    GRAPH_TRANSIENT = "GraphTransientError"
+    GRAPH_THROTTLED = "GraphThrottledError"
+    PUBLISH_QUOTA_REACHED = "PublishQuotaReachedError"
+    CONTAINER_NOT_READY = "ContainerNotReadyError"
+    GRAPH_AUTH = "GraphAuthError"
+    GRAPH_INVALID_REQUEST = "GraphInvalidRequestError"
+    INVALID_MEDIA = "InvalidMediaError"
+    CONTAINER_UNUSABLE = "ContainerUnusableError"
+    OUTCOME_UNKNOWN = "OutcomeUnknownError"
+    # Raised by our activities.
+    MEDIA_REJECTED = "MediaRejected"
+    POST_NOT_FOUND = "PostNotFound"
+    ILLEGAL_TRANSITION = "IllegalTransition"
+    # Decided by the workflow.
+    PUBLISH_OUTCOME_UNKNOWN = "PublishOutcomeUnknown"
+    TIMEOUT = "Timeout"
+    # Anything else an activity raised (an unexpected exception's class name is not a stable code).
+    UNEXPECTED = "UnexpectedError"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ErrorType:
+        # An unknown type (e.g. an unexpected exception's class name) reads as UNEXPECTED, wherever it is decoded.
+        return cls.UNEXPECTED
+
+
+# Errors no retry can fix: the retry policies of every activity whose failure is final list these.
+NON_RETRYABLE_ERRORS: tuple[ErrorType, ...] = (
+    ErrorType.GRAPH_AUTH,
+    ErrorType.GRAPH_INVALID_REQUEST,
+    ErrorType.INVALID_MEDIA,
+    ErrorType.CONTAINER_UNUSABLE,
+    ErrorType.MEDIA_REJECTED,
+    ErrorType.POST_NOT_FOUND,
+    ErrorType.ILLEGAL_TRANSITION,
+)
+
+
+class ContainerStatusCode(StrEnum):
+    """A media container's ``status_code`` in the Graph API (reference §5)."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    FINISHED = "FINISHED"
+    PUBLISHED = "PUBLISHED"
+    ERROR = "ERROR"
+    EXPIRED = "EXPIRED"
 
 
 # Custom search attributes operators filter on in the Web UI, e.g.
@@ -64,26 +126,77 @@ class ScheduledPostResult:
     permalink: str | None = None
 
 
+class PostSignal(StrEnum):
+    """The signals a post's workflow takes; the values are the signal names operators type."""
+
+    CANCEL = "cancel"
+    RESCHEDULE = "reschedule"
+    PUBLISH_NOW = "publish_now"
+
+
+# Each signal carries an optional ``request_id``: the workflow records that request's outcome, which the sender
+# reads back with the ``signal_outcome`` query. Operators typing a signal by hand may leave it out.
+
+
 @dataclass(frozen=True)
 class CancelRequest:
     reason: str = ""
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
 class RescheduleRequest:
     publish_at: datetime
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
 class PublishNowRequest:
     reason: str = ""
+    request_id: str = ""
+
+
+SIGNAL_INPUTS: dict[PostSignal, type[CancelRequest | RescheduleRequest | PublishNowRequest]] = {
+    PostSignal.CANCEL: CancelRequest,
+    PostSignal.RESCHEDULE: RescheduleRequest,
+    PostSignal.PUBLISH_NOW: PublishNowRequest,
+}
+
+
+class SignalRefusal(StrEnum):
+    NOT_SCHEDULED = "not_scheduled"  # publishing has begun, or the post is done
+    BEING_CANCELLED = "being_cancelled"  # a cancellation was accepted first
+    MALFORMED_INPUT = "malformed_input"  # no input, or input that is not the signal's type
 
 
 @dataclass(frozen=True)
 class RefusedSignal:
-    signal: str
+    signal: PostSignal
     status: PostStatus
     received_at: datetime
+    reason: SignalRefusal | None = None  # None in states recorded before reasons were kept
+
+
+class SignalVerdict(StrEnum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"  # no signal with this request id has reached the workflow
+
+
+@dataclass(frozen=True)
+class SignalOutcomeQuery:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class SignalOutcome:
+    """What became of one signal request: the answer of the ``signal_outcome`` query."""
+
+    request_id: str
+    verdict: SignalVerdict
+    # The post's status when the workflow handled the signal (for UNKNOWN: its status now).
+    status: PostStatus
+    refusal: SignalRefusal | None = None
 
 
 class PublishStep(StrEnum):
@@ -143,16 +256,20 @@ class PublishPlan:
 
 @dataclass(frozen=True)
 class EventRecord:
-    """An audit row; ``dedupe_key`` makes recording it idempotent under activity retries."""
+    """An event of a post's workflow run. ``sequence`` numbers the run's events, so that recording one is
+    idempotent under activity retries (chronogram.lifecycle turns it into the dedupe key). ``dedupe_key`` is
+    what workflows recorded before the sequence: only read from activity tasks scheduled by that code.
+    ``publish_at`` set: a reschedule to that time."""
 
     post_id: int
     kind: EventKind
     message: str
-    dedupe_key: str
+    sequence: int | None = None
+    dedupe_key: str = ""
     status_from: PostStatus | None = None
     status_to: PostStatus | None = None
     publish_at: datetime | None = None
-    error_code: str | None = None
+    error_code: ErrorType | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +307,7 @@ class ContainerCheck:
 @dataclass(frozen=True)
 class ContainerReport:
     container_id: str
-    status_code: str
+    status_code: ContainerStatusCode
     detail: str = ""
 
 
@@ -233,7 +350,7 @@ class ReconcileInput:
 
 @dataclass(frozen=True)
 class ReconcileResult:
-    status_code: str
+    status_code: ContainerStatusCode
     media_id: str | None = None
 
 
@@ -260,11 +377,68 @@ class FinishInput:
     status: PostStatus
     media_id: str | None = None
     permalink: str | None = None
-    error_code: str | None = None
+    error_code: ErrorType | None = None
     error_message: str | None = None
 
 
-# ApplicationError types raised by activities besides the Graph API kinds (chronogram.instagram.errors).
-MEDIA_REJECTED = "MediaRejected"
-POST_NOT_FOUND = "PostNotFound"
-PUBLISH_OUTCOME_UNKNOWN = "PublishOutcomeUnknown"
+# --- Activity interfaces -----------------------------------------------------------------------------------------
+# What the workflow calls, declared here so that workflow code imports no activity code: each method's name is the
+# activity's registered name, with its one input and one result type. The classes in activities/ subclass these,
+# so that mypy holds every implementation to its declaration.
+
+
+class PostStoreInterface:
+    @activity.defn
+    def load_plan(self, request: PostRef) -> PublishPlan:
+        raise NotImplementedError
+
+    @activity.defn
+    def begin_publishing(self, event: EventRecord) -> None:
+        raise NotImplementedError
+
+    @activity.defn
+    def record_event(self, event: EventRecord) -> None:
+        raise NotImplementedError
+
+    @activity.defn
+    def finish(self, request: FinishInput) -> None:
+        raise NotImplementedError
+
+
+class MediaInterface:
+    @activity.defn
+    def prepare_media(self, request: PostRef) -> PreparedMediaList:
+        raise NotImplementedError
+
+
+class InstagramInterface:
+    @activity.defn
+    async def get_publishing_quota(self, request: PostRef) -> QuotaReport:
+        raise NotImplementedError
+
+    @activity.defn
+    async def check_container_ready(self, request: ContainerCheck) -> ContainerReport:
+        raise NotImplementedError
+
+    @activity.defn
+    async def reconcile_publish(self, request: ReconcileInput) -> ReconcileResult:
+        raise NotImplementedError
+
+    @activity.defn
+    async def fetch_permalink(self, request: MediaRef) -> PermalinkResult:
+        raise NotImplementedError
+
+    @activity.defn
+    async def create_container(self, request: CreateContainerInput) -> ContainerRef:
+        raise NotImplementedError
+
+    @activity.defn
+    async def publish(self, request: PublishInput) -> PublishResult:
+        raise NotImplementedError
+
+    @activity.defn
+    async def post_first_comment(self, request: MediaRef) -> FirstCommentResult:
+        raise NotImplementedError
+
+
+ACTIVITY_INTERFACES: tuple[type, ...] = (PostStoreInterface, MediaInterface, InstagramInterface)

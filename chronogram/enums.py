@@ -1,4 +1,4 @@
-"""The values a post's type, status and events can take, and the legal status transitions.
+"""The values a post's type, status and events can take (which changes of status are legal: chronogram.lifecycle).
 
 Standard library only, unlike chronogram.models which re-exports them: workflow code (which runs in Temporal's
 sandbox) and the search attributes in chronogram.contracts need these values without importing SQLAlchemy.
@@ -7,7 +7,6 @@ The database enforces the same sets with CHECK constraints (schema.sql).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import StrEnum
 
 
@@ -35,22 +34,3 @@ class EventKind(StrEnum):
     TRANSITION = "transition"
     ATTEMPT = "attempt"
     ERROR = "error"
-
-
-# scheduled -> publishing -> published | failed; scheduled -> cancelled; failed -> scheduled (retry).
-# Published and cancelled are final.
-STATUS_TRANSITIONS: Mapping[PostStatus, frozenset[PostStatus]] = {
-    PostStatus.SCHEDULED: frozenset({PostStatus.PUBLISHING, PostStatus.CANCELLED}),
-    PostStatus.PUBLISHING: frozenset({PostStatus.PUBLISHED, PostStatus.FAILED}),
-    PostStatus.PUBLISHED: frozenset(),
-    PostStatus.FAILED: frozenset({PostStatus.SCHEDULED}),  # retry: a fresh run of a failed post
-    PostStatus.CANCELLED: frozenset(),
-}
-
-TERMINAL_STATUSES: frozenset[PostStatus] = frozenset(
-    s for s, targets in STATUS_TRANSITIONS.items() if not targets
-)
-
-
-def can_transition(current: PostStatus, target: PostStatus) -> bool:
-    return target in STATUS_TRANSITIONS[current]

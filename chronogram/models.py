@@ -41,22 +41,14 @@ from sqlmodel import Field, SQLModel
 # typing_extensions: pydantic only accepts its TypedDict before Python 3.12.
 from typing_extensions import TypedDict
 
-from chronogram.enums import (
-    STATUS_TRANSITIONS,
-    TERMINAL_STATUSES,
-    EventKind,
-    PostStatus,
-    PostType,
-    can_transition,
-)
+from chronogram.contracts import MediaKind
+from chronogram.enums import EventKind, PostStatus, PostType
 
 if TYPE_CHECKING:
     from chronogram.crypto import TokenCipher
 
 __all__ = [
     "APP_TABLES",
-    "STATUS_TRANSITIONS",
-    "TERMINAL_STATUSES",
     "ApiKey",
     "EventKind",
     "IdempotencyKey",
@@ -72,7 +64,6 @@ __all__ = [
     "UTCDateTime",
     "User",
     "UserTag",
-    "can_transition",
 ]
 
 # --- Column types ---------------------------------------------------------------------------------------------
@@ -336,6 +327,14 @@ class MediaAsset(SQLModel, table=True):
     height: int | None = _column(Column(Integer(), nullable=True))
     duration_ms: int | None = _column(Column(Integer(), nullable=True))
     created_at: datetime = _created_at()
+
+    @property
+    def kind(self) -> MediaKind:
+        return MediaKind.VIDEO if self.content_type.startswith("video/") else MediaKind.IMAGE
+
+    @property
+    def is_video(self) -> bool:
+        return self.kind is MediaKind.VIDEO
 
 
 class Post(SQLModel, table=True):

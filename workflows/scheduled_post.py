@@ -16,22 +16,30 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.instagram import InstagramActivities
-    from activities.media import MediaActivities
-    from activities.store import PostStore
     from chronogram.contracts import (
-        MEDIA_REJECTED,
+        NON_RETRYABLE_ERRORS,
         POST_STATUS,
         PUBLISH_AT,
+        SCHEDULED_POST_WORKFLOW,
+        SIGNAL_INPUTS,
         CancelRequest,
         ContainerCheck,
         ContainerRef,
+        ContainerStatusCode,
         CreateContainerInput,
+        ErrorType,
+        EventKind,
         EventRecord,
         FinishInput,
+        InstagramInterface,
+        MediaInterface,
         MediaRef,
         PostRef,
+        PostSignal,
         PostState,
+        PostStatus,
+        PostStoreInterface,
+        PostType,
         PublishInput,
         PublishNowRequest,
         PublishOutcome,
@@ -42,21 +50,17 @@ with workflow.unsafe.imports_passed_through():
         RescheduleRequest,
         ScheduledPostInput,
         ScheduledPostResult,
+        SignalOutcome,
+        SignalOutcomeQuery,
+        SignalRefusal,
+        SignalVerdict,
         cap_error_text,
     )
-    from chronogram.enums import EventKind, PostStatus, PostType
 
 # Retry policies follow the side effect of each call.
 _READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
-_NEVER_RETRY_TYPES = [
-    "GraphAuthError",
-    "GraphInvalidRequestError",
-    "InvalidMediaError",
-    "ContainerUnusableError",
-    MEDIA_REJECTED,
-    "PostNotFound",
-]
+_NEVER_RETRY_TYPES: list[str] = list(NON_RETRYABLE_ERRORS)
 _CREATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(seconds=60),
@@ -92,10 +96,17 @@ _HEARTBEAT = timedelta(seconds=10)
 _WAKE_EARLY = timedelta(seconds=3)
 _WAKE_EARLY_PATCH = "wake-early-for-punctual-publish"
 _FINISHING_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES)
+# A signal with no input or input of the wrong shape (typed by hand) is refused and recorded as an event: the
+# recording is a command that earlier code never issued (it failed the workflow task instead).
+_MALFORMED_SIGNAL_PATCH = "refuse-malformed-signals"
+# How many signal requests' outcomes a run keeps for the sender to read back (a post gets a handful).
+_KEPT_SIGNAL_OUTCOMES = 100
+# Errors after which the publish is documented as not done, and no retry can make it succeed.
+_FINAL_PUBLISH_ERRORS = (ErrorType.GRAPH_AUTH, ErrorType.GRAPH_INVALID_REQUEST, ErrorType.INVALID_MEDIA)
 
 
 class _PostFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorType, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = cap_error_text(message)
@@ -105,13 +116,13 @@ class _NeedNewContainer(Exception):
     """The container can no longer be published (ERROR or EXPIRED) and was never published: make another."""
 
 
-def _error_type(error: BaseException) -> str:
+def _error_type(error: BaseException) -> ErrorType:
     cause = error.cause if isinstance(error, ActivityError) else error
     if isinstance(cause, ApplicationError):
-        return cause.type or "ApplicationError"
+        return ErrorType(cause.type or ErrorType.UNEXPECTED)  # an unknown type reads as UNEXPECTED
     if isinstance(cause, TimeoutError):
-        return "Timeout"
-    return type(cause).__name__ if cause is not None else type(error).__name__
+        return ErrorType.TIMEOUT
+    return ErrorType.UNEXPECTED
 
 
 def _error_message(error: BaseException) -> str:
@@ -119,12 +130,13 @@ def _error_message(error: BaseException) -> str:
     return cap_error_text(str(cause or error))
 
 
-@workflow.defn
+@workflow.defn(name=SCHEDULED_POST_WORKFLOW)
 class ScheduledPostWorkflow:
     """Waits on a durable timer until ``publish_at`` (months are normal), then publishes through activities.
 
     Signals: ``cancel``, ``reschedule``, ``publish_now``; once publishing has begun they are refused, and the
-    refusal is recorded (query ``state`` and the post's events). Ends Completed when published or cancelled, and
+    refusal is recorded (query ``state`` and the post's events), as is a signal whose input is missing or
+    malformed. A signal's ``request_id`` lets its sender read what became of it (query ``signal_outcome``). Ends Completed when published or cancelled, and
     Failed, with a reason a user can act on, when the post cannot be published.
     """
 
@@ -140,6 +152,7 @@ class ScheduledPostWorkflow:
         self._cancel: CancelRequest | None = None
         self._publish_now = False
         self._event_sequence = 0
+        self._signal_outcomes: dict[str, SignalOutcome] = {}
         self._publish_not_before: datetime | None = None
         self._patched_for_punctuality = False
 
@@ -149,49 +162,93 @@ class ScheduledPostWorkflow:
     def state(self) -> PostState:
         return self._state
 
-    @workflow.signal
-    async def cancel(self, request: CancelRequest) -> None:
-        if await self._refused_unless_scheduled("cancel"):
+    @workflow.query
+    def signal_outcome(self, request: SignalOutcomeQuery) -> SignalOutcome:
+        return self._signal_outcomes.get(request.request_id) or SignalOutcome(
+            request_id=request.request_id, verdict=SignalVerdict.UNKNOWN, status=self._state.status
+        )
+
+    # Each signal takes its input as it came (any number of values): a missing or malformed input is then the
+    # workflow's to refuse and record, where a typed parameter would fail the workflow task, again and again.
+
+    @workflow.signal(name=PostSignal.CANCEL)
+    async def cancel(self, *request: object) -> None:
+        accepted = await self._receive(PostSignal.CANCEL, request)
+        if not isinstance(accepted, CancelRequest):
             return
-        self._cancel = request
+        self._cancel = accepted
         self._wake = True
 
-    @workflow.signal
-    async def reschedule(self, request: RescheduleRequest) -> None:
-        if await self._refused_unless_scheduled("reschedule"):
+    @workflow.signal(name=PostSignal.RESCHEDULE)
+    async def reschedule(self, *request: object) -> None:
+        accepted = await self._receive(PostSignal.RESCHEDULE, request)
+        if not isinstance(accepted, RescheduleRequest):
             return
         previous = self._state.publish_at
-        self._state.publish_at = request.publish_at
+        self._state.publish_at = accepted.publish_at
         self._wake = True
-        workflow.upsert_search_attributes([PUBLISH_AT.value_set(request.publish_at)])
+        workflow.upsert_search_attributes([PUBLISH_AT.value_set(accepted.publish_at)])
         self._show_details()
         await self._record(
             EventKind.TRANSITION,
-            f"rescheduled from {_iso(previous)} to {_iso(request.publish_at)}",
-            publish_at=request.publish_at,
+            f"rescheduled from {_iso(previous)} to {_iso(accepted.publish_at)}",
+            publish_at=accepted.publish_at,
         )
 
-    @workflow.signal
-    async def publish_now(self, request: PublishNowRequest) -> None:
-        if await self._refused_unless_scheduled("publish_now"):
-            return
-        self._publish_now = True
-        self._wake = True
+    @workflow.signal(name=PostSignal.PUBLISH_NOW)
+    async def publish_now(self, *request: object) -> None:
+        if isinstance(await self._receive(PostSignal.PUBLISH_NOW, request), PublishNowRequest):
+            self._publish_now = True
+            self._wake = True
 
-    async def _refused_unless_scheduled(self, signal: str) -> bool:
+    async def _receive(
+        self, signal: PostSignal, values: tuple[object, ...]
+    ) -> CancelRequest | RescheduleRequest | PublishNowRequest | None:
+        """The signal's request if it is accepted; else None, with the refusal recorded. The outcome is kept
+        before the first await, so that a query sent after the signal always sees it."""
+        request = _decode_signal(signal, values)
+        if request is None:
+            self._refuse(signal, "", SignalRefusal.MALFORMED_INPUT)
+            if workflow.patched(_MALFORMED_SIGNAL_PATCH):
+                expected = SIGNAL_INPUTS[signal].__name__
+                await self._record(EventKind.ERROR, f"{signal.value} refused: its input is not a {expected}")
+            return None
         # "Scheduled" ends the moment the final wait ends, before the publishing activity is even scheduled.
         if self._state.status is PostStatus.SCHEDULED and self._cancel is None:
-            return False
-        self._state.refused_signals.append(
-            RefusedSignal(signal=signal, status=self._state.status, received_at=workflow.now())
+            self._keep_outcome(request.request_id, SignalVerdict.ACCEPTED)
+            return request
+        refusal = (
+            SignalRefusal.BEING_CANCELLED
+            if self._state.status is PostStatus.SCHEDULED
+            else SignalRefusal.NOT_SCHEDULED
         )
+        self._refuse(signal, request.request_id, refusal)
         why = (
             "is being cancelled"
-            if self._state.status is PostStatus.SCHEDULED
+            if refusal is SignalRefusal.BEING_CANCELLED
             else f"is already {self._state.status.value}"
         )
-        await self._record(EventKind.ERROR, f"{signal} refused: the post {why}")
-        return True
+        await self._record(EventKind.ERROR, f"{signal.value} refused: the post {why}")
+        return None
+
+    def _refuse(self, signal: PostSignal, request_id: str, refusal: SignalRefusal) -> None:
+        self._state.refused_signals.append(
+            RefusedSignal(
+                signal=signal, status=self._state.status, received_at=workflow.now(), reason=refusal
+            )
+        )
+        self._keep_outcome(request_id, SignalVerdict.REFUSED, refusal)
+
+    def _keep_outcome(
+        self, request_id: str, verdict: SignalVerdict, refusal: SignalRefusal | None = None
+    ) -> None:
+        if not request_id:
+            return  # typed by hand: nobody will ask
+        if len(self._signal_outcomes) >= _KEPT_SIGNAL_OUTCOMES:
+            del self._signal_outcomes[next(iter(self._signal_outcomes))]
+        self._signal_outcomes[request_id] = SignalOutcome(
+            request_id=request_id, verdict=verdict, status=self._state.status, refusal=refusal
+        )
 
     # --- main line -------------------------------------------------------------------------------------------
 
@@ -253,14 +310,14 @@ class ScheduledPostWorkflow:
     async def _prepare(self) -> tuple[PublishPlan, str]:
         self._set_step(PublishStep.PREPARING_MEDIA)
         plan: PublishPlan = await workflow.execute_activity_method(
-            PostStore.load_plan,
+            PostStoreInterface.load_plan,
             PostRef(self._state.post_id),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_DATABASE_RETRY,
             summary="load post",
         )
         await workflow.execute_activity_method(
-            MediaActivities.prepare_media,
+            MediaInterface.prepare_media,
             PostRef(self._state.post_id),
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES),
@@ -271,12 +328,12 @@ class ScheduledPostWorkflow:
     async def _begin_publishing(self, reason: str) -> None:
         self._set_status(PostStatus.PUBLISHING)
         await workflow.execute_activity_method(
-            PostStore.begin_publishing,
+            PostStoreInterface.begin_publishing,
             EventRecord(
                 post_id=self._state.post_id,
                 kind=EventKind.TRANSITION,
                 message=reason,
-                dedupe_key=self._next_dedupe_key(),
+                sequence=self._next_sequence(),
                 status_from=PostStatus.SCHEDULED,
                 status_to=PostStatus.PUBLISHING,
             ),
@@ -300,7 +357,7 @@ class ScheduledPostWorkflow:
                 await self._post_first_comment(media_id)
         self._state.permalink = permalink
         await workflow.execute_activity_method(
-            PostStore.finish,
+            PostStoreInterface.finish,
             FinishInput(
                 post_id=self._state.post_id,
                 status=PostStatus.PUBLISHED,
@@ -327,13 +384,13 @@ class ScheduledPostWorkflow:
             except _NeedNewContainer:
                 container_id = await self._create_containers(plan)
         raise _PostFailed(
-            "ContainerUnusableError", "Instagram rejected the media containers three times in a row"
+            ErrorType.CONTAINER_UNUSABLE, "Instagram rejected the media containers three times in a row"
         )
 
     async def _wait_for_quota(self) -> None:
         while True:
             quota = await workflow.execute_activity_method(
-                InstagramActivities.get_publishing_quota,
+                InstagramInterface.get_publishing_quota,
                 PostRef(self._state.post_id),
                 start_to_close_timeout=timedelta(seconds=60),
                 heartbeat_timeout=_HEARTBEAT,
@@ -372,7 +429,7 @@ class ScheduledPostWorkflow:
     async def _create_container(self, request: CreateContainerInput) -> ContainerRef:
         what = "carousel item" if request.position is not None else "container"
         ref = await workflow.execute_activity_method(
-            InstagramActivities.create_container,
+            InstagramInterface.create_container,
             request,
             start_to_close_timeout=timedelta(seconds=90),
             heartbeat_timeout=_HEARTBEAT,
@@ -386,7 +443,7 @@ class ScheduledPostWorkflow:
         for round_number in range(1, _CONTAINER_WAIT_ROUNDS + 1):
             try:
                 await workflow.execute_activity_method(
-                    InstagramActivities.check_container_ready,
+                    InstagramInterface.check_container_ready,
                     ContainerCheck(post_id=self._state.post_id, container_id=container_id),
                     start_to_close_timeout=timedelta(seconds=30),
                     heartbeat_timeout=_HEARTBEAT,
@@ -396,7 +453,7 @@ class ScheduledPostWorkflow:
                 )
                 return
             except ActivityError as error:
-                if _error_type(error) != "Timeout" or round_number == _CONTAINER_WAIT_ROUNDS:
+                if _error_type(error) is not ErrorType.TIMEOUT or round_number == _CONTAINER_WAIT_ROUNDS:
                     raise
                 # Still IN_PROGRESS is not a failure: the container stays valid for 24 h.
                 await workflow.sleep(_CONTAINER_WAIT_PAUSE, summary="Instagram still processing; waiting")
@@ -409,7 +466,7 @@ class ScheduledPostWorkflow:
             attempted_at = workflow.now()
             try:
                 published = await workflow.execute_activity_method(
-                    InstagramActivities.publish,
+                    InstagramInterface.publish,
                     PublishInput(
                         post_id=self._state.post_id,
                         container_id=container_id,
@@ -424,25 +481,25 @@ class ScheduledPostWorkflow:
             except ActivityError as error:
                 kind = _error_type(error)
                 self._state.last_error = f"{kind}: {_error_message(error)}"
-                if kind == "ContainerNotReadyError":
+                if kind is ErrorType.CONTAINER_NOT_READY:
                     await self._wait_until_ready(container_id)  # 9007/2207027: documented as not published
                     continue
                 status_code, media_id = await self._reconcile(container_id, attempted_at)
-                if status_code == "PUBLISHED":
+                if status_code is ContainerStatusCode.PUBLISHED:
                     return media_id
-                if status_code in ("ERROR", "EXPIRED"):
+                if status_code in (ContainerStatusCode.ERROR, ContainerStatusCode.EXPIRED):
                     raise _NeedNewContainer() from None
-                if kind in ("GraphAuthError", "GraphInvalidRequestError", "InvalidMediaError"):
+                if kind in _FINAL_PUBLISH_ERRORS:
                     raise _PostFailed(kind, _error_message(error)) from None
                 if self._state.publish_attempts >= _MAX_PUBLISH_CALLS:
                     raise _PostFailed(
-                        "PublishOutcomeUnknown",
+                        ErrorType.PUBLISH_OUTCOME_UNKNOWN,
                         f"Instagram did not confirm the publish after {self._state.publish_attempts} attempts; "
                         f"the post was not published (container {container_id} is unpublished)",
                     ) from None
-                if kind == "PublishQuotaReachedError":
+                if kind is ErrorType.PUBLISH_QUOTA_REACHED:
                     await self._wait_for_quota()
-                if status_code == "IN_PROGRESS":
+                if status_code is ContainerStatusCode.IN_PROGRESS:
                     await self._wait_until_ready(container_id)
                 continue
             if published.outcome is PublishOutcome.ALREADY_PUBLISHED and published.media_id is None:
@@ -450,13 +507,15 @@ class ScheduledPostWorkflow:
                 return media_id
             return published.media_id
 
-    async def _reconcile(self, container_id: str, attempted_at: datetime) -> tuple[str, str | None]:
+    async def _reconcile(
+        self, container_id: str, attempted_at: datetime
+    ) -> tuple[ContainerStatusCode, str | None]:
         """Settle an unclear publish by reading the container; FINISHED is re-read for a while, as a publish may
         still be committing on Meta's side."""
         self._set_step(PublishStep.RECONCILING)
         for check in range(_RECONCILE_RECHECKS + 1):
             result = await workflow.execute_activity_method(
-                InstagramActivities.reconcile_publish,
+                InstagramInterface.reconcile_publish,
                 ReconcileInput(
                     post_id=self._state.post_id, container_id=container_id, attempted_at=attempted_at
                 ),
@@ -466,7 +525,7 @@ class ScheduledPostWorkflow:
                 retry_policy=_READ_RETRY,
                 summary=f"did container {container_id} go live?",
             )
-            if result.status_code != "FINISHED" or check == _RECONCILE_RECHECKS:
+            if result.status_code is not ContainerStatusCode.FINISHED or check == _RECONCILE_RECHECKS:
                 return result.status_code, result.media_id
             await workflow.sleep(_RECONCILE_PAUSE, summary="container not published yet; re-checking")
         raise AssertionError("unreachable")
@@ -476,7 +535,7 @@ class ScheduledPostWorkflow:
     async def _fetch_permalink(self, media_id: str) -> str | None:
         try:
             result = await workflow.execute_activity_method(
-                InstagramActivities.fetch_permalink,
+                InstagramInterface.fetch_permalink,
                 MediaRef(post_id=self._state.post_id, media_id=media_id),
                 start_to_close_timeout=timedelta(seconds=30),
                 heartbeat_timeout=_HEARTBEAT,
@@ -495,7 +554,7 @@ class ScheduledPostWorkflow:
     async def _post_first_comment(self, media_id: str) -> None:
         try:
             await workflow.execute_activity_method(
-                InstagramActivities.post_first_comment,
+                InstagramInterface.post_first_comment,
                 MediaRef(post_id=self._state.post_id, media_id=media_id),
                 start_to_close_timeout=timedelta(seconds=60),
                 heartbeat_timeout=_HEARTBEAT,
@@ -514,7 +573,7 @@ class ScheduledPostWorkflow:
 
     async def _finish_cancelled(self, request: CancelRequest) -> ScheduledPostResult:
         await workflow.execute_activity_method(
-            PostStore.finish,
+            PostStoreInterface.finish,
             FinishInput(
                 post_id=self._state.post_id, status=PostStatus.CANCELLED, error_message=request.reason or None
             ),
@@ -529,7 +588,7 @@ class ScheduledPostWorkflow:
     async def _finish_failed(self, failure: _PostFailed) -> None:
         self._state.last_error = f"{failure.code}: {failure.message}"
         await workflow.execute_activity_method(
-            PostStore.finish,
+            PostStoreInterface.finish,
             FinishInput(
                 post_id=self._state.post_id,
                 status=PostStatus.FAILED,
@@ -550,16 +609,16 @@ class ScheduledPostWorkflow:
         kind: EventKind,
         message: str,
         *,
-        error_code: str | None = None,
+        error_code: ErrorType | None = None,
         publish_at: datetime | None = None,
     ) -> None:
         await workflow.execute_activity_method(
-            PostStore.record_event,
+            PostStoreInterface.record_event,
             EventRecord(
                 post_id=self._state.post_id,
                 kind=kind,
                 message=cap_error_text(message),
-                dedupe_key=self._next_dedupe_key(),
+                sequence=self._next_sequence(),
                 error_code=error_code,
                 publish_at=publish_at,
             ),
@@ -568,9 +627,9 @@ class ScheduledPostWorkflow:
             summary=f"record {kind.value}",
         )
 
-    def _next_dedupe_key(self) -> str:
+    def _next_sequence(self) -> int:
         self._event_sequence += 1
-        return f"{workflow.info().run_id}:{self._event_sequence}"
+        return self._event_sequence
 
     def _set_status(self, status: PostStatus) -> None:
         self._state.status = status
@@ -595,6 +654,21 @@ class ScheduledPostWorkflow:
         if state.last_error:
             lines.append(f"**Last error:** {state.last_error}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _decode_signal(
+    signal: PostSignal, values: tuple[object, ...]
+) -> CancelRequest | RescheduleRequest | PublishNowRequest | None:
+    """The signal's one input as its type, or None when it is missing, one of several, or not of that shape.
+    The values came decoded as plain JSON: encoded again, they decode into the type as any typed input would."""
+    if len(values) != 1 or not isinstance(values[0], dict):
+        return None
+    converter = workflow.payload_converter()
+    try:
+        request = converter.from_payload(converter.to_payload(values[0]), SIGNAL_INPUTS[signal])
+    except Exception:  # whatever the converter refuses is malformed input
+        return None
+    return request if isinstance(request, SIGNAL_INPUTS[signal]) else None
 
 
 def _iso(instant: datetime) -> str:

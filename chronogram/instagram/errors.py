@@ -1,6 +1,6 @@
 """Typed errors for the Instagram Graph API, classified by what the caller should do next.
 
-``kind`` is the stable string the activity layer uses as the Temporal ``ApplicationError`` type; ``retryable``
+``kind`` is the stable :class:`~chronogram.contracts.ErrorType` the activity layer uses as the Temporal ``ApplicationError`` type; ``retryable``
 says whether repeating the *same* call can succeed::
 
     GraphAPIError                 kind                      retryable  caller's next step
@@ -33,6 +33,8 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 import httpx
+
+from chronogram.contracts import ErrorType
 
 __all__ = [
     "ContainerNotReadyError",
@@ -110,7 +112,7 @@ class GraphAPIError(Exception):
     """Root of the tree. Subclasses fix ``error_class``, ``kind`` and ``retryable``."""
 
     error_class: ClassVar[ErrorClass]
-    kind: ClassVar[str] = "GraphAPIError"
+    kind: ClassVar[ErrorType] = ErrorType.GRAPH_API
     retryable: ClassVar[bool] = False
     _fallback_user_message: ClassVar[str] = "Instagram rejected the request."
 
@@ -170,7 +172,7 @@ class GraphTransientError(GraphAPIError):
     """Meta or the network failed in a way that a later identical call may not."""
 
     error_class = ErrorClass.TRANSIENT
-    kind = "GraphTransientError"
+    kind = ErrorType.GRAPH_TRANSIENT
     retryable = True
     _fallback_user_message = "Instagram is temporarily unavailable; the post will be retried."
 
@@ -179,7 +181,7 @@ class GraphThrottledError(GraphAPIError):
     """A rate limit: stop calling until ``retry_after`` has passed (calling on extends the throttle)."""
 
     error_class = ErrorClass.THROTTLED
-    kind = "GraphThrottledError"
+    kind = ErrorType.GRAPH_THROTTLED
     retryable = True
     _fallback_user_message = "Instagram is rate limiting this account; the post will be retried later."
 
@@ -188,7 +190,7 @@ class PublishQuotaReachedError(GraphAPIError):
     """The account published its quota within the rolling 24 h window; see ``content_publishing_limit``."""
 
     error_class = ErrorClass.QUOTA_REACHED
-    kind = "PublishQuotaReachedError"
+    kind = ErrorType.PUBLISH_QUOTA_REACHED
     retryable = True
     _fallback_user_message = "This account reached Instagram's daily publishing limit."
 
@@ -197,7 +199,7 @@ class ContainerNotReadyError(GraphAPIError):
     """``media_publish`` before the container reached FINISHED. Nothing was published."""
 
     error_class = ErrorClass.NOT_READY
-    kind = "ContainerNotReadyError"
+    kind = ErrorType.CONTAINER_NOT_READY
     retryable = True
     _fallback_user_message = "Instagram is still processing the media."
 
@@ -206,7 +208,7 @@ class GraphAuthError(GraphAPIError):
     """The token is invalid, expired or lacks permission. Retrying cannot help; the account must reconnect."""
 
     error_class = ErrorClass.AUTH
-    kind = "GraphAuthError"
+    kind = ErrorType.GRAPH_AUTH
     _fallback_user_message = (
         "The Instagram connection has expired or lost permissions; reconnect the account."
     )
@@ -216,14 +218,14 @@ class GraphInvalidRequestError(GraphAPIError):
     """Meta refuses this request as sent. ``user_message`` tells the user what to change."""
 
     error_class = ErrorClass.INVALID_REQUEST
-    kind = "GraphInvalidRequestError"
+    kind = ErrorType.GRAPH_INVALID_REQUEST
     _fallback_user_message = "Instagram rejected this post; check its caption, tags and settings."
 
 
 class InvalidMediaError(GraphInvalidRequestError):
     """The image or video breaks Meta's media specification (format, size, aspect ratio, encoding)."""
 
-    kind = "InvalidMediaError"
+    kind = ErrorType.INVALID_MEDIA
     _fallback_user_message = "Instagram cannot use this media file; check its format, size and aspect ratio."
 
 
@@ -231,7 +233,7 @@ class ContainerUnusableError(GraphAPIError):
     """The container expired or failed processing. Repeating the call is pointless; create a new container."""
 
     error_class = ErrorClass.CONTAINER_UNUSABLE
-    kind = "ContainerUnusableError"
+    kind = ErrorType.CONTAINER_UNUSABLE
     _fallback_user_message = "Instagram discarded the prepared media; it has to be uploaded again."
 
 
@@ -243,7 +245,7 @@ class OutcomeUnknownError(GraphAPIError):
     """
 
     error_class = ErrorClass.OUTCOME_UNKNOWN
-    kind = "OutcomeUnknownError"
+    kind = ErrorType.OUTCOME_UNKNOWN
     _fallback_user_message = "Instagram did not confirm whether the post went live; it is being checked."
 
     @property

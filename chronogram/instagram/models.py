@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from chronogram.contracts import ContainerStatusCode
 from chronogram.instagram.errors import GraphAPIError, classify_container_error
 
 __all__ = [
@@ -32,14 +33,6 @@ __all__ = [
     "TokenGrant",
     "UserTag",
 ]
-
-
-class ContainerStatusCode(StrEnum):
-    IN_PROGRESS = "IN_PROGRESS"
-    FINISHED = "FINISHED"
-    PUBLISHED = "PUBLISHED"
-    ERROR = "ERROR"
-    EXPIRED = "EXPIRED"
 
 
 class MediaType(StrEnum):

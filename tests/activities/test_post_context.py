@@ -13,7 +13,7 @@ from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
 
 from activities.instagram import InstagramActivities
-from chronogram.contracts import POST_NOT_FOUND
+from chronogram.contracts import ErrorType
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.enums import PostStatus, PostType
@@ -57,7 +57,7 @@ def test_a_deleted_post_is_not_found_and_not_retried(seeded: tuple[InstagramActi
     activities, _seeder, _account_id = seeded
     with pytest.raises(ApplicationError) as raised:
         activities._load_context(987654, with_media=False)
-    assert raised.value.type == POST_NOT_FOUND and raised.value.non_retryable
+    assert raised.value.type == ErrorType.POST_NOT_FOUND and raised.value.non_retryable
 
 
 def test_saving_after_a_graph_call_changes_only_the_named_columns(

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.store import PostStore
-from chronogram.contracts import POST_NOT_FOUND, EventRecord, FinishInput
+from chronogram.contracts import ErrorType, EventRecord, FinishInput
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
@@ -108,6 +108,7 @@ def test_finish_records_the_publication_and_its_event_once(engine: Engine, post_
 
 def test_finish_keeps_a_stored_media_id_it_was_not_given(engine: Engine, post_id: int) -> None:
     store = PostStore(engine)
+    store.begin_publishing(_begin(post_id))  # published only from publishing (chronogram.lifecycle)
     with Session(engine) as session:
         post = _post(engine, post_id)
         post.ig_media_id = "18000000000000010"  # stored by the publish activity itself
@@ -120,7 +121,10 @@ def test_finish_keeps_a_stored_media_id_it_was_not_given(engine: Engine, post_id
 def test_a_failure_carries_its_error(engine: Engine, post_id: int) -> None:
     store = PostStore(engine)
     failed = FinishInput(
-        post_id=post_id, status=PostStatus.FAILED, error_code="MediaRejected", error_message="too small"
+        post_id=post_id,
+        status=PostStatus.FAILED,
+        error_code=ErrorType.MEDIA_REJECTED,
+        error_message="too small",
     )
     ActivityEnvironment().run(store.finish, failed)
 
@@ -148,4 +152,4 @@ def test_a_deleted_post_is_not_found_and_not_retried(engine: Engine, post_id: in
             store.finish, FinishInput(post_id=post_id + 1000, status=PostStatus.PUBLISHED)
         )
     for raised in (began, finished):
-        assert raised.value.type == POST_NOT_FOUND and raised.value.non_retryable
+        assert raised.value.type == ErrorType.POST_NOT_FOUND and raised.value.non_retryable

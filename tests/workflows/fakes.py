@@ -19,6 +19,7 @@ from chronogram.contracts import (
     ContainerCheck,
     ContainerRef,
     ContainerReport,
+    ContainerStatusCode,
     CreateContainerInput,
     EventRecord,
     FinishInput,
@@ -169,7 +170,7 @@ class FakeWorld:
                 raise ApplicationError("not ready", type="ContainerNotReadyError")
             if status in ("ERROR", "EXPIRED"):
                 raise graph_error("ContainerUnusableError")
-            return ContainerReport(container_id=cid, status_code=status)
+            return ContainerReport(container_id=cid, status_code=ContainerStatusCode(status))
 
         @activity.defn(name="publish")
         async def publish(request: PublishInput) -> PublishResult:
@@ -193,7 +194,7 @@ class FakeWorld:
             world._log("reconcile_publish", request)
             status = world.containers[request.container_id]
             media_id = f"m-{request.container_id}" if status == "PUBLISHED" else None
-            return ReconcileResult(status_code=status, media_id=media_id)
+            return ReconcileResult(status_code=ContainerStatusCode(status), media_id=media_id)
 
         @activity.defn(name="fetch_permalink")
         async def fetch_permalink(request: MediaRef) -> PermalinkResult:

@@ -1,0 +1,480 @@
+"""The one owner of a post's life: every change of its status, and the one event each change yields.
+
+Everything that moves a post from one status to another (the API's crud, the store and Instagram activities, the
+reconciler, the command line) calls a named transition here. Each is checked against ``TRANSITIONS``: an illegal
+one raises :class:`IllegalTransition` and writes nothing. A legal one writes the status and exactly one
+``post_events`` row in the caller's transaction, and tells every observer (``observe``) inside that transaction,
+so that a feature which must hear of every change (an outbox of notifications, metrics) subscribes here once and
+no caller knows about it.
+
+Idempotent under retries: a transition carries a dedupe key (formats below, and nowhere else); if the event with
+that key is already recorded, the transition was applied by an earlier attempt and nothing is written again.
+
+Also here: the other rows a post's life adds (events without a status change, a reschedule, the Instagram ids
+publishing stores), so that a post's row is written from this module and from the crud of its content only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
+
+from chronogram.contracts import ErrorType
+from chronogram.enums import EventKind, PostStatus
+from chronogram.models import Post, PostEvent, PostMedia, table_of
+
+_POSTS = table_of(Post)
+_EVENTS = table_of(PostEvent)
+_POST_MEDIA = table_of(PostMedia)
+
+
+class Transition(StrEnum):
+    """The named changes of a post's status. A new status (e.g. draft, or delayed while an account reconnects)
+    comes with its transitions here and nowhere else."""
+
+    SCHEDULE = "schedule"  # a new post: (none) -> scheduled
+    BEGIN_PUBLISHING = "begin_publishing"  # the workflow's publish time came (or publish-now)
+    PUBLISH = "publish"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    RETRY = "retry"  # a failed post gets a fresh workflow run
+
+
+@dataclass(frozen=True)
+class Rule:
+    sources: tuple[PostStatus | None, ...]  # the likeliest first; None: the post is being created
+    target: PostStatus
+
+
+TRANSITIONS: Mapping[Transition, Rule] = {
+    Transition.SCHEDULE: Rule((None,), PostStatus.SCHEDULED),
+    Transition.BEGIN_PUBLISHING: Rule((PostStatus.SCHEDULED,), PostStatus.PUBLISHING),
+    Transition.PUBLISH: Rule((PostStatus.PUBLISHING,), PostStatus.PUBLISHED),
+    # A scheduled post fails without publishing when it cannot be published at all (its run fails before it
+    # began publishing, e.g. its account is gone).
+    Transition.FAIL: Rule((PostStatus.PUBLISHING, PostStatus.SCHEDULED), PostStatus.FAILED),
+    Transition.CANCEL: Rule((PostStatus.SCHEDULED,), PostStatus.CANCELLED),
+    Transition.RETRY: Rule((PostStatus.FAILED,), PostStatus.SCHEDULED),
+}
+
+# The status graph the named transitions make: scheduled -> publishing -> published | failed; scheduled ->
+# cancelled | failed; failed -> scheduled. Published and cancelled are final.
+STATUS_TRANSITIONS: Mapping[PostStatus, frozenset[PostStatus]] = {
+    status: frozenset(rule.target for rule in TRANSITIONS.values() if status in rule.sources)
+    for status in PostStatus
+}
+TERMINAL_STATUSES: frozenset[PostStatus] = frozenset(
+    s for s, targets in STATUS_TRANSITIONS.items() if not targets
+)
+
+
+def can_transition(current: PostStatus, target: PostStatus) -> bool:
+    return target in STATUS_TRANSITIONS[current]
+
+
+def transition_to(target: PostStatus) -> Transition:
+    """The transition that ends in ``target`` from a post already recorded (the workflow's endings)."""
+    return next(
+        name for name, rule in TRANSITIONS.items() if rule.target is target and None not in rule.sources
+    )
+
+
+class IllegalTransition(Exception):
+    """The post's current status does not allow the transition; nothing was written."""
+
+    def __init__(self, post_id: int, transition: Transition, current: PostStatus | None) -> None:
+        shown = current.value if current is not None else "missing"
+        super().__init__(f"post {post_id} cannot {transition.value.replace('_', ' ')}: it is {shown}")
+        self.post_id = post_id
+        self.transition = transition
+        self.current = current
+
+
+class PostMissing(Exception):
+    """The post does not exist (deleted under a running workflow, or never recorded)."""
+
+    def __init__(self, post_id: int) -> None:
+        super().__init__(f"post {post_id} does not exist")
+        self.post_id = post_id
+
+
+# --- dedupe keys: every format, here alone ------------------------------------------------------------------
+
+
+class DedupeKey:
+    """Keys that make recording an event idempotent (post_events.dedupe_key is unique)."""
+
+    WORKFLOW_STARTED_PREFIX = "workflow-started:"
+
+    @staticmethod
+    def created(post_id: int) -> str:
+        return f"created:{post_id}"
+
+    @staticmethod
+    def retry(post_id: int) -> str:
+        # Each retry is a new intent of its own, even of the same post.
+        return f"retry:{post_id}:{uuid.uuid4().hex}"
+
+    @staticmethod
+    def workflow_started(post_id: int, run_id: str) -> str:
+        return f"{DedupeKey.WORKFLOW_STARTED_PREFIX}{post_id}:{run_id}"
+
+    @staticmethod
+    def run_event(run_id: str, sequence: int) -> str:
+        """The ``sequence``-th event a workflow run recorded (its transitions, refusals, reschedules, errors)."""
+        return f"{run_id}:{sequence}"
+
+    @staticmethod
+    def run_ending(run_id: str, status: PostStatus) -> str:
+        # Per run: a retried post may fail again, and that second failure is an event of its own.
+        return f"finish:{run_id}:{status.value}"
+
+
+# --- observers ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What an observer hears: one applied transition, inside the transaction that wrote it."""
+
+    post_id: int
+    transition: Transition
+    from_status: PostStatus | None
+    to_status: PostStatus
+    occurred_at: datetime
+    message: str
+    error_code: ErrorType | None = None
+
+
+Observer = Callable[[Connection, StatusChange], None]
+_observers: list[Observer] = []
+
+
+def observe(observer: Observer) -> Callable[[], None]:
+    """Call ``observer`` for every transition applied from now on, in the transition's transaction (so that what
+    it writes commits or rolls back with the change). Returns the function that unsubscribes it."""
+    _observers.append(observer)
+    return lambda: _observers.remove(observer)
+
+
+# --- the one event constructor -------------------------------------------------------------------------------
+
+
+def event_row(
+    *,
+    post_id: int,
+    kind: EventKind,
+    message: str,
+    dedupe_key: str | None,
+    from_status: PostStatus | None = None,
+    to_status: PostStatus | None = None,
+    error_code: ErrorType | None = None,
+    occurred_at: datetime | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A post_events row, as values for an insert. Only a transition carries statuses; an error keeps its message
+    in error_message too."""
+    return {
+        "post_id": post_id,
+        "occurred_at": occurred_at or _now(),
+        "kind": kind,
+        "from_status": from_status if kind is EventKind.TRANSITION else None,
+        "to_status": to_status if kind is EventKind.TRANSITION else None,
+        "error_code": error_code,
+        "error_message": message if kind is EventKind.ERROR else None,
+        "detail": {"message": message, **(detail or {})},
+        "dedupe_key": dedupe_key,
+    }
+
+
+# --- transitions ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    post_id: int
+    # The "created" event's id: the post's scheduling intent (api.crud.posts records workflow starts against it).
+    intent_id: int
+
+
+# Built once: a statement built per call costs more than the unit of work it replaces (bench/README.md).
+_INSERT_POST = _POSTS.insert()
+
+
+def schedule(connection: Connection, *, post: Mapping[str, Any], message: str = "created") -> Scheduled:
+    """Record a new post (its column values, without status or id) as scheduled, with its "created" event."""
+    result = connection.execute(_INSERT_POST, {**post, "status": PostStatus.SCHEDULED})
+    key = result.inserted_primary_key
+    assert key is not None
+    post_id = int(key[0])
+    change = _change(post_id, Transition.SCHEDULE, None, message)
+    intent_id = _insert_event(connection, change, DedupeKey.created(post_id))
+    _notify(connection, change)
+    return Scheduled(post_id=post_id, intent_id=intent_id)
+
+
+def begin_publishing(connection: Connection, *, post_id: int, message: str, dedupe_key: str) -> bool:
+    return _apply(connection, post_id, Transition.BEGIN_PUBLISHING, message=message, dedupe_key=dedupe_key)
+
+
+def publish(
+    connection: Connection, *, post_id: int, dedupe_key: str, media_id: str | None, permalink: str | None
+) -> bool:
+    values: dict[str, Any] = {"published_at": _now(), "error_code": None, "error_message": None}
+    if media_id:
+        values["ig_media_id"] = media_id
+    if permalink:
+        values["permalink"] = permalink
+    return _apply(
+        connection, post_id, Transition.PUBLISH, message="published", dedupe_key=dedupe_key, values=values
+    )
+
+
+def fail(
+    connection: Connection,
+    *,
+    post_id: int,
+    dedupe_key: str,
+    error_code: ErrorType | None,
+    message: str | None,
+) -> bool:
+    return _apply(
+        connection,
+        post_id,
+        Transition.FAIL,
+        message=message or PostStatus.FAILED.value,
+        dedupe_key=dedupe_key,
+        error_code=error_code,
+        values={"error_code": error_code, "error_message": message},
+    )
+
+
+def cancel(connection: Connection, *, post_id: int, dedupe_key: str, reason: str | None) -> bool:
+    return _apply(
+        connection,
+        post_id,
+        Transition.CANCEL,
+        message=reason or PostStatus.CANCELLED.value,
+        dedupe_key=dedupe_key,
+        values={"error_code": None, "error_message": reason},
+    )
+
+
+def retry(connection: Connection, *, post_id: int, publish_at: datetime) -> bool:
+    """failed -> scheduled, at ``publish_at``, for a fresh workflow run. The error stays in the post's events; on
+    the row it would describe a run that is over."""
+    return _apply(
+        connection,
+        post_id,
+        Transition.RETRY,
+        message="retry requested",
+        dedupe_key=DedupeKey.retry(post_id),
+        values={"publish_at": publish_at, "error_code": None, "error_message": None},
+    )
+
+
+# --- events without a status change, and the rows publishing adds ------------------------------------------
+
+
+def record_event(
+    connection: Connection,
+    *,
+    post_id: int,
+    kind: EventKind,
+    message: str,
+    dedupe_key: str | None,
+    error_code: ErrorType | None = None,
+    detail: Mapping[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> bool:
+    """An event that changes no status (an edit, a refused signal, an error, a workflow start). False if the event
+    with this dedupe key was already recorded."""
+    if dedupe_key is not None and _recorded(connection, dedupe_key):
+        return False
+    connection.execute(
+        insert(_EVENTS).values(
+            **event_row(
+                post_id=post_id,
+                kind=kind,
+                message=message,
+                dedupe_key=dedupe_key,
+                error_code=error_code,
+                detail=detail,
+                occurred_at=occurred_at,
+            )
+        )
+    )
+    return True
+
+
+def record_events(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Many rows from ``event_row`` in one statement (the caller has checked their dedupe keys)."""
+    if rows:
+        connection.execute(insert(_EVENTS), list(rows))
+
+
+def reschedule(
+    connection: Connection, *, post_id: int, publish_at: datetime, message: str, dedupe_key: str
+) -> bool:
+    """The post's publish time moved (its status stays scheduled)."""
+    if _recorded(connection, dedupe_key):
+        return False
+    moved = connection.execute(
+        update(_POSTS).where(_POSTS.c.id == post_id).values(publish_at=publish_at, updated_at=_now())
+    )
+    if moved.rowcount == 0:
+        raise PostMissing(post_id)
+    connection.execute(
+        insert(_EVENTS).values(
+            **event_row(post_id=post_id, kind=EventKind.TRANSITION, message=message, dedupe_key=dedupe_key)
+        )
+    )
+    return True
+
+
+def record_container(
+    connection: Connection, *, post_id: int, position: int | None, container_id: str
+) -> None:
+    """The Instagram container of one slot: the post's own (``position`` None) or a carousel item's."""
+    if position is None:
+        statement = update(_POSTS).where(_POSTS.c.id == post_id).values(ig_container_id=container_id)
+    else:
+        statement = (
+            update(_POST_MEDIA)
+            .where(_POST_MEDIA.c.post_id == post_id, _POST_MEDIA.c.position == position)
+            .values(ig_container_id=container_id)
+        )
+    if connection.execute(statement).rowcount == 0:
+        raise PostMissing(post_id)
+
+
+# Built once: it runs for every post at its publish time.
+_SAVE_PUBLISHED = {
+    column: update(_POSTS).where(_POSTS.c.id == bindparam("post"))
+    for column in ("ig_media_id", "permalink", "ig_first_comment_id")
+}
+
+
+def record_published(
+    connection: Connection,
+    *,
+    post_id: int,
+    media_id: str | None = None,
+    permalink: str | None = None,
+    first_comment_id: str | None = None,
+) -> None:
+    """What Instagram gave back while publishing: the media id (the proof of publication, stored before anything
+    else can fail), its permalink, the first comment's id. Each is written alone, by the call that learnt it."""
+    for column, value in (
+        ("ig_media_id", media_id),
+        ("permalink", permalink),
+        ("ig_first_comment_id", first_comment_id),
+    ):
+        if value is not None:
+            connection.execute(_SAVE_PUBLISHED[column].values({column: value}), {"post": post_id})
+
+
+# --- internals ------------------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _change(
+    post_id: int,
+    transition: Transition,
+    current: PostStatus | None,
+    message: str,
+    error_code: ErrorType | None = None,
+) -> StatusChange:
+    return StatusChange(
+        post_id=post_id,
+        transition=transition,
+        from_status=current,
+        to_status=TRANSITIONS[transition].target,
+        occurred_at=_now(),
+        message=message,
+        error_code=error_code,
+    )
+
+
+def _apply(
+    connection: Connection,
+    post_id: int,
+    transition: Transition,
+    *,
+    message: str,
+    dedupe_key: str,
+    error_code: ErrorType | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Move the post along ``transition`` with one conditional UPDATE and record its event; False if an earlier
+    attempt with the same dedupe key already did."""
+    rule = TRANSITIONS[transition]
+    current: PostStatus | None = None
+    # One conditional UPDATE per possible source, the likeliest first: the status can only have moved here if no
+    # earlier attempt did, since no transition leads back to one of its sources.
+    for source in rule.sources:
+        if source is None:
+            continue
+        moved = connection.execute(
+            update(_POSTS)
+            .where(_POSTS.c.id == post_id, _POSTS.c.status == source)
+            .values(status=rule.target, updated_at=_now(), **(values or {}))
+        )
+        if moved.rowcount == 1:
+            current = source
+            break
+    if current is None:
+        row = connection.execute(
+            select(_POSTS.c.status, exists().where(_EVENTS.c.dedupe_key == dedupe_key)).where(
+                _POSTS.c.id == post_id
+            )
+        ).first()
+        if row is None:
+            raise PostMissing(post_id)
+        if row[1]:
+            return False  # a retry of an attempt that committed
+        raise IllegalTransition(post_id, transition, PostStatus(row[0]))
+    change = _change(post_id, transition, current, message, error_code)
+    _insert_event(connection, change, dedupe_key)
+    _notify(connection, change)
+    return True
+
+
+def _insert_event(connection: Connection, change: StatusChange, dedupe_key: str) -> int:
+    result = connection.execute(
+        insert(_EVENTS).values(
+            **event_row(
+                post_id=change.post_id,
+                kind=EventKind.TRANSITION,
+                message=change.message,
+                dedupe_key=dedupe_key,
+                from_status=change.from_status,
+                to_status=change.to_status,
+                error_code=change.error_code,
+                occurred_at=change.occurred_at,
+            )
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _notify(connection: Connection, change: StatusChange) -> None:
+    for observer in tuple(_observers):
+        observer(connection, change)
+
+
+def _recorded(connection: Connection, dedupe_key: str) -> bool:
+    return (
+        connection.execute(select(_EVENTS.c.id).where(_EVENTS.c.dedupe_key == dedupe_key)).first() is not None
+    )
