@@ -15,7 +15,7 @@ help:
 	@echo "make dev      bring up Temporal (+ Web UI), MinIO, the Graph API sandbox, the worker and the API"
 	@echo "make test     lint, type-check and run the test suite against real servers (what CI runs)"
 	@echo "make tools    build or fetch the pinned servers into the tool cache"
-	@echo "make lint     ruff and mypy only;  make format  apply ruff's fixes and formatting"
+	@echo "make lint     ruff, mypy and the import layers only;  make format  apply ruff's fixes and formatting"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
 	@echo "make record-histories   re-record the workflow histories the replay tests replay (review the diff)"
 
@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: tools lint
 	$(VENV)/bin/pytest

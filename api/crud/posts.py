@@ -1,29 +1,30 @@
 """Posts: creation (with idempotency keys), listing, edits, retries, and the bookkeeping that lets a crash between
 the database write and the workflow start be found and repaired.
 
-Status after creation belongs to the workflow (its activities write it); the only status writes here are the two
-that start a workflow run: creation (-> scheduled) and retry (failed -> scheduled). Each is recorded as a
-transition event (the post's scheduling "intent"), and each successful workflow start as a "workflow started"
-event. A scheduled post whose latest intent has no "workflow started" event after it may have no workflow: the
+Every status change goes through chronogram.lifecycle. After creation the workflow owns the status (its
+activities move it); the two transitions asked for here are the two that start a workflow run: creation
+(-> scheduled) and retry (failed -> scheduled). Each one's event is the post's scheduling "intent", and each
+successful workflow start is recorded as a "workflow started" event. A scheduled post whose latest intent has no "workflow started" event after it may have no workflow: the
 reconciler starts it.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, ScalarSelect, exists, func, insert, tuple_, union_all, update
+from sqlalchemy import Insert, ScalarSelect, exists, func, tuple_, union_all, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from chronogram import lifecycle
 from chronogram.enums import EventKind, PostStatus, PostType
+from chronogram.lifecycle import DedupeKey
 from chronogram.models import (
     IdempotencyKey,
     InstagramAccount,
@@ -35,8 +36,6 @@ from chronogram.models import (
     UserTag,
     table_of,
 )
-
-WORKFLOW_STARTED_PREFIX = "workflow-started:"
 
 
 class IdempotencyKeyReused(Exception):
@@ -144,7 +143,8 @@ def create_post(
     )
     # Core inserts of rows built as ORM objects: the answer is built from the objects, and the unit of work's
     # bookkeeping was 16 % of the API's samples at 16 clients (bench/README.md).
-    post.id = _insert(session, post)
+    scheduled = lifecycle.schedule(session.connection(), post=_values(post, exclude=frozenset({"status"})))
+    post.id = scheduled.post_id
     media = []
     for position, media_id in enumerate(new.media_ids):
         item = new.items[position] if new.items is not None else {}
@@ -159,15 +159,6 @@ def create_post(
         )
     try:
         session.connection().execute(_INSERTS[PostMedia], [_values(row) for row in media])
-        intent_id = _insert(
-            session,
-            _transition(
-                post_id=post.id,
-                message="created",
-                to_status=PostStatus.SCHEDULED,
-                dedupe_key=f"created:{post.id}",
-            ),
-        )
         if idempotency_key is not None and fingerprint is not None:
             _insert(
                 session,
@@ -178,7 +169,7 @@ def create_post(
                     post_id=post.id,
                 ),
             )
-        start = _start_of(post, new.account_username, intent_id)
+        start = _start_of(post, new.account_username, scheduled.intent_id)
         session.commit()
     except IntegrityError:
         # Either the same idempotency key arrived twice at once and the other request won, or the account or a
@@ -343,7 +334,13 @@ def update_content(
                 .where(col(PostMedia.post_id) == post_id, col(PostMedia.position) == position)
                 .values(alt_text=item.get("alt_text"), user_tags=item.get("user_tags") or [])
             )
-    session.add(_transition(post_id=post_id, message=f"edited {', '.join(changed)}", dedupe_key=None))
+    lifecycle.record_event(
+        session.connection(),
+        post_id=post_id,
+        kind=EventKind.TRANSITION,
+        message=f"edited {', '.join(changed)}",
+        dedupe_key=None,
+    )
     session.commit()
     return True
 
@@ -363,30 +360,11 @@ def has_containers(session: Session, *, post_id: int) -> bool:
 
 def begin_retry(session: Session, *, post_id: int, publish_at: datetime) -> bool:
     """failed -> scheduled for a fresh workflow run; False if the post is not failed (e.g. a concurrent retry)."""
-    result = session.execute(
-        update(Post)
-        .where(col(Post.id) == post_id, col(Post.status) == PostStatus.FAILED)
-        # The error stays in the post's events; on the row it would describe a run that is over.
-        .values(
-            status=PostStatus.SCHEDULED,
-            publish_at=publish_at,
-            error_code=None,
-            error_message=None,
-            updated_at=_now(),
-        )
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    try:
+        lifecycle.retry(session.connection(), post_id=post_id, publish_at=publish_at)
+    except (lifecycle.IllegalTransition, lifecycle.PostMissing):
         session.rollback()
         return False
-    session.add(
-        _transition(
-            post_id=post_id,
-            message="retry requested",
-            from_status=PostStatus.FAILED,
-            to_status=PostStatus.SCHEDULED,
-            dedupe_key=f"retry:{post_id}:{uuid.uuid4().hex}",
-        )
-    )
     session.commit()
     return True
 
@@ -399,7 +377,7 @@ def record_workflow_starts(session: Session, started: Sequence[StartedRun]) -> N
     one) is recorded once. A start is not recorded once its post has a newer intent than the one it answers (a
     retry scheduled the post again while the record waited in a batch): it would vouch for the retry's run,
     which the retry records itself, or else the reconciler starts."""
-    wanted = {f"{WORKFLOW_STARTED_PREFIX}{run.post_id}:{run.run_id}": run for run in started}
+    wanted = {DedupeKey.workflow_started(run.post_id, run.run_id): run for run in started}
     if not wanted:
         return
     recorded = set(
@@ -416,13 +394,14 @@ def record_workflow_starts(session: Session, started: Sequence[StartedRun]) -> N
             ).all()
         )
     rows = [
-        {
-            "post_id": run.post_id,
-            "kind": EventKind.TRANSITION,
-            "detail": {"message": "workflow started", "run_id": run.run_id},
-            "dedupe_key": dedupe_key,
-            "occurred_at": run.started_at,
-        }
+        lifecycle.event_row(
+            post_id=run.post_id,
+            kind=EventKind.TRANSITION,
+            message="workflow started",
+            detail={"run_id": run.run_id},
+            dedupe_key=dedupe_key,
+            occurred_at=run.started_at,
+        )
         for dedupe_key, run in wanted.items()
         if dedupe_key not in recorded
         and (run.intent_id is None or (latest.get(run.post_id) or 0) <= run.intent_id)
@@ -431,7 +410,7 @@ def record_workflow_starts(session: Session, started: Sequence[StartedRun]) -> N
         return
     try:
         # A bulk insert: one statement for the batch, where adding PostEvent objects makes one per row.
-        session.execute(insert(PostEvent), rows)
+        lifecycle.record_events(session.connection(), rows)
         session.commit()
     except IntegrityError:
         session.rollback()  # some were recorded by a concurrent start of the same run: the others one by one
@@ -446,7 +425,7 @@ def posts_awaiting_workflow(session: Session, *, updated_before: datetime, limit
     latest_intent = _latest_intent()
     start_recorded = exists().where(
         col(started.post_id) == col(Post.id),
-        col(started.dedupe_key).startswith(WORKFLOW_STARTED_PREFIX),
+        col(started.dedupe_key).startswith(DedupeKey.WORKFLOW_STARTED_PREFIX),
         # A post recorded by other means has no "-> scheduled" event: any recorded start then counts.
         col(started.id) > func.coalesce(latest_intent, 0),
     )
@@ -473,34 +452,20 @@ def _latest_intent() -> ScalarSelect[int | None]:
     )
 
 
-def _transition(
-    *,
-    post_id: int,
-    message: str,
-    dedupe_key: str | None,
-    from_status: PostStatus | None = None,
-    to_status: PostStatus | None = None,
-) -> PostEvent:
-    return PostEvent(
-        post_id=post_id,
-        kind=EventKind.TRANSITION,
-        from_status=from_status,
-        to_status=to_status,
-        detail={"message": message},
-        dedupe_key=dedupe_key,
-    )
-
-
 # Built once: a statement built per call costs more than the unit of work it replaces.
 _INSERTS: dict[type[SQLModel], Insert] = {
-    model: table_of(model).insert() for model in (Post, PostMedia, PostEvent, IdempotencyKey)
+    model: table_of(model).insert() for model in (PostMedia, IdempotencyKey)
 }
 
 
-def _values(row: SQLModel) -> dict[str, Any]:
+def _values(row: SQLModel, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A table row's column values as the ORM would insert them; an identity left unset is the database's."""
     values = {column.key: getattr(row, column.key) for column in table_of(type(row)).columns}
-    return {key: value for key, value in values.items() if not (key == "id" and value is None)}
+    return {
+        key: value
+        for key, value in values.items()
+        if key not in exclude and not (key == "id" and value is None)
+    }
 
 
 def _insert(session: Session, row: SQLModel) -> Any:

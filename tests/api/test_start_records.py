@@ -24,6 +24,7 @@ from api.deps import AppServices
 from api.start_records import StartRecorder
 from chronogram.contracts import post_workflow_id
 from chronogram.enums import PostStatus, PostType
+from chronogram.lifecycle import DedupeKey
 from chronogram.models import Post, PostEvent
 from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAdmin
@@ -45,7 +46,7 @@ def _started_runs(services: AppServices, post_id: int) -> list[str]:
             select(PostEvent)
             .where(
                 PostEvent.post_id == post_id,
-                col(PostEvent.dedupe_key).startswith(crud.WORKFLOW_STARTED_PREFIX),
+                col(PostEvent.dedupe_key).startswith(DedupeKey.WORKFLOW_STARTED_PREFIX),
             )
             .order_by(col(PostEvent.id))
         ).all()

@@ -82,6 +82,17 @@ async def _cancel_and_reschedule_while_publishing(handle: Handle) -> None:
     )
 
 
+async def _signals_typed_by_hand(handle: Handle) -> None:
+    """An operator's signals without input, or with input of the wrong shape, then one with a request id."""
+    await handle.signal("cancel")
+    await handle.signal("reschedule", {"publish_at": "tomorrow"})
+    state = await handle.query(ScheduledPostWorkflow.state)
+    await handle.signal(
+        ScheduledPostWorkflow.reschedule,
+        RescheduleRequest(publish_at=state.publish_at + timedelta(seconds=1), request_id="request-1"),
+    )
+
+
 SCENARIOS = [
     Scenario("published_image"),
     Scenario("published_carousel", lambda: Script(post_type=PostType.CAROUSEL, media_count=3)),
@@ -93,6 +104,7 @@ SCENARIOS = [
     Scenario(
         "signals_refused_while_publishing", _gated, during_sleep=_cancel_and_reschedule_while_publishing
     ),
+    Scenario("malformed_signals_refused", delay=timedelta(seconds=5), during_sleep=_signals_typed_by_hand),
     Scenario(
         "transient_errors_retried",
         lambda: Script(create_errors=[graph_error("GraphTransientError", retryable=True)]),

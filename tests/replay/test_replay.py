@@ -22,7 +22,7 @@ from chronogram.contracts import ScheduledPostInput, ScheduledPostResult
 from chronogram.temporal import DATA_CONVERTER
 from tests.replay.scenarios import SCENARIOS
 from workflows import ScheduledPostWorkflow
-from workflows.scheduled_post import _WAKE_EARLY_PATCH
+from workflows.scheduled_post import _MALFORMED_SIGNAL_PATCH, _WAKE_EARLY_PATCH
 
 HISTORY_DIR = Path(__file__).with_name("histories")
 # histories/*.json: the current code, one per scenario. histories/<before-a-patch>/: recorded by earlier code and
@@ -58,6 +58,16 @@ def test_both_sides_of_the_wake_early_patch_are_recorded() -> None:
     assert before and all(_WAKE_EARLY_PATCH not in _patches(path) for path in before)
     published_now = [path for path in CURRENT if path.stem.startswith("published")]
     assert published_now and all(_WAKE_EARLY_PATCH in _patches(path) for path in published_now)
+
+
+def test_histories_from_before_signal_outcomes_replay_beside_new_ones() -> None:
+    """Recorded before signals carried request ids and events sequences; the malformed-signal refusal records
+    its marker only where a signal was malformed."""
+    before = sorted((HISTORY_DIR / "before-signal-outcomes").glob("*.json"))
+    assert {path.stem for path in before} == {s.name for s in SCENARIOS} - {"malformed_signals_refused"}
+    assert all(_MALFORMED_SIGNAL_PATCH not in _patches(path) for path in before)
+    with_marker = {path.stem for path in CURRENT if _MALFORMED_SIGNAL_PATCH in _patches(path)}
+    assert with_marker == {"malformed_signals_refused"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])

@@ -18,10 +18,15 @@ from temporalio.worker import Worker
 
 from chronogram.contracts import (
     CancelRequest,
+    PostSignal,
     PublishNowRequest,
     QuotaReport,
     RescheduleRequest,
     ScheduledPostResult,
+    SignalOutcome,
+    SignalOutcomeQuery,
+    SignalRefusal,
+    SignalVerdict,
 )
 from chronogram.enums import PostStatus, PostType
 from chronogram.scheduling import start_post_workflow
@@ -347,3 +352,85 @@ async def test_gives_up_after_three_unconfirmed_publishes_without_publishing(sch
     assert run.world.published == []
     assert len(run.world.called("publish")) == 3
     assert run.world.finished[-1].error_code == "PublishOutcomeUnknown"
+
+
+# --- signals typed by hand, and each request's outcome -------------------------------------------------------------
+
+
+async def test_signals_without_or_with_malformed_input_are_refused_and_recorded(schedule) -> None:
+    """What an operator sends with `temporal workflow signal --name cancel` and no -i, or a wrong -i: refused and
+    recorded, never a failing workflow task (which would retry forever, and the post would never publish)."""
+    run = await schedule(timedelta(hours=2))
+    await run.handle.signal("cancel")
+    await run.handle.signal("reschedule", {"publish_at": "tomorrow"})
+    await run.handle.signal("publish_now", "now please")
+    await run.handle.signal("cancel", args=[CancelRequest(), CancelRequest()])
+    state = await run.handle.query(ScheduledPostWorkflow.state)
+    assert [(r.signal, r.reason) for r in state.refused_signals] == [
+        (PostSignal.CANCEL, SignalRefusal.MALFORMED_INPUT),
+        (PostSignal.RESCHEDULE, SignalRefusal.MALFORMED_INPUT),
+        (PostSignal.PUBLISH_NOW, SignalRefusal.MALFORMED_INPUT),
+        (PostSignal.CANCEL, SignalRefusal.MALFORMED_INPUT),
+    ]
+    result = await run.handle.result()
+    assert result.status is PostStatus.PUBLISHED
+    run.assert_published_on_time(run.publish_at)
+    # Each handler records its refusal with an activity of its own: they may land in any order.
+    assert sorted(e.message for e in run.world.events if "refused" in e.message) == [
+        "cancel refused: its input is not a CancelRequest",
+        "cancel refused: its input is not a CancelRequest",
+        "publish_now refused: its input is not a PublishNowRequest",
+        "reschedule refused: its input is not a RescheduleRequest",
+    ]
+
+
+async def test_an_empty_object_is_a_valid_cancel(schedule) -> None:
+    run = await schedule(timedelta(hours=2))
+    await run.handle.signal("cancel", {})
+    assert (await run.handle.result()).status is PostStatus.CANCELLED
+
+
+async def test_each_signal_request_has_an_outcome_read_back_by_id(schedule) -> None:
+    gate = asyncio.Event()
+    run = await schedule(timedelta(minutes=5), Script(publish_gate=gate))
+
+    async def outcome(request_id: str) -> SignalOutcome:
+        answer: SignalOutcome = await run.handle.query(
+            ScheduledPostWorkflow.signal_outcome, SignalOutcomeQuery(request_id)
+        )
+        return answer
+
+    new_time = run.publish_at + timedelta(minutes=1)
+    await run.handle.signal(
+        ScheduledPostWorkflow.reschedule, RescheduleRequest(publish_at=new_time, request_id="r-1")
+    )
+    accepted = await outcome("r-1")
+    assert (accepted.verdict, accepted.status, accepted.refusal) == (
+        SignalVerdict.ACCEPTED,
+        PostStatus.SCHEDULED,
+        None,
+    )
+    unknown = await outcome("never-sent")
+    assert (unknown.verdict, unknown.status) == (SignalVerdict.UNKNOWN, PostStatus.SCHEDULED)
+
+    await run.env.sleep(timedelta(minutes=6))
+    while not run.world.called("begin_publishing"):
+        await asyncio.sleep(0.05)
+    await run.handle.signal(ScheduledPostWorkflow.cancel, CancelRequest(request_id="c-1"))
+    refused = await outcome("c-1")
+    assert (refused.verdict, refused.status, refused.refusal) == (
+        SignalVerdict.REFUSED,
+        PostStatus.PUBLISHING,
+        SignalRefusal.NOT_SCHEDULED,
+    )
+    gate.set()
+    assert (await run.handle.result()).status is PostStatus.PUBLISHED
+
+
+async def test_a_signal_after_an_accepted_cancel_is_refused_as_being_cancelled(schedule) -> None:
+    run = await schedule(timedelta(days=3))
+    await run.handle.signal(ScheduledPostWorkflow.cancel, CancelRequest(request_id="c-1"))
+    await run.handle.signal(ScheduledPostWorkflow.publish_now, PublishNowRequest(request_id="p-1"))
+    outcome = await run.handle.query(ScheduledPostWorkflow.signal_outcome, SignalOutcomeQuery("p-1"))
+    assert (outcome.verdict, outcome.refusal) == (SignalVerdict.REFUSED, SignalRefusal.BEING_CANCELLED)
+    assert (await run.handle.result()).status is PostStatus.CANCELLED
