@@ -303,6 +303,8 @@ async def test_a_signal_the_workflow_refuses_is_409(
         await alice.client.post(f"/v1/posts/{post['id']}/cancel"), 409, "post_not_scheduled"
     )
     assert body["current_status"] == "publishing"
+    # The row catches up (the lifecycle publishes only a post whose row says publishing).
+    _set_status(services, post["id"], PostStatus.PUBLISHING)
     done = await wait_for(alice.client, post["id"], "published")
     assert any("cancel refused" in (event["message"] or "") for event in done["events"])
     assert len(await sandbox.published(account["ig_user_id"])) == 1
