@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import uuid
 from typing import Annotated
@@ -16,7 +14,8 @@ from api.crud import media as crud
 from api.deps import CurrentUser, OwnedMediaDep, ServicesDep, SessionDep
 from api.errors import ApiError
 from api.openapi import problems
-from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE
+from api.pagination import decode_media_cursor, encode_media_cursor
+from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from api.schemas.media import MediaOut, MediaPage
 from api.uploads import FILE_FIELD, ReceivedFile, examine, receive_upload
 
@@ -122,12 +121,12 @@ async def list_media(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> MediaPage:
-    before_id = _decode_cursor(cursor) if cursor is not None else None
+    before_id = decode_media_cursor(cursor) if cursor is not None else None
     rows = await run_in_threadpool(
         crud.list_media, session, owner_id=user.user_id, limit=limit + 1, before_id=before_id
     )
     page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit and page[-1].id is not None else None
+    next_cursor = encode_media_cursor(page[-1].id) if len(rows) > limit and page[-1].id is not None else None
     return MediaPage(data=[MediaOut.from_row(row) for row in page], next_cursor=next_cursor)
 
 
@@ -154,21 +153,3 @@ async def delete_media(media: OwnedMediaDep, services: ServicesDep, session: Ses
     # After the commit: an object without a row is harmless, a row without its object is not.
     await run_in_threadpool(_remove, services.storage, services.settings.media_bucket, key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-def _encode_cursor(media_id: int) -> str:
-    return base64.urlsafe_b64encode(f"m:{media_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, value = raw.split(":", 1)
-        media_id = int(value)
-        if prefix != "m" or not 1 <= media_id <= MAX_ID:
-            raise ValueError(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(
-            422, "invalid_cursor", "cursor is not a next_cursor from this list", field="cursor"
-        ) from None
-    return media_id
