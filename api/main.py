@@ -15,11 +15,11 @@ import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api.reconciler import run_reconciler
 from api.deps import AppServices
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.openapi import install_openapi
+from api.reconciler import run_reconciler
 from api.routes import accounts, health, media, posts
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
