@@ -192,7 +192,7 @@ class PostUpdate(BaseModel):
         return self.model_fields_set - {"publish_at"}
 
     def column_values(self) -> dict[str, Any]:
-        """The post's columns this update sets (carousel items are on the media rows: ``item_values``)."""
+        """The post's columns this update sets (carousel items are on the media rows: ``carousel_item_values``)."""
         return {name: self._column_value(name) for name in self.content_fields() if name != "items"}
 
     def _column_value(self, name: str) -> Any:
@@ -202,7 +202,7 @@ class PostUpdate(BaseModel):
             return reel_options_value(self.reel_options)
         return getattr(self, name)
 
-    def item_values(self) -> list[dict[str, Any]] | None:
+    def carousel_item_values(self) -> list[dict[str, Any]] | None:
         """The carousel items this update sets; None when it leaves them as they are."""
         return item_values(self.items) if "items" in self.model_fields_set else None
 

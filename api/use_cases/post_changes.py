@@ -63,7 +63,7 @@ async def update_post(services: AppServices, session: Session, post: Post, body:
             session,
             post_id=post.id,
             values=body.column_values(),
-            items=body.item_values(),
+            items=body.carousel_item_values(),
         )
         if not updated:
             current = await run_in_threadpool(reload, session, post.id)
