@@ -192,7 +192,7 @@ class PostUpdate(BaseModel):
         return self.model_fields_set - {"publish_at"}
 
     def column_values(self) -> dict[str, Any]:
-        """The post's columns this update sets (carousel items are on the media rows: ``carousel_item_values``)."""
+        """The post's columns this update sets (carousel items are on their media rows)."""
         return {name: self._column_value(name) for name in self.content_fields() if name != "items"}
 
     def _column_value(self, name: str) -> Any:
