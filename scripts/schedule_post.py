@@ -6,8 +6,8 @@
 By default it posts as the Graph API sandbox's demo account; --ig-user-id/--token (or CHRONOGRAM_CLI_TOKEN) pick
 another. It goes the API's own way (api.use_cases): the account is verified and connected, each file checked and
 stored as an upload would be, and the post checked against the same rules, recorded with the same events and its
-workflow started, as POST /v1/posts does. A post the rules refuse prints every violation, with its code, and
-leaves nothing recorded. Otherwise it prints where to watch the post.
+workflow started, as POST /v1/posts does. A post the API would refuse prints every violation, with its field
+and code, and leaves no post and none of its files behind. Otherwise it prints where to watch the post.
 """
 
 from __future__ import annotations
