@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +29,9 @@ from api.crud import posts as crud
 from api.deps import AppServices
 from chronogram import scheduling
 from chronogram.contracts import (
+    SIGNAL_INPUTS,
     CancelRequest,
+    PostSignal,
     PostState,
     PublishNowRequest,
     RescheduleRequest,
@@ -46,14 +46,12 @@ log = logging.getLogger("chronogram.api.temporal_gateway")
 
 _Handle = WorkflowHandle[ScheduledPostWorkflow, ScheduledPostResult]
 
-# What the API can ask of a scheduled post's workflow.
-PostSignal = CancelRequest | PublishNowRequest | RescheduleRequest
+# What the API can ask of a scheduled post's workflow: the input of one of its signals.
+SignalRequest = CancelRequest | PublishNowRequest | RescheduleRequest
 
-# Per signal: the workflow's signal method, and the name it reports a refusal of that signal under.
-_SIGNALS: dict[type[PostSignal], tuple[Callable[..., Any], str]] = {
-    CancelRequest: (ScheduledPostWorkflow.cancel, "cancel"),
-    PublishNowRequest: (ScheduledPostWorkflow.publish_now, "publish_now"),
-    RescheduleRequest: (ScheduledPostWorkflow.reschedule, "reschedule"),
+# The signal each input goes with (the workflow's signal names, under which it also reports a refusal).
+_SIGNAL_OF: dict[type[SignalRequest], PostSignal] = {
+    request_type: signal for signal, request_type in SIGNAL_INPUTS.items()
 }
 
 
@@ -157,7 +155,7 @@ def _start_if_scheduled(
 # --- signals and queries ------------------------------------------------------------------------------------------
 
 
-async def signal_post(services: AppServices, post_id: int, signal: PostSignal) -> None:
+async def signal_post(services: AppServices, post_id: int, signal: SignalRequest) -> None:
     """Send ``signal`` to the post's workflow. If the workflow is missing while the post is still scheduled (its
     start was lost), start it first and send the signal again, so that every change goes through the workflow.
 
@@ -184,14 +182,13 @@ async def signal_post(services: AppServices, post_id: int, signal: PostSignal) -
             status, _request = await run_in_threadpool(_start_if_scheduled, services, post_id)
             raise SignalNotDelivered(post_id, status) from None
     except RPCError as error:
-        log.warning("signal %s to post %s failed: %s", _SIGNALS[type(signal)][1], post_id, error)
+        log.warning("signal %s to post %s failed: %s", _SIGNAL_OF[type(signal)], post_id, error)
         raise
 
 
-async def _send(services: AppServices, post_id: int, signal: PostSignal) -> None:
-    method, _name = _SIGNALS[type(signal)]
+async def _send(services: AppServices, post_id: int, signal: SignalRequest) -> None:
     try:
-        await handle_for(services, post_id).signal(method, signal)
+        await handle_for(services, post_id).signal(_SIGNAL_OF[type(signal)].value, signal)
     except RPCError as error:
         # NOT_FOUND also means "already completed": either way nothing is listening any more.
         if error.status == RPCStatusCode.NOT_FOUND:
@@ -199,12 +196,12 @@ async def _send(services: AppServices, post_id: int, signal: PostSignal) -> None
         raise
 
 
-def signal_refused(state: PostState | None, signal: PostSignal) -> bool:
+def signal_refused(state: PostState | None, signal: SignalRequest) -> bool:
     """Whether the workflow refused ``signal`` (publishing had begun, or a cancel came first), judged from its
     state read after sending it. Once the workflow refuses signals it refuses every later one, so any refusal of
     this kind of signal means the one just sent was refused too."""
-    name = _SIGNALS[type(signal)][1]
-    return state is not None and any(item.signal == name for item in state.refused_signals)
+    kind = _SIGNAL_OF[type(signal)]
+    return state is not None and any(item.signal == kind for item in state.refused_signals)
 
 
 async def query_state(services: AppServices, post_id: int) -> PostState | None:

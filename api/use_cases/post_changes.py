@@ -20,7 +20,7 @@ from api.deps import AppServices
 from api.errors import ApiError, invalid, not_found, post_not_in_status
 from api.schemas.post_responses import PostDetail
 from api.schemas.posts import PostUpdate
-from api.temporal_gateway import PostSignal
+from api.temporal_gateway import SignalRequest
 from api.use_cases.post_checks import check_update, publish_at_problem
 from api.use_cases.post_reads import live_state, post_detail, reload
 from chronogram.contracts import CancelRequest, PostState, PublishNowRequest, PublishStep, RescheduleRequest
@@ -107,7 +107,7 @@ async def retry_post(
     return await post_detail(services, session, post)
 
 
-async def _signal(services: AppServices, post_id: int, signal: PostSignal) -> PostState | None:
+async def _signal(services: AppServices, post_id: int, signal: SignalRequest) -> PostState | None:
     """Send a signal to a scheduled post's workflow and return its state afterwards; 409 if it was refused."""
     try:
         await temporal_gateway.signal_post(services, post_id, signal)
