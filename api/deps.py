@@ -1,7 +1,9 @@
 """Typed dependencies: everything a route needs comes from the app's lifespan, never from module globals.
 
 Authentication and "load it or 404" live here, once: a route that takes ``OwnedPostDep`` can only ever see a
-post of the calling user, and another user's post answers exactly like a post that does not exist.
+post of the calling user, and another user's post answers exactly like a post that does not exist. So does "only
+while scheduled": a route that takes ``ScheduledPostDep`` (or ``FailedPostDep``) answers 409 with the post's
+current status before anything else is done.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from temporalio.client import Client
 
 from api.crud.owned import get_owned
 from api.crud.users import Principal, authenticate
-from api.errors import ApiError, not_found
+from api.errors import ApiError, not_found, post_not_in_status
 from api.schemas.common import MAX_ID
 from api.start_records import StartRecorder
 from chronogram.crypto import TokenCipher
+from chronogram.enums import PostStatus
 from chronogram.instagram import GraphClient
 from chronogram.models import InstagramAccount, MediaAsset, Post
 from chronogram.settings import Settings
@@ -122,3 +125,21 @@ def get_owned_post(
 OwnedAccountDep = Annotated[InstagramAccount, Depends(get_owned_account)]
 OwnedMediaDep = Annotated[MediaAsset, Depends(get_owned_media)]
 OwnedPostDep = Annotated[Post, Depends(get_owned_post)]
+
+
+async def get_scheduled_post(post: OwnedPostDep) -> Post:
+    assert post.id is not None
+    if post.status is not PostStatus.SCHEDULED:
+        raise post_not_in_status(post.id, post.status)
+    return post
+
+
+async def get_failed_post(post: OwnedPostDep) -> Post:
+    assert post.id is not None
+    if post.status is not PostStatus.FAILED:
+        raise post_not_in_status(post.id, post.status, expected=PostStatus.FAILED)
+    return post
+
+
+ScheduledPostDep = Annotated[Post, Depends(get_scheduled_post)]
+FailedPostDep = Annotated[Post, Depends(get_failed_post)]

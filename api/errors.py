@@ -216,6 +216,12 @@ def _from_validation(request: Request, raw: Sequence[Any]) -> ApiError:
                     f"send the body as application/json, not {content_type or 'no Content-Type'}",
                 )
             return ApiError(422, "validation_error", "the request body must be a JSON object", field="body")
+    return invalid_input(errors)
+
+
+def invalid_input(errors: Sequence[Any]) -> ApiError:
+    """The 422 for a body that does not match its schema, from pydantic's errors (``ValidationError.errors()``,
+    locations with or without the leading "body")."""
     fields = [
         FieldError(
             field=_field(tuple(e.get("loc", ()))), code=str(e.get("type", "invalid")), message=e["msg"]

@@ -15,11 +15,11 @@ import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api import workflows
 from api.deps import AppServices
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.openapi import install_openapi
+from api.reconciler import run_reconciler
 from api.routes import accounts, health, media, posts
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
                 app.state.services = services
                 stop = asyncio.Event()
-                reconciler = asyncio.create_task(workflows.run_reconciler(services, stop), name="reconciler")
+                reconciler = asyncio.create_task(run_reconciler(services, stop), name="reconciler")
                 # Start-up objects leave the full collections, whose 90-100 ms pauses made the list p99 tail
                 # (bench/README.md); collected first, so that no start-up garbage is kept for good.
                 gc.collect()

@@ -124,15 +124,10 @@ class _Receiver:
         self.kind = MediaKind.VIDEO if sniff_video(self.head) else MediaKind.IMAGE
 
     def _check_size(self) -> None:
-        limit = self.max_video_bytes if self.kind is MediaKind.VIDEO else self.max_image_bytes
-        if self.size > limit:
-            what = "videos" if self.kind is MediaKind.VIDEO else "images"
-            raise ApiError(
-                413,
-                "media_too_large",
-                f"{what} may be at most {limit // (1024 * 1024)} MB ({limit} bytes)",
-                field=FILE_FIELD,
-            )
+        assert self.kind is not None
+        _check_size(
+            self.kind, self.size, max_image_bytes=self.max_image_bytes, max_video_bytes=self.max_video_bytes
+        )
 
     def flush(self) -> None:
         if self.pending:
@@ -195,6 +190,30 @@ async def receive_upload(request: Request, *, max_image_bytes: int, max_video_by
         kind=receiver.kind,
         head=receiver.head,
     )
+
+
+def received_bytes(data: bytes, *, max_image_bytes: int, max_video_bytes: int) -> ReceivedFile:
+    """A file that is already in memory (the command line reads it from disk), held to an upload's limits."""
+    if not data:
+        raise ApiError(422, "empty_file", "the uploaded file is empty", field=FILE_FIELD)
+    head = data[:_SNIFF_BYTES]
+    kind = MediaKind.VIDEO if sniff_video(head) else MediaKind.IMAGE
+    _check_size(kind, len(data), max_image_bytes=max_image_bytes, max_video_bytes=max_video_bytes)
+    return ReceivedFile(
+        file=io.BytesIO(data), size=len(data), sha256=hashlib.sha256(data).hexdigest(), kind=kind, head=head
+    )
+
+
+def _check_size(kind: MediaKind, size: int, *, max_image_bytes: int, max_video_bytes: int) -> None:
+    limit = max_video_bytes if kind is MediaKind.VIDEO else max_image_bytes
+    if size > limit:
+        what = "videos" if kind is MediaKind.VIDEO else "images"
+        raise ApiError(
+            413,
+            "media_too_large",
+            f"{what} may be at most {limit // (1024 * 1024)} MB ({limit} bytes)",
+            field=FILE_FIELD,
+        )
 
 
 def examine(received: ReceivedFile) -> Examined:

@@ -62,6 +62,25 @@ def create_user(session: Session, *, name: str, key_name: str | None = None) -> 
     return Principal(user_id=user.id, name=user.email), key
 
 
+def find_or_create_user(session: Session, *, name: str) -> Principal:
+    """The user of that name, created (with no API key) if there is none: for callers that need no key, such as
+    the command line."""
+    email = normalise_name(name)
+    for _attempt in range(2):
+        user = session.exec(select(User).where(User.email == email)).first()
+        if user is None:
+            user = User(email=email)
+            session.add(user)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # created meanwhile: read it
+                continue
+        assert user.id is not None
+        return Principal(user_id=user.id, name=user.email)
+    raise RuntimeError(f"could not create user {email!r}")
+
+
 def create_key(session: Session, *, name: str, key_name: str | None = None) -> str | None:
     """A new key for an existing user (e.g. a lost one); None when there is no such user."""
     user = session.exec(select(User).where(User.email == normalise_name(name))).first()

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api import workflows
 from api.crud import accounts as crud
-from api.crud import posts as post_crud
 from api.deps import CurrentUser, OwnedAccountDep, ServicesDep, SessionDep
-from api.errors import ApiError
 from api.openapi import problems
-from api.schemas.accounts import AccountCreate, AccountDetail, AccountList, AccountOut, PublishingQuota
-from chronogram.enums import PostStatus
-from chronogram.instagram import GraphAPIError, GraphAuthError, GraphInvalidRequestError
-
-log = logging.getLogger("chronogram.api.accounts")
+from api.schemas.accounts import AccountCreate, AccountDetail, AccountList, AccountOut
+from api.use_cases import accounts
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=problems(401))
 
@@ -39,42 +30,12 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=problems(
 async def connect_account(
     body: AccountCreate, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response
 ) -> AccountOut:
-    token = body.access_token.get_secret_value()
-    try:
-        found = await services.graph.get_account(access_token=token, ig_user_id=body.ig_user_id)
-    except GraphAuthError as error:
-        raise ApiError(
-            422,
-            "instagram_token_rejected",
-            f"Instagram refused the access token: {error.message}",
-            field="access_token",
-        ) from None
-    except GraphAPIError as error:
-        if not _account_refused(error):
-            log.warning("Graph API error while verifying an account: %s", error)
-            raise ApiError(
-                502, "instagram_unavailable", "Instagram could not be reached; try again shortly"
-            ) from None
-        raise ApiError(
-            422,
-            "instagram_account_rejected",
-            f"Instagram refused to show account {body.ig_user_id} for this token: {error.message}",
-            field="ig_user_id",
-        ) from None
-    if found.id != body.ig_user_id:
-        raise ApiError(
-            422,
-            "instagram_account_mismatch",
-            f"the token acts for account {found.id}, not {body.ig_user_id}",
-            field="ig_user_id",
-        )
-    account, created = await run_in_threadpool(
-        crud.connect_account,
+    account, created = await accounts.connect_account(
+        services,
         session,
         owner_id=user.user_id,
-        ig_user_id=found.id,
-        username=found.username or found.id,
-        token_ciphertext=services.cipher.encrypt(token),
+        ig_user_id=body.ig_user_id,
+        token=body.access_token.get_secret_value(),
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -96,15 +57,7 @@ async def list_accounts(user: CurrentUser, session: SessionDep) -> AccountList:
     responses=problems(404),
 )
 async def get_account(account: OwnedAccountDep, services: ServicesDep) -> AccountDetail:
-    base = AccountOut.from_row(account).model_dump()
-    try:
-        limit = await services.graph.get_publishing_limit(
-            ig_user_id=account.ig_user_id,
-            access_token=account.access_token(services.cipher).get_secret_value(),
-        )
-    except GraphAPIError as error:
-        return AccountDetail(**base, publishing_quota=None, publishing_quota_error=error.user_message)
-    return AccountDetail(**base, publishing_quota=PublishingQuota.from_limit(limit))
+    return await accounts.account_detail(services, account)
 
 
 @router.delete(
@@ -119,57 +72,5 @@ async def get_account(account: OwnedAccountDep, services: ServicesDep) -> Accoun
 async def disconnect_account(
     account: OwnedAccountDep, services: ServicesDep, session: SessionDep
 ) -> Response:
-    assert account.id is not None
-    active = await run_in_threadpool(
-        post_crud.posts_of_account, session, account_id=account.id, statuses=crud.ACTIVE_STATUSES
-    )
-    publishing = [post for post in active if post.status is PostStatus.PUBLISHING]
-    if publishing:
-        raise _busy(account.id, publishing[0].id)
-    scheduled = [post.id for post in active if post.id is not None]
-    await asyncio.gather(*(_cancel(services, post_id) for post_id in scheduled))
-    timeout = services.settings.api_workflow_wait_seconds
-    closed = await asyncio.gather(
-        *(workflows.wait_closed(services, post_id, timeout) for post_id in scheduled)
-    )
-    if not all(closed):
-        raise ApiError(
-            409,
-            "account_busy",
-            f"account {account.id}: its scheduled posts are still being cancelled; try again shortly",
-        )
-    remaining = await run_in_threadpool(crud.delete_account, session, account_id=account.id)
-    if remaining:
-        raise _busy(account.id, remaining[0].id)
+    await accounts.disconnect_account(services, session, account)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-async def _cancel(services: ServicesDep, post_id: int) -> None:
-    reason = "account disconnected"
-    try:
-        await workflows.signal_cancel(services, post_id, reason)
-        return
-    except workflows.WorkflowMissing:
-        pass
-    # Scheduled with no workflow: its start was lost. Start it so that the cancellation goes through the
-    # workflow too; anything else would race the reconciler starting it.
-    try:
-        await workflows.ensure_started(services, post_id)
-        await workflows.signal_cancel(services, post_id, reason)
-    except Exception:
-        log.warning("could not cancel post %s", post_id, exc_info=True)
-
-
-def _account_refused(error: GraphAPIError) -> bool:
-    # 100/33 ("object does not exist or cannot be loaded") is classed transient for reads of our own containers,
-    # where Meta has returned it during incidents; here, on an id the user typed, it means the token has no
-    # access to that account, which the user must fix.
-    return isinstance(error, GraphInvalidRequestError) or (error.code == 100 and error.subcode == 33)
-
-
-def _busy(account_id: int, post_id: int | None) -> ApiError:
-    return ApiError(
-        409,
-        "account_busy",
-        f"account {account_id}: post {post_id} is being published; disconnect it once that has finished",
-    )

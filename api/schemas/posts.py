@@ -1,22 +1,29 @@
-"""Scheduled posts: what a client sends, and what it gets back (the row, its live state and its history)."""
+"""Scheduled posts as a client sends them, and what the post rules (``chronogram.post_rules``) see of them.
+
+The requests map themselves to the rules' inputs (``PostCreate.rule_content``, ``PostUpdate.content_over``) and
+to the values stored for them, so that a route or a use case never picks a request apart itself. What a client
+gets back is in ``api.schemas.post_responses``.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.schemas.common import Id
-from chronogram.contracts import PostState
-from chronogram.enums import EventKind, PostStatus, PostType
-from chronogram.models import Post, PostEvent, PostMedia
+from chronogram.contracts import MediaKind
+from chronogram.enums import PostType
+from chronogram.models import MediaAsset, Post, PostMedia, ReelOptions, UserTag
 from chronogram.post_rules import (
     CAROUSEL_MAX_ITEMS,
     MAX_ALT_TEXT_CHARS,
     MAX_CAPTION_CHARS,
     MAX_COLLABORATORS,
     MAX_USER_TAGS,
+    MediaFacts,
+    PostContent,
 )
 
 Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9._]{1,30}$", examples=["friend.account"])]
@@ -42,6 +49,11 @@ class UserTagIn(BaseModel):
 UserTags = Annotated[list[UserTagIn], Field(max_length=MAX_USER_TAGS)]
 
 
+def user_tag_values(tags: Sequence[UserTagIn]) -> list[UserTag]:
+    # The schema has exactly the TypedDict's keys; None (an absent x or y) is left out, as Instagram wants.
+    return [cast(UserTag, tag.model_dump(exclude_none=True)) for tag in tags]
+
+
 class CarouselItemIn(BaseModel):
     """Options of one carousel item, in the order of ``media_ids``."""
 
@@ -49,6 +61,14 @@ class CarouselItemIn(BaseModel):
 
     alt_text: AltText | None = None
     user_tags: UserTags = Field(default_factory=list)
+
+    def value(self) -> dict[str, Any]:
+        """As stored on the post's media row, and as the rules take a carousel item."""
+        return {"alt_text": self.alt_text, "user_tags": user_tag_values(self.user_tags)}
+
+
+def item_values(items: Sequence[CarouselItemIn] | None) -> list[dict[str, Any]] | None:
+    return None if items is None else [item.value() for item in items]
 
 
 class ReelOptionsIn(BaseModel):
@@ -64,6 +84,10 @@ class ReelOptionsIn(BaseModel):
     thumb_offset_ms: int | None = Field(default=None, ge=0, le=15 * 60 * 1000)
     collaborators: list[Username] | None = Field(default=None, max_length=MAX_COLLABORATORS)
     audio_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def reel_options_value(options: ReelOptionsIn | None) -> ReelOptions | None:
+    return cast(ReelOptions, options.model_dump(exclude_none=True)) if options is not None else None
 
 
 _IMAGE_EXAMPLE: dict[str, Any] = {
@@ -127,6 +151,19 @@ class PostCreate(BaseModel):
     )
     reel_options: ReelOptionsIn | None = Field(default=None, description="REELS only")
 
+    def rule_content(self) -> PostContent:
+        """The post as the rules see it; its fields are also what is stored."""
+        return PostContent(
+            post_type=self.type,
+            caption=self.caption,
+            first_comment=self.first_comment,
+            location_id=self.location_id,
+            user_tags=user_tag_values(self.user_tags),
+            alt_text=self.alt_text,
+            items=item_values(self.items),
+            reel_options=reel_options_value(self.reel_options),
+        )
+
 
 class PostUpdate(BaseModel):
     """Only the fields sent change; ``null`` clears an optional field. Media and type cannot change."""
@@ -150,6 +187,44 @@ class PostUpdate(BaseModel):
     items: list[CarouselItemIn] | None = Field(default=None, max_length=CAROUSEL_MAX_ITEMS)
     reel_options: ReelOptionsIn | None = None
 
+    def content_fields(self) -> set[str]:
+        """The content fields sent (everything sent but ``publish_at``)."""
+        return self.model_fields_set - {"publish_at"}
+
+    def column_values(self) -> dict[str, Any]:
+        """The post's columns this update sets (carousel items are on their media rows)."""
+        return {name: self._column_value(name) for name in self.content_fields() if name != "items"}
+
+    def _column_value(self, name: str) -> Any:
+        if name == "user_tags":
+            return user_tag_values(self.user_tags or [])
+        if name == "reel_options":
+            return reel_options_value(self.reel_options)
+        return getattr(self, name)
+
+    def carousel_item_values(self) -> list[dict[str, Any]] | None:
+        """The carousel items this update sets; None when it leaves them as they are."""
+        return item_values(self.items) if "items" in self.model_fields_set else None
+
+    def content_over(self, post: Post, media: Sequence[PostMedia]) -> PostContent:
+        """The post as the rules see it once this update is applied: the fields sent over the stored ones."""
+        sent = self.content_fields()
+        stored_items = [{"alt_text": item.alt_text, "user_tags": list(item.user_tags)} for item in media]
+        return PostContent(
+            post_type=post.type,
+            caption=self.caption if "caption" in sent else post.caption,
+            first_comment=self.first_comment if "first_comment" in sent else post.first_comment,
+            location_id=self.location_id if "location_id" in sent else post.location_id,
+            user_tags=user_tag_values(self.user_tags or []) if "user_tags" in sent else list(post.user_tags),
+            alt_text=self.alt_text if "alt_text" in sent else post.alt_text,
+            items=item_values(self.items)
+            if "items" in sent
+            else (stored_items if post.type is PostType.CAROUSEL else None),
+            reel_options=reel_options_value(self.reel_options)
+            if "reel_options" in sent
+            else post.reel_options,
+        )
+
 
 class SignalReason(BaseModel):
     model_config = ConfigDict(
@@ -169,226 +244,13 @@ class RetryRequest(BaseModel):
     )
 
 
-# --- responses ----------------------------------------------------------------------------------------------------
-
-
-class PostMediaOut(BaseModel):
-    media_id: int
-    position: int
-    alt_text: str | None
-    user_tags: list[dict[str, Any]]
-
-    @classmethod
-    def from_row(cls, row: PostMedia) -> PostMediaOut:
-        return cls(
-            media_id=row.media_id,
-            position=row.position,
-            alt_text=row.alt_text,
-            user_tags=[dict(tag) for tag in row.user_tags],
-        )
-
-
-class PostError(BaseModel):
-    code: str | None
-    message: str | None
-
-
-_POST_EXAMPLE: dict[str, Any] = {
-    "id": 42,
-    "account_id": 1,
-    "type": "IMAGE",
-    "status": "scheduled",
-    "publish_at": "2026-12-01T08:00:00Z",
-    "caption": "Fresh bread, out of the oven at 7 #bakery",
-    "first_comment": "#sourdough #breakfast",
-    "location_id": None,
-    "user_tags": [{"username": "our.baker", "x": 0.5, "y": 0.4}],
-    "alt_text": "A loaf of sourdough on a wooden board",
-    "reel_options": None,
-    "media": [{"media_id": 7, "position": 0, "alt_text": None, "user_tags": []}],
-    "ig_media_id": None,
-    "permalink": None,
-    "error": None,
-    "published_at": None,
-    "created_at": "2026-05-01T09:00:00Z",
-    "updated_at": "2026-05-01T09:00:00Z",
-}
-
-
-class PostOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_POST_EXAMPLE]})
-
-    id: int
-    account_id: int
-    type: PostType
-    status: PostStatus = Field(
-        description="The workflow's status when it could be asked, else the stored one"
+def media_facts(asset: MediaAsset) -> MediaFacts:
+    """What the rules see of an uploaded media: what was measured when it arrived."""
+    kind = MediaKind.VIDEO if asset.content_type.startswith("video/") else MediaKind.IMAGE
+    return MediaFacts(
+        kind=kind,
+        size_bytes=asset.size_bytes,
+        width=asset.width,
+        height=asset.height,
+        duration_ms=asset.duration_ms,
     )
-    publish_at: datetime
-    caption: str | None
-    first_comment: str | None
-    location_id: str | None
-    user_tags: list[dict[str, Any]]
-    alt_text: str | None
-    reel_options: dict[str, Any] | None
-    media: list[PostMediaOut]
-    ig_media_id: str | None = Field(description="Instagram's id of the published media")
-    permalink: str | None
-    error: PostError | None = Field(description="Why the post failed, if it did")
-    published_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def from_row(cls, post: Post, media: list[PostMedia]) -> PostOut:
-        return cls(**_post_fields(post, media))
-
-
-def _post_fields(post: Post, media: list[PostMedia]) -> dict[str, Any]:
-    assert post.id is not None
-    failed = post.error_code is not None or post.error_message is not None
-    return {
-        "id": post.id,
-        "account_id": post.account_id,
-        "type": post.type,
-        "status": post.status,
-        "publish_at": post.publish_at,
-        "caption": post.caption,
-        "first_comment": post.first_comment,
-        "location_id": post.location_id,
-        "user_tags": [dict(tag) for tag in post.user_tags],
-        "alt_text": post.alt_text,
-        "reel_options": dict(post.reel_options) if post.reel_options is not None else None,
-        "media": [PostMediaOut.from_row(item) for item in media],
-        "ig_media_id": post.ig_media_id,
-        "permalink": post.permalink,
-        "error": PostError(code=post.error_code, message=post.error_message) if failed else None,
-        "published_at": post.published_at,
-        "created_at": post.created_at,
-        "updated_at": post.updated_at,
-    }
-
-
-class RefusedSignalOut(BaseModel):
-    signal: str
-    status: PostStatus
-    received_at: datetime
-
-
-class LiveState(BaseModel):
-    """What the post's workflow says right now."""
-
-    status: PostStatus
-    step: str = Field(
-        description="e.g. 'waiting to prepare', 'ready; waiting for publish time', 'publishing'"
-    )
-    publish_at: datetime
-    publish_attempts: int
-    last_error: str | None
-    media_id: str | None
-    permalink: str | None
-    refused_signals: list[RefusedSignalOut] = Field(
-        description="Changes that arrived after publishing had begun, and were refused"
-    )
-
-    @classmethod
-    def from_state(cls, state: PostState) -> LiveState:
-        return cls(
-            status=state.status,
-            step=state.step.value,
-            publish_at=state.publish_at,
-            publish_attempts=state.publish_attempts,
-            last_error=state.last_error,
-            media_id=state.media_id,
-            permalink=state.permalink,
-            refused_signals=[
-                RefusedSignalOut(signal=r.signal, status=r.status, received_at=r.received_at)
-                for r in state.refused_signals
-            ],
-        )
-
-
-class PostEventOut(BaseModel):
-    id: int
-    occurred_at: datetime
-    kind: EventKind
-    from_status: PostStatus | None
-    to_status: PostStatus | None
-    message: str | None
-    error_code: str | None
-    attempt: int | None
-
-    @classmethod
-    def from_row(cls, row: PostEvent) -> PostEventOut:
-        assert row.id is not None
-        message = (row.detail or {}).get("message") if isinstance(row.detail, dict) else None
-        return cls(
-            id=row.id,
-            occurred_at=row.occurred_at,
-            kind=row.kind,
-            from_status=row.from_status,
-            to_status=row.to_status,
-            message=message if isinstance(message, str) else row.error_message,
-            error_code=row.error_code,
-            attempt=row.attempt,
-        )
-
-
-class PostDetail(PostOut):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    **_POST_EXAMPLE,
-                    "live": {
-                        "status": "scheduled",
-                        "step": "waiting to prepare",
-                        "publish_at": "2026-12-01T08:00:00Z",
-                        "publish_attempts": 0,
-                        "last_error": None,
-                        "media_id": None,
-                        "permalink": None,
-                        "refused_signals": [],
-                    },
-                    "events": [
-                        {
-                            "id": 1,
-                            "occurred_at": "2026-05-01T09:00:00Z",
-                            "kind": "transition",
-                            "from_status": None,
-                            "to_status": "scheduled",
-                            "message": "created",
-                            "error_code": None,
-                            "attempt": None,
-                        }
-                    ],
-                }
-            ]
-        }
-    )
-
-    live: LiveState | None = Field(
-        description="The workflow's live state while the post is scheduled or publishing; null otherwise, or "
-        "when the workflow did not answer in time"
-    )
-    events: list[PostEventOut] = Field(description="The post's history, oldest first")
-
-    @classmethod
-    def build(
-        cls, post: Post, media: list[PostMedia], events: list[PostEvent], state: PostState | None
-    ) -> PostDetail:
-        fields = _post_fields(post, media)
-        if state is not None:
-            # The workflow is the source of truth once it runs; the row catches up through its activities.
-            fields["status"] = state.status
-            fields["publish_at"] = state.publish_at
-        return cls(
-            **fields,
-            live=LiveState.from_state(state) if state is not None else None,
-            events=[PostEventOut.from_row(event) for event in events],
-        )
-
-
-class PostPage(BaseModel):
-    data: list[PostOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlmodel import Session, func, select
 from temporalio.client import WorkflowExecutionStatus
 
-from api import workflows
+from api import reconciler, temporal_gateway
 from api.crud import posts as crud
 from api.deps import AppServices
 from api.main import create_app
@@ -74,13 +74,13 @@ async def test_a_lost_start_is_reconciled_exactly_once(
     assert not await _has_workflow(services, post_id)
 
     # Too young: left to the request that may still be starting it.
-    assert post_id not in await workflows.reconcile_once(services, grace=timedelta(hours=1))
+    assert post_id not in await reconciler.reconcile_once(services, grace=timedelta(hours=1))
     assert not await _has_workflow(services, post_id)
 
-    assert post_id in await workflows.reconcile_once(services, grace=NO_GRACE)
+    assert post_id in await reconciler.reconcile_once(services, grace=NO_GRACE)
     assert await workflow_runs(services, post_id) == [WorkflowExecutionStatus.RUNNING]
     # A second pass, or a start by anyone else, finds the workflow recorded and starts nothing.
-    assert post_id not in await workflows.reconcile_once(services, grace=NO_GRACE)
+    assert post_id not in await reconciler.reconcile_once(services, grace=NO_GRACE)
     request = crud.WorkflowStart(
         post_id=post_id,
         account_id=ready["account"]["id"],
@@ -88,7 +88,7 @@ async def test_a_lost_start_is_reconciled_exactly_once(
         post_type=PostType.IMAGE,
         publish_at=datetime.fromisoformat(response.json()["publish_at"]),
     )
-    await workflows.start(services, request)
+    await temporal_gateway.start(services, request)
     assert await workflow_runs(services, post_id) == [WorkflowExecutionStatus.RUNNING]
     detail = (await alice.client.get(f"/v1/posts/{post_id}")).json()
     assert detail["live"]["status"] == "scheduled"
@@ -113,11 +113,11 @@ async def test_a_start_whose_record_was_lost_is_not_started_twice(
     await services.start_records.flush()
     assert calls == [[post["id"]]]
     assert await workflow_runs(services, post["id"]) == [WorkflowExecutionStatus.RUNNING]
-    assert post["id"] in await workflows.reconcile_once(services, grace=NO_GRACE)
+    assert post["id"] in await reconciler.reconcile_once(services, grace=NO_GRACE)
     assert await workflow_runs(services, post["id"]) == [
         WorkflowExecutionStatus.RUNNING
     ]  # the same run, found again
-    assert post["id"] not in await workflows.reconcile_once(services, grace=NO_GRACE)
+    assert post["id"] not in await reconciler.reconcile_once(services, grace=NO_GRACE)
 
 
 async def test_no_workflow_without_a_post(
@@ -222,9 +222,9 @@ async def test_a_lost_retry_start_is_reconciled_with_a_fresh_run(
     assert response.json()["status"] == "scheduled"
     assert await workflow_runs(services, post["id"]) == [WorkflowExecutionStatus.TERMINATED]
 
-    assert post["id"] in await workflows.reconcile_once(services, grace=NO_GRACE)
+    assert post["id"] in await reconciler.reconcile_once(services, grace=NO_GRACE)
     assert await workflow_runs(services, post["id"]) == [
         WorkflowExecutionStatus.TERMINATED,
         WorkflowExecutionStatus.RUNNING,
     ]
-    assert post["id"] not in await workflows.reconcile_once(services, grace=NO_GRACE)
+    assert post["id"] not in await reconciler.reconcile_once(services, grace=NO_GRACE)

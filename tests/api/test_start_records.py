@@ -18,7 +18,7 @@ import pytest_asyncio
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowExecutionStatus
 
-from api import main, workflows
+from api import main, reconciler
 from api.crud import posts as crud
 from api.deps import AppServices
 from api.start_records import StartRecorder
@@ -134,7 +134,7 @@ async def test_the_reconciler_writes_queued_records_before_looking(
     async with _another_api(api_settings, monkeypatch, alice.key) as (services, client):
         post = await schedule_ok(client, ready["account"]["id"], [ready["media"]])
         assert _started_runs(services, post["id"]) == []
-        assert post["id"] not in await workflows.reconcile_once(services, grace=NO_GRACE)
+        assert post["id"] not in await reconciler.reconcile_once(services, grace=NO_GRACE)
         assert _started_runs(services, post["id"]) == [await _run_id(services, post["id"])]
 
 
@@ -150,13 +150,13 @@ async def test_a_record_queued_elsewhere_costs_one_harmless_start(
         run_id = await _run_id(services, post["id"])
         # This process's reconciler cannot see the other's queue: past the grace period, it starts the post
         # again, which finds the running workflow and records it.
-        assert post["id"] in await workflows.reconcile_once(services, grace=NO_GRACE)
+        assert post["id"] in await reconciler.reconcile_once(services, grace=NO_GRACE)
         assert _started_runs(services, post["id"]) == [run_id]
-        assert post["id"] not in await workflows.reconcile_once(services, grace=NO_GRACE)
+        assert post["id"] not in await reconciler.reconcile_once(services, grace=NO_GRACE)
     # The late record, written at the other's shutdown, is the same run: nothing is recorded or started twice.
     assert _started_runs(services, post["id"]) == [run_id]
     assert await workflow_runs(services, post["id"]) == [WorkflowExecutionStatus.RUNNING]
-    assert post["id"] not in await workflows.reconcile_once(services, grace=NO_GRACE)
+    assert post["id"] not in await reconciler.reconcile_once(services, grace=NO_GRACE)
 
 
 async def test_a_record_that_lands_after_a_retry_is_dropped(

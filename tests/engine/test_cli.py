@@ -7,11 +7,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session, func, select
 from temporalio.client import Client
 
 from chronogram.contracts import ScheduledPostResult, post_workflow_id
+from chronogram.db import make_engine
 from chronogram.enums import PostStatus
+from chronogram.models import MediaAsset, Post, PostEvent
 from chronogram.settings import Settings
+from chronogram.storage import make_minio
 from sandbox.admin_client import SandboxAdmin
 from scripts import schedule_post
 from tests.engine.seed import jpeg
@@ -45,6 +49,54 @@ async def test_schedule_command_publishes(
     assert [(p["caption"], [c["text"] for c in p["comments"]]) for p in published] == [
         ("From the command line", ["first!"])
     ]
+
+
+def _recorded(settings: Settings) -> tuple[int, int, int, int]:
+    """How many posts, post events, media rows and stored objects there are."""
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        counts = [
+            session.exec(select(func.count()).select_from(model)).one()
+            for model in (Post, PostEvent, MediaAsset)
+        ]
+    engine.dispose()
+    objects = list(
+        make_minio(settings).list_objects(settings.media_bucket, prefix="uploads/", recursive=True)
+    )
+    return counts[0], counts[1], counts[2], len(objects)
+
+
+@pytest.mark.parametrize(
+    ("post_type", "caption", "field", "code"),
+    [
+        ("CAROUSEL", "One photo is no carousel", "media_ids", "media_count"),  # chronogram.post_rules
+        (None, "x" * 2201, "caption", "string_too_long"),  # the request schema, as the API checks it
+    ],
+)
+async def test_a_post_the_api_would_refuse_is_refused_and_not_recorded(
+    engine_settings: Settings,
+    sandbox_admin: SandboxAdmin,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    post_type: str | None,
+    caption: str,
+    field: str,
+    code: str,
+) -> None:
+    account = await sandbox_admin.create_account("cli_refused")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg(1080, 1080).data)
+    parser_args = argparse.Namespace(
+        files=[str(photo)], type=post_type, caption=caption, first_comment=None, location_id=None,
+        at=None, delay="1h", ig_user_id=account.ig_user_id, token=account.access_token,
+    )  # fmt: skip
+    before = _recorded(engine_settings)
+    assert await schedule_post.run(parser_args, engine_settings) != 0
+    output = capsys.readouterr()
+    assert output.out == ""
+    assert output.err.startswith("The post was refused:")
+    assert f"  {field}: " in output.err and f"({code})" in output.err
+    assert _recorded(engine_settings) == before
 
 
 def test_rejects_a_naive_time() -> None:

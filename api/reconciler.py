@@ -1,0 +1,72 @@
+"""The reconciler: starts the workflows of scheduled posts that have none.
+
+A post is recorded before its workflow is started, and every start is recorded on the post (see
+``api.temporal_gateway``). A scheduled post with no start recorded since it last became scheduled may have no
+workflow, because its request died, or Temporal was down, between the two: the reconciler starts it, at start-up
+and then periodically. Starting is idempotent, so starting a post that did have a workflow starts nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import temporal_gateway
+from api.crud import posts as crud
+from api.deps import AppServices
+
+log = logging.getLogger("chronogram.api.reconciler")
+
+_RECONCILE_BATCH = 100
+
+
+async def reconcile_once(services: AppServices, *, grace: timedelta) -> list[int]:
+    """Start the workflows of scheduled posts that have none; returns the ids of the posts started."""
+    # Posts this process started but has not recorded yet are not missing anything.
+    await services.start_records.flush()
+    pending = await run_in_threadpool(_pending, services, datetime.now(UTC) - grace)
+    started: list[int] = []
+    for request in pending:
+        try:
+            await temporal_gateway.start(services, request)
+        except RPCError as error:
+            log.warning("reconciler: Temporal refused the start of post %s: %s", request.post_id, error)
+            if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                break  # Temporal is down: the next pass will try again
+            continue
+        except Exception:
+            # e.g. WorkflowAlreadyStartedError: the id's last run completed, so the post must not run again.
+            log.exception("reconciler: could not start the workflow of post %s", request.post_id)
+            continue
+        log.warning("reconciler: started the missing workflow of post %s", request.post_id)
+        started.append(request.post_id)
+    return started
+
+
+def _pending(services: AppServices, updated_before: datetime) -> list[crud.WorkflowStart]:
+    with Session(services.engine) as session:
+        return crud.posts_awaiting_workflow(session, updated_before=updated_before, limit=_RECONCILE_BATCH)
+
+
+async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
+    """At start-up, then every interval until ``stop`` is set; a failed pass never ends the loop."""
+    settings = services.settings
+    grace = timedelta(seconds=settings.api_reconcile_grace_seconds)
+    while True:
+        try:
+            while len(await reconcile_once(services, grace=grace)) == _RECONCILE_BATCH:
+                pass  # a full batch: there may be more
+        except Exception:
+            log.exception("reconciler pass failed")
+        if settings.api_reconcile_interval_seconds == 0:
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), settings.api_reconcile_interval_seconds)
+            return
+        except TimeoutError:
+            continue

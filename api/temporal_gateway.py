@@ -1,0 +1,243 @@
+"""Everything the API asks of Temporal about a post: start its workflow (and record the start), signal it, query
+it, wait for its run to close. (The workflow code itself is the top-level ``workflows`` package.)
+
+A post is written to the database first and its workflow started second, so a crash (or Temporal being down)
+between the two leaves a scheduled post without a workflow, never a workflow without a post. Starting is
+idempotent (workflow id ``post-{id}``, USE_EXISTING), and every start is recorded on the post; the reconciler
+(``api.reconciler``) starts whatever scheduled post has no start recorded since it became scheduled, and
+``signal_post`` starts a missing workflow before signalling it. Running either twice, or while the original
+request is still starting the same post (or recording its start), starts nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.crud import posts as crud
+from api.deps import AppServices
+from chronogram import scheduling
+from chronogram.contracts import (
+    SIGNAL_INPUTS,
+    CancelRequest,
+    PostSignal,
+    PostState,
+    PublishNowRequest,
+    RescheduleRequest,
+    ScheduledPostResult,
+    post_workflow_id,
+)
+from chronogram.enums import PostStatus
+from chronogram.models import Post
+from workflows.scheduled_post import ScheduledPostWorkflow
+
+log = logging.getLogger("chronogram.api.temporal_gateway")
+
+_Handle = WorkflowHandle[ScheduledPostWorkflow, ScheduledPostResult]
+
+# What the API can ask of a scheduled post's workflow: the input of one of its signals.
+SignalRequest = CancelRequest | PublishNowRequest | RescheduleRequest
+
+# The signal each input goes with (the workflow's signal names, under which it also reports a refusal).
+_SIGNAL_OF: dict[type[SignalRequest], PostSignal] = {
+    request_type: signal for signal, request_type in SIGNAL_INPUTS.items()
+}
+
+
+class WorkflowMissing(Exception):
+    """The post has no workflow, or it has already completed."""
+
+
+class SignalNotDelivered(Exception):
+    """The post's workflow is missing and was not started again: the post is no longer scheduled (or no longer
+    exists: ``status`` None), or its workflow ended again before the signal landed."""
+
+    def __init__(self, post_id: int, status: PostStatus | None) -> None:
+        super().__init__(f"post {post_id} ({status}) has no workflow to signal")
+        self.post_id = post_id
+        self.status = status
+
+
+class StartFailed(Exception):
+    """The missing workflow of a scheduled post could not be started (logged where it happened)."""
+
+
+def handle_for(services: AppServices, post_id: int) -> _Handle:
+    return services.temporal.get_workflow_handle_for(ScheduledPostWorkflow.run, post_workflow_id(post_id))
+
+
+# --- starting -----------------------------------------------------------------------------------------------------
+
+
+async def start(services: AppServices, request: crud.WorkflowStart, *, record_later: bool = False) -> str:
+    """Start the post's workflow (or find the running one) and record it; returns the run id.
+
+    ``record_later`` queues the record for the next batch (``api.start_records``, which explains why a late or
+    lost record is safe) instead of writing it before returning. Only post creation does that: it is the one
+    frequent start, and its answer shows no history. Every other start records now: a retry's answer and the
+    signal after a repaired start show the history, and the reconciler's next pass must find its own records.
+    """
+    handle = await scheduling.start_post_workflow(
+        services.temporal,
+        post_id=request.post_id,
+        account_id=request.account_id,
+        username=request.username,
+        post_type=request.post_type,
+        publish_at=request.publish_at,
+    )
+    started = crud.StartedRun(
+        post_id=request.post_id,
+        run_id=handle.result_run_id or "",
+        intent_id=request.intent_id,
+        started_at=datetime.now(UTC),
+    )
+    if record_later:
+        services.start_records.add(started)
+    else:
+        await run_in_threadpool(_record_start, services, started)
+    return started.run_id
+
+
+def _record_start(services: AppServices, started: crud.StartedRun) -> None:
+    with Session(services.engine) as session:
+        crud.record_workflow_starts(session, [started])
+
+
+async def start_or_leave_to_reconciler(
+    services: AppServices, request: crud.WorkflowStart, *, record_later: bool = False
+) -> bool:
+    """Start now if possible. A failure is logged, not raised: the post is recorded, and the reconciler will
+    start it; failing the request would only invite a retry that schedules the post twice."""
+    try:
+        await start(services, request, record_later=record_later)
+    except Exception:
+        log.warning(
+            "could not start the workflow of post %s; the reconciler will", request.post_id, exc_info=True
+        )
+        return False
+    return True
+
+
+async def ensure_started(services: AppServices, post_id: int) -> None:
+    """Start the workflow of a recorded post whose workflow is missing (e.g. its start was lost)."""
+    request = await run_in_threadpool(_workflow_start, services, post_id)
+    if request is not None:
+        await start(services, request)
+
+
+def _workflow_start(services: AppServices, post_id: int) -> crud.WorkflowStart | None:
+    with Session(services.engine) as session:
+        return crud.workflow_start(session, post_id=post_id)
+
+
+def _start_if_scheduled(
+    services: AppServices, post_id: int
+) -> tuple[PostStatus | None, crud.WorkflowStart | None]:
+    """The post's stored status, and what starting its workflow needs if it is still scheduled."""
+    with Session(services.engine) as session:
+        post = session.get(Post, post_id)
+        if post is None or post.status is not PostStatus.SCHEDULED:
+            return (post.status if post is not None else None), None
+        return post.status, crud.workflow_start(session, post_id=post_id)
+
+
+# --- signals and queries ------------------------------------------------------------------------------------------
+
+
+async def signal_post(services: AppServices, post_id: int, signal: SignalRequest) -> None:
+    """Send ``signal`` to the post's workflow. If the workflow is missing while the post is still scheduled (its
+    start was lost), start it first and send the signal again, so that every change goes through the workflow.
+
+    Raises ``SignalNotDelivered`` if the post has no workflow and is no longer scheduled, ``StartFailed`` if its
+    missing workflow could not be started, and ``RPCError`` if Temporal failed the signal.
+    """
+    try:
+        try:
+            await _send(services, post_id, signal)
+            return
+        except WorkflowMissing:
+            # Finished since the row was read, or never started: look again.
+            status, request = await run_in_threadpool(_start_if_scheduled, services, post_id)
+        if request is None:
+            raise SignalNotDelivered(post_id, status)
+        try:
+            await start(services, request)
+        except Exception as error:
+            log.warning("could not start the missing workflow of post %s", post_id, exc_info=True)
+            raise StartFailed(post_id) from error
+        try:
+            await _send(services, post_id, signal)
+        except WorkflowMissing:
+            status, _request = await run_in_threadpool(_start_if_scheduled, services, post_id)
+            raise SignalNotDelivered(post_id, status) from None
+    except RPCError as error:
+        log.warning("signal %s to post %s failed: %s", _SIGNAL_OF[type(signal)], post_id, error)
+        raise
+
+
+async def _send(services: AppServices, post_id: int, signal: SignalRequest) -> None:
+    try:
+        await handle_for(services, post_id).signal(_SIGNAL_OF[type(signal)].value, signal)
+    except RPCError as error:
+        # NOT_FOUND also means "already completed": either way nothing is listening any more.
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise WorkflowMissing() from None
+        raise
+
+
+def signal_refused(state: PostState | None, signal: SignalRequest) -> bool:
+    """Whether the workflow refused ``signal`` (publishing had begun, or a cancel came first), judged from its
+    state read after sending it. Once the workflow refuses signals it refuses every later one, so any refusal of
+    this kind of signal means the one just sent was refused too."""
+    kind = _SIGNAL_OF[type(signal)]
+    return state is not None and any(item.signal == kind for item in state.refused_signals)
+
+
+async def query_state(services: AppServices, post_id: int) -> PostState | None:
+    """The workflow's live state, or None when it cannot answer in time (e.g. no worker is running)."""
+    timeout = services.settings.api_workflow_query_timeout_seconds
+    try:
+        return await asyncio.wait_for(
+            handle_for(services, post_id).query(
+                ScheduledPostWorkflow.state, rpc_timeout=timedelta(seconds=timeout)
+            ),
+            timeout + 1,
+        )
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise WorkflowMissing() from None
+        log.info("workflow of post %s did not answer its query: %s", post_id, error)
+    except (TimeoutError, WorkflowQueryFailedError) as error:
+        log.info("workflow of post %s did not answer its query: %s", post_id, error)
+    return None
+
+
+async def wait_closed(services: AppServices, post_id: int, wait_seconds: float) -> bool:
+    """Wait for the post's current run to close, however it ends; False if it is still running at the timeout."""
+    handle = handle_for(services, post_id)
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return True
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return True
+    try:
+        await asyncio.wait_for(handle.result(), wait_seconds)
+    except TimeoutError:
+        return False
+    except WorkflowFailureError:
+        pass
+    return True

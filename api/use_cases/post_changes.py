@@ -1,0 +1,142 @@
+"""Changing a post: edit or reschedule it, cancel it or publish it now while it is scheduled, retry it once failed.
+
+The workflow owns a post's status from its creation on; a change to its time or its fate is a signal to it, and
+it refuses those once publishing has begun (409 with the post's current status). That the post is scheduled (or
+failed, for a retry) when the request arrives is checked by the route's dependency (``api.deps``); the checks
+here catch what changed since.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError
+
+from api import temporal_gateway
+from api.crud import posts as crud
+from api.deps import AppServices
+from api.errors import ApiError, invalid, not_found, post_not_in_status
+from api.schemas.post_responses import PostDetail
+from api.schemas.posts import PostUpdate
+from api.temporal_gateway import SignalRequest
+from api.use_cases.post_checks import check_update, publish_at_problem
+from api.use_cases.post_reads import live_state, post_detail, reload
+from chronogram.contracts import CancelRequest, PostState, PublishNowRequest, PublishStep, RescheduleRequest
+from chronogram.enums import PostStatus
+from chronogram.models import Post
+
+
+async def update_post(services: AppServices, session: Session, post: Post, body: PostUpdate) -> PostDetail:
+    """Edit a scheduled post's content until its Instagram containers are prepared; a new time reschedules it."""
+    assert post.id is not None
+    if not body.model_fields_set:
+        raise ApiError(422, "empty_update", "send at least one field to change")
+    if "publish_at" in body.model_fields_set and body.publish_at is None:
+        raise ApiError(
+            422,
+            "validation_error",
+            "publish_at cannot be null; use publish-now to publish at once",
+            field="publish_at",
+        )
+    await run_in_threadpool(check_update, session, post, body, services.settings)
+
+    state: PostState | None = None
+    if body.content_fields():
+        state = await live_state(services, post.id)
+        prepared = state is not None and state.step is not PublishStep.SCHEDULED
+        if prepared or await run_in_threadpool(crud.has_containers, session, post_id=post.id):
+            raise ApiError(
+                409,
+                "post_content_locked",
+                f"post {post.id}'s Instagram containers are prepared, so its content is fixed; cancel it and "
+                "schedule a new post to change it",
+                current_status=PostStatus.SCHEDULED,
+            )
+    if body.publish_at is not None:
+        publish_at = max(body.publish_at, datetime.now(UTC))
+        state = await _signal(services, post.id, RescheduleRequest(publish_at=publish_at))
+    if body.content_fields():
+        updated = await run_in_threadpool(
+            crud.update_content,
+            session,
+            post_id=post.id,
+            values=body.column_values(),
+            items=body.carousel_item_values(),
+        )
+        if not updated:
+            current = await run_in_threadpool(reload, session, post.id)
+            raise post_not_in_status(post.id, current.status)
+    return await post_detail(services, session, post, state=state)
+
+
+async def cancel_post(services: AppServices, session: Session, post: Post, reason: str) -> PostDetail:
+    assert post.id is not None
+    state = await _signal(services, post.id, CancelRequest(reason))
+    return await post_detail(services, session, post, state=state)
+
+
+async def publish_now(services: AppServices, session: Session, post: Post, reason: str) -> PostDetail:
+    assert post.id is not None
+    state = await _signal(services, post.id, PublishNowRequest(reason))
+    return await post_detail(services, session, post, state=state)
+
+
+async def retry_post(
+    services: AppServices, session: Session, post: Post, requested: datetime | None
+) -> PostDetail:
+    """A failed post scheduled again, with a fresh workflow run: at ``requested``, else at its original time, or
+    now if that has passed."""
+    assert post.id is not None
+    now = datetime.now(UTC)
+    if requested is not None:
+        problem = publish_at_problem(requested, settings=services.settings, now=now)
+        if problem is not None:
+            raise invalid([problem])
+    publish_at = max(requested or post.publish_at, now)
+    # The failed run writes "failed" just before it ends: let it end, or the new start would find it running.
+    if not await temporal_gateway.wait_closed(services, post.id, services.settings.api_workflow_wait_seconds):
+        raise ApiError(409, "post_busy", f"post {post.id}'s last run is still ending; try again shortly")
+    if not await run_in_threadpool(crud.begin_retry, session, post_id=post.id, publish_at=publish_at):
+        current = await run_in_threadpool(reload, session, post.id)
+        raise post_not_in_status(post.id, current.status, expected=PostStatus.FAILED)
+    request = await run_in_threadpool(_workflow_start, session, post.id)
+    if request is not None:
+        await temporal_gateway.start_or_leave_to_reconciler(services, request)
+    return await post_detail(services, session, post)
+
+
+async def _signal(services: AppServices, post_id: int, signal: SignalRequest) -> PostState | None:
+    """Send a signal to a scheduled post's workflow and return its state afterwards; 409 if it was refused."""
+    try:
+        await temporal_gateway.signal_post(services, post_id, signal)
+    except temporal_gateway.SignalNotDelivered as missed:
+        if missed.status is None:
+            raise not_found("post", post_id) from None
+        raise post_not_in_status(post_id, missed.status) from None
+    except (temporal_gateway.StartFailed, RPCError):
+        raise ApiError(
+            503, "workflows_unavailable", "the scheduler is unavailable; try again shortly"
+        ) from None
+    state = await live_state(services, post_id)
+    if temporal_gateway.signal_refused(state, signal):
+        assert state is not None
+        if state.status is PostStatus.SCHEDULED:
+            # Still "scheduled" only until the cancellation it already accepted is recorded.
+            raise ApiError(
+                409,
+                "post_being_cancelled",
+                f"post {post_id} is being cancelled: it can no longer be changed",
+                current_status=state.status,
+            )
+        raise post_not_in_status(post_id, state.status)
+    return state
+
+
+def _workflow_start(session: Session, post_id: int) -> crud.WorkflowStart | None:
+    start = crud.workflow_start(session, post_id=post_id)
+    # End the read transaction, so that the request holds no pooled connection while it awaits Temporal (and
+    # then records the start on a second connection): otherwise ~15 concurrent requests exhaust the pool.
+    session.commit()
+    return start
