@@ -12,7 +12,9 @@ request is still starting the same post (or recording its start), starts nothing
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
@@ -36,6 +38,8 @@ from chronogram.contracts import (
     PublishNowRequest,
     RescheduleRequest,
     ScheduledPostResult,
+    SignalOutcome,
+    SignalOutcomeQuery,
     post_workflow_id,
 )
 from chronogram.enums import PostStatus
@@ -155,17 +159,19 @@ def _start_if_scheduled(
 # --- signals and queries ------------------------------------------------------------------------------------------
 
 
-async def signal_post(services: AppServices, post_id: int, signal: SignalRequest) -> None:
-    """Send ``signal`` to the post's workflow. If the workflow is missing while the post is still scheduled (its
-    start was lost), start it first and send the signal again, so that every change goes through the workflow.
+async def signal_post(services: AppServices, post_id: int, signal: SignalRequest) -> str:
+    """Send ``signal`` to the post's workflow, under a new request id, which it returns: ``signal_outcome`` reads
+    back what the workflow made of it. If the workflow is missing while the post is still scheduled (its start
+    was lost), start it first and send the signal again, so that every change goes through the workflow.
 
     Raises ``SignalNotDelivered`` if the post has no workflow and is no longer scheduled, ``StartFailed`` if its
     missing workflow could not be started, and ``RPCError`` if Temporal failed the signal.
     """
+    signal = dataclasses.replace(signal, request_id=uuid.uuid4().hex)
     try:
         try:
             await _send(services, post_id, signal)
-            return
+            return signal.request_id
         except WorkflowMissing:
             # Finished since the row was read, or never started: look again.
             status, request = await run_in_threadpool(_start_if_scheduled, services, post_id)
@@ -184,6 +190,7 @@ async def signal_post(services: AppServices, post_id: int, signal: SignalRequest
     except RPCError as error:
         log.warning("signal %s to post %s failed: %s", _SIGNAL_OF[type(signal)], post_id, error)
         raise
+    return signal.request_id
 
 
 async def _send(services: AppServices, post_id: int, signal: SignalRequest) -> None:
@@ -196,12 +203,23 @@ async def _send(services: AppServices, post_id: int, signal: SignalRequest) -> N
         raise
 
 
-def signal_refused(state: PostState | None, signal: SignalRequest) -> bool:
-    """Whether the workflow refused ``signal`` (publishing had begun, or a cancel came first), judged from its
-    state read after sending it. Once the workflow refuses signals it refuses every later one, so any refusal of
-    this kind of signal means the one just sent was refused too."""
-    kind = _SIGNAL_OF[type(signal)]
-    return state is not None and any(item.signal == kind for item in state.refused_signals)
+async def signal_outcome(services: AppServices, post_id: int, request_id: str) -> SignalOutcome | None:
+    """What the workflow made of the signal sent as ``request_id`` (accepted, or refused and why); None when it
+    cannot answer in time (e.g. no worker is running). Asked after the signal was sent, so it is answered after
+    the workflow has handled it."""
+    timeout = services.settings.api_workflow_query_timeout_seconds
+    try:
+        return await asyncio.wait_for(
+            handle_for(services, post_id).query(
+                ScheduledPostWorkflow.signal_outcome,
+                SignalOutcomeQuery(request_id),
+                rpc_timeout=timedelta(seconds=timeout),
+            ),
+            timeout + 1,
+        )
+    except (RPCError, TimeoutError, WorkflowQueryFailedError) as error:
+        log.info("workflow of post %s did not say what became of signal %s: %s", post_id, request_id, error)
+    return None
 
 
 async def query_state(services: AppServices, post_id: int) -> PostState | None:

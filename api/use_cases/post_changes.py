@@ -23,7 +23,15 @@ from api.schemas.posts import PostUpdate
 from api.temporal_gateway import SignalRequest
 from api.use_cases.post_checks import check_update, publish_at_problem
 from api.use_cases.post_reads import live_state, post_detail, reload
-from chronogram.contracts import CancelRequest, PostState, PublishNowRequest, PublishStep, RescheduleRequest
+from chronogram.contracts import (
+    CancelRequest,
+    PostState,
+    PublishNowRequest,
+    PublishStep,
+    RescheduleRequest,
+    SignalRefusal,
+    SignalVerdict,
+)
 from chronogram.enums import PostStatus
 from chronogram.models import Post
 
@@ -110,7 +118,7 @@ async def retry_post(
 async def _signal(services: AppServices, post_id: int, signal: SignalRequest) -> PostState | None:
     """Send a signal to a scheduled post's workflow and return its state afterwards; 409 if it was refused."""
     try:
-        await temporal_gateway.signal_post(services, post_id, signal)
+        request_id = await temporal_gateway.signal_post(services, post_id, signal)
     except temporal_gateway.SignalNotDelivered as missed:
         if missed.status is None:
             raise not_found("post", post_id) from None
@@ -119,19 +127,18 @@ async def _signal(services: AppServices, post_id: int, signal: SignalRequest) ->
         raise ApiError(
             503, "workflows_unavailable", "the scheduler is unavailable; try again shortly"
         ) from None
-    state = await live_state(services, post_id)
-    if temporal_gateway.signal_refused(state, signal):
-        assert state is not None
-        if state.status is PostStatus.SCHEDULED:
+    outcome = await temporal_gateway.signal_outcome(services, post_id, request_id)
+    if outcome is not None and outcome.verdict is SignalVerdict.REFUSED:
+        if outcome.refusal is SignalRefusal.BEING_CANCELLED:
             # Still "scheduled" only until the cancellation it already accepted is recorded.
             raise ApiError(
                 409,
                 "post_being_cancelled",
                 f"post {post_id} is being cancelled: it can no longer be changed",
-                current_status=state.status,
+                current_status=outcome.status,
             )
-        raise post_not_in_status(post_id, state.status)
-    return state
+        raise post_not_in_status(post_id, outcome.status)
+    return await live_state(services, post_id)
 
 
 def _workflow_start(session: Session, post_id: int) -> crud.WorkflowStart | None:
