@@ -1,4 +1,5 @@
-"""Session fixtures: the real servers, each started on free ports the first time a test asks for it.
+"""Fixtures for every folder: the real servers, each started on free ports the first time a test asks for it,
+and databases with the application schema (SQLite files, PostgreSQL databases made for the run).
 
 Every server is a child process that dies with the test run (see devstack.processes), so an interrupted run
 leaves nothing listening. Server logs go to one file whose path is printed in the test summary.
@@ -9,22 +10,28 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
+import psycopg
 import pytest
 import pytest_asyncio
+from psycopg import sql
+from sqlalchemy import URL, Engine, make_url
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from chronogram.contracts import SEARCH_ATTRIBUTES
+from chronogram.crypto import TokenCipher
 from chronogram.settings import Settings
 from chronogram.temporal import DATA_CONVERTER, connect_temporal, ensure_search_attributes
 from devstack import tools
 from devstack.processes import free_port
 from devstack.services import MinioServer, PostgresServer, TemporalDevServer
+from tests.support.db import NewDatabase, schema_engine
 
 SERVER_LOG_ENV = "CHRONOGRAM_TEST_SERVER_LOG"
 ISOLATED_NAMESPACES = ("engine", "api")
@@ -119,3 +126,44 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     await ensure_search_attributes(env.client, env.client.namespace)
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def new_pg_database(postgres_server: PostgresServer) -> Iterator[NewDatabase]:
+    """Create an empty, uniquely named database; returns its SQLAlchemy URL. Each is dropped when the run ends,
+    so tests never see tables left by other suites (or leave any behind)."""
+    server_url = make_url(postgres_server.url)
+    maintenance = _conninfo(server_url.set(database="postgres"))
+    created: list[str] = []
+
+    def create() -> URL:
+        name = f"chronogram_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(maintenance, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return server_url.set(database=name)
+
+    yield create
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        for name in created:
+            # FORCE: a test that failed mid-way may still hold a pooled connection.
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _conninfo(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A new SQLite file with the application schema."""
+    with schema_engine(f"sqlite:///{tmp_path / 'chronogram.db'}") as engine:
+        yield engine
+
+
+@pytest.fixture
+def cipher() -> TokenCipher:
+    """A token cipher with a key of its own."""
+    return TokenCipher([TokenCipher.generate_key()])

@@ -4,36 +4,32 @@ query) and the single-column writes after a Graph call, on a real SQLite databas
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import cast
 
 import pytest
 from minio import Minio
+from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
 
 from activities.instagram import InstagramActivities
 from chronogram.contracts import ErrorType
 from chronogram.crypto import TokenCipher
-from chronogram.db import create_schema, make_engine
 from chronogram.enums import PostStatus, PostType
 from chronogram.instagram import GraphClient
 from chronogram.models import Post
-from tests.engine.seed import PostSeed, Seeder
+from tests.support.factories import PostSeed, Seeder
 
 TOKEN = "EAAB-not-a-real-token"
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> tuple[InstagramActivities, Seeder, int]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'context.db'}")
-    create_schema(engine)
-    cipher = TokenCipher([TokenCipher.generate_key()])
+def seeded(sqlite_engine: Engine, cipher: TokenCipher) -> tuple[InstagramActivities, Seeder, int]:
     # Neither object storage nor the Graph API is reached by what these tests call.
     storage = Minio("127.0.0.1:9", secure=False)
-    seeder = Seeder(engine=engine, storage=storage, bucket="unused", cipher=cipher)
+    seeder = Seeder(engine=sqlite_engine, storage=storage, bucket="unused", cipher=cipher)
     account_id = seeder.account(ig_user_id="17841400000000042", username="context_shop", token=TOKEN)
-    activities = InstagramActivities(cast(GraphClient, None), engine, storage, "unused", cipher)
+    activities = InstagramActivities(cast(GraphClient, None), sqlite_engine, storage, "unused", cipher)
     return activities, seeder, account_id
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from minio import Minio
@@ -17,24 +16,15 @@ from temporalio.testing import ActivityEnvironment
 from activities.store import PostStore
 from chronogram.contracts import ErrorType, EventRecord, FinishInput
 from chronogram.crypto import TokenCipher
-from chronogram.db import create_schema, make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent
-from tests.engine.seed import PostSeed, Seeder
+from tests.support.factories import PostSeed, Seeder
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    create_schema(engine)
-    return engine
-
-
-@pytest.fixture
-def post_id(engine: Engine) -> int:
-    seeder = Seeder(
-        engine, Minio("127.0.0.1:9", secure=False), "unused", TokenCipher([TokenCipher.generate_key()])
-    )
+def post_id(sqlite_engine: Engine, cipher: TokenCipher) -> int:
+    # Posts without media: object storage is never reached.
+    seeder = Seeder(sqlite_engine, Minio("127.0.0.1:9", secure=False), "unused", cipher)
     account_id = seeder.account(ig_user_id="17841400000000077", username="store_shop", token="EAAB-test")
     return seeder.post(account_id, PostSeed(PostType.IMAGE, [], datetime.now(UTC) + timedelta(hours=1)))
 
@@ -64,13 +54,13 @@ def _begin(post_id: int, key: str = "run-1:1") -> EventRecord:
     )
 
 
-def test_begin_publishing_moves_a_scheduled_post_once(engine: Engine, post_id: int) -> None:
-    store = PostStore(engine)
+def test_begin_publishing_moves_a_scheduled_post_once(sqlite_engine: Engine, post_id: int) -> None:
+    store = PostStore(sqlite_engine)
     store.begin_publishing(_begin(post_id))
     store.begin_publishing(_begin(post_id))  # the retry of an attempt that committed
 
-    assert _post(engine, post_id).status is PostStatus.PUBLISHING
-    [event] = _events(engine, post_id)
+    assert _post(sqlite_engine, post_id).status is PostStatus.PUBLISHING
+    [event] = _events(sqlite_engine, post_id)
     assert (event.kind, event.from_status, event.to_status) == (
         EventKind.TRANSITION,
         PostStatus.SCHEDULED,
@@ -79,8 +69,8 @@ def test_begin_publishing_moves_a_scheduled_post_once(engine: Engine, post_id: i
     assert event.detail == {"message": "publish time reached"} and event.dedupe_key == "run-1:1"
 
 
-def test_finish_records_the_publication_and_its_event_once(engine: Engine, post_id: int) -> None:
-    store = PostStore(engine)
+def test_finish_records_the_publication_and_its_event_once(sqlite_engine: Engine, post_id: int) -> None:
+    store = PostStore(sqlite_engine)
     store.begin_publishing(_begin(post_id))
     published = FinishInput(
         post_id=post_id,
@@ -92,34 +82,34 @@ def test_finish_records_the_publication_and_its_event_once(engine: Engine, post_
     environment.run(store.finish, published)
     environment.run(store.finish, published)
 
-    post = _post(engine, post_id)
+    post = _post(sqlite_engine, post_id)
     assert post.status is PostStatus.PUBLISHED and post.published_at is not None
     assert (post.ig_media_id, post.permalink, post.error_code) == (
         "18000000000000009",
         "https://ig.test/p/x/",
         None,
     )
-    transitions = [(event.from_status, event.to_status) for event in _events(engine, post_id)]
+    transitions = [(event.from_status, event.to_status) for event in _events(sqlite_engine, post_id)]
     assert transitions == [
         (PostStatus.SCHEDULED, PostStatus.PUBLISHING),
         (PostStatus.PUBLISHING, PostStatus.PUBLISHED),
     ]
 
 
-def test_finish_keeps_a_stored_media_id_it_was_not_given(engine: Engine, post_id: int) -> None:
-    store = PostStore(engine)
+def test_finish_keeps_a_stored_media_id_it_was_not_given(sqlite_engine: Engine, post_id: int) -> None:
+    store = PostStore(sqlite_engine)
     store.begin_publishing(_begin(post_id))  # published only from publishing (chronogram.lifecycle)
-    with Session(engine) as session:
-        post = _post(engine, post_id)
+    with Session(sqlite_engine) as session:
+        post = _post(sqlite_engine, post_id)
         post.ig_media_id = "18000000000000010"  # stored by the publish activity itself
         session.add(post)
         session.commit()
     ActivityEnvironment().run(store.finish, FinishInput(post_id=post_id, status=PostStatus.PUBLISHED))
-    assert _post(engine, post_id).ig_media_id == "18000000000000010"
+    assert _post(sqlite_engine, post_id).ig_media_id == "18000000000000010"
 
 
-def test_a_failure_carries_its_error(engine: Engine, post_id: int) -> None:
-    store = PostStore(engine)
+def test_a_failure_carries_its_error(sqlite_engine: Engine, post_id: int) -> None:
+    store = PostStore(sqlite_engine)
     failed = FinishInput(
         post_id=post_id,
         status=PostStatus.FAILED,
@@ -128,13 +118,13 @@ def test_a_failure_carries_its_error(engine: Engine, post_id: int) -> None:
     )
     ActivityEnvironment().run(store.finish, failed)
 
-    post = _post(engine, post_id)
+    post = _post(sqlite_engine, post_id)
     assert (post.status, post.error_code, post.error_message) == (
         PostStatus.FAILED,
         "MediaRejected",
         "too small",
     )
-    [event] = _events(engine, post_id)
+    [event] = _events(sqlite_engine, post_id)
     assert (event.to_status, event.error_code, event.detail) == (
         PostStatus.FAILED,
         "MediaRejected",
@@ -143,8 +133,8 @@ def test_a_failure_carries_its_error(engine: Engine, post_id: int) -> None:
     assert event.dedupe_key == f"finish:{ActivityEnvironment().info.workflow_run_id}:failed"
 
 
-def test_a_deleted_post_is_not_found_and_not_retried(engine: Engine, post_id: int) -> None:
-    store = PostStore(engine)
+def test_a_deleted_post_is_not_found_and_not_retried(sqlite_engine: Engine, post_id: int) -> None:
+    store = PostStore(sqlite_engine)
     with pytest.raises(ApplicationError) as began:
         store.begin_publishing(dataclasses.replace(_begin(post_id), post_id=post_id + 1000))
     with pytest.raises(ApplicationError) as finished:

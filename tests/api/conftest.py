@@ -14,21 +14,17 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from pydantic import SecretStr
 from sqlmodel import Session
 
 from api.crud.users import create_user
 from api.deps import AppServices
 from api.main import create_app
-from chronogram.crypto import TokenCipher
-from chronogram.db import create_schema, make_engine
 from chronogram.settings import Settings
-from chronogram.storage import ensure_bucket, make_minio
 from sandbox.admin_client import SandboxAdmin
 from sandbox.config import SandboxConfig
 from sandbox.runner import SandboxServer
 from tests.api.helpers import ApiUser
-from worker import run_worker
+from tests.support.stack import background_worker, suite_settings
 
 
 @pytest.fixture(scope="package")
@@ -42,36 +38,22 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def api_settings(settings: Settings, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    database = tmp_path_factory.mktemp("api") / "chronogram.db"
-    configured = settings.model_copy(
-        update={
-            "temporal_namespace": "api",
-            "graph_api_base_url": sandbox_url,
-            "graph_api_timeout_seconds": 5.0,
-            "database_url": f"sqlite:///{database}",
-            "media_bucket": "api-media",
-            "token_encryption_key": SecretStr(TokenCipher.generate_key()),
-            # Tests run the reconciler themselves, when they want it.
-            "api_reconcile_interval_seconds": 0.0,
-            "api_workflow_query_timeout_seconds": 2.0,
-            "api_workflow_wait_seconds": 10.0,
-        }
+    return suite_settings(
+        settings,
+        namespace="api",
+        sandbox_url=sandbox_url,
+        database=tmp_path_factory.mktemp("api") / "chronogram.db",
+        # Tests run the reconciler themselves, when they want it.
+        api_reconcile_interval_seconds=0.0,
+        api_workflow_query_timeout_seconds=2.0,
+        api_workflow_wait_seconds=10.0,
     )
-    create_schema(make_engine(configured.database_url))
-    ensure_bucket(make_minio(configured), configured.media_bucket)
-    return configured
 
 
 @pytest_asyncio.fixture(scope="package")
 async def api_worker(api_settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(api_settings, stop))
-    await asyncio.sleep(0.3)
-    if task.done():
-        task.result()  # a start-up failure shows here, not as a timeout later
-    yield task
-    stop.set()
-    await task
+    async with background_worker(api_settings, settle=0.3) as task:
+        yield task
 
 
 @pytest_asyncio.fixture(scope="package")

@@ -1,9 +1,8 @@
-"""Building blocks for API tests: media files, and the common calls a client makes."""
+"""Building blocks for API tests: the common calls a client makes (media files are in tests.support.media)."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 import uuid
 from dataclasses import dataclass
@@ -11,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from PIL import Image
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppServices
 from chronogram.contracts import post_workflow_id
 from sandbox.admin_client import SandboxAdmin
+from tests.support.media import jpeg
 
 
 @dataclass(frozen=True)
@@ -25,33 +24,6 @@ class ApiUser:
     user_id: int
     key: str
     client: httpx.AsyncClient
-
-
-def jpeg(
-    width: int = 1080, height: int = 1080, *, color: tuple[int, int, int] = (30, 120, 200), **save: Any
-) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, format="JPEG", quality=85, **save)
-    return out.getvalue()
-
-
-def png(width: int = 1080, height: int = 1080) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGBA", (width, height), (10, 200, 90, 255)).save(out, format="PNG")
-    return out.getvalue()
-
-
-def mp4(padding: int = 4096) -> bytes:
-    """An ISO base media file with an ftyp box: what our sniffing and the sandbox take for MP4."""
-
-    def box(kind: bytes, body: bytes) -> bytes:
-        return (8 + len(body)).to_bytes(4, "big") + kind + body
-
-    return (
-        box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
-        + box(b"moov", b"\x00" * 64)
-        + box(b"mdat", b"\x00" * padding)
-    )
 
 
 def at(seconds: float) -> str:

@@ -3,9 +3,7 @@ deleted under it leaves nothing behind."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func
@@ -13,27 +11,18 @@ from sqlmodel import Session, col, select
 
 from api.crud import posts as crud
 from chronogram.crypto import TokenCipher
-from chronogram.db import create_schema, make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import IdempotencyKey, Post, PostEvent, PostMedia, UserTag
-from tests.db.factories import add_account, add_image, add_user, id_of
+from tests.support.factories import add_account, add_image, add_user, id_of
 
 FINGERPRINT = "f" * 64
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'posts.db'}")
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def carousel(engine: Engine) -> crud.NewPost:
-    with Session(engine, expire_on_commit=False) as session:
+def carousel(sqlite_engine: Engine, cipher: TokenCipher) -> crud.NewPost:
+    with Session(sqlite_engine, expire_on_commit=False) as session:
         owner = add_user(session)
-        account = add_account(session, owner, TokenCipher([TokenCipher.generate_key()]))
+        account = add_account(session, owner, cipher)
         media_ids = [id_of(add_image(session, owner, name)) for name in ("first", "second")]
         session.commit()
     return crud.NewPost(
@@ -53,11 +42,11 @@ def carousel(engine: Engine) -> crud.NewPost:
     )
 
 
-def test_the_answer_is_what_was_stored(engine: Engine, carousel: crud.NewPost) -> None:
-    with Session(engine) as session:
+def test_the_answer_is_what_was_stored(sqlite_engine: Engine, carousel: crud.NewPost) -> None:
+    with Session(sqlite_engine) as session:
         created = crud.create_post(session, new=carousel, idempotency_key="k1", fingerprint=FINGERPRINT)
     assert not created.replayed and created.start is not None
-    with Session(engine) as session:
+    with Session(sqlite_engine) as session:
         stored = session.get(Post, created.post_id)
         assert stored is not None
         assert stored.model_dump() == created.post.model_dump()
@@ -79,10 +68,10 @@ def test_the_answer_is_what_was_stored(engine: Engine, carousel: crud.NewPost) -
         assert key is not None and key.post_id == created.post_id
 
 
-def test_a_key_returns_the_first_post(engine: Engine, carousel: crud.NewPost) -> None:
-    with Session(engine) as session:
+def test_a_key_returns_the_first_post(sqlite_engine: Engine, carousel: crud.NewPost) -> None:
+    with Session(sqlite_engine) as session:
         first = crud.create_post(session, new=carousel, idempotency_key="k2", fingerprint=FINGERPRINT)
-    with Session(engine) as session:
+    with Session(sqlite_engine) as session:
         again = crud.create_post(session, new=carousel, idempotency_key="k2", fingerprint=FINGERPRINT)
         assert again.replayed and again.post_id == first.post_id
         assert again.post.model_dump() == first.post.model_dump()
@@ -91,11 +80,11 @@ def test_a_key_returns_the_first_post(engine: Engine, carousel: crud.NewPost) ->
             crud.create_post(session, new=carousel, idempotency_key="k2", fingerprint="e" * 64)
 
 
-def test_a_deleted_media_leaves_nothing_behind(engine: Engine, carousel: crud.NewPost) -> None:
+def test_a_deleted_media_leaves_nothing_behind(sqlite_engine: Engine, carousel: crud.NewPost) -> None:
     gone = crud.NewPost(**{**carousel.__dict__, "media_ids": [carousel.media_ids[0], 999_999]})
-    with Session(engine) as session, pytest.raises(crud.ReferenceGone):
+    with Session(sqlite_engine) as session, pytest.raises(crud.ReferenceGone):
         crud.create_post(session, new=gone, idempotency_key="k3", fingerprint=FINGERPRINT)
-    with Session(engine) as session:
+    with Session(sqlite_engine) as session:
         for table in (Post, PostMedia, PostEvent, IdempotencyKey):
             assert session.exec(select(func.count()).select_from(table)).one() == 0, table.__name__
         # And the key is free for the corrected request.

@@ -3,14 +3,11 @@ answers. Small data; the scale test runs on SQLite."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy import Engine, make_url, update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
 from api.crud import accounts as account_crud
@@ -18,29 +15,17 @@ from api.crud import media as media_crud
 from api.crud import posts as crud
 from api.crud.users import authenticate, create_user
 from chronogram.crypto import TokenCipher
-from chronogram.db import create_schema, make_engine
 from chronogram.enums import PostStatus, PostType
 from chronogram.models import Post
-from devstack.services import PostgresServer
+from tests.support.db import NewDatabase, schema_engine
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
-def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    server = make_url(postgres_server.url)
-    maintenance = server.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
-    name = f"chronogram_api_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(maintenance, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-    with psycopg.connect(maintenance, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def pg(new_pg_database: NewDatabase) -> Iterator[Engine]:
+    with schema_engine(new_pg_database()) as engine:
+        yield engine
 
 
 def test_the_api_persistence_on_postgresql(pg: Engine) -> None:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, at, jpeg, wait_for
+from tests.api.helpers import ApiUser, at, wait_for
+from tests.support.media import jpeg
 
 
 async def _setup(client: httpx.AsyncClient, sandbox: SandboxAdmin) -> tuple[int, int, str]:

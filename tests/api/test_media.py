@@ -14,7 +14,8 @@ from api.deps import AppServices
 from chronogram.enums import PostStatus
 from chronogram.models import MediaAsset, Post
 from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, assert_problem, connect, jpeg, mp4, png, schedule_ok, upload, upload_ok
+from tests.api.helpers import ApiUser, assert_problem, connect, schedule_ok, upload, upload_ok
+from tests.support.media import jpeg, mp4, png
 
 
 def _read_object(services: AppServices, key: str) -> bytes:
@@ -71,7 +72,7 @@ async def test_a_rotated_photo_is_measured_as_displayed(alice: ApiUser) -> None:
 
 
 async def test_quicktime_is_recognised(alice: ApiUser) -> None:
-    data = mp4().replace(b"isom\x00\x00\x02\x00", b"qt  \x00\x00\x02\x00", 1)
+    data = mp4(brand=b"qt  ")
     response = await upload(alice.client, data, filename="clip.mov", content_type="video/quicktime")
     assert response.status_code == 201, response.text
     assert response.json()["content_type"] == "video/quicktime"
@@ -94,10 +95,9 @@ async def test_a_truncated_image_is_refused_now(alice: ApiUser) -> None:
 
 @pytest.mark.parametrize("size", [(10_000, 6_000), (20_000, 20_000)], ids=["over-our-cap", "pillow-bomb"])
 async def test_decompression_bombs_are_refused(alice: ApiUser, size: tuple[int, int]) -> None:
-    out = io.BytesIO()
-    Image.new("1", size).save(out, format="PNG")  # a few kB of file, hundreds of megapixels
-    assert len(out.getvalue()) < 1024 * 1024
-    assert_problem(await upload(alice.client, out.getvalue()), 422, "image_too_many_pixels", field="file")
+    data = png(*size, mode="1", color=0)  # a few kB of file, hundreds of megapixels
+    assert len(data) < 1024 * 1024
+    assert_problem(await upload(alice.client, data), 422, "image_too_many_pixels", field="file")
 
 
 async def test_an_image_over_the_limit_is_cut_off_while_streaming(alice: ApiUser) -> None:

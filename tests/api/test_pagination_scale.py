@@ -18,7 +18,8 @@ from api.crud import posts as crud
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.enums import PostStatus, PostType
-from chronogram.models import InstagramAccount, Post, User
+from chronogram.models import Post
+from tests.support.factories import add_account, add_user
 
 POSTS = 10_000
 PAGE = 200
@@ -34,21 +35,14 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, int,
     start = datetime(2027, 1, 1, tzinfo=UTC)
     statuses = [PostStatus.SCHEDULED, PostStatus.CANCELLED, PostStatus.FAILED]
     with Session(engine) as session:
-        user = User(email="scale@example.com")
-        session.add(user)
-        session.flush()
+        user = add_user(session, email="scale@example.com")
         assert user.id is not None
-        accounts = []
-        for ig in ("1001", "1002"):
-            account = InstagramAccount(
-                owner_id=user.id,
-                ig_user_id=ig,
-                username=f"u{ig}",
-                access_token_ciphertext=cipher.encrypt("t"),
-            )
-            session.add(account)
-            session.flush()
-            accounts.append(account.id)
+        accounts = [
+            add_account(
+                session, user, cipher, ig_user_id=ig, username=f"u{ig}", token="t", token_expires_at=None
+            ).id
+            for ig in ("1001", "1002")
+        ]
         rows: list[dict[str, Any]] = []
         for index in range(POSTS + 500):
             rows.append(

@@ -10,7 +10,8 @@ import pytest
 import pytest_asyncio
 
 from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, assert_problem, at, connect, jpeg, mp4, schedule, upload_ok
+from tests.api.helpers import ApiUser, assert_problem, at, connect, schedule, upload_ok
+from tests.support.media import jpeg, mp4
 
 
 @dataclass(frozen=True)

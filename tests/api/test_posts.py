@@ -21,12 +21,12 @@ from tests.api.helpers import (
     assert_problem,
     at,
     connect,
-    jpeg,
     schedule_ok,
     upload_ok,
     wait_for,
     workflow_runs,
 )
+from tests.support.media import jpeg
 
 
 @pytest_asyncio.fixture

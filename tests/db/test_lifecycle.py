@@ -17,7 +17,7 @@ from chronogram.crypto import TokenCipher
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing, StatusChange, Transition
 from chronogram.models import Post, PostEvent, table_of
-from tests.db.factories import add_account, add_user, id_of
+from tests.support.factories import add_account, add_user, id_of
 
 _POSTS = table_of(Post)
 _EVENTS = table_of(PostEvent)

@@ -24,7 +24,7 @@ from chronogram.models import (
     PostType,
     User,
 )
-from tests.db.factories import ACCESS_TOKEN, add_account, add_image, add_post, add_user, id_of, ig_id
+from tests.support.factories import ACCESS_TOKEN, add_account, add_image, add_post, add_user, id_of, ig_id
 
 PUBLISH_AT = datetime(2026, 12, 1, 9, 30, tzinfo=timezone(timedelta(hours=2)))
 
@@ -160,15 +160,14 @@ def test_reel_options_and_user_tags_round_trip(engine: Engine, cipher: TokenCiph
     }
     with Session(engine) as session:
         account = add_account(session, add_user(session), cipher)
-        post = Post(
-            owner_id=account.owner_id,
-            account_id=id_of(account),
-            type=PostType.REELS,
-            publish_at=PUBLISH_AT,
-            reel_options=options,  # type: ignore[arg-type]
+        post = add_post(
+            session,
+            account,
+            PUBLISH_AT,
+            PostType.REELS,
+            reel_options=options,
             user_tags=[{"username": "friend_one"}],
         )
-        session.add(post)
         session.commit()
         post_id = id_of(post)
     with Session(engine) as session:

@@ -12,8 +12,8 @@ from sqlmodel import SQLModel
 
 from chronogram.db import create_schema, make_engine
 from chronogram.models import APP_TABLES, EventKind, PostStatus, PostType
-from tests.db.conftest import NewDatabase
 from tests.db.schema_shape import database_shape, differences, metadata_shape
+from tests.support.db import NewDatabase
 
 pytestmark = pytest.mark.postgres
 

@@ -11,8 +11,8 @@ from sqlalchemy.exc import StatementError
 from sqlmodel import Session, col, select
 
 from chronogram.crypto import TokenCipher
-from chronogram.models import Post, PostEvent, PostType, User, UTCDateTime
-from tests.db.factories import add_account, add_post, add_user, id_of
+from chronogram.models import Post, PostEvent, User, UTCDateTime
+from tests.support.factories import add_account, add_post, add_user, id_of
 
 PARIS_WINTER = timezone(timedelta(hours=1))
 TOKYO = timezone(timedelta(hours=9))
@@ -59,15 +59,8 @@ def test_server_defaults_read_back_aware(engine: Engine) -> None:
 def test_a_naive_datetime_is_refused_on_write(engine: Engine, cipher: TokenCipher) -> None:
     with Session(engine) as session:
         account = add_account(session, add_user(session), cipher)
-        post = Post(
-            owner_id=account.owner_id,
-            account_id=id_of(account),
-            type=PostType.IMAGE,
-            publish_at=datetime(2026, 12, 1, 9),
-        )
-        session.add(post)
         with pytest.raises(StatementError, match="naive datetime 2026-12-01T09:00:00 refused"):
-            session.flush()
+            add_post(session, account, datetime(2026, 12, 1, 9))  # refused on flush
 
 
 def test_a_naive_datetime_is_refused_in_a_query_too(engine: Engine) -> None:

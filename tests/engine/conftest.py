@@ -10,19 +10,18 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from temporalio.client import Client
 
 from chronogram.crypto import TokenCipher
-from chronogram.db import create_schema, make_engine
+from chronogram.db import make_engine
 from chronogram.settings import Settings
-from chronogram.storage import ensure_bucket, make_minio
+from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from sandbox.config import SandboxConfig
 from sandbox.runner import SandboxServer
-from tests.engine.seed import Seeder
-from worker import run_worker
+from tests.support.factories import Seeder
+from tests.support.stack import background_worker, suite_settings
 
 
 @pytest.fixture(scope="session")
@@ -39,20 +38,12 @@ def sandbox_url() -> Iterator[str]:
 def engine_settings(
     settings: Settings, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    database = tmp_path_factory.mktemp("engine") / "chronogram.db"
-    configured = settings.model_copy(
-        update={
-            "temporal_namespace": "engine",
-            "graph_api_base_url": sandbox_url,
-            "graph_api_timeout_seconds": 5.0,
-            "database_url": f"sqlite:///{database}",
-            "media_bucket": "engine-media",
-            "token_encryption_key": SecretStr(TokenCipher.generate_key()),
-        }
+    return suite_settings(
+        settings,
+        namespace="engine",
+        sandbox_url=sandbox_url,
+        database=tmp_path_factory.mktemp("engine") / "chronogram.db",
     )
-    create_schema(make_engine(configured.database_url))
-    ensure_bucket(make_minio(configured), configured.media_bucket)
-    return configured
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +79,8 @@ async def ig_account(sandbox_admin: SandboxAdmin, seeder: Seeder) -> tuple[Sandb
 
 @pytest_asyncio.fixture
 async def in_process_worker(engine_settings: Settings) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(engine_settings, stop))
-    await asyncio.sleep(0.5)
-    if task.done():
-        task.result()  # surface a start-up failure here rather than as a timeout later
-    yield
-    stop.set()
-    await task
+    async with background_worker(engine_settings, settle=0.5):
+        yield
 
 
 def engine_env(settings: Settings) -> dict[str, str]:

@@ -18,7 +18,7 @@ from chronogram.settings import Settings
 from chronogram.storage import make_minio
 from sandbox.admin_client import SandboxAdmin
 from scripts import schedule_post
-from tests.engine.seed import jpeg
+from tests.support.media import jpeg
 
 
 @pytest.mark.usefixtures("in_process_worker")
@@ -31,7 +31,7 @@ async def test_schedule_command_publishes(
 ) -> None:
     account = await sandbox_admin.create_account("cli_shop")
     photo = tmp_path / "photo.jpg"
-    photo.write_bytes(jpeg(1080, 1080).data)
+    photo.write_bytes(jpeg(1080, 1080))
     parser_args = argparse.Namespace(
         files=[str(photo)], type=None, caption="From the command line", first_comment="first!", location_id=None,
         at=None, delay="3s", ig_user_id=account.ig_user_id, token=account.access_token,

@@ -23,7 +23,8 @@ from chronogram.settings import Settings
 from devstack.processes import ManagedProcess
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.engine.conftest import PROJECT_ROOT, engine_env
-from tests.engine.seed import PostSeed, Seeder, jpeg
+from tests.support.factories import PostSeed, Seeder
+from tests.support.media import Upload
 from workflows import ScheduledPostWorkflow
 
 
@@ -65,7 +66,7 @@ async def schedule(
     delay: timedelta = timedelta(seconds=3),
 ) -> WorkflowHandle[Any, Any]:
     ig, account_id = account
-    seed = PostSeed(PostType.IMAGE, [jpeg(1080, 1080)], datetime.now(UTC) + delay)
+    seed = PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1080)], datetime.now(UTC) + delay)
     post_id = await asyncio.to_thread(seeder.post, account_id, seed)
     return await start_post_workflow(
         client,

@@ -23,8 +23,9 @@ from chronogram.models import Post
 from chronogram.settings import Settings
 from chronogram.storage import make_minio
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.engine.seed import PostSeed, Seeder, jpeg
 from tests.engine.test_real_stack import only_published, publish
+from tests.support.factories import PostSeed, Seeder
+from tests.support.media import Upload
 
 pytestmark = pytest.mark.usefixtures("in_process_worker")
 
@@ -36,7 +37,7 @@ async def test_a_new_run_finds_the_comment_an_earlier_run_left(
     sandbox_admin: SandboxAdmin,
     ig_account: tuple[SandboxAccount, int],
 ) -> None:
-    seed = PostSeed(PostType.IMAGE, [jpeg(1080, 1080)], datetime.now(UTC) + timedelta(seconds=4))
+    seed = PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1080)], datetime.now(UTC) + timedelta(seconds=4))
     post_id, result = await publish(engine_client, seeder, ig_account, seed)
     [comment] = (await only_published(sandbox_admin, ig_account))["comments"]
 

@@ -23,7 +23,8 @@ from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
 from chronogram.temporal import DATA_CONVERTER
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.engine.seed import PostSeed, Seeder, jpeg, mp4
+from tests.support.factories import PostSeed, Seeder
+from tests.support.media import Upload
 from workflows import ScheduledPostWorkflow
 
 pytestmark = pytest.mark.usefixtures("in_process_worker")
@@ -81,7 +82,7 @@ async def test_image_post(
     publish_at = datetime.now(UTC) + LEAD
     seed = PostSeed(
         PostType.IMAGE,
-        [jpeg(1080, 1350)],
+        [Upload.jpeg(1080, 1350)],
         publish_at,
         location_id="110123456789",
         user_tags=[{"username": "chronogram_friend", "x": 0.25, "y": 0.75}],
@@ -125,7 +126,7 @@ async def test_carousel_with_images_and_a_video(
     publish_at = datetime.now(UTC) + LEAD
     seed = PostSeed(
         PostType.CAROUSEL,
-        [jpeg(1080, 1080), mp4(), jpeg(1080, 1080, (200, 30, 30))],
+        [Upload.jpeg(1080, 1080), Upload.mp4(), Upload.jpeg(1080, 1080, (200, 30, 30))],
         publish_at,
         location_id="220",
     )
@@ -142,7 +143,7 @@ async def test_carousel_with_images_and_a_video(
 async def test_reel(engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin) -> None:
     publish_at = datetime.now(UTC) + LEAD
     seed = PostSeed(
-        PostType.REELS, [mp4(duration_ms=12_000)], publish_at, reel_options={"share_to_feed": True}
+        PostType.REELS, [Upload.mp4(duration_ms=12_000)], publish_at, reel_options={"share_to_feed": True}
     )
     await publish(engine_client, seeder, ig_account, seed)
 
@@ -155,7 +156,7 @@ async def test_reel(engine_client: Client, seeder: Seeder, ig_account, sandbox_a
 
 async def test_story(engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin) -> None:
     publish_at = datetime.now(UTC) + LEAD
-    seed = PostSeed(PostType.STORIES, [jpeg(1080, 1920)], publish_at, caption=None, first_comment=None)
+    seed = PostSeed(PostType.STORIES, [Upload.jpeg(1080, 1920)], publish_at, caption=None, first_comment=None)
     await publish(engine_client, seeder, ig_account, seed)
 
     published = await only_published(sandbox_admin, ig_account)
@@ -169,7 +170,7 @@ async def test_rejected_media_fails_the_post_with_a_reason(
 ) -> None:
     # 1:2 portrait is outside Instagram's 4:5..1.91:1 for a feed image: the user is told what to change.
     # Due in five minutes: inside the preparation window, so the media is checked now, not at publish time.
-    seed = PostSeed(PostType.IMAGE, [jpeg(500, 1000)], datetime.now(UTC) + timedelta(minutes=5))
+    seed = PostSeed(PostType.IMAGE, [Upload.jpeg(500, 1000)], datetime.now(UTC) + timedelta(minutes=5))
     ig, account_id = ig_account
     post_id = await asyncio.to_thread(seeder.post, account_id, seed)
     handle = await start_post_workflow(

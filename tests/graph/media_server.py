@@ -1,57 +1,27 @@
-"""Test media (Pillow-made JPEGs, hand-built MP4 boxes) served over real HTTP for the sandbox to download."""
+"""Test media (from tests.support.media) served over real HTTP for the sandbox to download."""
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from PIL import Image
+from tests.support.media import jpeg, mp4, png
 
 MIB = 1024 * 1024
-
-
-def jpeg(width: int, height: int, *, color: tuple[int, int, int] = (180, 40, 90)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
-def png(width: int, height: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (20, 120, 200)).save(out, "PNG")
-    return out.getvalue()
+COLOR = (180, 40, 90)  # of the standard JPEGs
 
 
 def oversized_jpeg() -> bytes:
     # A valid JPEG padded after its end marker: decoders ignore the tail, size checks do not.
-    image = jpeg(1080, 1080)
+    image = jpeg(1080, 1080, color=COLOR)
     return image + b"\0" * (8 * MIB + 1 - len(image))
 
 
-def _box(kind: bytes, body: bytes) -> bytes:
-    return (8 + len(body)).to_bytes(4, "big") + kind + body
-
-
-def mp4(payload: int = 4096, *, brand: bytes = b"isom") -> bytes:
+def video(brand: bytes = b"isom") -> bytes:
     """A structurally valid ISO-BMFF file: ftyp, moov/mvhd (5 s at 1 kHz), mdat."""
-    ftyp = _box(b"ftyp", brand + (512).to_bytes(4, "big") + b"isomiso2avc1mp41")
-    mvhd_body = (
-        bytes(4)  # version 0, flags
-        + bytes(8)  # creation and modification times
-        + (1000).to_bytes(4, "big")  # timescale
-        + (5000).to_bytes(4, "big")  # duration
-        + (0x00010000).to_bytes(4, "big")  # rate 1.0
-        + (0x0100).to_bytes(2, "big")  # volume 1.0
-        + bytes(10)
-        + bytes(36)  # matrix (unchecked)
-        + bytes(24)
-        + (2).to_bytes(4, "big")  # next track id
-    )
-    moov = _box(b"moov", _box(b"mvhd", mvhd_body))
-    return ftyp + moov + _box(b"mdat", bytes(payload))
+    return mp4(brand=brand, compatible=b"isomiso2avc1mp41", duration_ms=5000)
 
 
 @dataclass
@@ -133,19 +103,22 @@ class StandardMedia:
 
 
 def publish_standard_media(server: MediaServer) -> StandardMedia:
+    def image(name: str, width: int, height: int, *, delay: float = 0.0) -> str:
+        return server.put(name, jpeg(width, height, color=COLOR), "image/jpeg", delay=delay)
+
     return StandardMedia(
-        square=server.put("square.jpg", jpeg(1080, 1080), "image/jpeg"),
-        portrait=server.put("portrait.jpg", jpeg(1080, 1350), "image/jpeg"),
-        landscape=server.put("landscape.jpg", jpeg(1910, 1000), "image/jpeg"),
-        tall=server.put("tall.jpg", jpeg(1080, 1920), "image/jpeg"),
-        wide=server.put("wide.jpg", jpeg(2000, 1000), "image/jpeg"),
-        tiny=server.put("tiny.jpg", jpeg(200, 200), "image/jpeg"),
-        huge_width=server.put("huge-width.jpg", jpeg(2000, 2000), "image/jpeg"),
-        png=server.put("square.png", png(1080, 1080), "image/png"),
+        square=image("square.jpg", 1080, 1080),
+        portrait=image("portrait.jpg", 1080, 1350),
+        landscape=image("landscape.jpg", 1910, 1000),
+        tall=image("tall.jpg", 1080, 1920),
+        wide=image("wide.jpg", 2000, 1000),
+        tiny=image("tiny.jpg", 200, 200),
+        huge_width=image("huge-width.jpg", 2000, 2000),
+        png=server.put("square.png", png(1080, 1080, mode="RGB", color=(20, 120, 200)), "image/png"),
         oversized=server.put("oversized.jpg", oversized_jpeg(), "image/jpeg"),
-        video=server.put("reel.mp4", mp4(), "video/mp4"),
-        mov=server.put("clip.mov", mp4(brand=b"qt  "), "video/quicktime"),
+        video=server.put("reel.mp4", video(), "video/mp4"),
+        mov=server.put("clip.mov", video(brand=b"qt  "), "video/quicktime"),
         html=server.put("page.html", b"<html><body>not media</body></html>", "text/html"),
         missing=server.url("does-not-exist.jpg"),
-        slow_image=server.put("slow.jpg", jpeg(1080, 1080), "image/jpeg", delay=1.0),
+        slow_image=image("slow.jpg", 1080, 1080, delay=1.0),
     )

@@ -31,7 +31,7 @@ from devstack import tools
 from devstack.processes import free_port
 from devstack.services import TemporalDevServer
 from tests.replay.scenarios import SCENARIOS, Scenario
-from tests.workflows.fakes import FakeWorld
+from tests.support.fakes import FakeWorld
 from workflows import ScheduledPostWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")

@@ -1,6 +1,6 @@
 """Scenarios whose histories are recorded for replay tests: every path through ScheduledPostWorkflow.
 
-Each runs the real workflow against the in-memory world of tests/workflows/fakes.py. Scenarios that finish in
+Each runs the real workflow against the in-memory world of tests/support/fakes.py. Scenarios that finish in
 seconds run on the real dev server; the few with long durable waits inside (quota window, reconcile re-reads)
 run on the time-skipping server, which writes the same history format.
 """
@@ -22,7 +22,7 @@ from chronogram.contracts import (
     ScheduledPostResult,
 )
 from chronogram.enums import PostType
-from tests.workflows.fakes import PublishFault, Script, graph_error
+from tests.support.fakes import PublishFault, Script, graph_error
 from workflows import ScheduledPostWorkflow
 
 Handle = WorkflowHandle[ScheduledPostWorkflow, ScheduledPostResult]

@@ -1,5 +1,5 @@
 """ScheduledPostWorkflow on the time-skipping test server: months of waiting in seconds, every signal and every
-Graph API error class, with activities replaced by a stateful in-memory world (tests/workflows/fakes.py)."""
+Graph API error class, with activities replaced by a stateful in-memory world (tests/support/fakes.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from chronogram.contracts import (
 )
 from chronogram.enums import PostStatus, PostType
 from chronogram.scheduling import start_post_workflow
-from tests.workflows.fakes import FakeWorld, PublishFault, Script, graph_error
+from tests.support.fakes import FakeWorld, PublishFault, Script, graph_error
 from workflows import ScheduledPostWorkflow
 
 TOLERANCE = timedelta(seconds=5)
