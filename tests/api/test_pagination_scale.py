@@ -16,9 +16,9 @@ from sqlmodel import Session
 
 from api.crud import posts as crud
 from chronogram.crypto import TokenCipher
-from chronogram.db import create_schema, make_engine
 from chronogram.enums import PostStatus, PostType
 from chronogram.models import Post
+from tests.support.db import schema_engine
 from tests.support.factories import add_account, add_user
 
 POSTS = 10_000
@@ -28,13 +28,12 @@ PAGE = 200
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, int, int, int]]:
     """Its own database: 10,000 posts on one account, 500 on another, all of one user."""
-    engine = make_engine(f"sqlite:///{Path(tmp_path_factory.mktemp('scale')) / 'scale.db'}")
-    create_schema(engine)
+    database = f"sqlite:///{Path(tmp_path_factory.mktemp('scale')) / 'scale.db'}"
     cipher = TokenCipher([TokenCipher.generate_key()])
     rng = random.Random(7)
     start = datetime(2027, 1, 1, tzinfo=UTC)
     statuses = [PostStatus.SCHEDULED, PostStatus.CANCELLED, PostStatus.FAILED]
-    with Session(engine) as session:
+    with schema_engine(database) as engine, Session(engine) as session:
         user = add_user(session, email="scale@example.com")
         assert user.id is not None
         accounts = [
@@ -60,7 +59,6 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, int,
         session.commit()
         assert accounts[0] is not None and accounts[1] is not None
         yield engine, user.id, accounts[0], accounts[1]
-    engine.dispose()
 
 
 def _walk(session: Session, **filters: Any) -> list[Post]:
