@@ -85,7 +85,7 @@ async def test_a_post_the_api_would_refuse_is_refused_and_not_recorded(
 ) -> None:
     account = await sandbox_admin.create_account("cli_refused")
     photo = tmp_path / "photo.jpg"
-    photo.write_bytes(jpeg(1080, 1080).data)
+    photo.write_bytes(jpeg(1080, 1080))
     parser_args = argparse.Namespace(
         files=[str(photo)], type=post_type, caption=caption, first_comment=None, location_id=None,
         at=None, delay="1h", ig_user_id=account.ig_user_id, token=account.access_token,
