@@ -10,7 +10,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.rows import load_post, post_media
+from activities.rows import post_with_media
 from chronogram.contracts import (
     ErrorType,
     MediaInterface,
@@ -42,8 +42,7 @@ class MediaActivities(MediaInterface):
     @activity.defn
     def prepare_media(self, request: PostRef) -> PreparedMediaList:
         with Session(self._engine) as session:
-            post = load_post(session, request.post_id)
-            rows = post_media(session, request.post_id)
+            post, rows = post_with_media(session, request.post_id)
             post_type = post.type
         if not rows:
             raise ApplicationError(

@@ -32,6 +32,10 @@ def load_post(session: Session, post_id: int) -> Post:
     return post
 
 
+def post_with_media(session: Session, post_id: int) -> tuple[Post, list[tuple[PostMedia, MediaAsset]]]:
+    return load_post(session, post_id), post_media(session, post_id)
+
+
 def post_media(session: Session, post_id: int) -> list[tuple[PostMedia, MediaAsset]]:
     rows = session.exec(
         select(PostMedia, MediaAsset)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 from temporalio import activity
 
-from activities.rows import load_post, post_media, refused_transition
+from activities.rows import post_with_media, refused_transition
 from chronogram import lifecycle
 from chronogram.contracts import (
     EventRecord,
@@ -20,7 +20,6 @@ from chronogram.contracts import (
     PostStoreInterface,
     PublishPlan,
 )
-from chronogram.enums import PostStatus
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing
 
 
@@ -33,8 +32,7 @@ class PostStore(PostStoreInterface):
     @activity.defn
     def load_plan(self, request: PostRef) -> PublishPlan:
         with Session(self._engine) as session:
-            post = load_post(session, request.post_id)
-            rows = post_media(session, request.post_id)
+            post, rows = post_with_media(session, request.post_id)
             return PublishPlan(
                 post_id=request.post_id,
                 account_id=post.account_id,
@@ -49,57 +47,30 @@ class PostStore(PostStoreInterface):
     @activity.defn
     def begin_publishing(self, event: EventRecord) -> None:
         with _transaction(self._engine) as connection:
-            lifecycle.begin_publishing(
-                connection, post_id=event.post_id, message=event.message, dedupe_key=_dedupe_key(event)
-            )
+            lifecycle.begin_publishing(connection, event.post_id, _dedupe_key(event), message=event.message)
 
     @activity.defn
     def record_event(self, event: EventRecord) -> None:
         with _transaction(self._engine) as connection:
+            key = _dedupe_key(event)
             if event.publish_at is not None:
                 lifecycle.reschedule(
-                    connection,
-                    post_id=event.post_id,
-                    publish_at=event.publish_at,
-                    message=event.message,
-                    dedupe_key=_dedupe_key(event),
+                    connection, event.post_id, key, publish_at=event.publish_at, message=event.message
                 )
-                return
-            lifecycle.record_event(
-                connection,
-                post_id=event.post_id,
-                kind=event.kind,
-                message=event.message,
-                dedupe_key=_dedupe_key(event),
-                error_code=event.error_code,
-            )
+            else:
+                lifecycle.record_event(
+                    connection,
+                    event.post_id,
+                    key,
+                    kind=event.kind,
+                    message=event.message,
+                    error_code=event.error_code,
+                )
 
     @activity.defn
     def finish(self, request: FinishInput) -> None:
-        dedupe_key = DedupeKey.run_ending(_run_id(), request.status)
         with _transaction(self._engine) as connection:
-            if request.status is PostStatus.PUBLISHED:
-                lifecycle.publish(
-                    connection,
-                    post_id=request.post_id,
-                    dedupe_key=dedupe_key,
-                    media_id=request.media_id,
-                    permalink=request.permalink,
-                )
-            elif request.status is PostStatus.FAILED:
-                lifecycle.fail(
-                    connection,
-                    post_id=request.post_id,
-                    dedupe_key=dedupe_key,
-                    error_code=request.error_code,
-                    message=request.error_message,
-                )
-            elif request.status is PostStatus.CANCELLED:
-                lifecycle.cancel(
-                    connection, post_id=request.post_id, dedupe_key=dedupe_key, reason=request.error_message
-                )
-            else:
-                raise ValueError(f"a workflow run cannot end {request.status.value}")
+            lifecycle.end_run(connection, request, DedupeKey.run_ending(_run_id(), request.status))
 
 
 @contextmanager

@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Connection, bindparam, exists, insert, select, update
 
-from chronogram.contracts import ErrorType
+from chronogram.contracts import ErrorType, FinishInput
 from chronogram.enums import EventKind, PostStatus
 from chronogram.models import Post, PostEvent, PostMedia, table_of
 
@@ -219,97 +219,86 @@ def schedule(connection: Connection, *, post: Mapping[str, Any], message: str = 
     return Scheduled(post_id=post_id, intent_id=intent_id)
 
 
-def begin_publishing(connection: Connection, *, post_id: int, message: str, dedupe_key: str) -> bool:
-    return _apply(connection, post_id, Transition.BEGIN_PUBLISHING, message=message, dedupe_key=dedupe_key)
+def begin_publishing(connection: Connection, post_id: int, dedupe_key: str, *, message: str) -> bool:
+    return _apply(connection, post_id, Transition.BEGIN_PUBLISHING, dedupe_key, message)
 
 
 def publish(
-    connection: Connection, *, post_id: int, dedupe_key: str, media_id: str | None, permalink: str | None
+    connection: Connection, post_id: int, dedupe_key: str, *, media_id: str | None, permalink: str | None
 ) -> bool:
     values: dict[str, Any] = {"published_at": _now(), "error_code": None, "error_message": None}
     if media_id:
         values["ig_media_id"] = media_id
     if permalink:
         values["permalink"] = permalink
-    return _apply(
-        connection, post_id, Transition.PUBLISH, message="published", dedupe_key=dedupe_key, values=values
-    )
+    return _apply(connection, post_id, Transition.PUBLISH, dedupe_key, "published", values=values)
 
 
 def fail(
     connection: Connection,
-    *,
     post_id: int,
     dedupe_key: str,
+    *,
     error_code: ErrorType | None,
     message: str | None,
 ) -> bool:
-    return _apply(
-        connection,
-        post_id,
-        Transition.FAIL,
-        message=message or PostStatus.FAILED.value,
-        dedupe_key=dedupe_key,
-        error_code=error_code,
-        values={"error_code": error_code, "error_message": message},
-    )
+    values = {"error_code": error_code, "error_message": message}
+    return _apply(connection, post_id, Transition.FAIL, dedupe_key, message or "failed", error_code, values)
 
 
-def cancel(connection: Connection, *, post_id: int, dedupe_key: str, reason: str | None) -> bool:
-    return _apply(
-        connection,
-        post_id,
-        Transition.CANCEL,
-        message=reason or PostStatus.CANCELLED.value,
-        dedupe_key=dedupe_key,
-        values={"error_code": None, "error_message": reason},
-    )
+def cancel(connection: Connection, post_id: int, dedupe_key: str, *, reason: str | None) -> bool:
+    values = {"error_code": None, "error_message": reason}
+    return _apply(connection, post_id, Transition.CANCEL, dedupe_key, reason or "cancelled", values=values)
+
+
+def end_run(connection: Connection, ending: FinishInput, dedupe_key: str) -> bool:
+    """A workflow run's ending: publish, fail or cancel, by the status it ended in."""
+    if ending.status is PostStatus.PUBLISHED:
+        return publish(
+            connection, ending.post_id, dedupe_key, media_id=ending.media_id, permalink=ending.permalink
+        )
+    if ending.status is PostStatus.FAILED:
+        return fail(
+            connection, ending.post_id, dedupe_key, error_code=ending.error_code, message=ending.error_message
+        )
+    if ending.status is PostStatus.CANCELLED:
+        return cancel(connection, ending.post_id, dedupe_key, reason=ending.error_message)
+    raise ValueError(f"a workflow run cannot end {ending.status.value}")
 
 
 def retry(connection: Connection, *, post_id: int, publish_at: datetime) -> bool:
     """failed -> scheduled, at ``publish_at``, for a fresh workflow run. The error stays in the post's events; on
     the row it would describe a run that is over."""
+    values = {"publish_at": publish_at, "error_code": None, "error_message": None}
     return _apply(
-        connection,
-        post_id,
-        Transition.RETRY,
-        message="retry requested",
-        dedupe_key=DedupeKey.retry(post_id),
-        values={"publish_at": publish_at, "error_code": None, "error_message": None},
+        connection, post_id, Transition.RETRY, DedupeKey.retry(post_id), "retry requested", values=values
     )
 
 
 # --- events without a status change, and the rows publishing adds ------------------------------------------
 
 
+class EventDetails(TypedDict, total=False):
+    error_code: ErrorType | None
+    detail: Mapping[str, Any] | None
+    occurred_at: datetime | None
+
+
 def record_event(
     connection: Connection,
-    *,
     post_id: int,
+    dedupe_key: str | None,
+    *,
     kind: EventKind,
     message: str,
-    dedupe_key: str | None,
-    error_code: ErrorType | None = None,
-    detail: Mapping[str, Any] | None = None,
-    occurred_at: datetime | None = None,
+    **details: Unpack[EventDetails],
 ) -> bool:
     """An event that changes no status (an edit, a refused signal, an error, a workflow start). False if the event
     with this dedupe key was already recorded."""
     if dedupe_key is not None and _recorded(connection, dedupe_key):
         return False
-    connection.execute(
-        insert(_EVENTS).values(
-            **event_row(
-                post_id=post_id,
-                kind=kind,
-                message=message,
-                dedupe_key=dedupe_key,
-                error_code=error_code,
-                detail=detail,
-                occurred_at=occurred_at,
-            )
-        )
-    )
+    row = event_row(post_id=post_id, kind=kind, message=message, dedupe_key=dedupe_key, **details)
+    connection.execute(insert(_EVENTS).values(**row))
     return True
 
 
@@ -320,7 +309,7 @@ def record_events(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> 
 
 
 def reschedule(
-    connection: Connection, *, post_id: int, publish_at: datetime, message: str, dedupe_key: str
+    connection: Connection, post_id: int, dedupe_key: str, *, publish_at: datetime, message: str
 ) -> bool:
     """The post's publish time moved (its status stays scheduled)."""
     if _recorded(connection, dedupe_key):
@@ -409,9 +398,8 @@ def _apply(
     connection: Connection,
     post_id: int,
     transition: Transition,
-    *,
-    message: str,
     dedupe_key: str,
+    message: str,
     error_code: ErrorType | None = None,
     values: Mapping[str, Any] | None = None,
 ) -> bool:

@@ -356,17 +356,13 @@ class ScheduledPostWorkflow:
             if media_id and plan.has_first_comment:
                 await self._post_first_comment(media_id)
         self._state.permalink = permalink
-        await workflow.execute_activity_method(
-            PostStoreInterface.finish,
+        await self._store_ending(
             FinishInput(
                 post_id=self._state.post_id,
                 status=PostStatus.PUBLISHED,
                 media_id=media_id,
                 permalink=permalink,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DATABASE_RETRY,
-            summary="mark published",
+            )
         )
         self._set_status(PostStatus.PUBLISHED)
         self._set_step(PublishStep.DONE)
@@ -572,14 +568,10 @@ class ScheduledPostWorkflow:
     # --- endings ---------------------------------------------------------------------------------------------
 
     async def _finish_cancelled(self, request: CancelRequest) -> ScheduledPostResult:
-        await workflow.execute_activity_method(
-            PostStoreInterface.finish,
+        await self._store_ending(
             FinishInput(
                 post_id=self._state.post_id, status=PostStatus.CANCELLED, error_message=request.reason or None
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DATABASE_RETRY,
-            summary="mark cancelled",
+            )
         )
         self._set_status(PostStatus.CANCELLED)
         self._set_step(PublishStep.DONE)
@@ -587,22 +579,27 @@ class ScheduledPostWorkflow:
 
     async def _finish_failed(self, failure: _PostFailed) -> None:
         self._state.last_error = f"{failure.code}: {failure.message}"
-        await workflow.execute_activity_method(
-            PostStoreInterface.finish,
+        await self._store_ending(
             FinishInput(
                 post_id=self._state.post_id,
                 status=PostStatus.FAILED,
                 error_code=failure.code,
                 error_message=failure.message,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_DATABASE_RETRY,
-            summary="mark failed",
+            )
         )
         self._set_status(PostStatus.FAILED)
         self._set_step(PublishStep.DONE)
 
     # --- bookkeeping -----------------------------------------------------------------------------------------
+
+    async def _store_ending(self, ending: FinishInput) -> None:
+        await workflow.execute_activity_method(
+            PostStoreInterface.finish,
+            ending,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary=f"mark {ending.status.value}",
+        )
 
     async def _record(
         self,

@@ -334,13 +334,8 @@ def update_content(
                 .where(col(PostMedia.post_id) == post_id, col(PostMedia.position) == position)
                 .values(alt_text=item.get("alt_text"), user_tags=item.get("user_tags") or [])
             )
-    lifecycle.record_event(
-        session.connection(),
-        post_id=post_id,
-        kind=EventKind.TRANSITION,
-        message=f"edited {', '.join(changed)}",
-        dedupe_key=None,
-    )
+    edited = f"edited {', '.join(changed)}"
+    lifecycle.record_event(session.connection(), post_id, None, kind=EventKind.TRANSITION, message=edited)
     session.commit()
     return True
 
