@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chronogram.contracts import PostState
+from chronogram.contracts import PostSignal, PostState, SignalRefusal
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent, PostMedia
 
@@ -110,9 +110,14 @@ def _post_fields(post: Post, media: list[PostMedia]) -> dict[str, Any]:
 
 
 class RefusedSignalOut(BaseModel):
-    signal: str
-    status: PostStatus
+    signal: PostSignal
+    status: PostStatus = Field(description="The post's status when the signal arrived")
     received_at: datetime
+    reason: SignalRefusal | None = Field(
+        default=None,
+        description="not_scheduled: publishing had begun or the post was done; being_cancelled: a cancellation "
+        "came first; malformed_input: the signal had no input or input of the wrong shape (typed by hand)",
+    )
 
 
 class LiveState(BaseModel):
@@ -128,7 +133,8 @@ class LiveState(BaseModel):
     media_id: str | None
     permalink: str | None
     refused_signals: list[RefusedSignalOut] = Field(
-        description="Changes that arrived after publishing had begun, and were refused"
+        description="Signals the workflow refused (changes that arrived once publishing had begun, after a "
+        "cancellation, or without a valid input), each also recorded in the post's events"
     )
 
     @classmethod
@@ -142,7 +148,7 @@ class LiveState(BaseModel):
             media_id=state.media_id,
             permalink=state.permalink,
             refused_signals=[
-                RefusedSignalOut(signal=r.signal, status=r.status, received_at=r.received_at)
+                RefusedSignalOut(signal=r.signal, status=r.status, received_at=r.received_at, reason=r.reason)
                 for r in state.refused_signals
             ],
         )

@@ -360,3 +360,21 @@ async def test_nothing_changes_a_post_once_it_is_cancelled(
         assert response.json()["code"] in ("post_being_cancelled", "post_not_scheduled")
     done = await wait_for(alice.client, post["id"], "cancelled")
     assert done["ig_media_id"] is None
+
+
+async def test_a_signal_typed_by_hand_without_input_is_refused_shown_and_the_post_publishes(
+    alice: ApiUser, sandbox: SandboxAdmin, account: dict[str, Any], media_id: int, services: AppServices
+) -> None:
+    """`temporal workflow signal --name cancel` with no input: the post says why it refused it, and goes on."""
+    post = await schedule_ok(alice.client, account["id"], [media_id], publish_at=at(8))
+    handle = services.temporal.get_workflow_handle(post_workflow_id(post["id"]))
+    await handle.signal("cancel")
+    detail = (await alice.client.get(f"/v1/posts/{post['id']}")).json()
+    assert [(r["signal"], r["reason"]) for r in detail["live"]["refused_signals"]] == [
+        ("cancel", "malformed_input")
+    ]
+    done = await wait_for(alice.client, post["id"], "published")
+    assert "cancel refused: its input is not a CancelRequest" in [
+        event["message"] for event in done["events"]
+    ]
+    assert len(await sandbox.published(account["ig_user_id"])) == 1
