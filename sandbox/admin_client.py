@@ -54,6 +54,37 @@ class SandboxAdmin:
     async def clear_faults(self) -> None:
         await self._request("DELETE", "/faults")
 
+    async def start_outage(
+        self, kind: str = "unavailable", *, seconds: float, **scope: Any
+    ) -> dict[str, Any]:
+        """Fail every matching call for ``seconds`` of sandbox time. ``kind``: unavailable, app_throttle,
+        user_throttle, page_throttle, custom_throttle or buc_throttle; ``scope``: endpoint, ig_user_id,
+        http_status."""
+        outage: dict[str, Any] = await self._request(
+            "POST", "/outages", json={"kind": kind, "seconds": seconds, **scope}
+        )
+        return outage
+
+    async def outages(self, *, include_over: bool = False) -> list[dict[str, Any]]:
+        """The outages under way; with ``include_over``, also those that ended."""
+        body = await self._request("GET", "/outages", params={"all": "true"} if include_over else None)
+        data: list[dict[str, Any]] = body["data"]
+        return data
+
+    async def outage(self, outage_id: str) -> dict[str, Any]:
+        outage: dict[str, Any] = await self._request("GET", f"/outages/{outage_id}")
+        return outage
+
+    async def end_outage(self, outage_id: str) -> dict[str, Any]:
+        """End it now rather than when its time is up."""
+        outage: dict[str, Any] = await self._request("DELETE", f"/outages/{outage_id}")
+        return outage
+
+    async def end_outages(self) -> list[dict[str, Any]]:
+        body = await self._request("DELETE", "/outages")
+        data: list[dict[str, Any]] = body["data"]
+        return data
+
     async def calls(self, **filters: Any) -> list[dict[str, Any]]:
         body = await self._request(
             "GET", "/calls", params={k: v for k, v in filters.items() if v is not None}

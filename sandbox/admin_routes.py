@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sandbox.config import SandboxConfig
 from sandbox.containers import apply_container_fault
 from sandbox.faults import CONTAINER_ACTIONS, FaultSpec
 from sandbox.nodes import ground_truth_container, ground_truth_media
+from sandbox.outages import OutageSpec
 from sandbox.state import SandboxState
 
 router = APIRouter(prefix="/_sandbox", tags=["sandbox"])
@@ -171,16 +172,63 @@ async def remove_fault(fault_id: str, state: StateDep) -> dict[str, bool]:
     return {"success": True}
 
 
+@router.post("/outages", status_code=status.HTTP_201_CREATED)
+async def start_outage(spec: OutageSpec, state: StateDep) -> dict[str, Any]:
+    """Fail every matching call for ``seconds`` of sandbox time, then recover by itself."""
+    now = state.clock.now()
+    return state.outages.start(spec, now).to_json(now)
+
+
+@router.get("/outages")
+async def list_outages(
+    state: StateDep, include_over: Annotated[bool, Query(alias="all")] = False
+) -> dict[str, Any]:
+    """The outages under way (``all=true``: also those over or ended early), oldest first."""
+    now = state.clock.now()
+    outages = state.outages.outages if include_over else state.outages.active(now)
+    return {"data": [outage.to_json(now) for outage in outages]}
+
+
+@router.get("/outages/{outage_id}")
+async def read_outage(outage_id: str, state: StateDep) -> dict[str, Any]:
+    outage = state.outages.get(outage_id)
+    if outage is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such outage")
+    return outage.to_json(state.clock.now())
+
+
+@router.delete("/outages")
+async def end_outages(state: StateDep) -> dict[str, Any]:
+    """End every outage under way now; returns the ones ended."""
+    now = state.clock.now()
+    ended = state.outages.active(now)
+    for outage in ended:
+        outage.end(now)
+    return {"data": [outage.to_json(now) for outage in ended]}
+
+
+@router.delete("/outages/{outage_id}")
+async def end_outage(outage_id: str, state: StateDep) -> dict[str, Any]:
+    """End this outage now (a no-op for one already over); it stays listed with ``all=true``."""
+    outage = state.outages.get(outage_id)
+    if outage is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such outage")
+    now = state.clock.now()
+    outage.end(now)
+    return outage.to_json(now)
+
+
 @router.get("/calls")
 async def list_calls(
-    state: StateDep, since: int = 0, endpoint: str | None = None, ig_user_id: str | None = None
+    state: StateDep,
+    since: int = 0,
+    endpoint: str | None = None,
+    ig_user_id: str | None = None,
+    outage: str | None = None,
 ) -> dict[str, Any]:
-    """The Graph calls served, oldest first; ``since`` is a ``seq`` to continue from."""
-    return {
-        "data": [
-            r.to_json() for r in state.calls.query(since=since, endpoint=endpoint, ig_user_id=ig_user_id)
-        ]
-    }
+    """The Graph calls served, oldest first; ``since`` is a ``seq`` to continue from, ``outage`` an outage id."""
+    calls = state.calls.query(since=since, endpoint=endpoint, ig_user_id=ig_user_id, outage=outage)
+    return {"data": [r.to_json() for r in calls]}
 
 
 @router.delete("/calls")

@@ -21,6 +21,8 @@ class CallRecord:
     error_code: int | None = None
     error_subcode: int | None = None
     fault: str | None = None
+    # The id of the outage that failed this call.
+    outage: str | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
 
@@ -49,7 +51,12 @@ class CallLog:
         self.records.clear()
 
     def query(
-        self, *, since: int = 0, endpoint: str | None = None, ig_user_id: str | None = None
+        self,
+        *,
+        since: int = 0,
+        endpoint: str | None = None,
+        ig_user_id: str | None = None,
+        outage: str | None = None,
     ) -> list[CallRecord]:
         return [
             record
@@ -57,4 +64,5 @@ class CallLog:
             if record.seq > since
             and (endpoint is None or record.endpoint == endpoint)
             and (ig_user_id is None or record.ig_user_id == ig_user_id)
+            and (outage is None or record.outage == outage)
         ]

@@ -2,7 +2,8 @@
 
 One catch-all route parses the path itself, because Graph paths are positional (``/{version}?/{node}/{edge}``)
 and the node can be a user, a container or a media id. Every call goes through the same pipeline:
-parameters → call log → token → usage meter → faults → handler → Meta's headers.
+parameters → call log → outage → token → usage meter → faults → handler → Meta's headers (a throttling
+outage fails the call after the token check, an unavailable service before it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from sandbox.errors import (
 )
 from sandbox.faults import FaultAction, FaultSpec
 from sandbox.nodes import comment_json, container_json, media_json, user_json
+from sandbox.outages import Outage
 from sandbox.params import FieldSel, Params, parse_fields, read_params, sanitized, token_from
 from sandbox.state import Account, Comment, Media, SandboxState
 from sandbox.usage import app_usage_header, buc_header
@@ -182,10 +184,18 @@ async def _serve(
     headers: dict[str, str],
 ) -> Response:
     params = Params(raw)
+    now = state.clock.now()
+    owner = state.token_owner(token_from(request, raw))
+    outage = state.outages.match(route.endpoint, owner, now)
+    if outage is not None and not outage.spec.kind.throttle:
+        raise _outage_failure(outage, record, owner, now)
     account: Account | None = None
     if route.authenticated:
         account = state.authenticate(token_from(request, raw))
         record.ig_user_id = account.ig_user_id
+    if outage is not None:
+        raise _outage_failure(outage, record, owner, now)
+    if account is not None:
         _meter(state, account)
     call = Call(request, state, params, route.node, account, parse_fields(params.get_str("fields")))
     target = params.get_str("creation_id") if route.endpoint == "media_publish" else route.node
@@ -203,6 +213,15 @@ async def _serve(
     if fault is not None:
         response = await _after(fault.spec, request, account, response)
     return response
+
+
+def _outage_failure(outage: Outage, record: CallRecord, owner: str | None, now: datetime) -> GraphError:
+    """The error for a call an outage fails. It fails before the handler, the meter and the faults: nothing
+    is done, counted or consumed, only logged."""
+    outage.hits += 1
+    record.outage = outage.id
+    record.ig_user_id = record.ig_user_id or owner
+    return outage.error(record.ig_user_id, now)
 
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:

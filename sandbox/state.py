@@ -29,6 +29,7 @@ from sandbox.config import DEMO_ACCESS_TOKEN, DEMO_IG_USER_ID, DEMO_USERNAME, Sa
 from sandbox.errors import expired_token, invalid_token, missing_token, revoked_token
 from sandbox.faults import FaultBook
 from sandbox.media import MediaInfo
+from sandbox.outages import OutageBook
 from sandbox.usage import CallMeter
 
 
@@ -146,6 +147,7 @@ class SandboxState:
         self.config = config.model_copy()
         self.clock = Clock()
         self.faults = FaultBook()
+        self.outages = OutageBook()
         self.calls = CallLog()
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[str, Token] = {}
@@ -180,6 +182,7 @@ class SandboxState:
         self.config = self.initial_config.model_copy()
         self.clock.reset()
         self.faults.clear()
+        self.outages.clear()
         self.calls.clear()
         self.accounts.clear()
         self.tokens.clear()
@@ -227,6 +230,11 @@ class SandboxState:
         token = Token(value, ig_user_id, now, None if expires_in is None else now + expires_in)
         self.tokens[value] = token
         return token
+
+    def token_owner(self, value: str | None) -> str | None:
+        """The account a token was issued to, whether or not it is still valid (None for unknown tokens)."""
+        token = self.tokens.get(value) if value is not None else None
+        return token.ig_user_id if token is not None and token.ig_user_id in self.accounts else None
 
     def authenticate(self, value: str | None) -> Account:
         """The account a token acts for, or Meta's 104/190 error."""

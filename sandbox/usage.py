@@ -65,3 +65,8 @@ def app_usage_header(percent: int) -> str:
         },
         separators=(",", ":"),
     )
+
+
+def page_usage_header(percent: int) -> str:
+    """``X-Page-Usage``: the same percentages for a Page's rolling 24 h window (Meta's 2016 page-level limits)."""
+    return app_usage_header(percent)
