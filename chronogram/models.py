@@ -41,7 +41,7 @@ from sqlmodel import Field, SQLModel
 # typing_extensions: pydantic only accepts its TypedDict before Python 3.12.
 from typing_extensions import TypedDict
 
-from chronogram.contracts import MediaKind
+from chronogram.contracts import ErrorType, MediaKind
 from chronogram.enums import EventKind, PostStatus, PostType
 
 if TYPE_CHECKING:
@@ -388,7 +388,7 @@ class Post(SQLModel, table=True):
     ig_container_id: str | None = _text(nullable=True)
     ig_media_id: str | None = _text(nullable=True)
     permalink: str | None = _text(nullable=True)
-    error_code: str | None = _text(nullable=True)
+    error_code: ErrorType | None = _column(Column(TextEnum(ErrorType), nullable=True))
     error_message: str | None = _text(nullable=True)
     published_at: datetime | None = _timestamp(nullable=True)
     created_at: datetime = _created_at()

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chronogram.contracts import PostSignal, PostState, SignalRefusal
+from chronogram.contracts import ErrorType, PostSignal, PostState, SignalRefusal
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent, PostMedia
 
@@ -29,7 +29,10 @@ class PostMediaOut(BaseModel):
 
 
 class PostError(BaseModel):
-    code: str | None
+    code: ErrorType | None = Field(
+        description="What failed, as a stable type: e.g. GraphAuthError (reconnect the account), MediaRejected "
+        "(fix the media), PublishOutcomeUnknown (Instagram never confirmed the publish)"
+    )
     message: str | None
 
 

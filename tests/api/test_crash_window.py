@@ -20,7 +20,7 @@ from api.crud import posts as crud
 from api.deps import AppServices
 from api.main import create_app
 from chronogram import scheduling
-from chronogram.contracts import post_workflow_id
+from chronogram.contracts import ErrorType, post_workflow_id
 from chronogram.enums import PostStatus, PostType
 from chronogram.models import Post
 from chronogram.settings import Settings
@@ -212,7 +212,7 @@ async def test_a_lost_retry_start_is_reconciled_with_a_fresh_run(
     with Session(services.engine) as session:
         row = session.get(Post, post["id"])
         assert row is not None
-        row.status, row.error_code = PostStatus.FAILED, "Test"
+        row.status, row.error_code = PostStatus.FAILED, ErrorType.UNEXPECTED
         session.add(row)
         session.commit()
 
