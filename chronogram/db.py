@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateColumn
 from sqlmodel import SQLModel, create_engine
 
 from chronogram.models import APP_TABLES
@@ -15,6 +17,11 @@ SCHEMA_SQL = PROJECT_ROOT / "schema.sql"
 # Any constant shared by every process: concurrent starts (API and worker) take turns applying schema.sql, since
 # two CREATE TABLE IF NOT EXISTS racing on the same name can still fail on PostgreSQL's catalog constraints.
 _SCHEMA_LOCK_ID = 0x6368726F6E6F
+
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("api_keys", "last_used_at"),)
+"""Columns added to tables after their release, as (table, column). Creating what is missing leaves an existing
+table as it is, so create_schema adds these to the databases made before them: schema.sql's closing section on
+PostgreSQL, _add_missing_columns on SQLite. Only nullable columns, or ones with a constant default, can be added so."""
 
 
 def make_engine(database_url: str) -> Engine:
@@ -40,7 +47,8 @@ def create_schema(engine: Engine, schema_sql: Path = SCHEMA_SQL) -> None:
     """Create whatever tables and indexes are missing; safe to run on every start.
 
     PostgreSQL runs schema.sql, the production source of truth, in one transaction. SQLite is built from the
-    SQLModel mirror of it (chronogram.models), which tests/db/test_schema.py keeps identical.
+    SQLModel mirror of it (chronogram.models), which tests/db/test_schema.py keeps identical. Either way a database
+    made before one of ADDED_COLUMNS gets that column.
     """
     if engine.dialect.name == "postgresql":
         ddl = schema_sql.read_text(encoding="utf-8")
@@ -51,5 +59,26 @@ def create_schema(engine: Engine, schema_sql: Path = SCHEMA_SQL) -> None:
             connection.execution_options(no_parameters=True).exec_driver_sql(ddl)
     elif engine.dialect.name == "sqlite":
         SQLModel.metadata.create_all(engine, tables=list(APP_TABLES))
+        _add_missing_columns(engine)
     else:
         raise ValueError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """SQLite: ADD COLUMN each of ADDED_COLUMNS that an older database lacks, as create_all would declare it."""
+    tables = {table.name: table for table in APP_TABLES}
+    for table_name, column_name in ADDED_COLUMNS:
+        if _has_column(engine, table_name, column_name):
+            continue
+        column = CreateColumn(tables[table_name].c[column_name]).compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {column}")
+        except OperationalError:
+            # Another process starting at the same time (the API and the worker) added it first.
+            if not _has_column(engine, table_name, column_name):
+                raise
+
+
+def _has_column(engine: Engine, table_name: str, column_name: str) -> bool:
+    return any(column["name"] == column_name for column in inspect(engine).get_columns(table_name))

@@ -247,6 +247,8 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = _text(nullable=False, in_repr=False)
     created_at: datetime = _created_at()
     revoked_at: datetime | None = _timestamp(nullable=True)
+    # Recorded at most once a minute (api.crud.users.authenticate). Added after release: chronogram.db.ADDED_COLUMNS.
+    last_used_at: datetime | None = _timestamp(nullable=True)
 
 
 class InstagramAccount(SQLModel, table=True):
