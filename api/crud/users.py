@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, or_, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, col, select
 
-from chronogram.models import ApiKey, User
+from chronogram.models import ApiKey, User, UTCDateTime
+
+log = logging.getLogger("chronogram.api.keys")
 
 KEY_PREFIX = "cg_"
 # Enough of the key to tell keys apart in a listing or a log line, far too little to use it.
 _SHOWN_PREFIX_CHARS = 12
+# api_keys.last_used_at is recorded at most this often per key, so that using a key is a read, not a write.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 class UserExists(Exception):
@@ -57,7 +63,7 @@ def create_user(session: Session, *, name: str, key_name: str | None = None) -> 
         session.rollback()
         raise UserExists(f"user {user.email!r} already exists") from None
     assert user.id is not None
-    key = _add_key(session, user_id=user.id, key_name=key_name)
+    _row, key = add_key(session, user_id=user.id, key_name=key_name)
     session.commit()
     return Principal(user_id=user.id, name=user.email), key
 
@@ -81,36 +87,70 @@ def find_or_create_user(session: Session, *, name: str) -> Principal:
     raise RuntimeError(f"could not create user {email!r}")
 
 
-def create_key(session: Session, *, name: str, key_name: str | None = None) -> str | None:
-    """A new key for an existing user (e.g. a lost one); None when there is no such user."""
+def find_user(session: Session, *, name: str) -> Principal | None:
     user = session.exec(select(User).where(User.email == normalise_name(name))).first()
     if user is None or user.id is None:
         return None
-    key = _add_key(session, user_id=user.id, key_name=key_name)
+    return Principal(user_id=user.id, name=user.email)
+
+
+def create_key(session: Session, *, name: str, key_name: str | None = None) -> str | None:
+    """A new key for an existing user (e.g. a lost one); None when there is no such user."""
+    user = find_user(session, name=name)
+    if user is None:
+        return None
+    _row, key = add_key(session, user_id=user.user_id, key_name=key_name)
     session.commit()
     return key
 
 
 # Built once: every request runs it, and SQLAlchemy would otherwise rebuild and re-key the statement each time.
+# Nothing caches its answer: a key revoked a moment ago is refused by the next request.
 _PRINCIPAL_BY_KEY_HASH = (
-    select(User.id, User.email)
+    select(User.id, User.email, ApiKey.id, ApiKey.last_used_at)
     .join(ApiKey, ApiKey.user_id == User.id)  # type: ignore[arg-type]
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+    .where(ApiKey.key_hash == bindparam("key_hash"), col(ApiKey.revoked_at).is_(None))
+)
+# Conditional, so that of the requests that find the time stale at once only one writes it.
+_RECORD_USE = (
+    update(ApiKey)
+    .where(
+        col(ApiKey.id) == bindparam("key_id"),
+        or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) < bindparam("stale_before")),
+    )
+    .values(last_used_at=bindparam("now", type_=UTCDateTime()))
+    .execution_options(synchronize_session=False)
 )
 
 
 def authenticate(session: Session, *, key: str) -> Principal | None:
+    """The user of a key that is neither unknown nor revoked; records when the key was used, to the minute."""
     row = session.exec(_PRINCIPAL_BY_KEY_HASH, params={"key_hash": hash_key(key)}).first()
     if row is None:
         return None
-    user_id, name = row
-    assert user_id is not None
+    user_id, name, key_id, last_used_at = row
+    assert user_id is not None and key_id is not None
+    now = datetime.now(UTC)
+    if last_used_at is None or last_used_at < now - LAST_USED_PRECISION:
+        _record_use(session, key_id=key_id, now=now)
     return Principal(user_id=user_id, name=name)
 
 
-def _add_key(session: Session, *, user_id: int, key_name: str | None) -> str:
+def _record_use(session: Session, *, key_id: int, now: datetime) -> None:
+    # Before the request's own work, in a transaction of its own; a failure costs the time, never the request.
+    try:
+        session.execute(
+            _RECORD_USE, {"key_id": key_id, "stale_before": now - LAST_USED_PRECISION, "now": now}
+        )
+        session.commit()
+    except SQLAlchemyError as error:
+        session.rollback()
+        log.warning("could not record the use of API key %s: %s", key_id, error)
+
+
+def add_key(session: Session, *, user_id: int, key_name: str | None) -> tuple[ApiKey, str]:
+    """Add a key to the session (the caller commits): its row, and the key in plaintext, the only time it exists."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(
-        ApiKey(user_id=user_id, name=key_name, prefix=key[:_SHOWN_PREFIX_CHARS], key_hash=hash_key(key))
-    )
-    return key
+    row = ApiKey(user_id=user_id, name=key_name, prefix=key[:_SHOWN_PREFIX_CHARS], key_hash=hash_key(key))
+    session.add(row)
+    return row, key
