@@ -20,7 +20,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.openapi import install_openapi
 from api.reconciler import run_reconciler
-from api.routes import accounts, health, media, posts
+from api.routes import accounts, health, keys, media, posts
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
 from chronogram.crypto import TokenCipher
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
-    for router in (health.router, accounts.router, media.router, posts.router):
+    for router in (health.router, accounts.router, media.router, posts.router, keys.router):
         app.include_router(router)
     return app
 

@@ -3,6 +3,7 @@ schema under application/problem+json, and FastAPI's default 422 shape replaced 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -70,12 +71,15 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
 }
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: _problem_response(status) for status in statuses}
+def problems(
+    *statuses: int, examples: Mapping[int, tuple[str, dict[str, Any]]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``examples`` gives a status the route's own description and example instead of the generic ones."""
+    return {status: _problem_response(status, (examples or {}).get(status)) for status in statuses}
 
 
-def _problem_response(status: int) -> dict[str, Any]:
-    description, example = _EXAMPLES[status]
+def _problem_response(status: int, own: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    description, example = own or _EXAMPLES[status]
     body = {"type": f"urn:chronogram:problem:{example['code']}", "status": status, **example}
     return {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF, "example": body}}}
 

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # How long a request waits for a workflow run to end: DELETE /v1/accounts/{id} for its cancelled posts,
     # POST /v1/posts/{id}/retry for the failed run.
     api_workflow_wait_seconds: float = Field(default=15.0, gt=0)
+    # API keys a user may hold at once (not revoked); POST /v1/keys answers 409 beyond. The admin command's keys
+    # count, but it may make more.
+    api_max_active_keys_per_user: int = Field(default=20, ge=1)
 
     # Worker tuning
     worker_max_concurrent_activities: int = Field(default=100, ge=1)

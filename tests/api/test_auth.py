@@ -38,7 +38,7 @@ async def test_every_v1_route_is_documented_as_protected(app: FastAPI) -> None:
         if path.startswith("/v1")
         for method, operation in item.items()
     ]
-    assert len(operations) == 15
+    assert len(operations) == 18
     for path, method, operation in operations:
         assert operation.get("security") == [{"ApiKey": []}], (method, path)
         assert "401" in operation["responses"], (method, path)
@@ -134,3 +134,42 @@ def test_ensure_dev_user_returns_a_key_only_the_first_time(tmp_path: Path) -> No
     with Session(engine) as session:
         principal = authenticate(session, key=key)
     assert principal is not None and principal.name == "dev"
+
+
+def test_list_keys_and_revoke_key(admin_database: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin.main(["create-user", "dora@example.com"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert admin.main(["create-key", "Dora@Example.com"]) == 0
+    second = capsys.readouterr().out.strip()
+    engine = make_engine(f"sqlite:///{admin_database}")
+    with Session(engine) as session:
+        assert authenticate(session, key=first) is not None  # records its use
+
+    assert admin.main(["list-keys", "DORA@example.com"]) == 0
+    out = capsys.readouterr().out
+    assert first not in out and second not in out and hash_key(first) not in out
+    header, *lines = [line.split("\t") for line in out.splitlines()]
+    assert header == ["id", "prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    assert [(prefix, name) for _id, prefix, name, *_ in lines] == [
+        (first[:12], "created by api.admin"),
+        (second[:12], "created by api.admin"),
+    ]
+    assert lines[0][4] != "-" and lines[1][4] == "-"  # last used: only the first key, so far
+    assert lines[0][5] == lines[1][5] == "-"
+
+    assert admin.main(["revoke-key", lines[0][0]]) == 0
+    assert f"API key {lines[0][0]} ({first[:12]}...) revoked at" in capsys.readouterr().err
+    with Session(engine) as session:
+        assert authenticate(session, key=first) is None
+        assert authenticate(session, key=second) is not None
+    assert admin.main(["revoke-key", lines[0][0]]) == 0  # again: nothing changes
+    assert admin.main(["list-keys", "dora@example.com"]) == 0
+    revoked = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+    assert revoked[0][5] != "-" and revoked[1][5] == "-"
+
+    assert admin.main(["revoke-key", "999999"]) == 1
+    assert "no API key 999999" in capsys.readouterr().err
+    assert admin.main(["list-keys", "nobody"]) == 1
+    assert admin.main(["list-keys", "ab"]) == 2
+    with pytest.raises(SystemExit):
+        admin.main(["revoke-key", "not-a-number"])

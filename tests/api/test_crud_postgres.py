@@ -4,19 +4,21 @@ answers. Small data; the scale test runs on SQLite."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from api.crud import accounts as account_crud
+from api.crud import keys as key_crud
 from api.crud import media as media_crud
 from api.crud import posts as crud
 from api.crud.users import authenticate, create_user
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus, PostType
-from chronogram.models import Post
+from chronogram.models import ApiKey, Post
 from tests.support.db import NewDatabase, schema_engine
 
 pytestmark = pytest.mark.postgres
@@ -153,3 +155,41 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
         assert media_crud.delete_media(session, media_id=media.id) == []
         assert account_crud.delete_account(session, account_id=account.id) == []
         assert account_crud.list_accounts(session, owner_id=user.user_id) == []
+
+
+def test_api_keys_on_postgresql(pg: Engine) -> None:
+    with Session(pg, expire_on_commit=False) as session:
+        user, key = create_user(session, name="pg-keys@example.com")
+        other, _ = create_user(session, name="pg-keys-other@example.com")
+        [own] = key_crud.list_keys(session, user_id=user.user_id)
+        assert own.last_used_at is None
+        assert authenticate(session, key=key) == user
+        used = session.exec(select(ApiKey.last_used_at).where(ApiKey.id == own.id)).one()
+        assert used is not None
+        assert authenticate(session, key=key) == user  # within the minute: not written again
+        assert session.exec(select(ApiKey.last_used_at).where(ApiKey.id == own.id)).one() == used
+        session.commit()
+
+    def create(index: int) -> bool:
+        with Session(pg) as own_session:
+            try:
+                key_crud.create_key(own_session, user_id=user.user_id, name=f"key {index}", max_active=5)
+            except key_crud.KeyLimitReached:
+                return False
+            return True
+
+    # Concurrent creations take turns on the user's row: one key exists, so four more fit under five.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert sorted(pool.map(create, range(12))) == [False] * 8 + [True] * 4
+
+    with Session(pg, expire_on_commit=False) as session:
+        keys = key_crud.list_keys(session, user_id=user.user_id)
+        assert [row.id for row in keys] == sorted(row.id or 0 for row in keys) and len(keys) == 5
+        assert key_crud.revoke_key(session, key_id=own.id or 0, user_id=other.user_id) is None
+        revoked = key_crud.revoke_key(session, key_id=own.id or 0, user_id=user.user_id)
+        assert revoked is not None and revoked.revoked_at is not None
+        assert authenticate(session, key=key) is None
+        again = key_crud.revoke_key(session, key_id=own.id or 0, user_id=None)
+        assert again is not None and again.revoked_at == revoked.revoked_at
+        row, _new = key_crud.create_key(session, user_id=user.user_id, name="after a revoke", max_active=5)
+        assert row.id is not None and row.name == "after a revoke"

@@ -19,9 +19,18 @@ async def test_docs_and_schema_are_served(anonymous: httpx.AsyncClient) -> None:
 
 def test_request_bodies_have_examples(app: FastAPI) -> None:
     schemas = app.openapi()["components"]["schemas"]
-    for name in ("PostCreate", "PostUpdate", "AccountCreate", "SignalReason", "RetryRequest"):
+    for name in ("PostCreate", "PostUpdate", "AccountCreate", "SignalReason", "RetryRequest", "KeyCreate"):
         assert schemas[name].get("examples"), name
-    for name in ("PostOut", "PostDetail", "AccountOut", "AccountDetail", "MediaOut", "Problem"):
+    for name in (
+        "PostOut",
+        "PostDetail",
+        "AccountOut",
+        "AccountDetail",
+        "MediaOut",
+        "KeyOut",
+        "KeyCreated",
+        "Problem",
+    ):
         assert schemas[name].get("examples"), name
 
 
@@ -47,3 +56,23 @@ def test_errors_are_documented_as_problem_details(app: FastAPI) -> None:
 def test_upload_is_documented_as_multipart(app: FastAPI) -> None:
     body = app.openapi()["paths"]["/v1/media"]["post"]["requestBody"]
     assert body["content"]["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
+
+
+def test_a_new_key_is_documented_as_shown_once(app: FastAPI) -> None:
+    spec = app.openapi()
+    schemas = spec["components"]["schemas"]
+    assert "shown only now" in schemas["KeyCreated"]["properties"]["key"]["description"].lower()
+    assert "key" not in schemas["KeyOut"]["properties"]
+    assert not [field for field in schemas["KeyOut"]["properties"] if "hash" in field]
+    keys = spec["paths"]["/v1/keys"]
+    assert keys["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/KeyList"
+    }
+    created = keys["post"]["responses"]
+    assert created["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/KeyCreated"
+    }
+    assert created["409"]["content"]["application/problem+json"]["example"]["code"] == "key_limit_reached"
+    revoke = spec["paths"]["/v1/keys/{key_id}"]["delete"]["responses"]
+    assert {"204", "401", "404"} <= set(revoke)
+    assert revoke["404"]["content"]["application/problem+json"]["example"]["code"] == "key_not_found"
