@@ -38,7 +38,8 @@ _DESCRIPTION = """
 Schedule Instagram posts that publish on time, exactly once.
 
 Every `/v1` route needs `Authorization: Bearer <api key>`; make a key with `python -m api.admin create-user NAME`
-(`make dev` prints one for the user `dev`). Bodies are JSON, except uploads (multipart/form-data).
+(`make dev` prints one for the user `dev`), then more with `POST /v1/keys`. Bodies are JSON, except uploads
+(multipart/form-data).
 
 A typical session: upload media (`POST /v1/media`), connect an account (`POST /v1/accounts`), schedule a post
 (`POST /v1/posts`), then watch it (`GET /v1/posts/{id}`).
