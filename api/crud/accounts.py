@@ -8,6 +8,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from api.crud.deletion import delete_unless_pinned
 from chronogram.enums import PostStatus
 from chronogram.models import InstagramAccount, Post
 
@@ -57,28 +58,24 @@ def connect_account(
     raise RuntimeError(f"could not connect account {ig_user_id}")
 
 
-def delete_account(session: Session, *, account_id: int, _again: bool = True) -> list[Post]:
+def delete_account(session: Session, *, account_id: int) -> list[Post]:
     """Delete the account and the records of its posts, unless a post may still publish: then nothing is
     deleted and those posts are returned. (Posts reference their account, so the account cannot go alone.)"""
-    active = list(
-        session.exec(
-            select(Post).where(Post.account_id == account_id, col(Post.status).in_(ACTIVE_STATUSES))
-        ).all()
-    )
-    if active:
-        session.rollback()
-        return active
+
+    def active() -> list[Post]:
+        return list(
+            session.exec(
+                select(Post).where(Post.account_id == account_id, col(Post.status).in_(ACTIVE_STATUSES))
+            ).all()
+        )
+
     # post_media, post_events and idempotency_keys rows go with their posts (ON DELETE CASCADE). Only finished
     # posts are deleted: one created meanwhile keeps the account, as the foreign key then refuses the delete.
-    session.execute(
-        delete(Post).where(col(Post.account_id) == account_id, col(Post.status).not_in(ACTIVE_STATUSES))
+    return delete_unless_pinned(
+        session,
+        active,
+        [
+            delete(Post).where(col(Post.account_id) == account_id, col(Post.status).not_in(ACTIVE_STATUSES)),
+            delete(InstagramAccount).where(col(InstagramAccount.id) == account_id),
+        ],
     )
-    session.execute(delete(InstagramAccount).where(col(InstagramAccount.id) == account_id))
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        if not _again:
-            raise
-        return delete_account(session, account_id=account_id, _again=False)
-    return []

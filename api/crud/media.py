@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from api.crud.deletion import delete_unless_pinned
 from chronogram.enums import PostStatus
 from chronogram.models import MediaAsset, Post, PostMedia
 
@@ -48,29 +48,27 @@ def add_media(
     return asset
 
 
-def delete_media(session: Session, *, media_id: int, _again: bool = True) -> list[tuple[int, PostStatus]]:
+def delete_media(session: Session, *, media_id: int) -> list[tuple[int, PostStatus]]:
     """Delete the asset unless a post that may still publish uses it; then nothing is deleted and those posts
     are returned. Finished posts (published, cancelled) lose their link to it."""
-    pinned = session.exec(
-        select(Post.id, Post.status)
-        .join(PostMedia, PostMedia.post_id == Post.id)  # type: ignore[arg-type]
-        .where(PostMedia.media_id == media_id, col(Post.status).in_(MEDIA_PINNING_STATUSES))
-        .order_by(col(Post.id))
-    ).all()
-    if pinned:
-        session.rollback()
+
+    def pinning() -> list[tuple[int, PostStatus]]:
+        pinned = session.exec(
+            select(Post.id, Post.status)
+            .join(PostMedia, PostMedia.post_id == Post.id)  # type: ignore[arg-type]
+            .where(PostMedia.media_id == media_id, col(Post.status).in_(MEDIA_PINNING_STATUSES))
+            .order_by(col(Post.id))
+        ).all()
         return [(post_id, PostStatus(status)) for post_id, status in pinned if post_id is not None]
+
     finished = select(Post.id).where(col(Post.status).not_in(MEDIA_PINNING_STATUSES))
-    session.execute(
-        delete(PostMedia).where(col(PostMedia.media_id) == media_id, col(PostMedia.post_id).in_(finished))
+    return delete_unless_pinned(
+        session,
+        pinning,
+        [
+            delete(PostMedia).where(
+                col(PostMedia.media_id) == media_id, col(PostMedia.post_id).in_(finished)
+            ),
+            delete(MediaAsset).where(col(MediaAsset.id) == media_id),
+        ],
     )
-    session.execute(delete(MediaAsset).where(col(MediaAsset.id) == media_id))
-    try:
-        session.commit()
-    except IntegrityError:
-        # A post took the media between the check and the delete; the foreign key refused the delete.
-        session.rollback()
-        if not _again:
-            raise
-        return delete_media(session, media_id=media_id, _again=False)
-    return []
