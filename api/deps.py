@@ -21,7 +21,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from api.crud.owned import get_owned
+from api.crud.owned import Owned, get_owned
 from api.crud.users import Principal, authenticate
 from api.errors import ApiError, not_found, post_not_in_status
 from api.schemas.common import MAX_ID
@@ -98,28 +98,26 @@ CurrentUser = Annotated[Principal, Depends(get_current_user)]
 def get_owned_account(
     account_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
 ) -> InstagramAccount:
-    account = get_owned(session, InstagramAccount, owner_id=user.user_id, row_id=account_id)
-    if account is None:
-        raise not_found("account", account_id)
-    return account
+    return _owned_or_404(session, InstagramAccount, "account", user, account_id)
 
 
 def get_owned_media(
     media_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
 ) -> MediaAsset:
-    media = get_owned(session, MediaAsset, owner_id=user.user_id, row_id=media_id)
-    if media is None:
-        raise not_found("media", media_id)
-    return media
+    return _owned_or_404(session, MediaAsset, "media", user, media_id)
 
 
 def get_owned_post(
     post_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
 ) -> Post:
-    post = get_owned(session, Post, owner_id=user.user_id, row_id=post_id)
-    if post is None:
-        raise not_found("post", post_id)
-    return post
+    return _owned_or_404(session, Post, "post", user, post_id)
+
+
+def _owned_or_404(session: Session, model: type[Owned], what: str, user: Principal, row_id: int) -> Owned:
+    row = get_owned(session, model, owner_id=user.user_id, row_id=row_id)
+    if row is None:
+        raise not_found(what, row_id)
+    return row
 
 
 OwnedAccountDep = Annotated[InstagramAccount, Depends(get_owned_account)]

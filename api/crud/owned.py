@@ -8,9 +8,9 @@ from sqlmodel import Session, select
 
 from chronogram.models import InstagramAccount, MediaAsset, Post
 
-_Owned = TypeVar("_Owned", InstagramAccount, MediaAsset, Post)
+Owned = TypeVar("Owned", InstagramAccount, MediaAsset, Post)
 
 
-def get_owned(session: Session, model: type[_Owned], *, owner_id: int, row_id: int) -> _Owned | None:
+def get_owned(session: Session, model: type[Owned], *, owner_id: int, row_id: int) -> Owned | None:
     """The row with this id if it belongs to ``owner_id``; None otherwise, whether it exists or not."""
     return session.exec(select(model).where(model.id == row_id, model.owner_id == owner_id)).first()
