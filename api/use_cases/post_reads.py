@@ -33,47 +33,27 @@ async def page_of_posts(
 ) -> PostPage:
     """The posts after ``cursor`` in the order of (publish_at, id), and the cursor of the next page if any."""
     after = decode_post_cursor(cursor) if cursor is not None else None
-    page, media, more = await run_in_threadpool(
-        _page,
-        session,
-        owner_id=owner_id,
-        limit=limit,
-        status=status,
-        account_id=account_id,
-        start=start,
-        end=end,
-        after=after,
-    )
+
+    def read() -> tuple[list[Post], dict[int, list[PostMedia]], bool]:
+        """A page of posts, their media, and whether more follow (read as one post more than the page)."""
+        rows = crud.list_posts(
+            session,
+            owner_id=owner_id,
+            limit=limit + 1,
+            status=status,
+            account_id=account_id,
+            start=start,
+            end=end,
+            after=after,
+        )
+        page = rows[:limit]
+        return page, crud.media_of(session, post_ids=[post.id for post in page if post.id]), len(rows) > limit
+
+    page, media, more = await run_in_threadpool(read)
     return PostPage(
         data=[PostOut.from_row(post, media[post.id or 0]) for post in page],
         next_cursor=encode_post_cursor(page[-1]) if more else None,
     )
-
-
-def _page(
-    session: Session,
-    *,
-    owner_id: int,
-    limit: int,
-    status: PostStatus | None,
-    account_id: int | None,
-    start: datetime | None,
-    end: datetime | None,
-    after: tuple[datetime, int] | None,
-) -> tuple[list[Post], dict[int, list[PostMedia]], bool]:
-    """A page of posts, their media, and whether more follow (read as one post more than the page)."""
-    rows = crud.list_posts(
-        session,
-        owner_id=owner_id,
-        limit=limit + 1,
-        status=status,
-        account_id=account_id,
-        start=start,
-        end=end,
-        after=after,
-    )
-    page = rows[:limit]
-    return page, crud.media_of(session, post_ids=[post.id for post in page if post.id]), len(rows) > limit
 
 
 async def post_detail(
