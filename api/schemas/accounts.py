@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -28,20 +29,17 @@ class AccountCreate(BaseModel):
     )
 
 
+_ACCOUNT_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "ig_user_id": "17841400000000001",
+    "username": "chronogram_demo",
+    "connected_at": "2026-05-01T09:00:00Z",
+    "updated_at": "2026-05-01T09:00:00Z",
+}
+
+
 class AccountOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": 1,
-                    "ig_user_id": "17841400000000001",
-                    "username": "chronogram_demo",
-                    "connected_at": "2026-05-01T09:00:00Z",
-                    "updated_at": "2026-05-01T09:00:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_ACCOUNT_EXAMPLE]})
 
     id: int
     ig_user_id: str
@@ -82,11 +80,7 @@ class AccountDetail(AccountOut):
         json_schema_extra={
             "examples": [
                 {
-                    "id": 1,
-                    "ig_user_id": "17841400000000001",
-                    "username": "chronogram_demo",
-                    "connected_at": "2026-05-01T09:00:00Z",
-                    "updated_at": "2026-05-01T09:00:00Z",
+                    **_ACCOUNT_EXAMPLE,
                     "publishing_quota": {"usage": 3, "total": 100, "remaining": 97, "window_seconds": 86400},
                     "publishing_quota_error": None,
                 }
