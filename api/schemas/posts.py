@@ -1,14 +1,14 @@
 """Scheduled posts as a client sends them, and what the post rules (``chronogram.post_rules``) see of them.
 
 The requests map themselves to the rules' inputs (``PostCreate.rule_content``, ``PostUpdate.content_over``) and
-to the values stored for them, so that a route or a use case never picks a request apart itself. What a client
-gets back is in ``api.schemas.post_responses``.
+to the values stored for them (``PostCreate.stored_content``), so that a route or a use case never picks a request
+apart itself. What a client gets back is in ``api.schemas.post_responses``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypedDict, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -102,6 +102,18 @@ _IMAGE_EXAMPLE: dict[str, Any] = {
 }
 
 
+class StoredContent(TypedDict):
+    """A new post's content, in the values of its columns (and of its media rows' ``items``)."""
+
+    caption: str | None
+    first_comment: str | None
+    location_id: str | None
+    user_tags: list[UserTag]
+    alt_text: str | None
+    items: list[dict[str, Any]] | None
+    reel_options: ReelOptions | None
+
+
 class PostCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -151,10 +163,9 @@ class PostCreate(BaseModel):
     )
     reel_options: ReelOptionsIn | None = Field(default=None, description="REELS only")
 
-    def rule_content(self) -> PostContent:
-        """The post as the rules see it; its fields are also what is stored."""
-        return PostContent(
-            post_type=self.type,
+    def stored_content(self) -> StoredContent:
+        """The post's content as it is stored."""
+        return StoredContent(
             caption=self.caption,
             first_comment=self.first_comment,
             location_id=self.location_id,
@@ -163,6 +174,10 @@ class PostCreate(BaseModel):
             items=item_values(self.items),
             reel_options=reel_options_value(self.reel_options),
         )
+
+    def rule_content(self) -> PostContent:
+        """The post as the rules see it: its type and its content as stored."""
+        return PostContent(post_type=self.type, **self.stored_content())
 
 
 class PostUpdate(BaseModel):

@@ -12,14 +12,7 @@ from sqlmodel import Session
 from api.crud import posts as crud
 from api.crud.owned import get_owned
 from api.errors import invalid
-from api.schemas.posts import (
-    PostCreate,
-    PostUpdate,
-    item_values,
-    media_facts,
-    reel_options_value,
-    user_tag_values,
-)
+from api.schemas.posts import PostCreate, PostUpdate, media_facts
 from chronogram.models import InstagramAccount, Post
 from chronogram.post_rules import Violation, post_violations, publish_at_violation
 from chronogram.settings import Settings
@@ -57,13 +50,7 @@ def checked_new_post(
         media_ids=body.media_ids,
         # Within the tolerance, a moment ago means now: the workflow would publish at once either way.
         publish_at=max(publish_at, now),
-        caption=body.caption,
-        first_comment=body.first_comment,
-        location_id=body.location_id,
-        user_tags=user_tag_values(body.user_tags),
-        alt_text=body.alt_text,
-        items=item_values(body.items),
-        reel_options=reel_options_value(body.reel_options),
+        **body.stored_content(),
     )
 
 
