@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAdmin
 from sandbox.config import SandboxConfig
 from sandbox.runner import SandboxServer
-from tests.api.helpers import ApiUser
+from tests.api.helpers import ApiUser, connect, upload_ok
 from tests.support.stack import background_worker, suite_settings
 
 
@@ -117,3 +118,10 @@ async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as client:
         yield client
+
+
+@pytest_asyncio.fixture
+async def ready(alice: ApiUser, sandbox: SandboxAdmin) -> dict[str, Any]:
+    """Alice's connected account (``"account"``, as the API answered) and an image she uploaded (``"media"``)."""
+    account = await connect(alice.client, sandbox)
+    return {"account": account, "media": await upload_ok(alice.client)}

@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlmodel import Session
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.crud import posts as crud
 from api.deps import AppServices
 from chronogram.contracts import post_workflow_id
+from chronogram.enums import PostType
 from sandbox.admin_client import SandboxAdmin
 from tests.support.media import jpeg
 
@@ -76,6 +79,25 @@ async def schedule_ok(
     assert response.status_code == 201, response.text
     post: dict[str, Any] = response.json()
     return post
+
+
+def record_post(
+    session: Session, owner: ApiUser, ready: dict[str, Any], *, caption: str | None = None
+) -> crud.Created:
+    """An image post of ``ready``'s account and media, a day ahead, written to the database the way the API
+    records one, and nothing more: no workflow is started for it."""
+    return crud.create_post(
+        session,
+        new=crud.NewPost(
+            owner_id=owner.user_id,
+            account_id=ready["account"]["id"],
+            account_username=ready["account"]["username"],
+            post_type=PostType.IMAGE,
+            media_ids=[ready["media"]],
+            publish_at=datetime.now(UTC) + timedelta(days=1),
+            caption=caption,
+        ),
+    )
 
 
 async def wait_for(

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from fastapi import FastAPI
 from sqlmodel import Session, func, select
 from temporalio.client import WorkflowExecutionStatus
@@ -24,24 +23,16 @@ from chronogram.contracts import ErrorType, post_workflow_id
 from chronogram.enums import PostStatus, PostType
 from chronogram.models import Post
 from chronogram.settings import Settings
-from sandbox.admin_client import SandboxAdmin
 from tests.api.helpers import (
     ApiUser,
     assert_problem,
-    connect,
+    record_post,
     schedule,
     schedule_ok,
-    upload_ok,
     workflow_runs,
 )
 
 NO_GRACE = timedelta(0)
-
-
-@pytest_asyncio.fixture
-async def ready(alice: ApiUser, sandbox: SandboxAdmin) -> dict[str, Any]:
-    account = await connect(alice.client, sandbox)
-    return {"account": account, "media": await upload_ok(alice.client)}
 
 
 async def _has_workflow(services: AppServices, post_id: int) -> bool:
@@ -148,18 +139,7 @@ async def test_the_api_reconciles_at_start_up(
 ) -> None:
     # The process died right after the commit: the post is in the database and nothing else happened.
     with Session(services.engine) as session:
-        created = crud.create_post(
-            session,
-            new=crud.NewPost(
-                owner_id=alice.user_id,
-                account_id=ready["account"]["id"],
-                account_username=ready["account"]["username"],
-                post_type=PostType.IMAGE,
-                media_ids=[ready["media"]],
-                publish_at=datetime.now(UTC) + timedelta(days=1),
-                caption="recorded, then the process died",
-            ),
-        )
+        created = record_post(session, alice, ready, caption="recorded, then the process died")
     assert not await _has_workflow(services, created.post_id)
 
     restarted = create_app(api_settings.model_copy(update={"api_reconcile_grace_seconds": 0.0}))

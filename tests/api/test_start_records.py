@@ -7,14 +7,13 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowExecutionStatus
 
@@ -23,20 +22,13 @@ from api.crud import posts as crud
 from api.deps import AppServices
 from api.start_records import StartRecorder
 from chronogram.contracts import post_workflow_id
-from chronogram.enums import PostStatus, PostType
+from chronogram.enums import PostStatus
 from chronogram.lifecycle import DedupeKey
 from chronogram.models import Post, PostEvent
 from chronogram.settings import Settings
-from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, connect, schedule_ok, upload_ok, workflow_runs
+from tests.api.helpers import ApiUser, record_post, schedule_ok, workflow_runs
 
 NO_GRACE = timedelta(0)
-
-
-@pytest_asyncio.fixture
-async def ready(alice: ApiUser, sandbox: SandboxAdmin) -> dict[str, Any]:
-    account = await connect(alice.client, sandbox)
-    return {"account": account, "media": await upload_ok(alice.client)}
 
 
 def _started_runs(services: AppServices, post_id: int) -> list[str]:
@@ -58,24 +50,30 @@ async def _run_id(services: AppServices, post_id: int) -> str:
     return description.run_id
 
 
-@asynccontextmanager
-async def _another_api(
-    api_settings: Settings, monkeypatch: pytest.MonkeyPatch, key: str
-) -> AsyncIterator[tuple[AppServices, httpx.AsyncClient]]:
-    """A second API process on the same database, whose queued records wait for its shutdown (or its
-    reconciler)."""
-    monkeypatch.setattr(main, "StartRecorder", functools.partial(StartRecorder, interval=3600))
-    application = main.create_app(api_settings)
-    async with (
-        application.router.lifespan_context(application),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=application),
-            base_url="http://testserver",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as client,
-    ):
-        services: AppServices = application.state.services
-        yield services, client
+AnotherApi = Callable[[], AbstractAsyncContextManager[tuple[AppServices, httpx.AsyncClient]]]
+
+
+@pytest.fixture
+def another_api(api_settings: Settings, monkeypatch: pytest.MonkeyPatch, alice: ApiUser) -> AnotherApi:
+    """Runs a second API process on the same database, whose queued records wait for its shutdown (or its
+    reconciler): its services, and a client that calls it as alice."""
+
+    @asynccontextmanager
+    async def run() -> AsyncIterator[tuple[AppServices, httpx.AsyncClient]]:
+        monkeypatch.setattr(main, "StartRecorder", functools.partial(StartRecorder, interval=3600))
+        application = main.create_app(api_settings)
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=application),
+                base_url="http://testserver",
+                headers={"Authorization": f"Bearer {alice.key}"},
+            ) as client,
+        ):
+            services: AppServices = application.state.services
+            yield services, client
+
+    return run
 
 
 async def test_the_record_is_written_after_the_answer(
@@ -105,23 +103,17 @@ async def test_the_record_is_written_after_the_answer(
 
 
 async def test_queued_records_are_written_at_shutdown(
-    alice: ApiUser,
-    ready: dict[str, Any],
-    services: AppServices,
-    api_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    ready: dict[str, Any], services: AppServices, another_api: AnotherApi
 ) -> None:
-    async with _another_api(api_settings, monkeypatch, alice.key) as (_services, client):
+    async with another_api() as (_services, client):
         post = await schedule_ok(client, ready["account"]["id"], [ready["media"]])
         assert await workflow_runs(services, post["id"]) == [WorkflowExecutionStatus.RUNNING]
         assert _started_runs(services, post["id"]) == []
     assert _started_runs(services, post["id"]) == [await _run_id(services, post["id"])]
 
 
-async def test_the_history_shows_a_queued_start(
-    alice: ApiUser, ready: dict[str, Any], api_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with _another_api(api_settings, monkeypatch, alice.key) as (services, client):
+async def test_the_history_shows_a_queued_start(ready: dict[str, Any], another_api: AnotherApi) -> None:
+    async with another_api() as (services, client):
         post = await schedule_ok(client, ready["account"]["id"], [ready["media"]])
         detail = (await client.get(f"/v1/posts/{post['id']}")).json()
         assert [event["message"] for event in detail["events"]] == ["created", "workflow started"]
@@ -129,9 +121,9 @@ async def test_the_history_shows_a_queued_start(
 
 
 async def test_the_reconciler_writes_queued_records_before_looking(
-    alice: ApiUser, ready: dict[str, Any], api_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ready: dict[str, Any], another_api: AnotherApi
 ) -> None:
-    async with _another_api(api_settings, monkeypatch, alice.key) as (services, client):
+    async with another_api() as (services, client):
         post = await schedule_ok(client, ready["account"]["id"], [ready["media"]])
         assert _started_runs(services, post["id"]) == []
         assert post["id"] not in await reconciler.reconcile_once(services, grace=NO_GRACE)
@@ -139,13 +131,9 @@ async def test_the_reconciler_writes_queued_records_before_looking(
 
 
 async def test_a_record_queued_elsewhere_costs_one_harmless_start(
-    alice: ApiUser,
-    ready: dict[str, Any],
-    services: AppServices,
-    api_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    ready: dict[str, Any], services: AppServices, another_api: AnotherApi
 ) -> None:
-    async with _another_api(api_settings, monkeypatch, alice.key) as (_services, client):
+    async with another_api() as (_services, client):
         post = await schedule_ok(client, ready["account"]["id"], [ready["media"]])
         run_id = await _run_id(services, post["id"])
         # This process's reconciler cannot see the other's queue: past the grace period, it starts the post
@@ -174,17 +162,7 @@ async def test_a_record_that_lands_after_a_retry_is_dropped(
         )
 
     with Session(services.engine, expire_on_commit=False) as session:
-        created = crud.create_post(
-            session,
-            new=crud.NewPost(
-                owner_id=alice.user_id,
-                account_id=ready["account"]["id"],
-                account_username=ready["account"]["username"],
-                post_type=PostType.IMAGE,
-                media_ids=[ready["media"]],
-                publish_at=datetime.now(UTC) + timedelta(days=1),
-            ),
-        )
+        created = record_post(session, alice, ready)
         assert created.start is not None and created.start.intent_id is not None
         post_id = created.post_id
         # Its first run failed, and a retry scheduled it again before the first run's record was written.
