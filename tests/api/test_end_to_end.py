@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, at, wait_for
+from tests.api.helpers import ApiUser, at, schedule_ok, wait_for
 from tests.support.media import jpeg
 
 
@@ -27,20 +27,16 @@ async def _setup(client: httpx.AsyncClient, sandbox: SandboxAdmin) -> tuple[int,
 
 async def test_schedule_reschedule_and_see_it_published(alice: ApiUser, sandbox: SandboxAdmin) -> None:
     media_id, account_id, ig_user_id = await _setup(alice.client, sandbox)
-    created = await alice.client.post(
-        "/v1/posts",
-        json={
-            "account_id": account_id,
-            "type": "IMAGE",
-            "media_ids": [media_id],
-            "caption": "Fresh bread #bakery",
-            "first_comment": "Open until 6",
-            "alt_text": "A loaf on a board",
-            "publish_at": at(120),
-        },
+    created = await schedule_ok(
+        alice.client,
+        account_id,
+        [media_id],
+        caption="Fresh bread #bakery",
+        first_comment="Open until 6",
+        alt_text="A loaf on a board",
+        publish_at=at(120),
     )
-    assert created.status_code == 201, created.text
-    post_id = created.json()["id"]
+    post_id = created["id"]
 
     # Two minutes is too long to wait: bring it forward to a few seconds from now.
     sooner = datetime.now(UTC) + timedelta(seconds=3)
@@ -75,16 +71,8 @@ async def test_schedule_reschedule_and_see_it_published(alice: ApiUser, sandbox:
 async def test_cancel_end_to_end(alice: ApiUser, sandbox: SandboxAdmin) -> None:
     media_id, account_id, ig_user_id = await _setup(alice.client, sandbox)
     publish_at = datetime.now(UTC) + timedelta(seconds=3)
-    created = await alice.client.post(
-        "/v1/posts",
-        json={
-            "account_id": account_id,
-            "type": "IMAGE",
-            "media_ids": [media_id],
-            "publish_at": publish_at.isoformat(),
-        },
-    )
-    post_id = created.json()["id"]
+    created = await schedule_ok(alice.client, account_id, [media_id], publish_at=publish_at.isoformat())
+    post_id = created["id"]
     cancelled = await alice.client.post(f"/v1/posts/{post_id}/cancel", json={"reason": "sold out"})
     assert cancelled.status_code == 202, cancelled.text
     post = await wait_for(alice.client, post_id, "cancelled")
@@ -98,17 +86,10 @@ async def test_cancel_end_to_end(alice: ApiUser, sandbox: SandboxAdmin) -> None:
 
 async def test_publish_now_end_to_end(alice: ApiUser, sandbox: SandboxAdmin) -> None:
     media_id, account_id, ig_user_id = await _setup(alice.client, sandbox)
-    created = await alice.client.post(
-        "/v1/posts",
-        json={
-            "account_id": account_id,
-            "type": "IMAGE",
-            "media_ids": [media_id],
-            "caption": "Now!",
-            "publish_at": at(7 * 86400),
-        },
+    created = await schedule_ok(
+        alice.client, account_id, [media_id], caption="Now!", publish_at=at(7 * 86400)
     )
-    post_id = created.json()["id"]
+    post_id = created["id"]
     response = await alice.client.post(f"/v1/posts/{post_id}/publish-now")
     assert response.status_code == 202, response.text
     post = await wait_for(alice.client, post_id, "published")
