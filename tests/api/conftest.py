@@ -22,19 +22,15 @@ from api.deps import AppServices
 from api.main import create_app
 from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAdmin
-from sandbox.config import SandboxConfig
-from sandbox.runner import SandboxServer
 from tests.api.helpers import ApiUser, connect, upload_ok
+from tests.support.graph_sandbox import sandbox_server
 from tests.support.stack import background_worker, suite_settings
 
 
 @pytest.fixture(scope="package")
 def sandbox_url() -> Iterator[str]:
-    config = SandboxConfig(
-        image_processing_seconds=0, video_processing_seconds=0, carousel_processing_seconds=0
-    )
-    with SandboxServer(config) as server:
-        yield server.base_url
+    with sandbox_server(image=0, video=0, carousel=0) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")
@@ -122,6 +118,6 @@ async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest_asyncio.fixture
 async def ready(alice: ApiUser, sandbox: SandboxAdmin) -> dict[str, Any]:
-    """Alice's connected account (``"account"``, as the API answered) and an image she uploaded (``"media"``)."""
+    """Alice's connected account (``"account"``, the API's answer) and an image she uploaded (``"media"``)."""
     account = await connect(alice.client, sandbox)
     return {"account": account, "media": await upload_ok(alice.client)}

@@ -18,20 +18,16 @@ from chronogram.settings import Settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from sandbox.config import SandboxConfig
-from sandbox.runner import SandboxServer
 from tests.support.factories import Seeder
+from tests.support.graph_sandbox import sandbox_server
 from tests.support.stack import background_worker, suite_settings
 
 
 @pytest.fixture(scope="session")
 def sandbox_url() -> Iterator[str]:
     # Short but non-zero processing, so containers really pass through IN_PROGRESS.
-    config = SandboxConfig(
-        image_processing_seconds=0.5, video_processing_seconds=1, carousel_processing_seconds=0.5
-    )
-    with SandboxServer(config) as server:
-        yield server.base_url
+    with sandbox_server(image=0.5, video=1, carousel=0.5) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

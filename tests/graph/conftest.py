@@ -11,9 +11,8 @@ import pytest_asyncio
 
 from chronogram.instagram import GraphClient
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from sandbox.config import SandboxConfig
-from sandbox.runner import SandboxServer
 from tests.graph.media_server import MediaServer, StandardMedia, publish_standard_media
+from tests.support.graph_sandbox import sandbox_server
 
 API_VERSION = "v25.0"
 
@@ -34,14 +33,8 @@ def media(media_server: MediaServer) -> StandardMedia:
 @pytest.fixture(scope="session")
 def sandbox_url() -> Iterator[str]:
     # Zero processing delays by default; tests that exercise IN_PROGRESS set them per account.
-    config = SandboxConfig(
-        image_processing_seconds=0,
-        video_processing_seconds=0,
-        carousel_processing_seconds=0,
-        download_timeout_seconds=5,
-    )
-    with SandboxServer(config) as server:
-        yield server.base_url
+    with sandbox_server(image=0, video=0, carousel=0, download_timeout_seconds=5) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session")
