@@ -24,7 +24,7 @@ from chronogram.http_transport import ShardedTransport
 from chronogram.malloc import limit_malloc_arenas
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
-from chronogram.temporal import connect_temporal, workflow_runner
+from chronogram.temporal import connect_temporal, worker_tuning
 from workflows import WORKFLOWS
 
 log = logging.getLogger("chronogram.worker")
@@ -49,11 +49,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 workflows=WORKFLOWS,
                 activities=build_activities(settings, http=http, storage=make_minio(settings), engine=engine),
                 activity_executor=executor,
-                max_concurrent_activities=settings.worker_max_concurrent_activities,
-                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-                max_cached_workflows=settings.worker_max_cached_workflows,
-                graceful_shutdown_timeout=settings.worker_graceful_shutdown,
-                workflow_runner=workflow_runner(settings),
+                **worker_tuning(settings),
             )
             async with worker:
                 # Start-up objects (modules, clients) live as long as the process: keeping them out of the full

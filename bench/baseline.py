@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from bench.bare_workflows import BareBurstWorkflow, TrivialWorkflow, noop
 from chronogram.settings import Settings
-from chronogram.temporal import workflow_runner
+from chronogram.temporal import worker_tuning
 
 TASK_QUEUE = "bench-bare"
 READY_LINE = "bare worker polling"
@@ -36,11 +36,7 @@ async def run_bare_worker(settings: Settings, task_queue: str, stop: asyncio.Eve
         task_queue=task_queue,
         workflows=[TrivialWorkflow, BareBurstWorkflow],
         activities=[noop],
-        max_concurrent_activities=settings.worker_max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-        max_cached_workflows=settings.worker_max_cached_workflows,
-        graceful_shutdown_timeout=settings.worker_graceful_shutdown,
-        workflow_runner=workflow_runner(settings),
+        **worker_tuning(settings),
     )
     async with worker:
         print(f"{READY_LINE} {task_queue} on {settings.temporal_address}", flush=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypedDict
 
 from pydantic import TypeAdapter
 from temporalio.api.enums.v1 import IndexedValueType
@@ -95,6 +96,28 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
     return sorted(missing)
+
+
+class WorkerTuning(TypedDict):
+    """``Worker``'s keyword arguments that the worker settings (``CHRONOGRAM_WORKER_*``) decide."""
+
+    max_concurrent_activities: int
+    max_concurrent_workflow_tasks: int
+    max_cached_workflows: int
+    graceful_shutdown_timeout: timedelta
+    workflow_runner: WorkflowRunner
+
+
+def worker_tuning(settings: Settings) -> WorkerTuning:
+    """How a worker runs, by the settings: the product's worker, and the bench's bare one that it is compared
+    with, alike."""
+    return WorkerTuning(
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+        workflow_runner=workflow_runner(settings),
+    )
 
 
 def workflow_runner(settings: Settings) -> WorkflowRunner:
