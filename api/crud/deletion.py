@@ -1,4 +1,4 @@
-"""Deleting rows that posts may still need: nothing is deleted while a post that may still publish needs them."""
+"""Deleting rows that posts may need: nothing is deleted while a post that may still publish needs it."""
 
 from __future__ import annotations
 

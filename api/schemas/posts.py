@@ -1,8 +1,8 @@
 """Scheduled posts as a client sends them, and what the post rules (``chronogram.post_rules``) see of them.
 
 The requests map themselves to the rules' inputs (``PostCreate.rule_content``, ``PostUpdate.content_over``) and
-to the values stored for them (``PostCreate.stored_content``), so that a route or a use case never picks a request
-apart itself. What a client gets back is in ``api.schemas.post_responses``.
+to the values stored for them (``PostCreate.stored_content``), so that a route or a use case never picks a
+request apart itself. What a client gets back is in ``api.schemas.post_responses``.
 """
 
 from __future__ import annotations
