@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,105 +152,114 @@ def _temporal_on_path() -> Path | None:
     return None
 
 
+def _cached_or_built(
+    name: str, slug: str, version: str, *, label: str, install: bool, build: Callable[[Path], None], verb: str
+) -> Tool:
+    """The tool ``name`` from its directory in the cache, else made there by ``build`` (into a scratch directory
+    that becomes the tool's directory only if it succeeds; one process at a time)."""
+    final_dir = tools_dir() / f"{slug}-{version}"
+    binary = final_dir / name
+    if binary.exists():
+        return Tool(name, binary, "cached")
+    if not install:
+        raise ToolError(f"{label} {version} is not installed in {final_dir}")
+    with _exclusive(slug):
+        if binary.exists():
+            return Tool(name, binary, "cached")
+        started = time.monotonic()
+        with _staging(final_dir) as scratch:
+            build(scratch)
+        return Tool(name, binary, f"{verb} in {time.monotonic() - started:.0f} s")
+
+
 def temporal_cli(*, install: bool = True) -> Tool:
     """The Temporal CLI, whose ``server start-dev`` is the dev server with the Web UI built in."""
     on_path = _temporal_on_path()
     if on_path is not None:
         return Tool("temporal", on_path, "on PATH")
-    final_dir = tools_dir() / f"temporal-cli-{TEMPORAL_CLI_VERSION}"
-    binary = final_dir / "temporal"
-    if binary.exists():
-        return Tool("temporal", binary, "cached")
-    if not install:
-        raise ToolError(f"Temporal CLI {TEMPORAL_CLI_VERSION} is not installed in {final_dir}")
-    with _exclusive("temporal-cli"):
-        if binary.exists():
-            return Tool("temporal", binary, "cached")
-        started = time.monotonic()
-        with _staging(final_dir) as scratch:
-            if shutil.which("go"):
-                _go_install(
-                    "github.com/temporalio/cli/cmd/temporal",
-                    f"v{TEMPORAL_CLI_VERSION}",
-                    scratch,
-                    ldflags=f"-s -w -X github.com/temporalio/cli/temporalcli.Version={TEMPORAL_CLI_VERSION}",
-                )
-            else:
-                # No Go: the official release archive, the same one the Temporal SDK downloads itself.
-                archive = scratch / "temporal.tar.gz"
-                _download(
-                    f"https://temporal.download/cli/archive/v{TEMPORAL_CLI_VERSION}"
-                    f"?platform={platform.system().lower()}&arch={_go_arch()}",
-                    archive,
-                )
-                with tarfile.open(archive) as tar:
-                    tar.extract("temporal", scratch, filter="data")
-                archive.unlink()
-            (scratch / "temporal").chmod(0o755)
-        return Tool("temporal", binary, f"built in {time.monotonic() - started:.0f} s")
+
+    def build(scratch: Path) -> None:
+        if shutil.which("go"):
+            _go_install(
+                "github.com/temporalio/cli/cmd/temporal",
+                f"v{TEMPORAL_CLI_VERSION}",
+                scratch,
+                ldflags=f"-s -w -X github.com/temporalio/cli/temporalcli.Version={TEMPORAL_CLI_VERSION}",
+            )
+        else:
+            # No Go: the official release archive, the same one the Temporal SDK downloads itself.
+            archive = scratch / "temporal.tar.gz"
+            _download(
+                f"https://temporal.download/cli/archive/v{TEMPORAL_CLI_VERSION}"
+                f"?platform={platform.system().lower()}&arch={_go_arch()}",
+                archive,
+            )
+            with tarfile.open(archive) as tar:
+                tar.extract("temporal", scratch, filter="data")
+            archive.unlink()
+        (scratch / "temporal").chmod(0o755)
+
+    return _cached_or_built(
+        "temporal",
+        "temporal-cli",
+        TEMPORAL_CLI_VERSION,
+        label="Temporal CLI",
+        install=install,
+        build=build,
+        verb="built",
+    )
 
 
 def minio_server(*, install: bool = True) -> Tool:
-    final_dir = tools_dir() / f"minio-{MINIO_MODULE_VERSION}"
-    binary = final_dir / "minio"
-    if binary.exists():
-        return Tool("minio", binary, "cached")
-    if not install:
-        raise ToolError(f"MinIO {MINIO_MODULE_VERSION} is not installed in {final_dir}")
-    with _exclusive("minio"):
-        if binary.exists():
-            return Tool("minio", binary, "cached")
-        started = time.monotonic()
-        with _staging(final_dir) as scratch:
-            if shutil.which("go"):
-                _go_install("github.com/minio/minio", MINIO_MODULE_VERSION, scratch)
-            else:
-                _download(
-                    f"https://dl.min.io/server/minio/release/linux-{_go_arch()}/minio", scratch / "minio"
-                )
-                (scratch / "minio").chmod(0o755)
-        return Tool("minio", binary, f"built in {time.monotonic() - started:.0f} s")
+    def build(scratch: Path) -> None:
+        if shutil.which("go"):
+            _go_install("github.com/minio/minio", MINIO_MODULE_VERSION, scratch)
+        else:
+            _download(f"https://dl.min.io/server/minio/release/linux-{_go_arch()}/minio", scratch / "minio")
+            (scratch / "minio").chmod(0o755)
+
+    return _cached_or_built(
+        "minio", "minio", MINIO_MODULE_VERSION, label="MinIO", install=install, build=build, verb="built"
+    )
 
 
 def temporal_test_server(*, install: bool = True) -> Tool:
     """The Java time-skipping test server, behind a wrapper that takes ``<port>`` as the SDK passes it."""
-    final_dir = tools_dir() / f"temporal-test-server-{TEMPORAL_TEST_SERVER_VERSION}"
-    wrapper = final_dir / "temporal-test-server"
-    if wrapper.exists():
-        return Tool("temporal-test-server", wrapper, "cached")
-    if not install:
-        raise ToolError(
-            f"temporal-test-server {TEMPORAL_TEST_SERVER_VERSION} is not installed in {final_dir}"
+
+    def build(scratch: Path) -> None:
+        for needed in ("java", "mvn"):
+            if shutil.which(needed) is None:
+                raise ToolError(
+                    f"{needed} is needed to fetch the Temporal test server from Maven Central; install a JDK 11+ and Maven"
+                )
+        pom = scratch / "pom.xml"
+        pom.write_text(_TEST_SERVER_POM.read_text().replace("@VERSION@", TEMPORAL_TEST_SERVER_VERSION))
+        _run(
+            [
+                "mvn", "-q", "-B", "-f", str(pom),
+                "dependency:copy-dependencies", f"-DoutputDirectory={scratch / 'lib'}", "-DincludeScope=runtime",
+            ]
+        )  # fmt: skip
+        pom.unlink()
+        # `exec` matters: the SDK stops the server with SIGKILL, which must reach the JVM, not the shell.
+        (scratch / "temporal-test-server").write_text(
+            "#!/bin/sh\n"
+            "# Started by temporalio's WorkflowEnvironment.start_time_skipping as: <this> <port>\n"
+            'DIR="$(cd "$(dirname "$0")" && pwd)"\n'
+            "exec java ${TEMPORAL_TEST_SERVER_JAVA_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss512k} \\\n"
+            '    -cp "$DIR/lib/*" io.temporal.testserver.TestServer "$@"\n'
         )
-    for needed in ("java", "mvn"):
-        if shutil.which(needed) is None:
-            raise ToolError(
-                f"{needed} is needed to fetch the Temporal test server from Maven Central; install a JDK 11+ and Maven"
-            )
-    with _exclusive("temporal-test-server"):
-        if wrapper.exists():
-            return Tool("temporal-test-server", wrapper, "cached")
-        started = time.monotonic()
-        with _staging(final_dir) as scratch:
-            pom = scratch / "pom.xml"
-            pom.write_text(_TEST_SERVER_POM.read_text().replace("@VERSION@", TEMPORAL_TEST_SERVER_VERSION))
-            _run(
-                [
-                    "mvn", "-q", "-B", "-f", str(pom),
-                    "dependency:copy-dependencies", f"-DoutputDirectory={scratch / 'lib'}", "-DincludeScope=runtime",
-                ]
-            )  # fmt: skip
-            pom.unlink()
-            # `exec` matters: the SDK stops the server with SIGKILL, which must reach the JVM, not the shell.
-            (scratch / "temporal-test-server").write_text(
-                "#!/bin/sh\n"
-                "# Started by temporalio's WorkflowEnvironment.start_time_skipping as: <this> <port>\n"
-                'DIR="$(cd "$(dirname "$0")" && pwd)"\n'
-                "exec java ${TEMPORAL_TEST_SERVER_JAVA_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss512k} \\\n"
-                '    -cp "$DIR/lib/*" io.temporal.testserver.TestServer "$@"\n'
-            )
-            (scratch / "temporal-test-server").chmod(0o755)
-        return Tool("temporal-test-server", wrapper, f"fetched in {time.monotonic() - started:.0f} s")
+        (scratch / "temporal-test-server").chmod(0o755)
+
+    return _cached_or_built(
+        "temporal-test-server",
+        "temporal-test-server",
+        TEMPORAL_TEST_SERVER_VERSION,
+        label="temporal-test-server",
+        install=install,
+        build=build,
+        verb="fetched",
+    )
 
 
 def _postgres_bindir() -> Path | None:
