@@ -18,11 +18,10 @@ from temporalio.client import Client, WorkflowHandle
 
 from chronogram.contracts import PublishStep, ScheduledPostResult
 from chronogram.enums import PostStatus, PostType
-from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
 from devstack.processes import ManagedProcess
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.engine.conftest import PROJECT_ROOT, engine_env
+from tests.engine.conftest import PROJECT_ROOT, engine_env, start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
 from workflows import ScheduledPostWorkflow
@@ -65,17 +64,9 @@ async def schedule(
     account: tuple[SandboxAccount, int],
     delay: timedelta = timedelta(seconds=3),
 ) -> WorkflowHandle[Any, Any]:
-    ig, account_id = account
     seed = PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1080)], datetime.now(UTC) + delay)
-    post_id = await asyncio.to_thread(seeder.post, account_id, seed)
-    return await start_post_workflow(
-        client,
-        post_id=post_id,
-        account_id=account_id,
-        username=ig.username,
-        post_type=seed.post_type,
-        publish_at=seed.publish_at,
-    )
+    _post_id, handle = await start_seeded(client, seeder, account, seed)
+    return handle
 
 
 async def wait_for_started_activity(

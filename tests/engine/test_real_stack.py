@@ -19,10 +19,10 @@ from chronogram.contracts import post_workflow_id
 from chronogram.db import make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent
-from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
 from chronogram.temporal import DATA_CONVERTER
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
+from tests.engine.conftest import start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
 from workflows import ScheduledPostWorkflow
@@ -35,16 +35,7 @@ LEAD = timedelta(seconds=4)
 async def publish(
     client: Client, seeder: Seeder, account: tuple[SandboxAccount, int], seed: PostSeed
 ) -> tuple[int, dict[str, Any]]:
-    ig_account, account_id = account
-    post_id = await asyncio.to_thread(seeder.post, account_id, seed)
-    handle = await start_post_workflow(
-        client,
-        post_id=post_id,
-        account_id=account_id,
-        username=ig_account.username,
-        post_type=seed.post_type,
-        publish_at=seed.publish_at,
-    )
+    post_id, handle = await start_seeded(client, seeder, account, seed)
     result = await asyncio.wait_for(handle.result(), timeout=60)
     assert result.status is PostStatus.PUBLISHED
     return post_id, result.__dict__
@@ -171,16 +162,7 @@ async def test_rejected_media_fails_the_post_with_a_reason(
     # 1:2 portrait is outside Instagram's 4:5..1.91:1 for a feed image: the user is told what to change.
     # Due in five minutes: inside the preparation window, so the media is checked now, not at publish time.
     seed = PostSeed(PostType.IMAGE, [Upload.jpeg(500, 1000)], datetime.now(UTC) + timedelta(minutes=5))
-    ig, account_id = ig_account
-    post_id = await asyncio.to_thread(seeder.post, account_id, seed)
-    handle = await start_post_workflow(
-        engine_client,
-        post_id=post_id,
-        account_id=account_id,
-        username=ig.username,
-        post_type=seed.post_type,
-        publish_at=seed.publish_at,
-    )
+    post_id, handle = await start_seeded(engine_client, seeder, ig_account, seed)
     with pytest.raises(WorkflowFailureError) as failure:
         await asyncio.wait_for(handle.result(), timeout=30)
     assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == "MediaRejected"
@@ -191,6 +173,6 @@ async def test_rejected_media_fails_the_post_with_a_reason(
         assert (
             post.error_message and "aspect ratio" in post.error_message and "media #1" in post.error_message
         )
-    assert await sandbox_admin.published(ig.ig_user_id) == []
+    assert await sandbox_admin.published(ig_account[0].ig_user_id) == []
     state = await handle.query(ScheduledPostWorkflow.state)
     assert state.status is PostStatus.FAILED
