@@ -229,10 +229,9 @@ def test_deleting_a_user_deletes_everything_they_own(engine: Engine, cipher: Tok
     with Session(engine) as session:
         user = add_user(session)
         account = add_account(session, user, cipher)
-        post = add_post(session, account, PUBLISH_AT)
         image = add_image(session, user)
+        post = add_post(session, account, PUBLISH_AT, media=[image])
         user_id, account_id, post_id, image_id = id_of(user), id_of(account), id_of(post), id_of(image)
-        session.add(PostMedia(post_id=post_id, position=0, media_id=image_id))
         session.add(PostEvent(post_id=post_id, kind=EventKind.TRANSITION, to_status=PostStatus.SCHEDULED))
         session.add(ApiKey(user_id=user_id, prefix="cg_abcd", key_hash="e" * 64))
         session.add(IdempotencyKey(user_id=user_id, key="k", request_fingerprint="f" * 64, post_id=post_id))
@@ -256,9 +255,8 @@ def test_an_account_or_asset_in_use_cannot_be_deleted_alone(engine: Engine, ciph
     with Session(engine) as session:
         user = add_user(session)
         account = add_account(session, user, cipher)
-        post = add_post(session, account, PUBLISH_AT)
         image = add_image(session, user)
-        session.add(PostMedia(post_id=id_of(post), position=0, media_id=id_of(image)))
+        add_post(session, account, PUBLISH_AT, media=[image])
         session.commit()
         for row in (account, image):
             session.delete(row)
