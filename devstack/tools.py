@@ -153,10 +153,18 @@ def _temporal_on_path() -> Path | None:
 
 
 def _cached_or_built(
-    name: str, slug: str, version: str, *, label: str, install: bool, build: Callable[[Path], None], verb: str
+    name: str,
+    slug: str,
+    version: str,
+    label: str,
+    build: Callable[[Path], None],
+    *,
+    install: bool,
+    verb: str = "built",
 ) -> Tool:
-    """The tool ``name`` from its directory in the cache, else made there by ``build`` (into a scratch directory
-    that becomes the tool's directory only if it succeeds; one process at a time)."""
+    """The tool ``name`` (also its executable's name) from its directory in the cache, ``slug-version``, else
+    made there by ``build`` in a scratch directory that becomes the tool's directory only if the build succeeds;
+    one process at a time (the lock is named ``slug``). ``label`` names the tool in messages."""
     final_dir = tools_dir() / f"{slug}-{version}"
     binary = final_dir / name
     if binary.exists():
@@ -200,13 +208,7 @@ def temporal_cli(*, install: bool = True) -> Tool:
         (scratch / "temporal").chmod(0o755)
 
     return _cached_or_built(
-        "temporal",
-        "temporal-cli",
-        TEMPORAL_CLI_VERSION,
-        label="Temporal CLI",
-        install=install,
-        build=build,
-        verb="built",
+        "temporal", "temporal-cli", TEMPORAL_CLI_VERSION, "Temporal CLI", build, install=install
     )
 
 
@@ -218,9 +220,7 @@ def minio_server(*, install: bool = True) -> Tool:
             _download(f"https://dl.min.io/server/minio/release/linux-{_go_arch()}/minio", scratch / "minio")
             (scratch / "minio").chmod(0o755)
 
-    return _cached_or_built(
-        "minio", "minio", MINIO_MODULE_VERSION, label="MinIO", install=install, build=build, verb="built"
-    )
+    return _cached_or_built("minio", "minio", MINIO_MODULE_VERSION, "MinIO", build, install=install)
 
 
 def temporal_test_server(*, install: bool = True) -> Tool:
@@ -255,9 +255,9 @@ def temporal_test_server(*, install: bool = True) -> Tool:
         "temporal-test-server",
         "temporal-test-server",
         TEMPORAL_TEST_SERVER_VERSION,
-        label="temporal-test-server",
+        "temporal-test-server",
+        build,
         install=install,
-        build=build,
         verb="fetched",
     )
 
