@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import temporal_gateway
-from api.crud import posts as crud
+from api.crud import workflow_starts
 from api.deps import AppServices
 
 log = logging.getLogger("chronogram.api.reconciler")
@@ -48,9 +48,11 @@ async def reconcile_once(services: AppServices, *, grace: timedelta) -> list[int
     return started
 
 
-def _pending(services: AppServices, updated_before: datetime) -> list[crud.WorkflowStart]:
+def _pending(services: AppServices, updated_before: datetime) -> list[workflow_starts.WorkflowStart]:
     with Session(services.engine) as session:
-        return crud.posts_awaiting_workflow(session, updated_before=updated_before, limit=_RECONCILE_BATCH)
+        return workflow_starts.posts_awaiting_workflow(
+            session, updated_before=updated_before, limit=_RECONCILE_BATCH
+        )
 
 
 async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:

@@ -11,7 +11,7 @@ The delay is safe:
   finds the running workflow (workflow id ``post-{id}``, USE_EXISTING), starts nothing and records the same run.
 - A record that is lost (a crash, a failed write) costs the same idempotent start, once the grace period is over.
 - A record that lands after its post was scheduled again (a retry's newer intent) is dropped, so that it cannot
-  vouch for the retry's run (see ``crud.record_workflow_starts``).
+  vouch for the retry's run (see ``workflow_starts.record_workflow_starts``).
 
 Reading a post's history (GET /v1/posts/{id}) waits for the post's queued record, so that what this process
 answers always shows the start it made.
@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.crud import posts as crud
+from api.crud import workflow_starts
 
 log = logging.getLogger("chronogram.api.start_records")
 
@@ -44,7 +44,7 @@ class StartRecorder:
     def __init__(self, engine: Engine, *, interval: float = FLUSH_INTERVAL_SECONDS) -> None:
         self._engine = engine
         self._interval = interval
-        self._queue: list[crud.StartedRun] = []
+        self._queue: list[workflow_starts.StartedRun] = []
         # Posts with a record queued or being written.
         self._unwritten: Counter[int] = Counter()
         self._queued = asyncio.Event()
@@ -68,7 +68,7 @@ class StartRecorder:
                     await self._task
         await self.flush()
 
-    def add(self, started: crud.StartedRun) -> None:
+    def add(self, started: workflow_starts.StartedRun) -> None:
         if self._closed:
             log.warning("start of post %s not recorded: shutting down; the reconciler will", started.post_id)
             return
@@ -102,9 +102,9 @@ class StartRecorder:
                     if self._unwritten[started.post_id] == 0:
                         del self._unwritten[started.post_id]
 
-    def _write(self, batch: list[crud.StartedRun]) -> None:
+    def _write(self, batch: list[workflow_starts.StartedRun]) -> None:
         with Session(self._engine) as session:
-            crud.record_workflow_starts(session, batch)
+            workflow_starts.record_workflow_starts(session, batch)
 
     async def _run(self) -> None:
         while True:

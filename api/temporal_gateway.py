@@ -27,7 +27,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.crud import posts as crud
+from api.crud import workflow_starts
 from api.deps import AppServices
 from chronogram import scheduling
 from chronogram.contracts import (
@@ -84,7 +84,9 @@ def handle_for(services: AppServices, post_id: int) -> _Handle:
 # --- starting -----------------------------------------------------------------------------------------------------
 
 
-async def start(services: AppServices, request: crud.WorkflowStart, *, record_later: bool = False) -> str:
+async def start(
+    services: AppServices, request: workflow_starts.WorkflowStart, *, record_later: bool = False
+) -> str:
     """Start the post's workflow (or find the running one) and record it; returns the run id.
 
     ``record_later`` queues the record for the next batch (``api.start_records``, which explains why a late or
@@ -100,7 +102,7 @@ async def start(services: AppServices, request: crud.WorkflowStart, *, record_la
         post_type=request.post_type,
         publish_at=request.publish_at,
     )
-    started = crud.StartedRun(
+    started = workflow_starts.StartedRun(
         post_id=request.post_id,
         run_id=handle.result_run_id or "",
         intent_id=request.intent_id,
@@ -113,13 +115,13 @@ async def start(services: AppServices, request: crud.WorkflowStart, *, record_la
     return started.run_id
 
 
-def _record_start(services: AppServices, started: crud.StartedRun) -> None:
+def _record_start(services: AppServices, started: workflow_starts.StartedRun) -> None:
     with Session(services.engine) as session:
-        crud.record_workflow_starts(session, [started])
+        workflow_starts.record_workflow_starts(session, [started])
 
 
 async def start_or_leave_to_reconciler(
-    services: AppServices, request: crud.WorkflowStart, *, record_later: bool = False
+    services: AppServices, request: workflow_starts.WorkflowStart, *, record_later: bool = False
 ) -> bool:
     """Start now if possible. A failure is logged, not raised: the post is recorded, and the reconciler will
     start it; failing the request would only invite a retry that schedules the post twice."""
@@ -140,20 +142,20 @@ async def ensure_started(services: AppServices, post_id: int) -> None:
         await start(services, request)
 
 
-def _workflow_start(services: AppServices, post_id: int) -> crud.WorkflowStart | None:
+def _workflow_start(services: AppServices, post_id: int) -> workflow_starts.WorkflowStart | None:
     with Session(services.engine) as session:
-        return crud.workflow_start(session, post_id=post_id)
+        return workflow_starts.workflow_start(session, post_id=post_id)
 
 
 def _start_if_scheduled(
     services: AppServices, post_id: int
-) -> tuple[PostStatus | None, crud.WorkflowStart | None]:
+) -> tuple[PostStatus | None, workflow_starts.WorkflowStart | None]:
     """The post's stored status, and what starting its workflow needs if it is still scheduled."""
     with Session(services.engine) as session:
         post = session.get(Post, post_id)
         if post is None or post.status is not PostStatus.SCHEDULED:
             return (post.status if post is not None else None), None
-        return post.status, crud.workflow_start(session, post_id=post_id)
+        return post.status, workflow_starts.workflow_start(session, post_id=post_id)
 
 
 # --- signals and queries ------------------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ def event_row(
 @dataclass(frozen=True)
 class Scheduled:
     post_id: int
-    # The "created" event's id: the post's scheduling intent (api.crud.posts records workflow starts against it).
+    # The "created" event's id: the post's scheduling intent (api.crud.workflow_starts records workflow starts against it).
     intent_id: int
 
 

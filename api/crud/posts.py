@@ -1,11 +1,10 @@
-"""Posts: creation (with idempotency keys), listing, edits, retries, and the bookkeeping that lets a crash between
-the database write and the workflow start be found and repaired.
+"""Posts: creation (with idempotency keys), listing, edits and retries. The record of their workflow starts, which
+lets a crash between the database write and the workflow start be found and repaired: api.crud.workflow_starts.
 
 Every status change goes through chronogram.lifecycle. After creation the workflow owns the status (its
 activities move it); the two transitions asked for here are the two that start a workflow run: creation
 (-> scheduled) and retry (failed -> scheduled). Each one's event is the post's scheduling "intent", and each
-successful workflow start is recorded as a "workflow started" event. A scheduled post whose latest intent has no "workflow started" event after it may have no workflow: the
-reconciler starts it.
+successful workflow start is recorded as a "workflow started" event.
 """
 
 from __future__ import annotations
@@ -15,16 +14,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, ScalarSelect, exists, func, tuple_, union_all, update
+from sqlalchemy import Insert, tuple_, union_all, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from api.crud.workflow_starts import WorkflowStart, latest_intent, start_of
 from chronogram import lifecycle
 from chronogram.enums import EventKind, PostStatus, PostType
-from chronogram.lifecycle import DedupeKey
 from chronogram.models import (
     IdempotencyKey,
     InstagramAccount,
@@ -70,19 +68,6 @@ class NewPost:
 
 
 @dataclass(frozen=True)
-class WorkflowStart:
-    """What starting a post's workflow, and recording that start, needs."""
-
-    post_id: int
-    account_id: int
-    username: str
-    post_type: PostType
-    publish_at: datetime
-    # The post's latest intent when this was read; None: not known, the start is recorded whatever came since.
-    intent_id: int | None = None
-
-
-@dataclass(frozen=True)
 class Created:
     """The post a creation request answers with (on a replay, the first request's), its media in order, and
     what starting its workflow needs while it is scheduled. With a session that expires on commit, reading the
@@ -93,18 +78,6 @@ class Created:
     post: Post
     media: list[PostMedia]
     start: WorkflowStart | None
-
-
-@dataclass(frozen=True)
-class StartedRun:
-    """A workflow run that was started (or found running) for a post, to be recorded."""
-
-    post_id: int
-    run_id: str
-    # The intent this start answers (WorkflowStart.intent_id): once a newer one exists, the record would claim
-    # that the newer intent has a workflow, so it is dropped.
-    intent_id: int | None
-    started_at: datetime
 
 
 def _now() -> datetime:
@@ -169,7 +142,7 @@ def create_post(
                     post_id=post.id,
                 ),
             )
-        start = _start_of(post, new.account_username, scheduled.intent_id)
+        start = start_of(post, new.account_username, scheduled.intent_id)
         session.commit()
     except IntegrityError:
         # Either the same idempotency key arrived twice at once and the other request won, or the account or a
@@ -195,12 +168,12 @@ def find_replay(session: Session, *, user_id: int, key: str, fingerprint: str) -
     if row.post_id is None:
         raise IdempotencyKeyInProgress(key)
     post, username, intent_id = session.exec(
-        select(Post, InstagramAccount.username, _latest_intent())
+        select(Post, InstagramAccount.username, latest_intent())
         .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
         .where(Post.id == row.post_id)
         .execution_options(populate_existing=True)
     ).one()
-    start = _start_of(post, username, intent_id) if post.status is PostStatus.SCHEDULED else None
+    start = start_of(post, username, intent_id) if post.status is PostStatus.SCHEDULED else None
     media = media_of(session, post_ids=[row.post_id])[row.post_id]
     return Created(post_id=row.post_id, replayed=True, post=post, media=media, start=start)
 
@@ -287,30 +260,6 @@ def posts_of_account(session: Session, *, account_id: int, statuses: Sequence[Po
     )
 
 
-def workflow_start(session: Session, *, post_id: int) -> WorkflowStart | None:
-    row = session.exec(
-        select(Post, InstagramAccount.username, _latest_intent())
-        .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
-        .where(Post.id == post_id)
-    ).first()
-    if row is None:
-        return None
-    post, username, intent_id = row
-    return _start_of(post, username, intent_id)
-
-
-def _start_of(post: Post, username: str, intent_id: int | None) -> WorkflowStart:
-    assert post.id is not None
-    return WorkflowStart(
-        post_id=post.id,
-        account_id=post.account_id,
-        username=username,
-        post_type=post.type,
-        publish_at=post.publish_at,
-        intent_id=intent_id,
-    )
-
-
 # --- changes while scheduled --------------------------------------------------------------------------------------
 
 
@@ -362,89 +311,6 @@ def begin_retry(session: Session, *, post_id: int, publish_at: datetime) -> bool
         return False
     session.commit()
     return True
-
-
-# --- workflow bookkeeping -----------------------------------------------------------------------------------------
-
-
-def record_workflow_starts(session: Session, started: Sequence[StartedRun]) -> None:
-    """Record workflow starts, in one transaction. Idempotent: the same run (a repeated start finds the running
-    one) is recorded once. A start is not recorded once its post has a newer intent than the one it answers (a
-    retry scheduled the post again while the record waited in a batch): it would vouch for the retry's run,
-    which the retry records itself, or else the reconciler starts."""
-    wanted = {DedupeKey.workflow_started(run.post_id, run.run_id): run for run in started}
-    if not wanted:
-        return
-    recorded = set(
-        session.exec(select(PostEvent.dedupe_key).where(col(PostEvent.dedupe_key).in_(wanted))).all()
-    )
-    post_ids = {run.post_id for run in wanted.values() if run.intent_id is not None}
-    latest: dict[int, int | None] = {}
-    if post_ids:
-        latest = dict(
-            session.exec(
-                select(PostEvent.post_id, func.max(PostEvent.id))
-                .where(col(PostEvent.post_id).in_(post_ids), PostEvent.to_status == PostStatus.SCHEDULED)
-                .group_by(col(PostEvent.post_id))
-            ).all()
-        )
-    rows = [
-        lifecycle.event_row(
-            post_id=run.post_id,
-            kind=EventKind.TRANSITION,
-            message="workflow started",
-            detail={"run_id": run.run_id},
-            dedupe_key=dedupe_key,
-            occurred_at=run.started_at,
-        )
-        for dedupe_key, run in wanted.items()
-        if dedupe_key not in recorded
-        and (run.intent_id is None or (latest.get(run.post_id) or 0) <= run.intent_id)
-    ]
-    if not rows:
-        return
-    try:
-        # A bulk insert: one statement for the batch, where adding PostEvent objects makes one per row.
-        lifecycle.record_events(session.connection(), rows)
-        session.commit()
-    except IntegrityError:
-        session.rollback()  # some were recorded by a concurrent start of the same run: the others one by one
-        if len(wanted) > 1:
-            for run in wanted.values():
-                record_workflow_starts(session, [run])
-
-
-def posts_awaiting_workflow(session: Session, *, updated_before: datetime, limit: int) -> list[WorkflowStart]:
-    """Scheduled posts with no workflow start recorded since they last became scheduled."""
-    started = aliased(PostEvent)
-    latest_intent = _latest_intent()
-    start_recorded = exists().where(
-        col(started.post_id) == col(Post.id),
-        col(started.dedupe_key).startswith(DedupeKey.WORKFLOW_STARTED_PREFIX),
-        # A post recorded by other means has no "-> scheduled" event: any recorded start then counts.
-        col(started.id) > func.coalesce(latest_intent, 0),
-    )
-    rows = session.exec(
-        select(Post, InstagramAccount.username, latest_intent)
-        .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
-        .where(Post.status == PostStatus.SCHEDULED, col(Post.updated_at) < updated_before, ~start_recorded)
-        .order_by(col(Post.id))
-        .limit(limit)
-    ).all()
-    return [_start_of(post, username, intent_id) for post, username, intent_id in rows]
-
-
-def _latest_intent() -> ScalarSelect[int | None]:
-    """The id of the posts row's newest "-> scheduled" event (None if it has none), for a query over posts."""
-    intent = aliased(PostEvent)
-    return (
-        select(func.max(intent.id))
-        .where(intent.post_id == Post.id, intent.to_status == PostStatus.SCHEDULED)
-        # Correlated with the outer posts row: left to auto-correlation inside exists(), SQLAlchemy adds `posts`
-        # to this subquery's FROM, which then takes the newest intent of any post.
-        .correlate(Post)
-        .scalar_subquery()
-    )
 
 
 # Built once: a statement built per call costs more than the unit of work it replaces.

@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from api import temporal_gateway
 from api.crud import posts as crud
+from api.crud import workflow_starts
 from api.deps import AppServices
 from api.errors import ApiError, invalid, not_found, post_not_in_status
 from api.schemas.post_responses import PostDetail
@@ -141,8 +142,8 @@ async def _signal(services: AppServices, post_id: int, signal: SignalRequest) ->
     return await live_state(services, post_id)
 
 
-def _workflow_start(session: Session, post_id: int) -> crud.WorkflowStart | None:
-    start = crud.workflow_start(session, post_id=post_id)
+def _workflow_start(session: Session, post_id: int) -> workflow_starts.WorkflowStart | None:
+    start = workflow_starts.workflow_start(session, post_id=post_id)
     # End the read transaction, so that the request holds no pooled connection while it awaits Temporal (and
     # then records the start on a second connection): otherwise ~15 concurrent requests exhaust the pool.
     session.commit()

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from api import reconciler, temporal_gateway
 from api.crud import posts as crud
+from api.crud import workflow_starts
 from api.deps import AppServices
 from api.main import create_app
 from chronogram import scheduling
@@ -72,7 +73,7 @@ async def test_a_lost_start_is_reconciled_exactly_once(
     assert await workflow_runs(services, post_id) == [WorkflowExecutionStatus.RUNNING]
     # A second pass, or a start by anyone else, finds the workflow recorded and starts nothing.
     assert post_id not in await reconciler.reconcile_once(services, grace=NO_GRACE)
-    request = crud.WorkflowStart(
+    request = workflow_starts.WorkflowStart(
         post_id=post_id,
         account_id=ready["account"]["id"],
         username=ready["account"]["username"],
@@ -90,16 +91,16 @@ async def test_a_start_whose_record_was_lost_is_not_started_twice(
     alice: ApiUser, ready: dict[str, Any], services: AppServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await services.start_records.flush()  # the batch that fails holds this test's start only
-    real = crud.record_workflow_starts
+    real = workflow_starts.record_workflow_starts
     calls: list[list[int]] = []
 
-    def crash_once(session: Session, started: Sequence[crud.StartedRun]) -> None:
+    def crash_once(session: Session, started: Sequence[workflow_starts.StartedRun]) -> None:
         calls.append([run.post_id for run in started])
         if len(calls) == 1:
             raise ConnectionError("simulated crash after the start, before it was recorded")
         real(session, started)
 
-    monkeypatch.setattr(crud, "record_workflow_starts", crash_once)
+    monkeypatch.setattr(workflow_starts, "record_workflow_starts", crash_once)
     post = await schedule_ok(alice.client, ready["account"]["id"], [ready["media"]])
     await services.start_records.flush()
     assert calls == [[post["id"]]]

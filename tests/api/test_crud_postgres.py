@@ -15,6 +15,7 @@ from api.crud import accounts as account_crud
 from api.crud import keys as key_crud
 from api.crud import media as media_crud
 from api.crud import posts as crud
+from api.crud import workflow_starts
 from api.crud.users import authenticate, create_user
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus, PostType
@@ -104,18 +105,22 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
         cancelled = crud.list_posts(session, owner_id=user.user_id, limit=50, status=PostStatus.CANCELLED)
         assert sorted(post.id or 0 for post in cancelled) == sorted(ids[:3])
 
-        pending = crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+        pending = workflow_starts.posts_awaiting_workflow(
+            session, updated_before=datetime.now(UTC), limit=100
+        )
         assert {item.post_id for item in pending} == set(ids[3:])
         intents = {item.post_id: item.intent_id for item in pending}
         started = [
-            crud.StartedRun(
+            workflow_starts.StartedRun(
                 post_id=post_id, run_id="run-1", intent_id=intents[post_id], started_at=datetime.now(UTC)
             )
             for post_id in (ids[3], ids[3], ids[6])
         ]
-        crud.record_workflow_starts(session, started)
-        crud.record_workflow_starts(session, started[:1])
-        pending = crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+        workflow_starts.record_workflow_starts(session, started)
+        workflow_starts.record_workflow_starts(session, started[:1])
+        pending = workflow_starts.posts_awaiting_workflow(
+            session, updated_before=datetime.now(UTC), limit=100
+        )
         assert {ids[3], ids[6]}.isdisjoint(item.post_id for item in pending)
 
         assert crud.update_content(session, post_id=ids[4], values={"caption": "edited"}, items=None)
@@ -126,16 +131,20 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
         assert not crud.begin_retry(session, post_id=ids[5], publish_at=base)
         assert ids[5] in {
             item.post_id
-            for item in crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+            for item in workflow_starts.posts_awaiting_workflow(
+                session, updated_before=datetime.now(UTC), limit=100
+            )
         }
         # A record that waited while a retry scheduled the post again does not vouch for the retry's run.
-        stale = crud.StartedRun(
+        stale = workflow_starts.StartedRun(
             post_id=ids[5], run_id="run-1", intent_id=intents[ids[5]], started_at=datetime.now(UTC)
         )
-        crud.record_workflow_starts(session, [stale])
+        workflow_starts.record_workflow_starts(session, [stale])
         assert ids[5] in {
             item.post_id
-            for item in crud.posts_awaiting_workflow(session, updated_before=datetime.now(UTC), limit=100)
+            for item in workflow_starts.posts_awaiting_workflow(
+                session, updated_before=datetime.now(UTC), limit=100
+            )
         }
         assert [item.media_id for item in crud.media_of(session, post_ids=[ids[0]])[ids[0]]] == [
             media.id,

@@ -19,6 +19,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from api import main, reconciler
 from api.crud import posts as crud
+from api.crud import workflow_starts
 from api.deps import AppServices
 from api.start_records import StartRecorder
 from chronogram.contracts import post_workflow_id
@@ -79,14 +80,14 @@ def another_api(api_settings: Settings, monkeypatch: pytest.MonkeyPatch, alice: 
 async def test_the_record_is_written_after_the_answer(
     alice: ApiUser, ready: dict[str, Any], services: AppServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = crud.record_workflow_starts
+    real = workflow_starts.record_workflow_starts
     release = threading.Event()
 
-    def held(session: Session, started: Sequence[crud.StartedRun]) -> None:
+    def held(session: Session, started: Sequence[workflow_starts.StartedRun]) -> None:
         assert release.wait(30), "the test never released the recorder"
         real(session, started)
 
-    monkeypatch.setattr(crud, "record_workflow_starts", held)
+    monkeypatch.setattr(workflow_starts, "record_workflow_starts", held)
     try:
         began = time.monotonic()
         post = await schedule_ok(alice.client, ready["account"]["id"], [ready["media"]])
@@ -153,11 +154,12 @@ async def test_a_record_that_lands_after_a_retry_is_dropped(
     def awaiting(session: Session) -> set[int]:
         later = datetime.now(UTC) + timedelta(minutes=1)
         return {
-            start.post_id for start in crud.posts_awaiting_workflow(session, updated_before=later, limit=1000)
+            start.post_id
+            for start in workflow_starts.posts_awaiting_workflow(session, updated_before=later, limit=1000)
         }
 
-    def started(post_id: int, run_id: str, intent_id: int | None) -> crud.StartedRun:
-        return crud.StartedRun(
+    def started(post_id: int, run_id: str, intent_id: int | None) -> workflow_starts.StartedRun:
+        return workflow_starts.StartedRun(
             post_id=post_id, run_id=run_id, intent_id=intent_id, started_at=datetime.now(UTC)
         )
 
@@ -172,15 +174,17 @@ async def test_a_record_that_lands_after_a_retry_is_dropped(
         session.add(row)
         session.commit()
         assert crud.begin_retry(session, post_id=post_id, publish_at=datetime.now(UTC) + timedelta(days=1))
-        retry = crud.workflow_start(session, post_id=post_id)
+        retry = workflow_starts.workflow_start(session, post_id=post_id)
         assert retry is not None and retry.intent_id is not None and retry.intent_id > created.start.intent_id
 
-        crud.record_workflow_starts(session, [started(post_id, "first-run", created.start.intent_id)])
+        workflow_starts.record_workflow_starts(
+            session, [started(post_id, "first-run", created.start.intent_id)]
+        )
         assert _started_runs(services, post_id) == []
         assert post_id in awaiting(session)  # the retry's run is still missing
 
-        crud.record_workflow_starts(session, [started(post_id, "second-run", retry.intent_id)] * 2)
-        crud.record_workflow_starts(session, [started(post_id, "second-run", retry.intent_id)])
+        workflow_starts.record_workflow_starts(session, [started(post_id, "second-run", retry.intent_id)] * 2)
+        workflow_starts.record_workflow_starts(session, [started(post_id, "second-run", retry.intent_id)])
         assert _started_runs(services, post_id) == ["second-run"]
         assert post_id not in awaiting(session)
 
@@ -192,12 +196,16 @@ async def test_a_batch_records_what_it_can(
     await services.start_records.flush()
     now = datetime.now(UTC)
     with Session(services.engine) as session:
-        crud.record_workflow_starts(
+        workflow_starts.record_workflow_starts(
             session,
             [
                 # Its account was deleted, with its posts, before the batch was written.
-                crud.StartedRun(post_id=post["id"] + 10**9, run_id="gone", intent_id=None, started_at=now),
-                crud.StartedRun(post_id=post["id"], run_id="another-run", intent_id=None, started_at=now),
+                workflow_starts.StartedRun(
+                    post_id=post["id"] + 10**9, run_id="gone", intent_id=None, started_at=now
+                ),
+                workflow_starts.StartedRun(
+                    post_id=post["id"], run_id="another-run", intent_id=None, started_at=now
+                ),
             ],
         )
     assert _started_runs(services, post["id"]) == [await _run_id(services, post["id"]), "another-run"]
