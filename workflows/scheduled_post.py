@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
@@ -99,6 +99,9 @@ _FINISHING_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NE
 # A signal with no input or input of the wrong shape (typed by hand) is refused and recorded as an event: the
 # recording is a command that earlier code never issued (it failed the workflow task instead).
 _MALFORMED_SIGNAL_PATCH = "refuse-malformed-signals"
+# A container still processing when a polling round's budget runs out waits for the next round (earlier code
+# failed the post after the first round).
+_CONTAINER_ROUNDS_PATCH = "container-wait-rounds"
 # How many signal requests' outcomes a run keeps for the sender to read back (a post gets a handful).
 _KEPT_SIGNAL_OUTCOMES = 100
 # Errors after which the publish is documented as not done, and no retry can make it succeed.
@@ -275,6 +278,9 @@ class ScheduledPostWorkflow:
         except ActivityError as error:
             await self._begin_publishing("preparing the media failed")
             raise _PostFailed(_error_type(error), _error_message(error)) from None
+        except _PostFailed:
+            await self._begin_publishing("preparing the media failed")
+            raise
         self._set_step(PublishStep.WAITING)
         self._patched_for_punctuality = workflow.patched(_WAKE_EARLY_PATCH)
         lead = _WAKE_EARLY if self._patched_for_punctuality else timedelta(0)
@@ -449,11 +455,28 @@ class ScheduledPostWorkflow:
                 )
                 return
             except ActivityError as error:
-                if _error_type(error) is not ErrorType.TIMEOUT or round_number == _CONTAINER_WAIT_ROUNDS:
+                if not self._round_ran_out(error):
                     raise
+                if round_number == _CONTAINER_WAIT_ROUNDS:
+                    raise _PostFailed(
+                        ErrorType.CONTAINER_NOT_READY,
+                        f"Instagram was still processing the media of container {container_id} after "
+                        f"{_CONTAINER_WAIT_ROUNDS} rounds of {_minutes(_CONTAINER_WAIT_BUDGET)} minutes; the post "
+                        "was not published. A shorter or smaller video usually processes faster: retry the post "
+                        "or schedule it again with other media",
+                    ) from None
                 # Still IN_PROGRESS is not a failure: the container stays valid for 24 h.
                 await workflow.sleep(_CONTAINER_WAIT_PAUSE, summary="Instagram still processing; waiting")
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _round_ran_out(error: ActivityError) -> bool:
+        """Whether a round of container polling ended on its time budget. The schedule-to-close timeout surfaces
+        as the last attempt's error (still processing) with retry state TIMEOUT; earlier code only knew a bare
+        timeout, and failed the post after one round."""
+        if _error_type(error) is ErrorType.TIMEOUT:
+            return True
+        return error.retry_state is RetryState.TIMEOUT and workflow.patched(_CONTAINER_ROUNDS_PATCH)
 
     async def _publish_container(self, container_id: str) -> str | None:
         while True:
@@ -666,6 +689,10 @@ def _decode_signal(
     except Exception:  # whatever the converter refuses is malformed input
         return None
     return request if isinstance(request, SIGNAL_INPUTS[signal]) else None
+
+
+def _minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
 
 
 def _iso(instant: datetime) -> str:

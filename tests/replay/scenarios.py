@@ -111,6 +111,12 @@ SCENARIOS = [
     ),
     Scenario("container_polled_until_finished", lambda: Script(polls_until_finished=2)),
     Scenario(
+        "container_waited_for_further_rounds",
+        lambda: Script(polls_until_finished=40),
+        delay=timedelta(hours=1),
+        needs_time_skipping=True,
+    ),
+    Scenario(
         "failed_auth", lambda: Script(create_errors=[graph_error("GraphAuthError")]), expect_failure=True
     ),
     Scenario(

@@ -22,7 +22,7 @@ from chronogram.contracts import ScheduledPostInput, ScheduledPostResult
 from chronogram.temporal import DATA_CONVERTER
 from tests.replay.scenarios import SCENARIOS
 from workflows import ScheduledPostWorkflow
-from workflows.scheduled_post import _MALFORMED_SIGNAL_PATCH, _WAKE_EARLY_PATCH
+from workflows.scheduled_post import _CONTAINER_ROUNDS_PATCH, _MALFORMED_SIGNAL_PATCH, _WAKE_EARLY_PATCH
 
 HISTORY_DIR = Path(__file__).with_name("histories")
 # histories/*.json: the current code, one per scenario. histories/<before-a-patch>/: recorded by earlier code and
@@ -64,10 +64,16 @@ def test_histories_from_before_signal_outcomes_replay_beside_new_ones() -> None:
     """Recorded before signals carried request ids and events sequences; the malformed-signal refusal records
     its marker only where a signal was malformed."""
     before = sorted((HISTORY_DIR / "before-signal-outcomes").glob("*.json"))
-    assert {path.stem for path in before} == {s.name for s in SCENARIOS} - {"malformed_signals_refused"}
+    added_since = {"malformed_signals_refused", "container_waited_for_further_rounds"}
+    assert {path.stem for path in before} == {s.name for s in SCENARIOS} - added_since
     assert all(_MALFORMED_SIGNAL_PATCH not in _patches(path) for path in before)
     with_marker = {path.stem for path in CURRENT if _MALFORMED_SIGNAL_PATCH in _patches(path)}
     assert with_marker == {"malformed_signals_refused"}
+
+
+def test_only_a_container_still_processing_after_a_round_records_the_rounds_patch() -> None:
+    with_marker = {path.stem for path in HISTORIES if _CONTAINER_ROUNDS_PATCH in _patches(path)}
+    assert with_marker == {"container_waited_for_further_rounds"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])

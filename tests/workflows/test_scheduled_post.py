@@ -434,3 +434,30 @@ async def test_a_signal_after_an_accepted_cancel_is_refused_as_being_cancelled(s
     outcome = await run.handle.query(ScheduledPostWorkflow.signal_outcome, SignalOutcomeQuery("p-1"))
     assert (outcome.verdict, outcome.refusal) == (SignalVerdict.REFUSED, SignalRefusal.BEING_CANCELLED)
     assert (await run.handle.result()).status is PostStatus.CANCELLED
+
+
+async def test_a_container_still_processing_after_a_round_is_waited_for_in_further_rounds(schedule) -> None:
+    """Instagram still processing after the first 10-minute round is not a failure: the container lives 24 h.
+    Each round is one activity whose schedule-to-close timeout ends it; the workflow pauses, then polls again."""
+    run = await schedule(timedelta(hours=1), Script(polls_until_finished=40))
+    result = await run.handle.result()
+    assert result.status is PostStatus.PUBLISHED
+    polls = run.world.called("check_container_ready")
+    assert len(polls) == 41
+    # More than one round: the polls span more than one round's 10-minute budget.
+    assert polls[-1].at - polls[0].at > timedelta(minutes=10)
+    assert run.world.published == ["c1"]
+
+
+async def test_a_container_stuck_for_every_round_fails_the_post_with_a_message_to_act_on(schedule) -> None:
+    run = await schedule(timedelta(hours=2), Script(polls_until_finished=10_000))
+    with pytest.raises(WorkflowFailureError) as failed:
+        await run.handle.result()
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ContainerNotReadyError"
+    assert "still processing" in cause.message and "after 3 rounds of 10 minutes" in cause.message
+    assert (
+        len(run.world.called("begin_publishing")) == 1
+    )  # scheduled -> publishing -> failed, as every failure
+    assert run.world.published == []
+    assert run.world.finished[-1].status is PostStatus.FAILED
