@@ -8,8 +8,6 @@ state also says the post's ``current_status``.
 from __future__ import annotations
 
 import logging
-import re
-import sys
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -21,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api.unparsable_bodies import why_unparsable
 from chronogram.enums import PostStatus
 from chronogram.post_rules import Violation
 
@@ -178,7 +177,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         and exc.__cause__ is not None
         and _is_json(request.headers.get("content-type", ""))
     ):
-        return problem_response(request, malformed_json(await _unparsable(request, exc.__cause__)))
+        return problem_response(request, malformed_json(await why_unparsable(request, exc.__cause__)))
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
     headers = exc.headers
@@ -207,25 +206,6 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def malformed_json(reason: str) -> ApiError:
     return ApiError(400, "malformed_json", f"the request body is not valid JSON: {reason}")
-
-
-async def _unparsable(request: Request, cause: BaseException) -> str:
-    """Why json.loads refused the body, and where, without echoing the body."""
-    if isinstance(cause, UnicodeDecodeError):
-        byte = cause.object[cause.start : cause.start + 1].hex()
-        return f"it is not {cause.encoding.upper()}: byte 0x{byte} at position {cause.start} ({cause.reason})"
-    if isinstance(cause, RecursionError):
-        return "its arrays and objects are nested too deeply"
-    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
-        limit = sys.get_int_max_str_digits()
-        try:
-            body = await request.body()
-        except RuntimeError:  # the stream was consumed without being kept: no position to give
-            body = b""
-        found = re.search(rb"\d{%d,}" % (limit + 1), body)
-        where = f" at position {found.start()}" if found else ""
-        return f"a number{where} has more than {limit} digits"
-    return "it cannot be parsed"
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -72,7 +72,7 @@ _BODY_ROUTES = [
     ("body", "reason"),
     [
         (b'{"caption": "\xff"}', "byte 0xff at position 13"),
-        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply: 100000 levels, the deepest at position 99999"),
         (b'{"account_id": ' + b"7" * 5000 + b"}", "a number at position 15 has more than"),
         (b'{"account_id": 1,', "at position 17"),
     ],
