@@ -17,7 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from api.unparsable_bodies import why_unparsable
 from chronogram.enums import PostStatus
 from chronogram.post_rules import Violation
 
@@ -169,13 +171,41 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    # FastAPI answers a JSON body that json.loads raised on with a bare 400, the parser's error as its cause.
+    if (
+        exc.status_code == 400
+        and exc.__cause__ is not None
+        and _is_json(request.headers.get("content-type", ""))
+    ):
+        return problem_response(request, malformed_json(await why_unparsable(request, exc.__cause__)))
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+    headers = exc.headers
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
     elif exc.status_code == 413 and detail == _phrase(413):
         detail = "the request body is too large"
-    return problem_response(request, ApiError(exc.status_code, code, detail, headers=exc.headers))
+    elif exc.status_code == 405:
+        # The router stops at the first route whose path matches: its Allow names that route's methods only.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return problem_response(request, ApiError(exc.status_code, code, detail, headers=headers))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method that some route of the app answers on this path."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
+def malformed_json(reason: str) -> ApiError:
+    return ApiError(400, "malformed_json", f"the request body is not valid JSON: {reason}")
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -206,7 +236,8 @@ def _from_validation(request: Request, raw: Sequence[Any]) -> ApiError:
         loc = tuple(error.get("loc", ()))
         if error.get("type") == "json_invalid":
             reason = (error.get("ctx") or {}).get("error", "invalid JSON")
-            return ApiError(400, "malformed_json", f"the request body is not valid JSON: {reason}")
+            position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+            return malformed_json(f"{reason} at position {position}" if position is not None else reason)
         if loc == ("body",) and error.get("type") == "model_attributes_type":
             content_type = request.headers.get("content-type", "")
             if not _is_json(content_type):

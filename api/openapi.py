@@ -1,5 +1,6 @@
 """The OpenAPI page: problem responses documented once (``responses=problems(404, 409)`` on a route), with their
-schema under application/problem+json, and FastAPI's default 422 shape replaced by the one actually sent."""
+schema under application/problem+json, and FastAPI's default 422 shape replaced by the one actually sent. Every
+route that takes a body documents the 400 of a body that cannot be parsed (``malformed_json``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
     400: (
         "Malformed request (e.g. a body that is not JSON)",
-        {"code": "malformed_json", "detail": "the request body is not valid JSON: Expecting value"},
+        {
+            "code": "malformed_json",
+            "detail": "the request body is not valid JSON: Expecting value at position 0",
+        },
     ),
     401: (
         "Missing or invalid API key",
@@ -42,7 +46,7 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
         "Unsupported content type or file format",
         {
             "code": "unsupported_media",
-            "detail": "the file is not an image Instagram can use (JPEG, PNG or WebP)",
+            "detail": "the file is neither an image (JPEG, PNG or WebP) nor a video (MP4 or MOV)",
         },
     ),
     422: (
@@ -103,6 +107,8 @@ def install_openapi(app: FastAPI) -> None:
                     responses = operation.get("responses", {})
                     if "422" in responses:
                         responses["422"] = _problem_response(422)
+                    if "requestBody" in operation and "400" not in responses:
+                        responses["400"] = _problem_response(400)
             for unused in ("HTTPValidationError", "ValidationError"):
                 components.pop(unused, None)
             app.openapi_schema = schema

@@ -28,6 +28,7 @@ FILE_FIELD = "file"
 _SNIFF_BYTES = 16
 _IMAGE_TYPES = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 _VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov"}
+_NEITHER = "the file is neither an image (JPEG, PNG or WebP) nor a video (MP4 or MOV)"
 # EXIF orientations that turn the picture a quarter: width and height swap on screen.
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 
@@ -233,7 +234,9 @@ def examine(received: ReceivedFile) -> Examined:
         image_format, width, height = _examine_image(data)
     except MediaRejected as rejected:
         status = 415 if rejected.code in ("unsupported_media", "unsupported_image_format") else 422
-        raise ApiError(status, rejected.code, rejected.message, field=FILE_FIELD) from None
+        # Neither a video (sniffed first) nor an image: the answer names every kind a file may be.
+        message = _NEITHER if rejected.code == "unsupported_media" else rejected.message
+        raise ApiError(status, rejected.code, message, field=FILE_FIELD) from None
     content_type, extension = _IMAGE_TYPES[image_format]
     return Examined(content_type=content_type, extension=extension, width=width, height=height)
 

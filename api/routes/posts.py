@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
-from pydantic import AwareDatetime
 
 from api.deps import CurrentUser, FailedPostDep, OwnedPostDep, ScheduledPostDep, ServicesDep, SessionDep
 from api.openapi import problems
-from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE
+from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE, QueryDatetime
 from api.schemas.post_responses import PostDetail, PostOut, PostPage
 from api.schemas.posts import PostCreate, PostUpdate, RetryRequest, SignalReason
 from api.use_cases import post_changes, post_creation, post_reads
@@ -74,8 +73,8 @@ async def list_posts(
     session: SessionDep,
     status_filter: Annotated[PostStatus | None, Query(alias="status")] = None,
     account_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    start: Annotated[AwareDatetime | None, Query(alias="from", description="publish_at >= from")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to", description="publish_at < to")] = None,
+    start: Annotated[QueryDatetime | None, Query(alias="from", description="publish_at >= from")] = None,
+    end: Annotated[QueryDatetime | None, Query(alias="to", description="publish_at < to")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> PostPage:

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic_core import PydanticCustomError
 
 from chronogram.instagram import PublishingLimit
 from chronogram.models import InstagramAccount
+
+# Graph API tokens are printable ASCII without spaces. Anything else could never be one, and it would not even fit
+# in the Authorization header the token is sent in: refused here, naming the field, instead of failing on the way
+# to Instagram.
+TOKEN_PATTERN = r"^[\x21-\x7e]+$"
+_TOKEN = re.compile(TOKEN_PATTERN)
+
+
+def _graph_token(token: SecretStr) -> SecretStr:
+    if not _TOKEN.fullmatch(token.get_secret_value()):
+        raise PydanticCustomError(
+            "invalid_token_characters",
+            "an access token is printable ASCII only: no spaces, control characters or other characters",
+        )
+    return token
+
+
+GraphToken = Annotated[SecretStr, AfterValidator(_graph_token)]
 
 
 class AccountCreate(BaseModel):
@@ -22,10 +42,12 @@ class AccountCreate(BaseModel):
     ig_user_id: str = Field(
         pattern=r"^[0-9]{1,32}$", description="The Instagram professional account's id (digits)"
     )
-    access_token: SecretStr = Field(
+    access_token: GraphToken = Field(
         min_length=1,
         max_length=4096,
-        description="A Graph API token for that account; verified now, stored encrypted, never returned",
+        json_schema_extra={"pattern": TOKEN_PATTERN},
+        description="A Graph API token for that account (printable ASCII, no spaces); verified now, stored "
+        "encrypted, never returned",
     )
 
 

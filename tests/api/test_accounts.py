@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
 
@@ -86,6 +89,36 @@ async def test_bad_account_bodies(alice: ApiUser) -> None:
     ]:
         response = await alice.client.post("/v1/accounts", json=body)
         assert_problem(response, 422, "validation_error", field=field)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["caf\u00e9", "\U0001f511-token", "\ud800", "line\nbreak", "nul\x00byte", "tab\ttoken", "two words"],
+    ids=["accent", "emoji", "lone-surrogate", "newline", "nul", "tab", "space"],
+)
+async def test_a_token_that_is_not_printable_ascii_is_422_before_instagram(
+    alice: ApiUser, sandbox: SandboxAdmin, token: str
+) -> None:
+    # Graph tokens are printable ASCII; anything else cannot be sent in a header: refused as input, naming the
+    # field, instead of a 500 or a 502 "Instagram could not be reached".
+    account = await sandbox.create_account("odd_token")
+    # Escaped (\uXXXX) as JSON allows, so that a lone surrogate can be sent at all.
+    sent = json.dumps({"ig_user_id": account.ig_user_id, "access_token": token})
+    response = await alice.client.post(
+        "/v1/accounts", content=sent, headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 422, "validation_error", field="access_token")
+    assert [error["code"] for error in body["errors"]] == ["invalid_token_characters"]
+    assert "printable ASCII" in body["detail"]
+    assert (await alice.client.get("/v1/accounts")).json()["data"] == []
+
+
+async def test_a_token_in_raw_utf8_is_422(alice: ApiUser) -> None:
+    body = '{"ig_user_id": "1", "access_token": "t\u00f6ken"}'.encode()
+    response = await alice.client.post(
+        "/v1/accounts", content=body, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422, "validation_error", field="access_token")
 
 
 async def test_list_and_get_with_quota(alice: ApiUser, sandbox: SandboxAdmin) -> None:

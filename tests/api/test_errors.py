@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,6 +18,36 @@ async def test_unknown_route_and_method(alice: ApiUser) -> None:
     assert_problem(await alice.client.put("/v1/posts"), 405, "method_not_allowed")
 
 
+async def test_allow_lists_every_method_of_the_path(app: FastAPI, alice: ApiUser) -> None:
+    for path, item in app.openapi()["paths"].items():
+        documented = {method.upper() for method in item}
+        unused = next(method for method in ("PUT", "PATCH", "DELETE", "POST") if method not in documented)
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        response = await alice.client.request(unused, url)
+        assert_problem(response, 405, "method_not_allowed")
+        allowed = set(response.headers["allow"].split(", "))
+        assert allowed - {"HEAD"} == documented, (path, response.headers["allow"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/v1/posts", "GET, POST"),
+        ("DELETE", "/v1/posts/7", "GET, PATCH"),
+        ("PUT", "/v1/media", "GET, POST"),
+        ("PATCH", "/v1/media/7", "GET, DELETE"),
+        ("PUT", "/v1/accounts/7", "GET, DELETE"),
+        ("DELETE", "/v1/keys", "GET, POST"),
+    ],
+)
+async def test_allow_on_paths_with_several_methods(
+    alice: ApiUser, method: str, path: str, allow: str
+) -> None:
+    response = await alice.client.request(method, path)
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
+
+
 async def test_malformed_json_is_400(alice: ApiUser) -> None:
     response = await alice.client.post(
         "/v1/posts", content=b'{"account_id": 1,', headers={"content-type": "application/json"}
@@ -24,6 +55,40 @@ async def test_malformed_json_is_400(alice: ApiUser) -> None:
     body = assert_problem(response, 400, "malformed_json")
     assert body["instance"] == "/v1/posts"
     assert body["title"] == "Bad Request"
+
+
+_BODY_ROUTES = [
+    ("POST", "/v1/posts"),
+    ("PATCH", "/v1/posts/1"),
+    ("POST", "/v1/posts/1/cancel"),
+    ("POST", "/v1/posts/1/publish-now"),
+    ("POST", "/v1/posts/1/retry"),
+    ("POST", "/v1/accounts"),
+    ("POST", "/v1/keys"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"caption": "\xff"}', "byte 0xff at position 13"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply: 100000 levels, the deepest at position 99999"),
+        (b'{"account_id": ' + b"7" * 5000 + b"}", "a number at position 15 has more than"),
+        (b'{"account_id": 1,', "at position 17"),
+    ],
+    ids=["bad-utf8", "deep-nesting", "5000-digits", "truncated"],
+)
+@pytest.mark.parametrize(("method", "path"), _BODY_ROUTES)
+async def test_a_body_that_cannot_be_parsed_is_400_malformed_json_with_why(
+    alice: ApiUser, method: str, path: str, body: bytes, reason: str
+) -> None:
+    response = await alice.client.request(
+        method, path, content=body, headers={"content-type": "application/json"}
+    )
+    problem = assert_problem(response, 400, "malformed_json")
+    assert problem["detail"].startswith("the request body is not valid JSON: "), problem
+    assert reason in problem["detail"], problem
+    assert problem["instance"] == path
 
 
 async def test_a_body_that_is_not_json_is_415(alice: ApiUser) -> None:
@@ -112,6 +177,27 @@ async def test_unknown_ids_are_404_with_the_resource_named(alice: ApiUser, path:
 async def test_bad_query_parameters_are_422(alice: ApiUser, query: str) -> None:
     response = await alice.client.get(f"/v1/posts?{query}")
     assert_problem(response, 422, "validation_error", field=query.split("=")[0])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"to": "9999-12-31T23:59:59-01:00"},
+        {"from": "0001-01-01T00:00:00+01:00"},
+        {"from": "2026-01-01T00:00:00Z", "to": "9999-12-31T23:59:59-00:01"},
+    ],
+)
+async def test_times_beyond_the_calendar_in_utc_are_422(alice: ApiUser, params: dict[str, str]) -> None:
+    response = await alice.client.get("/v1/posts", params=params)
+    body = assert_problem(response, 422, "validation_error", field=list(params)[-1])
+    assert [error["code"] for error in body["errors"]] == ["datetime_out_of_range"]
+
+
+async def test_times_at_the_ends_of_the_calendar_are_fine(alice: ApiUser) -> None:
+    params = {"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59+01:00"}
+    response = await alice.client.get("/v1/posts", params=params)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == []
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "e30", "WzEsMl0"])

@@ -88,6 +88,15 @@ async def test_unsupported_content_is_415(alice: ApiUser) -> None:
     )
 
 
+async def test_a_fake_video_is_415_naming_every_accepted_type(alice: ApiUser) -> None:
+    text = b"this is a text file that calls itself a video\n" * 10
+    response = await upload(alice.client, text, filename="clip.mp4", content_type="video/mp4")
+    body = assert_problem(response, 415, "unsupported_media", field="file")
+    for accepted in ("JPEG", "PNG", "WebP", "MP4", "MOV"):
+        assert accepted in body["detail"], body["detail"]
+    assert "video" in body["detail"]
+
+
 async def test_a_truncated_image_is_refused_now(alice: ApiUser) -> None:
     data = jpeg(1080, 1080, color=(1, 2, 3))
     assert_problem(await upload(alice.client, data[: len(data) // 2]), 422, "image_corrupt", field="file")

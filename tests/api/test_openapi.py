@@ -76,3 +76,27 @@ def test_a_new_key_is_documented_as_shown_once(app: FastAPI) -> None:
     revoke = spec["paths"]["/v1/keys/{key_id}"]["delete"]["responses"]
     assert {"204", "401", "404"} <= set(revoke)
     assert revoke["404"]["content"]["application/problem+json"]["example"]["code"] == "key_not_found"
+
+
+def test_every_route_that_takes_a_body_documents_its_malformed_json(app: FastAPI) -> None:
+    spec = app.openapi()
+    with_body = [
+        (method, path)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+    ]
+    assert len(with_body) >= 8, with_body
+    for method, path in with_body:
+        operation = spec["paths"][path][method]
+        assert "400" in operation["responses"], (method, path)
+        if "application/json" in operation["requestBody"]["content"]:
+            example = operation["responses"]["400"]["content"]["application/problem+json"]["example"]
+            assert example["code"] == "malformed_json", (method, path)
+
+
+def test_the_unsupported_media_example_names_every_accepted_type(app: FastAPI) -> None:
+    responses = app.openapi()["paths"]["/v1/media"]["post"]["responses"]
+    detail = responses["415"]["content"]["application/problem+json"]["example"]["detail"]
+    for accepted in ("JPEG", "PNG", "WebP", "MP4", "MOV"):
+        assert accepted in detail, detail
