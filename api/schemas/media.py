@@ -44,7 +44,7 @@ class MediaOut(BaseModel):
         assert row.id is not None
         return cls(
             id=row.id,
-            kind=MediaKind.VIDEO if row.content_type.startswith("video/") else MediaKind.IMAGE,
+            kind=row.kind,
             content_type=row.content_type,
             size_bytes=row.size_bytes,
             sha256=row.sha256,

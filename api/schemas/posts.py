@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypedDict, cast
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.schemas.common import Id
-from chronogram.contracts import MediaKind
 from chronogram.enums import PostType
 from chronogram.models import MediaAsset, Post, PostMedia, ReelOptions, UserTag
 from chronogram.post_rules import (
@@ -261,9 +260,8 @@ class RetryRequest(BaseModel):
 
 def media_facts(asset: MediaAsset) -> MediaFacts:
     """What the rules see of an uploaded media: what was measured when it arrived."""
-    kind = MediaKind.VIDEO if asset.content_type.startswith("video/") else MediaKind.IMAGE
     return MediaFacts(
-        kind=kind,
+        kind=asset.kind,
         size_bytes=asset.size_bytes,
         width=asset.width,
         height=asset.height,
