@@ -67,7 +67,7 @@ async def get_account(account: OwnedAccountDep, services: ServicesDep) -> Accoun
     description="Cancels the account's scheduled posts (nothing more is published to it), then deletes the "
     "account, its encrypted token and its posts' records; what was already published stays on Instagram. "
     "Answers 409 while one of its posts is being published.",
-    responses=problems(404, 409),
+    responses=problems(404, 409, 503),
 )
 async def disconnect_account(
     account: OwnedAccountDep, services: ServicesDep, session: SessionDep

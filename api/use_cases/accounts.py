@@ -8,6 +8,7 @@ import logging
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from temporalio.service import RPCError
 
 from api import temporal_gateway
 from api.crud import accounts as crud
@@ -90,7 +91,14 @@ async def disconnect_account(services: AppServices, session: Session, account: I
     if publishing:
         raise _busy(account.id, publishing[0].id)
     scheduled = [post.id for post in active if post.id is not None]
-    await asyncio.gather(*(_cancel(services, post_id) for post_id in scheduled))
+    try:
+        await asyncio.gather(*(_cancel(services, post_id) for post_id in scheduled))
+    except RPCError as error:
+        # Nothing is deleted: the posts whose cancellation went through are cancelled, the rest still scheduled.
+        log.warning("could not cancel the posts of account %s: %s", account.id, error)
+        raise ApiError(
+            503, "workflows_unavailable", "the scheduler is unavailable; try again shortly"
+        ) from None
     timeout = services.settings.api_workflow_wait_seconds
     closed = await asyncio.gather(
         *(temporal_gateway.wait_closed(services, post_id, timeout) for post_id in scheduled)

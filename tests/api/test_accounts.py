@@ -7,14 +7,16 @@ import json
 import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
+from api import temporal_gateway
 from api.deps import AppServices
 from chronogram.contracts import post_workflow_id
 from chronogram.enums import PostStatus
 from chronogram.models import InstagramAccount, Post
 from sandbox import DEMO_IG_USER_ID
 from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, assert_problem, connect, schedule_ok, upload_ok
+from tests.api.helpers import ApiUser, assert_problem, at, connect, schedule_ok, upload_ok
 
 
 async def test_connect_verifies_and_stores_the_token_encrypted(
@@ -182,3 +184,21 @@ async def test_disconnect_waits_for_a_post_being_published(
     response = await alice.client.delete(f"/v1/accounts/{account['id']}")
     assert_problem(response, 409, "account_busy")
     assert (await alice.client.get(f"/v1/accounts/{account['id']}")).status_code == 200
+
+
+async def test_disconnect_while_temporal_refuses_signals_is_503_and_deletes_nothing(
+    alice: ApiUser, sandbox: SandboxAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await connect(alice.client, sandbox)
+    media_id = await upload_ok(alice.client)
+    post = await schedule_ok(alice.client, account["id"], [media_id], publish_at=at(3600))
+
+    async def unavailable(*_args: object, **_kwargs: object) -> str:
+        raise RPCError("simulated: Temporal unavailable", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(temporal_gateway, "signal_post", unavailable)
+    response = await alice.client.delete(f"/v1/accounts/{account['id']}")
+    assert_problem(response, 503, "workflows_unavailable")
+    monkeypatch.undo()
+    assert (await alice.client.get(f"/v1/accounts/{account['id']}")).status_code == 200
+    assert (await alice.client.get(f"/v1/posts/{post['id']}")).json()["status"] == "scheduled"
