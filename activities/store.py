@@ -47,7 +47,13 @@ class PostStore(PostStoreInterface):
     @activity.defn
     def begin_publishing(self, event: EventRecord) -> None:
         with _transaction(self._engine) as connection:
-            lifecycle.begin_publishing(connection, event.post_id, _dedupe_key(event), message=event.message)
+            lifecycle.begin_publishing(
+                connection,
+                event.post_id,
+                _dedupe_key(event),
+                message=event.message,
+                publish_at=event.publish_at,
+            )
 
     @activity.defn
     def record_event(self, event: EventRecord) -> None:

@@ -259,7 +259,7 @@ class EventRecord:
     """An event of a post's workflow run. ``sequence`` numbers the run's events, so that recording one is
     idempotent under activity retries (chronogram.lifecycle turns it into the dedupe key). ``dedupe_key`` is
     what workflows recorded before the sequence: only read from activity tasks scheduled by that code.
-    ``publish_at`` set: a reschedule to that time."""
+    ``publish_at`` set: the post's new time (a reschedule; or, as publishing begins, publish-now's moment)."""
 
     post_id: int
     kind: EventKind

@@ -219,8 +219,12 @@ def schedule(connection: Connection, *, post: Mapping[str, Any], message: str = 
     return Scheduled(post_id=post_id, intent_id=intent_id)
 
 
-def begin_publishing(connection: Connection, post_id: int, dedupe_key: str, *, message: str) -> bool:
-    return _apply(connection, post_id, Transition.BEGIN_PUBLISHING, dedupe_key, message)
+def begin_publishing(
+    connection: Connection, post_id: int, dedupe_key: str, *, message: str, publish_at: datetime | None = None
+) -> bool:
+    """``publish_at`` set: the post goes out now rather than at its time (publish-now), and its time says so."""
+    values = {"publish_at": publish_at} if publish_at is not None else None
+    return _apply(connection, post_id, Transition.BEGIN_PUBLISHING, dedupe_key, message, values=values)
 
 
 def publish(

@@ -102,6 +102,8 @@ _MALFORMED_SIGNAL_PATCH = "refuse-malformed-signals"
 # A container still processing when a polling round's budget runs out waits for the next round (earlier code
 # failed the post after the first round).
 _CONTAINER_ROUNDS_PATCH = "container-wait-rounds"
+# Publish-now moves the PublishAt search attribute to the moment publishing began.
+_PUBLISH_NOW_TIME_PATCH = "publish-now-moves-publish-at"
 # How many signal requests' outcomes a run keeps for the sender to read back (a post gets a handful).
 _KEPT_SIGNAL_OUTCOMES = 100
 # Errors after which the publish is documented as not done, and no retry can make it succeed.
@@ -289,7 +291,10 @@ class ScheduledPostWorkflow:
             return await self._finish_cancelled(cancel)
         if lead and not self._publish_now:
             self._publish_not_before = self._state.publish_at
-        await self._begin_publishing("publish-now requested" if self._publish_now else "publish time reached")
+        if self._publish_now:
+            await self._begin_publishing("publish-now requested", publish_at=self._publish_at_now())
+        else:
+            await self._begin_publishing("publish time reached")
         try:
             media_id = await self._publish_exactly_once(plan, container_id)
         except ActivityError as error:
@@ -331,7 +336,15 @@ class ScheduledPostWorkflow:
         )
         return plan, await self._create_containers(plan)
 
-    async def _begin_publishing(self, reason: str) -> None:
+    def _publish_at_now(self) -> datetime:
+        """Publish-now moves the post's time to the moment it goes out, so that lists by date place it there."""
+        now = workflow.now()
+        self._state.publish_at = now
+        if workflow.patched(_PUBLISH_NOW_TIME_PATCH):
+            workflow.upsert_search_attributes([PUBLISH_AT.value_set(now)])
+        return now
+
+    async def _begin_publishing(self, reason: str, *, publish_at: datetime | None = None) -> None:
         self._set_status(PostStatus.PUBLISHING)
         await workflow.execute_activity_method(
             PostStoreInterface.begin_publishing,
@@ -342,6 +355,7 @@ class ScheduledPostWorkflow:
                 sequence=self._next_sequence(),
                 status_from=PostStatus.SCHEDULED,
                 status_to=PostStatus.PUBLISHING,
+                publish_at=publish_at,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_DATABASE_RETRY,

@@ -137,7 +137,9 @@ async def cancel_post(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PostDetail,
     summary="Publish a scheduled post now",
-    description="A signal to the post's workflow, which publishes it at once. 409 if publishing has already begun.",
+    description="A signal to the post's workflow, which publishes it at once; its `publish_at` becomes the moment "
+    "publishing began, so that lists by date (`from`, `to`) place it when it went out. 409 if publishing has "
+    "already begun.",
     responses=problems(404, 409, 503),
 )
 async def publish_now(

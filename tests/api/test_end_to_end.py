@@ -99,3 +99,27 @@ async def test_publish_now_end_to_end(alice: ApiUser, sandbox: SandboxAdmin) -> 
     truth = await sandbox.published(ig_user_id)
     assert [item["caption"] for item in truth] == ["Now!"]
     assert truth[0]["permalink"] == post["permalink"]
+
+
+async def test_a_post_published_now_is_listed_when_it_went_out(alice: ApiUser, sandbox: SandboxAdmin) -> None:
+    media_id, account_id, _ig_user_id = await _setup(alice.client, sandbox)
+    created = await schedule_ok(alice.client, account_id, [media_id], publish_at=at(7 * 86400))
+    asked_at = datetime.now(UTC)
+    response = await alice.client.post(f"/v1/posts/{created['id']}/publish-now")
+    assert response.status_code == 202, response.text
+    post = await wait_for(alice.client, created["id"], "published")
+    publish_at = datetime.fromisoformat(post["publish_at"])
+    assert asked_at - timedelta(seconds=1) <= publish_at <= datetime.fromisoformat(post["published_at"])
+
+    def listed(start: datetime, end: datetime) -> dict[str, str]:
+        return {"from": start.isoformat(), "to": end.isoformat()}
+
+    around_now = await alice.client.get(
+        "/v1/posts", params=listed(asked_at - timedelta(minutes=1), datetime.now(UTC))
+    )
+    assert created["id"] in [item["id"] for item in around_now.json()["data"]]
+    next_week = datetime.now(UTC) + timedelta(days=7)
+    at_the_old_time = await alice.client.get(
+        "/v1/posts", params=listed(next_week - timedelta(hours=1), next_week + timedelta(hours=1))
+    )
+    assert created["id"] not in [item["id"] for item in at_the_old_time.json()["data"]]

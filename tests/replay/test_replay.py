@@ -22,7 +22,12 @@ from chronogram.contracts import ScheduledPostInput, ScheduledPostResult
 from chronogram.temporal import DATA_CONVERTER
 from tests.replay.scenarios import SCENARIOS
 from workflows import ScheduledPostWorkflow
-from workflows.scheduled_post import _CONTAINER_ROUNDS_PATCH, _MALFORMED_SIGNAL_PATCH, _WAKE_EARLY_PATCH
+from workflows.scheduled_post import (
+    _CONTAINER_ROUNDS_PATCH,
+    _MALFORMED_SIGNAL_PATCH,
+    _PUBLISH_NOW_TIME_PATCH,
+    _WAKE_EARLY_PATCH,
+)
 
 HISTORY_DIR = Path(__file__).with_name("histories")
 # histories/*.json: the current code, one per scenario. histories/<before-a-patch>/: recorded by earlier code and
@@ -69,6 +74,14 @@ def test_histories_from_before_signal_outcomes_replay_beside_new_ones() -> None:
     assert all(_MALFORMED_SIGNAL_PATCH not in _patches(path) for path in before)
     with_marker = {path.stem for path in CURRENT if _MALFORMED_SIGNAL_PATCH in _patches(path)}
     assert with_marker == {"malformed_signals_refused"}
+
+
+def test_publish_now_histories_from_both_sides_of_its_time_patch_are_recorded() -> None:
+    with_marker = {
+        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _PUBLISH_NOW_TIME_PATCH in _patches(path)
+    }
+    assert with_marker == {"publish_now.json"}
+    assert (HISTORY_DIR / "before-signal-outcomes" / "publish_now.json").exists()
 
 
 def test_only_a_container_still_processing_after_a_round_records_the_rounds_patch() -> None:

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from chronogram.contracts import (
+    PUBLISH_AT,
     CancelRequest,
     PostSignal,
     PublishNowRequest,
@@ -461,3 +462,24 @@ async def test_a_container_stuck_for_every_round_fails_the_post_with_a_message_t
     )  # scheduled -> publishing -> failed, as every failure
     assert run.world.published == []
     assert run.world.finished[-1].status is PostStatus.FAILED
+
+
+async def test_publish_now_moves_the_posts_time_to_when_it_went_out(schedule) -> None:
+    run = await schedule(timedelta(days=30))
+    await run.env.sleep(timedelta(days=2))
+    await run.handle.signal(ScheduledPostWorkflow.publish_now, PublishNowRequest())
+    assert (await run.handle.result()).status is PostStatus.PUBLISHED
+    [began] = run.world.called("begin_publishing")
+    assert began.arg.publish_at is not None
+    assert abs(began.arg.publish_at - began.at) < TOLERANCE
+    state = await run.handle.query(ScheduledPostWorkflow.state)
+    assert state.publish_at == began.arg.publish_at
+    description = await run.handle.describe()
+    assert description.typed_search_attributes.get(PUBLISH_AT) == began.arg.publish_at
+
+
+async def test_a_post_published_at_its_time_keeps_its_time(schedule) -> None:
+    run = await schedule(timedelta(hours=1))
+    await run.handle.result()
+    [began] = run.world.called("begin_publishing")
+    assert began.arg.publish_at is None
