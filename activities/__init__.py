@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from activities.instagram import InstagramActivities
 from activities.media import MediaActivities
 from activities.store import PostStore
+from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import GraphClient
 from chronogram.settings import Settings
@@ -20,7 +21,7 @@ from chronogram.settings import Settings
 def build_activities(
     settings: Settings, *, http: httpx.AsyncClient, storage: Minio, engine: Engine
 ) -> list[Callable[..., Any]]:
-    """Every activity the worker registers, bound to shared clients."""
+    """Every activity the contracts declare, bound to shared clients: what the worker registers."""
     store = PostStore(engine)
     media = MediaActivities(storage, settings.media_bucket, engine)
     instagram = InstagramActivities(
@@ -31,16 +32,9 @@ def build_activities(
         TokenCipher.from_settings(settings),
     )
     return [
-        store.load_plan,
-        store.begin_publishing,
-        store.record_event,
-        store.finish,
-        media.prepare_media,
-        instagram.get_publishing_quota,
-        instagram.create_container,
-        instagram.check_container_ready,
-        instagram.publish,
-        instagram.reconcile_publish,
-        instagram.fetch_permalink,
-        instagram.post_first_comment,
+        getattr(implementation, name)
+        for implementation in (store, media, instagram)
+        for interface in ACTIVITY_INTERFACES
+        if isinstance(implementation, interface)
+        for name in activity_names(interface)
     ]

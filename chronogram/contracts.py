@@ -442,3 +442,10 @@ class InstagramInterface:
 
 
 ACTIVITY_INTERFACES: tuple[type, ...] = (PostStoreInterface, MediaInterface, InstagramInterface)
+
+
+def activity_names(interface: type) -> list[str]:
+    """The activities an interface declares, in declaration order (their method names are their names)."""
+    return [
+        name for name, member in vars(interface).items() if hasattr(member, "__temporal_activity_definition")
+    ]

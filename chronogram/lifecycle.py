@@ -74,10 +74,6 @@ TERMINAL_STATUSES: frozenset[PostStatus] = frozenset(
 )
 
 
-def can_transition(current: PostStatus, target: PostStatus) -> bool:
-    return target in STATUS_TRANSITIONS[current]
-
-
 def transition_to(target: PostStatus) -> Transition:
     """The transition that ends in ``target`` from a post already recorded (the workflow's endings)."""
     return next(

@@ -12,7 +12,7 @@ from sandbox.config import SandboxConfig
 from sandbox.containers import apply_container_fault
 from sandbox.faults import CONTAINER_ACTIONS, FaultSpec
 from sandbox.nodes import ground_truth_container, ground_truth_media
-from sandbox.outages import OutageSpec
+from sandbox.outages import Outage, OutageSpec
 from sandbox.state import SandboxState
 
 router = APIRouter(prefix="/_sandbox", tags=["sandbox"])
@@ -191,10 +191,14 @@ async def list_outages(
 
 @router.get("/outages/{outage_id}")
 async def read_outage(outage_id: str, state: StateDep) -> dict[str, Any]:
+    return _outage_or_404(state, outage_id).to_json(state.clock.now())
+
+
+def _outage_or_404(state: SandboxState, outage_id: str) -> Outage:
     outage = state.outages.get(outage_id)
     if outage is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such outage")
-    return outage.to_json(state.clock.now())
+    return outage
 
 
 @router.delete("/outages")
@@ -210,9 +214,7 @@ async def end_outages(state: StateDep) -> dict[str, Any]:
 @router.delete("/outages/{outage_id}")
 async def end_outage(outage_id: str, state: StateDep) -> dict[str, Any]:
     """End this outage now (a no-op for one already over); it stays listed with ``all=true``."""
-    outage = state.outages.get(outage_id)
-    if outage is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such outage")
+    outage = _outage_or_404(state, outage_id)
     now = state.clock.now()
     outage.end(now)
     return outage.to_json(now)

@@ -1,0 +1,29 @@
+"""The worker registers every activity the contracts declare, each bound to its implementation."""
+
+from __future__ import annotations
+
+from types import MethodType
+
+import httpx
+from minio import Minio
+from sqlalchemy import Engine
+from temporalio import activity
+
+from activities import build_activities
+from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
+from chronogram.settings import Settings
+
+
+async def test_every_declared_activity_is_registered_with_its_implementation(sqlite_engine: Engine) -> None:
+    declared = [name for interface in ACTIVITY_INTERFACES for name in activity_names(interface)]
+    async with httpx.AsyncClient() as http:
+        registered = build_activities(
+            Settings(), http=http, storage=Minio("127.0.0.1:9", secure=False), engine=sqlite_engine
+        )
+    names = [str(activity._Definition.must_from_callable(fn).name) for fn in registered]
+    assert sorted(names) == sorted(declared) and len(declared) == 12
+    for fn in registered:
+        assert isinstance(fn, MethodType)
+        owner = type(fn.__self__)
+        assert owner not in ACTIVITY_INTERFACES  # an implementation, not the declaration's stub
+        assert vars(owner).get(fn.__name__) is not None
