@@ -123,6 +123,15 @@ def post_not_in_status(
     return ApiError(409, code, f"post {post_id} is {current.value}: {why}", current_status=current)
 
 
+def account_disconnecting(account_id: int) -> ApiError:
+    return ApiError(
+        409,
+        "account_disconnecting",
+        f"account {account_id} is being disconnected: it takes no new posts, and can be connected again once it "
+        "is gone",
+    )
+
+
 def problem_response(request: Request | None, error: ApiError) -> JSONResponse:
     body = Problem(
         type=_TYPE_PREFIX + error.code,

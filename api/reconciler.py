@@ -1,4 +1,5 @@
-"""The reconciler: starts the workflows of scheduled posts that have none.
+"""The reconciler: starts the workflows of scheduled posts that have none, and finishes the disconnections of
+accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``).
 
 A post is recorded before its workflow is started, and every start is recorded on the post (see
 ``api.temporal_gateway``). A scheduled post with no start recorded since it last became scheduled may have no
@@ -17,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import temporal_gateway
+from api.crud import accounts as account_crud
 from api.crud import workflow_starts
 from api.deps import AppServices
+from api.use_cases import accounts
 
 log = logging.getLogger("chronogram.api.reconciler")
 
@@ -48,6 +51,26 @@ async def reconcile_once(services: AppServices, *, grace: timedelta) -> list[int
     return started
 
 
+async def finish_disconnections(services: AppServices) -> list[int]:
+    """Carry on every disconnection under way; returns the ids of the accounts now deleted."""
+    done: list[int] = []
+    for account_id in await run_in_threadpool(_disconnecting, services):
+        try:
+            progress = await accounts.finish_disconnection(services, account_id)
+        except Exception:
+            log.exception("reconciler: could not carry on the disconnection of account %s", account_id)
+            continue
+        if progress is accounts.Progress.DONE:
+            log.warning("reconciler: finished the disconnection of account %s", account_id)
+            done.append(account_id)
+    return done
+
+
+def _disconnecting(services: AppServices) -> list[int]:
+    with Session(services.engine) as session:
+        return account_crud.disconnecting_accounts(session, limit=_RECONCILE_BATCH)
+
+
 def _pending(services: AppServices, updated_before: datetime) -> list[workflow_starts.WorkflowStart]:
     with Session(services.engine) as session:
         return workflow_starts.posts_awaiting_workflow(
@@ -63,6 +86,7 @@ async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
         try:
             while len(await reconcile_once(services, grace=grace)) == _RECONCILE_BATCH:
                 pass  # a full batch: there may be more
+            await finish_disconnections(services)
         except Exception:
             log.exception("reconciler pass failed")
         if settings.api_reconcile_interval_seconds == 0:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from api.crud.accounts import AccountDisconnecting, is_disconnecting
 from api.crud.workflow_starts import WorkflowStart, latest_intent, start_of
 from chronogram import lifecycle
 from chronogram.enums import EventKind, PostStatus, PostType
@@ -143,6 +144,11 @@ def create_post(
                 ),
             )
         start = start_of(post, new.account_username, scheduled.intent_id)
+        # Checked after the insert, within its transaction: a disconnection that began before this post holds
+        # the account (see accounts.begin_disconnect) is seen here, one that begins after it sees this post.
+        if is_disconnecting(session, account_id=new.account_id):
+            session.rollback()
+            raise AccountDisconnecting(new.account_id)
         session.commit()
     except IntegrityError:
         # Either the same idempotency key arrived twice at once and the other request won, or the account or a
@@ -303,12 +309,17 @@ def has_containers(session: Session, *, post_id: int) -> bool:
 
 
 def begin_retry(session: Session, *, post_id: int, publish_at: datetime) -> bool:
-    """failed -> scheduled for a fresh workflow run; False if the post is not failed (e.g. a concurrent retry)."""
+    """failed -> scheduled for a fresh workflow run; False if the post is not failed (e.g. a concurrent retry).
+    AccountDisconnecting if its account is being disconnected."""
     try:
         lifecycle.retry(session.connection(), post_id=post_id, publish_at=publish_at)
     except (lifecycle.IllegalTransition, lifecycle.PostMissing):
         session.rollback()
         return False
+    account_id = session.exec(select(Post.account_id).where(Post.id == post_id)).one()
+    if is_disconnecting(session, account_id=account_id):  # as in create_post
+        session.rollback()
+        raise AccountDisconnecting(account_id)
     session.commit()
     return True
 

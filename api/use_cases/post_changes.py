@@ -17,8 +17,9 @@ from temporalio.service import RPCError
 from api import temporal_gateway
 from api.crud import posts as crud
 from api.crud import workflow_starts
+from api.crud.accounts import AccountDisconnecting
 from api.deps import AppServices
-from api.errors import ApiError, invalid, not_found, post_not_in_status
+from api.errors import ApiError, account_disconnecting, invalid, not_found, post_not_in_status
 from api.schemas.post_responses import PostDetail
 from api.schemas.posts import PostUpdate
 from api.temporal_gateway import SignalRequest
@@ -107,7 +108,11 @@ async def retry_post(
     # The failed run writes "failed" just before it ends: let it end, or the new start would find it running.
     if not await temporal_gateway.wait_closed(services, post.id, services.settings.api_workflow_wait_seconds):
         raise ApiError(409, "post_busy", f"post {post.id}'s last run is still ending; try again shortly")
-    if not await run_in_threadpool(crud.begin_retry, session, post_id=post.id, publish_at=publish_at):
+    try:
+        retried = await run_in_threadpool(crud.begin_retry, session, post_id=post.id, publish_at=publish_at)
+    except AccountDisconnecting as refused:
+        raise account_disconnecting(refused.account_id) from None
+    if not retried:
         current = await run_in_threadpool(reload, session, post.id)
         raise post_not_in_status(post.id, current.status, expected=PostStatus.FAILED)
     request = await run_in_threadpool(_workflow_start, session, post.id)
