@@ -272,11 +272,21 @@ def posts_of_account(session: Session, *, account_id: int, statuses: Sequence[Po
 def update_content(
     session: Session, *, post_id: int, values: dict[str, Any], items: Sequence[dict[str, Any]] | None
 ) -> bool:
-    """Apply a content edit if the post is still scheduled; False (and nothing written) if it no longer is."""
+    """Apply a content edit if the post is still scheduled and has no Instagram container (whose content was
+    fixed when it was created); False (and nothing written) otherwise. Both are conditions of the one UPDATE, so
+    a container recorded meanwhile is never contradicted."""
     changed = sorted([*values, *(["items"] if items is not None else [])])
+    item_containers = select(PostMedia.post_id).where(
+        col(PostMedia.post_id) == post_id, col(PostMedia.ig_container_id).is_not(None)
+    )
     result = session.execute(
         update(Post)
-        .where(col(Post.id) == post_id, col(Post.status) == PostStatus.SCHEDULED)
+        .where(
+            col(Post.id) == post_id,
+            col(Post.status) == PostStatus.SCHEDULED,
+            col(Post.ig_container_id).is_(None),
+            ~item_containers.exists(),
+        )
         .values(**values, updated_at=_now())
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from api.crud import media as media_crud
 from api.crud import posts as crud
 from api.crud import workflow_starts
 from api.crud.users import authenticate, create_user
+from chronogram import lifecycle
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus, PostType
 from chronogram.models import ApiKey, Post
@@ -125,6 +126,14 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
 
         assert crud.update_content(session, post_id=ids[4], values={"caption": "edited"}, items=None)
         assert not crud.update_content(session, post_id=ids[0], values={"caption": "x"}, items=None)
+        # A container recorded since the route checked: its content is fixed, and the edit writes nothing.
+        for post_id, position in ((ids[7], None), (ids[8], 0)):
+            lifecycle.record_container(
+                session.connection(), post_id=post_id, position=position, container_id=f"c{post_id}"
+            )
+            session.commit()
+            assert not crud.update_content(session, post_id=post_id, values={"caption": "late"}, items=None)
+            assert session.get(Post, post_id, populate_existing=True).caption != "late"  # type: ignore[union-attr]
         session.execute(update(Post).where(col(Post.id) == ids[5]).values(status=PostStatus.FAILED))
         session.commit()
         assert crud.begin_retry(session, post_id=ids[5], publish_at=base)
