@@ -64,9 +64,9 @@ def test_opens_after_the_threshold_of_consecutive_failures_and_refuses_without_s
     breaker: HostBreaker,
 ) -> None:
     fail(breaker, 2)
-    assert breaker.state is BreakerState.CLOSED
+    assert breaker.snapshot().state is BreakerState.CLOSED
     fail(breaker)
-    assert breaker.state is BreakerState.OPEN
+    assert breaker.snapshot().state is BreakerState.OPEN
     error = refused(breaker)
     assert isinstance(error, GraphTransientError) and error.retryable
     assert error.kind is ErrorType.GRAPH_TRANSIENT
@@ -85,7 +85,7 @@ def test_an_answer_resets_the_count(breaker: HostBreaker) -> None:
     fail(breaker, 2)
     breaker.admit(Operation.GET_MEDIA).succeeded()
     fail(breaker, 2)
-    assert breaker.state is BreakerState.CLOSED
+    assert breaker.snapshot().state is BreakerState.CLOSED
     assert breaker.snapshot().consecutive_failures == 2
 
 
@@ -101,11 +101,11 @@ def test_half_open_lets_only_the_probes_through_and_one_answer_closes_it(
     fail(breaker, 3)
     clock.advance(10)
     probes = [breaker.admit(Operation.GET_MEDIA), breaker.admit(Operation.CONTAINER_STATUS)]
-    assert all(p.probe for p in probes) and breaker.state is BreakerState.HALF_OPEN
+    assert all(p.probe for p in probes) and breaker.snapshot().state is BreakerState.HALF_OPEN
     # Every other call is refused while the probes are out, told to come back after the base open time.
     assert refused(breaker).retry_after == timedelta(seconds=10)
     probes[0].succeeded()
-    assert breaker.state is BreakerState.CLOSED
+    assert breaker.snapshot().state is BreakerState.CLOSED
     permits = [breaker.admit(Operation.GET_MEDIA) for _ in range(10)]
     assert not any(p.probe for p in permits)
     # The other probe's late failure belongs to the half-open period that is over: it changes nothing.
@@ -121,7 +121,7 @@ def test_a_failed_probe_reopens_for_twice_as_long_up_to_the_cap(
     for _ in range(4):
         clock.advance(refused(breaker).retry_after.total_seconds())  # type: ignore[union-attr]
         breaker.admit(Operation.GET_MEDIA).failed("ConnectError")
-        assert breaker.state is BreakerState.OPEN
+        assert breaker.snapshot().state is BreakerState.OPEN
         waits.append(refused(breaker).retry_after)
     assert waits == [timedelta(seconds=s) for s in (20, 35, 35, 35)]
     # Recovery resets the growth: the next outage starts again at the base duration.
@@ -159,18 +159,18 @@ def test_a_probe_released_without_a_verdict_frees_its_slot(breaker: HostBreaker,
     refused(breaker)
     first.release()  # e.g. the activity was cancelled
     third = breaker.admit(Operation.GET_MEDIA)
-    assert third.probe and breaker.state is BreakerState.HALF_OPEN
+    assert third.probe and breaker.snapshot().state is BreakerState.HALF_OPEN
     second.failed("RemoteProtocolError")
-    assert breaker.state is BreakerState.OPEN
+    assert breaker.snapshot().state is BreakerState.OPEN
     third.succeeded()  # from the half-open period that ended: ignored
-    assert breaker.state is BreakerState.OPEN
+    assert breaker.snapshot().state is BreakerState.OPEN
 
 
 def test_outcomes_of_calls_admitted_before_it_opened_are_ignored(breaker: HostBreaker) -> None:
     slow: list[Permit] = [breaker.admit(Operation.GET_MEDIA) for _ in range(2)]
     fail(breaker, 3)
     slow[0].succeeded()
-    assert breaker.state is BreakerState.OPEN
+    assert breaker.snapshot().state is BreakerState.OPEN
     slow[1].failed("ReadTimeout")
     assert refused(breaker).retry_after == timedelta(seconds=10)
     assert breaker.snapshot().opened_total == 1
@@ -236,10 +236,10 @@ def test_recording_helpers_follow_the_verdicts(breaker: HostBreaker) -> None:
     for _ in range(5):
         breaker.admit(Operation.GET_MEDIA).record_transport_error(httpx.PoolTimeout("full"))
         breaker.admit(Operation.GET_MEDIA).record_error(answer(400, {"code": 17}))
-    assert breaker.state is BreakerState.CLOSED
+    assert breaker.snapshot().state is BreakerState.CLOSED
     for _ in range(3):
         breaker.admit(Operation.GET_MEDIA).record_transport_error(httpx.ConnectError("refused"))
-    assert breaker.state is BreakerState.OPEN
+    assert breaker.snapshot().state is BreakerState.OPEN
     assert breaker.snapshot().last_failure == "ConnectError"
 
 
