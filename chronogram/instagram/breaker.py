@@ -14,8 +14,9 @@ waiting calls through again one probe at a time::
   :class:`~chronogram.instagram.errors.GraphTransientError`, kind ``GraphTransientError``) whose ``retry_after`` is
   the time left until the breaker lets a probe through. Nothing sent means nothing done: a ``media_publish``
   refused here certainly published nothing.
-- **half_open**: at most ``half_open_probes`` calls at a time are sent as probes; the others are refused with the
-  base open duration as their hint. The first probe to come back decides: an answer closes the breaker, a failure
+- **half_open**: at most ``half_open_probes`` calls at a time are sent as probes; the others are refused with a
+  hint of two seconds (a probe to a host that is back answers within that; if it failed, they are refused again
+  with the new open time). The first probe to come back decides: an answer closes the breaker, a failure
   opens it again for twice as long as last time (capped at ``max_open_seconds``). So while a host stays down, a
   worker sends it at most ``half_open_probes`` calls per open period.
 
@@ -76,6 +77,8 @@ logger = logging.getLogger(__name__)
 _OUTAGE_CODES = frozenset({-2, -1, 1, 2})
 # Never left this machine for a reason of its own (full pool, bad URL): says nothing about the host.
 _LOCAL_TRANSPORT_ERRORS = (httpx.PoolTimeout, httpx.UnsupportedProtocol)
+# The retry hint of calls refused while the probes are out: soon, since a host that is back answers a probe fast.
+_PROBE_WAIT_SECONDS = 2.0
 
 
 class BreakerState(StrEnum):
@@ -269,6 +272,10 @@ class HostBreaker:
     def state(self) -> BreakerState:
         return self._state
 
+    @property
+    def _probe_wait(self) -> float:
+        return min(_PROBE_WAIT_SECONDS, self._config.open_seconds)
+
     def admit(self, operation: Operation) -> Permit:
         """Leave to send one call, or :class:`GraphCircuitOpenError` (and the call must not be sent)."""
         if self._state is BreakerState.OPEN:
@@ -283,7 +290,7 @@ class HostBreaker:
             )
         if self._state is BreakerState.HALF_OPEN:
             if self._probes_in_flight >= self._config.half_open_probes:
-                raise self._refuse(operation, self._config.open_seconds)
+                raise self._refuse(operation, self._probe_wait)
             self._probes_in_flight += 1
             return Permit(self, self._generation, probe=True)
         return Permit(self, self._generation, probe=False)
@@ -295,7 +302,7 @@ class HostBreaker:
         elif (
             self._state is BreakerState.HALF_OPEN and self._probes_in_flight >= self._config.half_open_probes
         ):
-            retry_after = self._config.open_seconds
+            retry_after = self._probe_wait
         return BreakerSnapshot(
             host=self.host,
             state=self._state,

@@ -102,8 +102,8 @@ def test_half_open_lets_only_the_probes_through_and_one_answer_closes_it(
     clock.advance(10)
     probes = [breaker.admit(Operation.GET_MEDIA), breaker.admit(Operation.CONTAINER_STATUS)]
     assert all(p.probe for p in probes) and breaker.snapshot().state is BreakerState.HALF_OPEN
-    # Every other call is refused while the probes are out, told to come back after the base open time.
-    assert refused(breaker).retry_after == timedelta(seconds=10)
+    # Every other call is refused while the probes are out, told to come back in two seconds.
+    assert refused(breaker).retry_after == timedelta(seconds=2)
     probes[0].succeeded()
     assert breaker.snapshot().state is BreakerState.CLOSED
     permits = [breaker.admit(Operation.GET_MEDIA) for _ in range(10)]
