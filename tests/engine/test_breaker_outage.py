@@ -67,7 +67,7 @@ async def test_an_outage_stops_the_workers_calls_and_its_posts_publish_after_rec
     assert 3 <= hits <= POSTS + 2, f"{hits} calls reached the sandbox during the outage"
     assert [r.status for r in results] == [PostStatus.PUBLISHED] * POSTS
     published = await sandbox_admin.published(ig_user_id)
-    assert sorted(m["id"] for m in published) == sorted(r.media_id for r in results)
+    assert sorted(m["id"] for m in published) == sorted(str(r.media_id) for r in results)
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "chronogram.instagram.breaker"]
     host = settings.graph_api_base_url.removeprefix("http://")
     assert (logging.WARNING, True) in {(level, f"breaker for {host} open" in text) for level, text in lines}
