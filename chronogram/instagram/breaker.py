@@ -354,10 +354,11 @@ class HostBreaker:
         self._open_until = self._clock.monotonic() + duration
         self._opened_total += 1
         logger.warning(
-            "graph circuit breaker for %s open: %s; no call is sent to it for %.0f s, then one probe at a time",
+            "graph circuit breaker for %s open: %s; no call is sent to it for %.0f s, then up to %d probe(s) at a time",
             self.host,
             why,
             duration,
+            self._config.half_open_probes,
         )
 
     def _enter(self, state: BreakerState) -> None:
@@ -373,7 +374,12 @@ class HostBreaker:
             operation=operation,
             message=(
                 f"not sent: the circuit breaker for {self.host} is {self._state.value} since {since} "
-                f"(last failure: {self._last_failure or 'unknown'}); next probe in {wait_seconds:.0f} s"
+                f"(last failure: {self._last_failure or 'unknown'}); "
+                + (
+                    f"a probe may go in {wait_seconds:.0f} s"
+                    if self._state is BreakerState.OPEN
+                    else f"a probe is out, try again in {wait_seconds:.0f} s"
+                )
             ),
             is_transient=True,
             retry_after=timedelta(seconds=wait_seconds),
