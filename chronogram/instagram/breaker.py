@@ -168,6 +168,21 @@ class BreakerSnapshot:
     # The last failure's short reason ("HTTP 500 (#2)", "ReadTimeout"), without URL or token.
     last_failure: str | None
 
+    def to_json(self) -> dict[str, str | int | float | None]:
+        """For a health endpoint: plain JSON values, ``retry_after`` in seconds."""
+        return {
+            "host": self.host,
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "consecutive_failures": self.consecutive_failures,
+            "retry_after_seconds": None
+            if self.retry_after is None
+            else round(self.retry_after.total_seconds(), 3),
+            "opened_total": self.opened_total,
+            "rejected_total": self.rejected_total,
+            "last_failure": self.last_failure,
+        }
+
 
 def is_host_unreachable(exc: httpx.HTTPError) -> bool | None:
     """Did this transport error show the host failing? ``None``: no verdict (the call never reached it)."""

@@ -9,6 +9,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from activities.instagram import as_application_error
 from chronogram.contracts import ErrorType
 from chronogram.instagram import (
     BreakerConfig,
@@ -79,6 +80,17 @@ def test_a_refused_media_publish_is_transient_never_outcome_unknown(breaker: Hos
     error = refused(breaker, Operation.MEDIA_PUBLISH)
     assert not isinstance(error, OutcomeUnknownError)
     assert error.operation is Operation.MEDIA_PUBLISH and error.kind is ErrorType.GRAPH_TRANSIENT
+
+
+def test_a_refusal_crosses_the_activity_edge_as_a_retryable_transient_error_with_its_wait(
+    breaker: HostBreaker, clock: ManualClock
+) -> None:
+    fail(breaker, 3)
+    clock.advance(7.5)
+    application_error = as_application_error(refused(breaker, Operation.MEDIA_PUBLISH))
+    assert application_error.type == ErrorType.GRAPH_TRANSIENT and not application_error.non_retryable
+    assert application_error.next_retry_delay == timedelta(seconds=2.5)
+    assert "not sent: the circuit breaker for graph.facebook.com is open" in application_error.message
 
 
 def test_an_answer_resets_the_count(breaker: HostBreaker) -> None:
@@ -271,7 +283,22 @@ def test_snapshot_lists_every_host_with_its_state_since_and_counters(
     (_, half_open) = registry.snapshot()
     assert half_open.state is BreakerState.HALF_OPEN and half_open.since == clock.wall
     assert half_open.retry_after is None  # a second probe may still go (half_open_probes=2)
+    second_probe = down.admit(Operation.GET_MEDIA)
+    assert registry.snapshot()[1].retry_after == timedelta(
+        seconds=2
+    )  # both probes out: refused calls wait 2 s
+    assert registry.snapshot()[1].to_json() == {
+        "host": "graph.instagram.com",
+        "state": "half_open",
+        "since": "2026-12-02T09:00:15+00:00",
+        "consecutive_failures": 3,
+        "retry_after_seconds": 2.0,
+        "opened_total": 1,
+        "rejected_total": 2,
+        "last_failure": "HTTP 500 (#2)",
+    }
     probe.succeeded()
+    second_probe.release()
     assert registry.snapshot()[1].state is BreakerState.CLOSED
 
 
