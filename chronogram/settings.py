@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     graph_api_timeout_seconds: float = 30.0
     # media_publish only: a publish that times out has an unknown outcome, so it is given longer than reads.
     graph_api_publish_timeout_seconds: float = 90.0
+    # A circuit breaker per Graph API host in each worker (chronogram/instagram/breaker.py). After
+    # graph_breaker_failure_threshold consecutive failures (transport errors, timeouts, HTTP 5xx, Meta codes 1/2;
+    # never throttles, auth or invalid requests) the worker stops sending that host calls for
+    # graph_breaker_open_seconds; then up to graph_breaker_half_open_probes calls at a time go through as probes.
+    # An answer closes it; a failed probe opens it again for twice as long, up to graph_breaker_max_open_seconds,
+    # which is also the longest a worker may take to notice that the host is back. Refused calls are never sent
+    # and fail as GraphTransientError with the time until the next probe as their retry hint. The threshold is
+    # high enough that scattered faults (10 % of calls failing at random) practically never open it: 0.1**10.
+    graph_breaker_enabled: bool = True
+    graph_breaker_failure_threshold: int = Field(default=10, ge=1)
+    graph_breaker_open_seconds: float = Field(default=10.0, gt=0)
+    graph_breaker_max_open_seconds: float = Field(default=60.0, gt=0)
+    graph_breaker_half_open_probes: int = Field(default=1, ge=1)
 
     # HTTP API
     api_host: str = "127.0.0.1"
