@@ -7,10 +7,12 @@ disk before any code sees it: a 5 GB "image" would be written out in full before
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import tempfile
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -19,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from api.errors import ApiError
 from chronogram.contracts import MediaKind
@@ -136,8 +139,13 @@ class _Receiver:
             self.pending.clear()
 
 
-async def receive_upload(request: Request, *, max_image_bytes: int, max_video_bytes: int) -> ReceivedFile:
-    """Stream the ``file`` part of a multipart/form-data request into an anonymous temporary file."""
+async def receive_upload(
+    request: Request, *, max_image_bytes: int, max_video_bytes: int, idle_timeout: float
+) -> ReceivedFile:
+    """Stream the ``file`` part of a multipart/form-data request into an anonymous temporary file.
+
+    Nothing shared is held while the body arrives: no database connection, and a thread only for each write to
+    the file. A client that sends nothing for ``idle_timeout`` seconds is answered 408 ``upload_timed_out``."""
     media_type, params = parse_options_header(request.headers.get("content-type", ""))
     if media_type != b"multipart/form-data":
         raise ApiError(
@@ -164,12 +172,18 @@ async def receive_upload(request: Request, *, max_image_bytes: int, max_video_by
         },
     )
     try:
-        async for chunk in request.stream():
+        async for chunk in _arriving(request, idle_timeout):
             parser.write(chunk)
             if receiver.pending:
                 await run_in_threadpool(receiver.flush)
         parser.finalize()
         await run_in_threadpool(receiver.flush)
+    except ClientDisconnect:
+        sink.close()
+        # Nobody is left to read it; the error ends the request, and with it the upload's slot.
+        raise ApiError(
+            400, "upload_interrupted", "the client disconnected before the upload was complete"
+        ) from None
     except FormParserError:
         sink.close()
         raise ApiError(400, "malformed_multipart", "the multipart body could not be parsed") from None
@@ -191,6 +205,24 @@ async def receive_upload(request: Request, *, max_image_bytes: int, max_video_by
         kind=receiver.kind,
         head=receiver.head,
     )
+
+
+async def _arriving(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(
+                408,
+                "upload_timed_out",
+                f"nothing of the upload arrived for {idle_timeout:g} seconds",
+                headers={"Connection": "close"},
+            ) from None
+        yield chunk
 
 
 def received_bytes(data: bytes, *, max_image_bytes: int, max_video_bytes: int) -> ReceivedFile:

@@ -180,6 +180,28 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
             ("rendition in worker", f"{worker['run_s']} s, peak +{worker['worker_peak_above_rest_mib']} MiB"),
             ("rendition alone", f"{alone['seconds']} s, peak +{alone['peak_above_rest_mib']} MiB"),
         ]
+    if name == "uploads":
+        concurrent, slow = result["concurrent"], result["slow"]
+        one, many = slow["one_user"], slow["many_users"]
+        return [
+            (
+                f"{concurrent['uploads']} concurrent uploads of {concurrent['image_bytes'] / 1e6:.1f} MB",
+                f"{concurrent['statuses']} in {concurrent['seconds']} s (each p50 / max "
+                f"{concurrent['upload']['p50_ms']} / {concurrent['upload']['max_ms']} ms)",
+            ),
+            (
+                "GET /v1/posts p50 / p99, no uploads",
+                f"{slow['list_without_uploads']['p50_ms']} / {slow['list_without_uploads']['p99_ms']} ms",
+            ),
+            (
+                f"... {one['uploads']} slow uploads, one user",
+                f"{one['list']['p50_ms']} / {one['list']['p99_ms']} ms; refused at once {one['refused_at_once']}",
+            ),
+            (
+                f"... {many['uploads']} slow uploads, {many['users']} users",
+                f"{many['list']['p50_ms']} / {many['list']['p99_ms']} ms",
+            ),
+        ]
     return []
 
 
