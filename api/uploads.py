@@ -29,6 +29,8 @@ from chronogram.media_rules import MAX_PIXELS, MediaRejected, inspect_image, sni
 
 FILE_FIELD = "file"
 _SNIFF_BYTES = 16
+# At most this much of an upload waits in memory before it is written to its temporary file.
+_WRITE_BATCH_BYTES = 256 * 1024
 _IMAGE_TYPES = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 _VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov"}
 _NEITHER = "the file is neither an image (JPEG, PNG or WebP) nor a video (MP4 or MOV)"
@@ -77,6 +79,7 @@ class _Receiver:
     kind: MediaKind | None = None
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending: list[bytes] = field(default_factory=list)
+    pending_bytes: int = 0
 
     def on_part_begin(self) -> None:
         self.part = _Part()
@@ -115,6 +118,7 @@ class _Receiver:
             self._check_size()
         self.digest.update(chunk)
         self.pending.append(chunk)
+        self.pending_bytes += len(chunk)
 
     def on_part_end(self) -> None:
         if self.receiving:
@@ -137,6 +141,7 @@ class _Receiver:
         if self.pending:
             self.sink.write(b"".join(self.pending))
             self.pending.clear()
+            self.pending_bytes = 0
 
 
 async def receive_upload(
@@ -174,7 +179,9 @@ async def receive_upload(
     try:
         async for chunk in _arriving(request, idle_timeout):
             parser.write(chunk)
-            if receiver.pending:
+            # Written in batches: a slow client's chunks (a few hundred bytes each) cost no thread until a
+            # batch is full, and a fast client's cost one thread hop per batch.
+            if receiver.pending_bytes >= _WRITE_BATCH_BYTES:
                 await run_in_threadpool(receiver.flush)
         parser.finalize()
         await run_in_threadpool(receiver.flush)
