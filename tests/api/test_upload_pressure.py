@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.crud.users import create_user
+from api.deps import AppServices
+from api.main import create_app
 from bench import paced_upload
 from bench.client import jpeg_of_size
 from chronogram.crypto import TokenCipher
@@ -205,3 +207,34 @@ async def test_a_hundred_concurrent_uploads_of_a_few_mb_all_succeed(api_url: str
     )
     assert len({answer.json()["id"] for answer in answers}) == count
     assert elapsed < 45, elapsed
+
+
+async def test_no_free_database_connection_answers_503_database_busy_at_once(api_settings: Settings) -> None:
+    """Pool exhausted (here: one connection, held by the test): a fast 503 with Retry-After, not a 30 s wait and
+    a 500."""
+    configured = api_settings.model_copy(
+        update={"api_db_pool_size": 1, "api_db_max_overflow": 0, "api_db_pool_timeout_seconds": 0.3}
+    )
+    with Session(make_engine(configured.database_url)) as session:
+        _user, key = create_user(session, name=f"user-{uuid.uuid4().hex[:12]}@example.com")
+    app = create_app(configured)
+    async with app.router.lifespan_context(app):
+        services: AppServices = app.state.services
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
+            assert (await client.get("/v1/posts")).status_code == 200
+            held = await asyncio.to_thread(services.engine.connect)
+            try:
+                began = time.perf_counter()
+                response = await client.get("/v1/posts")
+                elapsed = time.perf_counter() - began
+            finally:
+                await asyncio.to_thread(held.close)
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "database_busy"
+            assert response.headers["retry-after"] == "1"
+            assert elapsed < 2.0, elapsed
+            assert (await client.get("/v1/posts")).status_code == 200
