@@ -195,7 +195,8 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
             ),
             (
                 f"... {one['uploads']} slow uploads, one user",
-                f"{one['list']['p50_ms']} / {one['list']['p99_ms']} ms; refused at once {one['refused_at_once']}",
+                f"{one['list']['p50_ms']} / {one['list']['p99_ms']} ms; {one['refused']} refused (429), "
+                f"in {one['refusal_ms']['max_ms'] if one['refusal_ms'] else '-'} ms at most",
             ),
             (
                 f"... {many['uploads']} slow uploads, {many['users']} users",
