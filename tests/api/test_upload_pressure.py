@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -238,3 +238,37 @@ async def test_no_free_database_connection_answers_503_database_busy_at_once(api
             assert response.headers["retry-after"] == "1"
             assert elapsed < 2.0, elapsed
             assert (await client.get("/v1/posts")).status_code == 200
+
+
+async def test_an_upload_whose_client_stops_sending_times_out_and_frees_its_slot(
+    api_settings: Settings,
+) -> None:
+    configured = api_settings.model_copy(
+        update={"api_upload_idle_timeout_seconds": 0.5, "api_max_concurrent_uploads_per_user": 1}
+    )
+    with Session(make_engine(configured.database_url)) as session:
+        _user, key = create_user(session, name=f"user-{uuid.uuid4().hex[:12]}@example.com")
+    body, content_type = paced_upload.multipart(jpeg())
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield body[:1000]
+        await asyncio.sleep(5)  # a client that stopped sending, its connection still open
+        yield body[1000:]
+
+    app = create_app(configured)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client,
+    ):
+        began = time.perf_counter()
+        response = await client.post("/v1/media", content=stalls(), headers={"Content-Type": content_type})
+        assert time.perf_counter() - began < 3.0
+        assert response.status_code == 408, response.text
+        assert response.json()["code"] == "upload_timed_out"
+        # Its slot, the user's only one, is free again.
+        again = await client.post("/v1/media", files={"file": ("photo.jpg", jpeg(), "image/jpeg")})
+        assert again.status_code == 201, again.text
