@@ -272,3 +272,44 @@ async def test_an_upload_whose_client_stops_sending_times_out_and_frees_its_slot
         # Its slot, the user's only one, is free again.
         again = await client.post("/v1/media", files={"file": ("photo.jpg", jpeg(), "image/jpeg")})
         assert again.status_code == 201, again.text
+
+
+async def test_uploads_beyond_the_servers_capacity_answer_503_at_once(api_settings: Settings) -> None:
+    configured = api_settings.model_copy(update={"api_max_concurrent_uploads": 1})
+    keys = []
+    with Session(make_engine(configured.database_url)) as session:
+        for _ in range(2):
+            keys.append(create_user(session, name=f"user-{uuid.uuid4().hex[:12]}@example.com")[1])
+    body, content_type = paced_upload.multipart(jpeg())
+    release = asyncio.Event()
+
+    async def waits() -> AsyncIterator[bytes]:
+        yield body[:1000]
+        await release.wait()
+        yield body[1000:]
+
+    app = create_app(configured)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client,
+    ):
+        first = asyncio.create_task(
+            client.post(
+                "/v1/media",
+                content=waits(),
+                headers={"Content-Type": content_type, "Authorization": f"Bearer {keys[0]}"},
+            )
+        )
+        await asyncio.sleep(0.5)
+        began = time.perf_counter()
+        other = await client.post(
+            "/v1/media",
+            files={"file": ("photo.jpg", jpeg(), "image/jpeg")},
+            headers={"Authorization": f"Bearer {keys[1]}"},
+        )
+        assert time.perf_counter() - began < 2.0
+        assert other.status_code == 503, other.text
+        assert other.json()["code"] == "upload_capacity_reached"
+        assert int(other.headers["retry-after"]) >= 1
+        release.set()
+        assert (await first).status_code == 201
