@@ -27,7 +27,7 @@ from api.crud.users import create_user
 from bench import paced_upload
 from bench.client import Api, jpeg_of_size, new_http, small_jpeg
 from bench.context import Bench, in_thread
-from bench.procinfo import mib, peak_rss_bytes, reset_peak_rss, rss_bytes
+from bench.procinfo import CpuMeter, mib, peak_rss_bytes, reset_peak_rss, rss_bytes
 from bench.stats import summary_ms
 from chronogram.db import make_engine
 
@@ -46,7 +46,7 @@ async def run(bench: Bench) -> dict[str, Any]:
     image = small_jpeg()
     async with new_http() as http:
         reader = Api(http, bench.stack.api_url, bench.stack.api_key)
-        quiet = await _list_for(reader, params.slow_window_s)
+        quiet = await _list_for(bench, reader, params.slow_window_s)
         one_user = await _slow(bench, reader, [slow_user] * params.slow_uploads, image)
         many_users = await _slow(bench, reader, keys[: params.slow_uploads], image)
     # The abandoned uploads gave their slots back: the one user may upload again.
@@ -140,7 +140,7 @@ async def _slow(bench: Bench, reader: Api, keys: list[str], image: bytes) -> dic
         for key in keys
     ]
     await asyncio.sleep(0.5)  # every upload has begun
-    listed = await _list_for(reader, bench.params.slow_window_s)
+    listed = await _list_for(bench, reader, bench.params.slow_window_s)
     in_flight = sum(not task.done() for task in uploads)
     abandon.set()
     answers = await asyncio.gather(*uploads)
@@ -159,13 +159,25 @@ async def _slow(bench: Bench, reader: Api, keys: list[str], image: bytes) -> dic
     }
 
 
-async def _list_for(reader: Api, seconds: float) -> dict[str, Any]:
+async def _list_for(bench: Bench, reader: Api, seconds: float) -> dict[str, Any]:
+    """The reader's list requests, one after another for ``seconds``: latency, and the API's CPU meanwhile (its
+    share of one core; the requests' own work included)."""
     latencies: list[float] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    offsets: list[float] = []
+    meter = CpuMeter({"api": bench.stack.pids()["api"]})
+    began = time.monotonic()
+    while time.monotonic() < began + seconds:
+        offsets.append(time.monotonic() - began)
         latency, _page = await reader.list_posts()
         latencies.append(latency)
-    return summary_ms(latencies)
+    worst = sorted(zip(latencies, offsets, strict=True), reverse=True)[:5]
+    return {
+        **summary_ms(latencies),
+        "api_cpu_cores": meter.read().cores()["api"],
+        # When the slowest requests were sent, in seconds from the window's start: a tail at the start is the
+        # uploads arriving, one spread over the window is their streaming.
+        "slowest": [{"ms": round(latency * 1000, 1), "at_s": round(at, 2)} for latency, at in worst],
+    }
 
 
 async def _upload_again(bench: Bench, key: str, image: bytes) -> dict[str, Any]:
