@@ -83,6 +83,25 @@ class Settings(BaseSettings):
     # count, but it may make more.
     api_max_active_keys_per_user: int = Field(default=20, ge=1)
 
+    # What one API process does at once (api/README.md, "Concurrency and limits"). A request holds a database
+    # connection only while its queries run, and a thread only while blocking work runs; nothing is held while it
+    # waits on its client. Blocking work (database queries, writing uploads to disk, checking images, object
+    # storage) runs on at most this many threads.
+    api_threads: int = Field(default=40, ge=1)
+    # The database connection pool: this many kept open, as many more opened under load and closed when
+    # returned. pool_size + max_overflow = api_threads, so a thread never waits for a connection another thread
+    # holds. On PostgreSQL every API process may open up to pool_size + max_overflow connections.
+    api_db_pool_size: int = Field(default=10, ge=1)
+    api_db_max_overflow: int = Field(default=30, ge=0)
+    # Waiting longer than this for a connection answers 503 database_busy with Retry-After, instead of a hang.
+    api_db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Uploads being received or stored at once: per user (429 too_many_uploads beyond), so that one user cannot
+    # take the server's capacity from the others, and in all (503 upload_capacity_reached beyond).
+    api_max_concurrent_uploads_per_user: int = Field(default=6, ge=1)
+    api_max_concurrent_uploads: int = Field(default=256, ge=1)
+    # An upload whose client sends nothing for this long is dropped (408 upload_timed_out): it frees its slot.
+    api_upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+
     # Worker tuning
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
