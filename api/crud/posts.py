@@ -186,9 +186,16 @@ def find_replay(session: Session, *, user_id: int, key: str, fingerprint: str) -
 
 def owned_media(session: Session, *, owner_id: int, media_ids: Sequence[int]) -> dict[int, MediaAsset]:
     rows = session.exec(
-        select(MediaAsset).where(col(MediaAsset.id).in_(set(media_ids)), MediaAsset.owner_id == owner_id)
+        _OWNED_MEDIA, params={"media_ids": sorted(set(media_ids)), "owner_id": owner_id}
     ).all()
     return {row.id: row for row in rows if row.id is not None}
+
+
+# Built once, as every post creation runs it.
+_OWNED_MEDIA = select(MediaAsset).where(
+    col(MediaAsset.id).in_(bindparam("media_ids", expanding=True)),
+    col(MediaAsset.owner_id) == bindparam("owner_id"),
+)
 
 
 def media_of(session: Session, *, post_ids: Sequence[int]) -> dict[int, list[PostMedia]]:
@@ -262,7 +269,7 @@ def _page_statement(
     """The page query of one shape of filter, built once with its values as parameters: building it per request
     (the union below has five subqueries) cost a hundred times what SQLite spends running it."""
 
-    def ordered(query: SelectOfScalar[Any], status: Any) -> SelectOfScalar[Any]:
+    def ordered(query: Any, status: Any) -> Any:
         query = query.where(col(Post.owner_id) == bindparam("owner_id"))
         if status is not None:
             query = query.where(col(Post.status) == status)
@@ -284,7 +291,8 @@ def _page_statement(
     if by_status or by_account:
         # ix_posts_owner_id_status_publish_at_id, or ix_posts_account_id_publish_at_id.
         status = bindparam("status", type_=TextEnum(PostStatus)) if by_status else None
-        return ordered(select(Post), status)
+        single: SelectOfScalar[Post] = ordered(select(Post), status)
+        return single
     # No index has (owner_id, publish_at, id); ix_posts_owner_id_status_publish_at_id does per status, so read
     # one ordered run per status and merge them: five index range scans of `limit` rows, never a sort of all.
     runs = [ordered(select(col(Post.id), col(Post.publish_at)), member).subquery() for member in PostStatus]
