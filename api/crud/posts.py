@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, Insert, Integer, bindparam, tuple_, union_all, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -238,6 +238,47 @@ def list_posts(
 ) -> list[Post]:
     """One page ordered by (publish_at, id), after the ``after`` key: keyset pagination, so page 500 costs what
     page 1 costs. Each shape of filter runs on an index that yields rows already in that order."""
+    statement, params = _page(owner_id, limit, status, account_id, start, end, after)
+    rows = session.exec(statement, params=params).all()
+    return sorted(rows, key=lambda post: (post.publish_at, post.id or 0))
+
+
+def list_post_rows(
+    session: Session,
+    *,
+    owner_id: int,
+    limit: int,
+    status: PostStatus | None = None,
+    account_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+) -> list[Row[Any]]:
+    """``list_posts`` as plain result rows of the posts' columns, for an answer that only reads them: loading a
+    page of ORM objects cost more than the query."""
+    statement, params = _page(owner_id, limit, status, account_id, start, end, after)
+    rows = session.connection().execute(statement, params).all()
+    return sorted(rows, key=lambda post: (post.publish_at, post.id))
+
+
+def media_rows_of(session: Session, *, post_ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
+    """``media_of`` as plain result rows, for an answer that only reads them."""
+    found: dict[int, list[Row[Any]]] = {post_id: [] for post_id in post_ids}
+    if post_ids:
+        for row in session.connection().execute(_MEDIA_OF, {"post_ids": list(post_ids)}):
+            found[row.post_id].append(row)
+    return found
+
+
+def _page(
+    owner_id: int,
+    limit: int,
+    status: PostStatus | None,
+    account_id: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, int] | None,
+) -> tuple[SelectOfScalar[Post], dict[str, Any]]:
     params: dict[str, Any] = {"owner_id": owner_id, "limit": limit}
     if status is not None:
         params["status"] = status
@@ -256,10 +297,7 @@ def list_posts(
         by_end=end is not None,
         by_after=after is not None,
     )
-    rows = session.exec(statement, params=params).all()
-    if status is not None or account_id is not None:
-        return list(rows)
-    return sorted(rows, key=lambda post: (post.publish_at, post.id or 0))
+    return statement, params
 
 
 @functools.cache
