@@ -49,7 +49,10 @@ async def page_of_posts(
             after=after,
         )
         page = rows[:limit]
-        return page, crud.media_rows_of(session, post_ids=[post.id for post in page]), len(rows) > limit
+        media = crud.media_rows_of(session, post_ids=[post.id for post in page])
+        # End the read transaction here, in the thread: the session then closes without a trip of its own.
+        session.commit()
+        return page, media, len(rows) > limit
 
     page, media, more = await run_in_threadpool(read)
     return PostPage(
