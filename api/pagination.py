@@ -9,13 +9,20 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
+from typing import Protocol
 
 from api.errors import ApiError
 from api.schemas.common import MAX_ID
-from chronogram.models import Post
 
 
-def encode_post_cursor(post: Post) -> str:
+class _Keyed(Protocol):
+    @property
+    def publish_at(self) -> datetime: ...
+    @property
+    def id(self) -> int | None: ...
+
+
+def encode_post_cursor(post: _Keyed) -> str:
     """After ``post`` in the order of GET /v1/posts: (publish_at, id)."""
     raw = json.dumps([post.publish_at.astimezone(UTC).isoformat(), post.id], separators=(",", ":"))
     return _encode(raw)

@@ -9,13 +9,14 @@ successful workflow start is recorded as a "workflow started" event.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, tuple_, union_all, update
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy import BigInteger, Insert, Integer, bindparam, tuple_, union_all, update
+from sqlalchemy.engine import Connection, CursorResult, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -32,7 +33,9 @@ from chronogram.models import (
     PostEvent,
     PostMedia,
     ReelOptions,
+    TextEnum,
     UserTag,
+    UTCDateTime,
     table_of,
 )
 
@@ -189,23 +192,33 @@ def find_replay(session: Session, *, user_id: int, key: str, fingerprint: str) -
 
 def owned_media(session: Session, *, owner_id: int, media_ids: Sequence[int]) -> dict[int, MediaAsset]:
     rows = session.exec(
-        select(MediaAsset).where(col(MediaAsset.id).in_(set(media_ids)), MediaAsset.owner_id == owner_id)
+        _OWNED_MEDIA, params={"media_ids": sorted(set(media_ids)), "owner_id": owner_id}
     ).all()
     return {row.id: row for row in rows if row.id is not None}
+
+
+# Built once, as every post creation runs it.
+_OWNED_MEDIA = select(MediaAsset).where(
+    col(MediaAsset.id).in_(bindparam("media_ids", expanding=True)),
+    col(MediaAsset.owner_id) == bindparam("owner_id"),
+)
 
 
 def media_of(session: Session, *, post_ids: Sequence[int]) -> dict[int, list[PostMedia]]:
     found: dict[int, list[PostMedia]] = {post_id: [] for post_id in post_ids}
     if not post_ids:
         return found
-    rows = session.exec(
-        select(PostMedia)
-        .where(col(PostMedia.post_id).in_(post_ids))
-        .order_by(col(PostMedia.post_id), col(PostMedia.position))
-    ).all()
-    for row in rows:
+    for row in session.exec(_MEDIA_OF, params={"post_ids": list(post_ids)}).all():
         found[row.post_id].append(row)
     return found
+
+
+# Built once: a list page runs it, and building it per call cost as much as running it.
+_MEDIA_OF = (
+    select(PostMedia)
+    .where(col(PostMedia.post_id).in_(bindparam("post_ids", expanding=True)))
+    .order_by(col(PostMedia.post_id), col(PostMedia.position))
+)
 
 
 def events_of(session: Session, *, post_id: int) -> list[PostEvent]:
@@ -231,31 +244,109 @@ def list_posts(
 ) -> list[Post]:
     """One page ordered by (publish_at, id), after the ``after`` key: keyset pagination, so page 500 costs what
     page 1 costs. Each shape of filter runs on an index that yields rows already in that order."""
+    statement, params = _page(owner_id, limit, status, account_id, start, end, after)
+    rows = session.exec(statement, params=params).all()
+    return sorted(rows, key=lambda post: (post.publish_at, post.id or 0))
 
-    def page(statuses: PostStatus | None) -> SelectOfScalar[Post]:
-        query = select(Post).where(Post.owner_id == owner_id)
-        if statuses is not None:
-            query = query.where(Post.status == statuses)
-        if account_id is not None:
-            query = query.where(Post.account_id == account_id)
-        if start is not None:
-            query = query.where(col(Post.publish_at) >= start)
-        if end is not None:
-            query = query.where(col(Post.publish_at) < end)
-        if after is not None:
-            query = query.where(tuple_(col(Post.publish_at), col(Post.id)) > tuple_(after[0], after[1]))
-        return query.order_by(col(Post.publish_at), col(Post.id)).limit(limit)
 
-    if status is not None or account_id is not None:
+def list_post_rows(
+    session: Session,
+    *,
+    owner_id: int,
+    limit: int,
+    status: PostStatus | None = None,
+    account_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+) -> list[Row[Any]]:
+    """``list_posts`` as plain result rows of the posts' columns, for an answer that only reads them: loading a
+    page of ORM objects cost more than the query."""
+    statement, params = _page(owner_id, limit, status, account_id, start, end, after)
+    rows = session.connection().execute(statement, params).all()
+    return sorted(rows, key=lambda post: (post.publish_at, post.id))
+
+
+def media_rows_of(session: Session, *, post_ids: Sequence[int]) -> dict[int, list[Row[Any]]]:
+    """``media_of`` as plain result rows, for an answer that only reads them."""
+    found: dict[int, list[Row[Any]]] = {post_id: [] for post_id in post_ids}
+    if post_ids:
+        for row in session.connection().execute(_MEDIA_OF, {"post_ids": list(post_ids)}):
+            found[row.post_id].append(row)
+    return found
+
+
+def _page(
+    owner_id: int,
+    limit: int,
+    status: PostStatus | None,
+    account_id: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[datetime, int] | None,
+) -> tuple[SelectOfScalar[Post], dict[str, Any]]:
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": limit}
+    if status is not None:
+        params["status"] = status
+    if account_id is not None:
+        params["account_id"] = account_id
+    if start is not None:
+        params["start"] = start
+    if end is not None:
+        params["end"] = end
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    statement = _page_statement(
+        by_status=status is not None,
+        by_account=account_id is not None,
+        by_start=start is not None,
+        by_end=end is not None,
+        by_after=after is not None,
+    )
+    return statement, params
+
+
+@functools.cache
+def _page_statement(
+    *, by_status: bool, by_account: bool, by_start: bool, by_end: bool, by_after: bool
+) -> SelectOfScalar[Post]:
+    """The page query of one shape of filter, built once with its values as parameters: building it per request
+    (the union below has five subqueries) cost a hundred times what SQLite spends running it."""
+
+    def ordered(query: Any, status: Any) -> Any:
+        query = query.where(col(Post.owner_id) == bindparam("owner_id"))
+        if status is not None:
+            query = query.where(col(Post.status) == status)
+        if by_account:
+            query = query.where(col(Post.account_id) == bindparam("account_id"))
+        if by_start:
+            query = query.where(col(Post.publish_at) >= bindparam("start", type_=UTCDateTime()))
+        if by_end:
+            query = query.where(col(Post.publish_at) < bindparam("end", type_=UTCDateTime()))
+        if by_after:
+            query = query.where(
+                tuple_(col(Post.publish_at), col(Post.id))
+                > tuple_(
+                    bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=BigInteger())
+                )
+            )
+        return query.order_by(col(Post.publish_at), col(Post.id)).limit(bindparam("limit", type_=Integer()))
+
+    if by_status or by_account:
         # ix_posts_owner_id_status_publish_at_id, or ix_posts_account_id_publish_at_id.
-        return list(session.exec(page(status)).all())
+        status = bindparam("status", type_=TextEnum(PostStatus)) if by_status else None
+        single: SelectOfScalar[Post] = ordered(select(Post), status)
+        return single
     # No index has (owner_id, publish_at, id); ix_posts_owner_id_status_publish_at_id does per status, so read
     # one ordered run per status and merge them: five index range scans of `limit` rows, never a sort of all.
-    runs = [page(member).subquery() for member in PostStatus]
+    runs = [ordered(select(col(Post.id), col(Post.publish_at)), member).subquery() for member in PostStatus]
     merged = union_all(*(select(run.c.id, run.c.publish_at) for run in runs)).subquery()
-    ids = select(merged.c.id).order_by(merged.c.publish_at, merged.c.id).limit(limit)
-    rows = session.exec(select(Post).where(col(Post.id).in_(ids))).all()
-    return sorted(rows, key=lambda post: (post.publish_at, post.id or 0))
+    ids = (
+        select(merged.c.id)
+        .order_by(merged.c.publish_at, merged.c.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    return select(Post).where(col(Post.id).in_(ids))
 
 
 def posts_of_account(session: Session, *, account_id: int, statuses: Sequence[PostStatus]) -> list[Post]:

@@ -2,14 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from chronogram.contracts import ErrorType, PostSignal, PostState, SignalRefusal
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent, PostMedia
+
+
+class PostMediaFields(Protocol):
+    """What a response reads of a post's media: an ORM row, or a plain result row of the same columns."""
+
+    @property
+    def media_id(self) -> int: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def alt_text(self) -> str | None: ...
+    @property
+    def user_tags(self) -> Sequence[Mapping[str, object]]: ...
+
+
+class PostFields(Protocol):
+    """What a response reads of a post: an ORM row, or a plain result row of the same columns (a list page reads
+    those, as loading 50 ORM objects cost more than the query)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def type(self) -> PostType: ...
+    @property
+    def status(self) -> PostStatus: ...
+    @property
+    def publish_at(self) -> datetime: ...
+    @property
+    def caption(self) -> str | None: ...
+    @property
+    def first_comment(self) -> str | None: ...
+    @property
+    def location_id(self) -> str | None: ...
+    @property
+    def user_tags(self) -> Sequence[Mapping[str, object]]: ...
+    @property
+    def alt_text(self) -> str | None: ...
+    @property
+    def reel_options(self) -> Mapping[str, object] | None: ...
+    @property
+    def ig_media_id(self) -> str | None: ...
+    @property
+    def permalink(self) -> str | None: ...
+    @property
+    def error_code(self) -> ErrorType | None: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def published_at(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
 
 
 class PostMediaOut(BaseModel):
@@ -19,7 +75,7 @@ class PostMediaOut(BaseModel):
     user_tags: list[dict[str, Any]]
 
     @classmethod
-    def from_row(cls, row: PostMedia) -> PostMediaOut:
+    def from_row(cls, row: PostMediaFields) -> PostMediaOut:
         return cls(
             media_id=row.media_id,
             position=row.position,
@@ -83,11 +139,11 @@ class PostOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, post: Post, media: list[PostMedia]) -> PostOut:
+    def from_row(cls, post: PostFields, media: Sequence[PostMediaFields]) -> PostOut:
         return cls(**_post_fields(post, media))
 
 
-def _post_fields(post: Post, media: list[PostMedia]) -> dict[str, Any]:
+def _post_fields(post: PostFields, media: Sequence[PostMediaFields]) -> dict[str, Any]:
     assert post.id is not None
     failed = post.error_code is not None or post.error_message is not None
     return {

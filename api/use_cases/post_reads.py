@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy.engine import Row
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -34,9 +36,9 @@ async def page_of_posts(
     """The posts after ``cursor`` in the order of (publish_at, id), and the cursor of the next page if any."""
     after = decode_post_cursor(cursor) if cursor is not None else None
 
-    def read() -> tuple[list[Post], dict[int, list[PostMedia]], bool]:
+    def read() -> tuple[list[Row[Any]], dict[int, list[Row[Any]]], bool]:
         """A page of posts, their media, and whether more follow (read as one post more than the page)."""
-        rows = crud.list_posts(
+        rows = crud.list_post_rows(
             session,
             owner_id=owner_id,
             limit=limit + 1,
@@ -47,11 +49,14 @@ async def page_of_posts(
             after=after,
         )
         page = rows[:limit]
-        return page, crud.media_of(session, post_ids=[post.id for post in page if post.id]), len(rows) > limit
+        media = crud.media_rows_of(session, post_ids=[post.id for post in page])
+        # End the read transaction here, in the thread: the session then closes without a trip of its own.
+        session.commit()
+        return page, media, len(rows) > limit
 
     page, media, more = await run_in_threadpool(read)
     return PostPage(
-        data=[PostOut.from_row(post, media[post.id or 0]) for post in page],
+        data=[PostOut.from_row(post, media[post.id]) for post in page],
         next_cursor=encode_post_cursor(page[-1]) if more else None,
     )
 

@@ -98,6 +98,11 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
             after = None
             while True:
                 page = crud.list_posts(session, owner_id=user.user_id, limit=5, after=after, **filters)  # type: ignore[arg-type]
+                # The API's page reads the same statement as plain rows: the same posts, with the same values.
+                rows = crud.list_post_rows(session, owner_id=user.user_id, limit=5, after=after, **filters)  # type: ignore[arg-type]
+                assert [(row.id, row.publish_at, row.status, row.user_tags) for row in rows] == [
+                    (post.id, post.publish_at, post.status, post.user_tags) for post in page
+                ]
                 seen += [post.id or 0 for post in page]
                 if len(page) < 5:
                     break
@@ -159,6 +164,10 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
             media.id,
             media.id,
         ]
+        assert [
+            (row.media_id, row.position, row.alt_text)
+            for row in crud.media_rows_of(session, post_ids=[ids[0]])[ids[0]]
+        ] == [(media.id, 0, "one"), (media.id, 1, None)]
         assert [e.detail["message"] for e in crud.events_of(session, post_id=ids[3]) if e.detail] == [
             "created",
             "workflow started",

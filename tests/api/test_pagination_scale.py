@@ -160,6 +160,8 @@ def test_queries_read_an_index_in_order(
             row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
         )
     assert index in plan, plan
+    # A covering index (the merged runs read only the id and publish_at it holds) is the same index range.
+    plan = plan.replace("USING COVERING INDEX", "USING INDEX")
     assert "SCAN posts" not in plan.replace(f"SCAN posts USING INDEX {index}", ""), plan
     if filters:
         # Rows come out of the index in (publish_at, id) order: nothing is sorted.
