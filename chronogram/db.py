@@ -65,12 +65,6 @@ def make_engine(
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
-    # In WAL mode, NORMAL syncs the log at each checkpoint instead of at each commit: the database stays
-    # consistent through any crash, and a commit survives the process dying; only the last commits before an OS
-    # crash or power cut can be lost. FULL (SQLite's default) put an fsync (2.5 ms median, 25 ms p99 on the
-    # benchmark's disk) inside every write transaction, while the API's writers wait their turn (api.sqlite_writes).
-    # A deployment that needs every commit on disk runs PostgreSQL, which syncs every commit.
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -44,12 +44,3 @@ def test_sqlmodel_table_round_trips(engine: Engine) -> None:
         assert row.tags == "a,b"
         assert row.created_at.replace(tzinfo=row.created_at.tzinfo or UTC) == created_at
     assert engine.dialect.name == ("sqlite" if "sqlite" in str(engine.url) else "postgresql")
-
-
-def test_sqlite_connections_use_the_write_ahead_log_synced_at_checkpoints(tmp_path: Path) -> None:
-    """WAL with synchronous=NORMAL (chronogram.db): no fsync inside every commit, foreign keys enforced."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}")
-    with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
