@@ -15,17 +15,24 @@ from activities.store import PostStore
 from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import GraphClient
+from chronogram.instagram.client import CallHook
 from chronogram.settings import Settings
 
 
 def build_activities(
-    settings: Settings, *, http: httpx.AsyncClient, storage: Minio, engine: Engine
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient,
+    storage: Minio,
+    engine: Engine,
+    on_graph_call: CallHook | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity the contracts declare, bound to shared clients: what the worker registers."""
+    """Every activity the contracts declare, bound to shared clients: what the worker registers. ``on_graph_call``
+    hears of every Graph API call (the worker's metrics)."""
     store = PostStore(engine)
     media = MediaActivities(storage, settings.media_bucket, engine)
     instagram = InstagramActivities(
-        GraphClient.from_settings(http, settings),
+        GraphClient.from_settings(http, settings, on_call=on_graph_call),
         engine,
         storage,
         settings.media_bucket,

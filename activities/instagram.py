@@ -59,6 +59,7 @@ from chronogram.instagram import (
     UserTag,
 )
 from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia
+from chronogram.observability.metrics import observe_publish_lag
 
 # Meta fetches the media while the container is IN_PROGRESS; a day covers that and the container's own lifetime.
 _PRESIGNED_URL_TTL = timedelta(hours=24)
@@ -281,6 +282,7 @@ class InstagramActivities(InstagramInterface):
             )
         except GraphAPIError as error:
             raise as_application_error(error) from None
+        observe_publish_lag(context.post.publish_at)
         # The media id is the proof of publication: it is stored before anything else can fail.
         await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media.id)
         return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id)

@@ -79,7 +79,9 @@ _bearer = HTTPBearer(
 
 
 def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     challenge = {"WWW-Authenticate": 'Bearer realm="chronogram"'}
     if credentials is None or not credentials.credentials:
@@ -89,6 +91,7 @@ def get_current_user(
     principal = authenticate(session, key=credentials.credentials)
     if principal is None:
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
+    request.state.user_id = principal.user_id  # for the access log line (api/telemetry.py)
     return principal
 
 

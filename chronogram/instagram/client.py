@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
-from chronogram.instagram.errors import GraphErrorDetails, Operation, classify, error_for
+from chronogram.instagram.errors import GraphAPIError, GraphErrorDetails, Operation, classify, error_for
 from chronogram.instagram.models import (
     Account,
     Comment,
@@ -35,7 +35,7 @@ from chronogram.instagram.models import (
 )
 from chronogram.settings import Settings
 
-__all__ = ["MEDIA_FIELDS", "GraphClient"]
+__all__ = ["MEDIA_FIELDS", "CallHook", "GraphClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ class _RedactSecretsInUrls(logging.Filter):
                 for arg in record.args
             )
         return True
+
+
+# Told of every call once it is over: its operation, its duration in seconds and its error's kind (None when it
+# succeeded). The processes pass their metrics here (chronogram.observability.metrics.count_graph_call).
+CallHook = Callable[[Operation, float, str | None], None]
 
 
 def _install_log_redaction() -> None:
@@ -79,6 +84,7 @@ class GraphClient:
         timeout: float = 30.0,
         publish_timeout: float = 90.0,
         connect_timeout: float = 10.0,
+        on_call: CallHook | None = None,
     ) -> None:
         if not _VERSION.match(api_version):
             raise ValueError(f"api_version must look like 'v25.0', got {api_version!r}")
@@ -87,16 +93,20 @@ class GraphClient:
         self._api_version = api_version
         self._timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
         self._publish_timeout = httpx.Timeout(publish_timeout, connect=min(connect_timeout, publish_timeout))
+        self._on_call = on_call
         _install_log_redaction()
 
     @classmethod
-    def from_settings(cls, http: httpx.AsyncClient, settings: Settings) -> GraphClient:
+    def from_settings(
+        cls, http: httpx.AsyncClient, settings: Settings, *, on_call: CallHook | None = None
+    ) -> GraphClient:
         return cls(
             http,
             base_url=settings.graph_api_base_url,
             api_version=settings.graph_api_version,
             timeout=settings.graph_api_timeout_seconds,
             publish_timeout=settings.graph_api_publish_timeout_seconds,
+            on_call=on_call,
         )
 
     @property
@@ -292,7 +302,21 @@ class GraphClient:
             expires_in=timedelta(seconds=expires_in) if isinstance(expires_in, int) else None,
         )
 
-    async def _call(
+    async def _call(self, operation: Operation, method: str, path: str, **options: Any) -> dict[str, Any]:
+        """One call, told to the ``on_call`` hook when it is over."""
+        if self._on_call is None:
+            return await self._request(operation, method, path, **options)
+        started = time.monotonic()
+        error_kind: str | None = None
+        try:
+            return await self._request(operation, method, path, **options)
+        except GraphAPIError as error:
+            error_kind = error.kind.value
+            raise
+        finally:
+            self._on_call(operation, time.monotonic() - started, error_kind)
+
+    async def _request(
         self,
         operation: Operation,
         method: str,
