@@ -27,7 +27,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from api.deps import AppServices
 from api.errors import ApiError
 from chronogram.contracts import TASK_QUEUE
-from chronogram.observability.logs import bind
+from chronogram.observability.logs import bind, bind_live
 from chronogram.observability.metrics import (
     CONTENT_TYPE_LATEST,
     TASK_QUEUE_POLLERS,
@@ -114,7 +114,7 @@ class AccessLogMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        with bind(request_id=request_id):
+        with bind(request_id=request_id), bind_live(state):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
@@ -122,17 +122,16 @@ class AccessLogMiddleware:
                 path = getattr(route, "path", None) or scope.get("path", "")
                 if path not in ("/healthz", "/readyz", "/metrics"):
                     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-                    with bind(user_id=state.get(USER_ID_STATE)):
-                        access.info(
-                            "%s %s %d %.1f ms",
-                            scope.get("method"),
-                            path,
-                            status,
-                            duration_ms,
-                            extra={
-                                "method": scope.get("method"),
-                                "route": path,
-                                "status": status,
-                                "duration_ms": duration_ms,
-                            },
-                        )
+                    access.info(
+                        "%s %s %d %.1f ms",
+                        scope.get("method"),
+                        path,
+                        status,
+                        duration_ms,
+                        extra={
+                            "method": scope.get("method"),
+                            "route": path,
+                            "status": status,
+                            "duration_ms": duration_ms,
+                        },
+                    )

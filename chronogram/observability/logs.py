@@ -33,7 +33,7 @@ from chronogram.enums import PostStatus
 from chronogram.observability.metrics import Outcome
 from chronogram.settings import LogFormat, Settings
 
-__all__ = ["CONTEXT_FIELDS", "bind", "configure_logging", "current_context", "log_outcome"]
+__all__ = ["CONTEXT_FIELDS", "bind", "bind_live", "configure_logging", "current_context", "log_outcome"]
 
 outcomes = logging.getLogger("chronogram.outcomes")
 
@@ -78,12 +78,31 @@ def current_context() -> Mapping[str, Any]:
     return _context.get()
 
 
+_live: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "chronogram_live_log_context", default=None
+)
+
+
+@contextmanager
+def bind_live(fields: Mapping[str, Any]) -> Iterator[None]:
+    """Like ``bind``, but ``fields`` is read when each line is logged: a mapping that fills in later (an HTTP
+    request's state, whose user is known once authenticated, possibly in another thread)."""
+    token = _live.set(fields)
+    try:
+        yield
+    finally:
+        _live.reset(token)
+
+
 class ContextFilter(logging.Filter):
     """Sets every context field on the record (None when unknown), so that both formats can show them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields: dict[str, Any] = dict.fromkeys(CONTEXT_FIELDS)
         fields.update(_temporal_context())
+        live = _live.get()
+        if live is not None:
+            fields.update((name, live[name]) for name in CONTEXT_FIELDS if live.get(name) is not None)
         fields.update(_context.get())
         span = trace.get_current_span().get_span_context()
         if span.is_valid:

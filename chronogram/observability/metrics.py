@@ -167,7 +167,7 @@ def _on_rollback(connection: Connection) -> None:
     connection.info.pop(_PENDING, None)
 
 
-def _on_reset(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+def _on_reset(_dbapi_connection: Any, record: Any, _reset_state: Any) -> None:
     record.info.pop(_PENDING, None)
 
 
