@@ -4,6 +4,7 @@ their context, and no secret in any of them."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -23,8 +24,10 @@ from api.main import create_app
 from chronogram.observability.logs import install_handler
 from chronogram.observability.tracing import configure_tracing
 from chronogram.settings import LogFormat, Settings
+from devstack.processes import free_port
 from sandbox.admin_client import SandboxAdmin
 from tests.api.helpers import ApiUser, assert_problem, schedule_ok, upload_ok, wait_for
+from tests.support.stack import background_worker
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -230,3 +233,27 @@ async def test_metrics_take_the_token_when_one_is_set(api_settings: Settings) ->
     ) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             assert_problem(await client.get("/metrics", headers=headers), 401, "invalid_metrics_token")
+
+
+async def test_worker_serves_metrics_health_and_readiness(api_settings: Settings) -> None:
+    port = free_port()
+    settings = api_settings.model_copy(update={"worker_metrics_port": port})
+    async with (
+        background_worker(settings, settle=0.5),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        for _ in range(50):  # Temporal lists a poller once its first poll arrives
+            ready = await http.get("/readyz")
+            if ready.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ok", "checks": {"temporal": "ok", "polling": "ok"}}
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200
+        names = {family.name for family in text_string_to_metric_families(metrics.text)}
+        # The product's and the Temporal SDK's, on one port.
+        assert "chronogram_post_transitions" in names
+        assert {"temporal_worker_task_slots_available", "temporal_num_pollers"} <= names, sorted(names)
+        assert (await http.get("/nothing")).status_code == 404
