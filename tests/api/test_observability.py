@@ -20,7 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from api.deps import AppServices
 from api.main import create_app
+from chronogram.contracts import ERROR_CODE, USER_ID, USERNAME
 from chronogram.observability.logs import install_handler
 from chronogram.observability.tracing import configure_tracing
 from chronogram.settings import LogFormat, Settings
@@ -81,14 +83,14 @@ def spans() -> InMemorySpanExporter:
     return exporter
 
 
-async def _connected(alice: ApiUser, sandbox: SandboxAdmin) -> tuple[int, str]:
-    """A fresh sandbox account connected through the API: its id and its token (to revoke)."""
+async def _connected(alice: ApiUser, sandbox: SandboxAdmin) -> tuple[int, str, str]:
+    """A fresh sandbox account connected through the API: its id, its token (to revoke) and its @username."""
     account = await sandbox.create_account(f"obs_{uuid.uuid4().hex[:8]}")
     response = await alice.client.post(
         "/v1/accounts", json={"ig_user_id": account.ig_user_id, "access_token": account.access_token}
     )
     assert response.status_code == 201, response.text
-    return response.json()["id"], account.access_token
+    return response.json()["id"], account.access_token, account.username
 
 
 def _soon(seconds: float = 2.0) -> str:
@@ -101,10 +103,11 @@ async def test_metrics_logs_and_trace_of_published_failed_and_cancelled_posts(
     sandbox: SandboxAdmin,
     json_lines: io.StringIO,
     spans: InMemorySpanExporter,
+    services: AppServices,
 ) -> None:
     media = await upload_ok(alice.client)
-    good_account, good_token = await _connected(alice, sandbox)
-    doomed_account, doomed_token = await _connected(alice, sandbox)
+    good_account, good_token, _ = await _connected(alice, sandbox)
+    doomed_account, doomed_token, doomed_username = await _connected(alice, sandbox)
     before = await scrape(anonymous)
 
     published = await schedule_ok(alice.client, good_account, [media], publish_at=_soon())
@@ -118,6 +121,21 @@ async def test_metrics_logs_and_trace_of_published_failed_and_cancelled_posts(
     failure = await wait_for(alice.client, failed["id"], "failed", within=30)
     error_code = failure["error"]["code"]
     assert error_code
+
+    # Search attributes: the owner and the @username from the start, why it failed from the failed run.
+    attributes = (
+        await services.temporal.get_workflow_handle(f"post-{failed['id']}").describe()
+    ).typed_search_attributes
+    assert attributes.get(ERROR_CODE) == error_code
+    assert attributes.get(USER_ID) == str(alice.user_id)
+    assert attributes.get(USERNAME) == doomed_username
+    query = f"ErrorCode='{error_code}' AND UserId='{alice.user_id}' AND Username='{doomed_username}'"
+    for _ in range(50):  # visibility is eventually consistent
+        listed = [execution.id async for execution in services.temporal.list_workflows(query)]
+        if listed:
+            break
+        await asyncio.sleep(0.1)
+    assert listed == [f"post-{failed['id']}"]
 
     after = await scrape(anonymous)
     # Outcomes, by status and error code.
