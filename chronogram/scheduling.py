@@ -54,7 +54,7 @@ async def start_post_workflow(
     a failed post run again, but never a published or cancelled one. The search attributes name the post's
     status, type, account, time, owner (``user_id``, when known) and @username, for operators (docs/operations.md).
     """
-    attributes = [
+    attributes: list[SearchAttributePair[Any]] = [
         SearchAttributePair(POST_STATUS, PostStatus.SCHEDULED.value),
         SearchAttributePair(POST_TYPE, post_type.value),
         SearchAttributePair(ACCOUNT_ID, str(account_id)),
