@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -184,6 +185,9 @@ class TextFormatter(logging.Formatter):
 
 
 class _JsonFormatter(JsonFormatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         # Unknown context fields are left out rather than written as null on every line.
         return {key: value for key, value in log_data.items() if value is not None}
@@ -240,12 +244,12 @@ def log_outcome(outcome: Outcome) -> None:
             )
         elif change.to_status is PostStatus.FAILED:
             code = change.error_code.value if change.error_code else None
+            reason = change.message
             outcomes.info(
-                "post %s failed: %s: %s",
+                "post %s failed: %s",
                 change.post_id,
-                code or "unknown",
-                change.message,
-                extra={"status": change.to_status.value, "error_code": code, "reason": change.message},
+                reason if code and reason.startswith(code) else f"{code or 'unknown error'}: {reason}",
+                extra={"status": change.to_status.value, "error_code": code, "reason": reason},
             )
         else:
             # Who: the API binds the requesting user (user_id) to the request's lines; the worker's cancellations
