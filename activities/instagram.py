@@ -59,7 +59,7 @@ from chronogram.instagram import (
     UserTag,
 )
 from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia
-from chronogram.observability.metrics import observe_publish_lag
+from chronogram.observability.metrics import QUOTA_WAITS, observe_publish_lag
 
 # Meta fetches the media while the container is IN_PROGRESS; a day covers that and the container's own lifetime.
 _PRESIGNED_URL_TTL = timedelta(hours=24)
@@ -159,7 +159,10 @@ class InstagramActivities(InstagramInterface):
             )
         except GraphAPIError as error:
             raise as_application_error(error) from None
-        return QuotaReport(usage=limit.quota_usage, total=limit.quota_total or _DEFAULT_QUOTA_TOTAL)
+        report = QuotaReport(usage=limit.quota_usage, total=limit.quota_total or _DEFAULT_QUOTA_TOTAL)
+        if report.usage >= report.total:  # the workflow waits on exactly this answer
+            QUOTA_WAITS.inc()
+        return report
 
     @activity.defn
     @keeps_heartbeat

@@ -73,6 +73,10 @@ PUBLISH_LAG = Histogram(
     "From a post's publish_at to Instagram's answer to media_publish.",
     buckets=_LAG_BUCKETS,
 )
+QUOTA_WAITS = Counter(
+    "chronogram_quota_waits",
+    "Publishing quota checks that found an account's 24-hour quota used up: the post waits, then checks again.",
+)
 GRAPH_REQUESTS = Counter(
     "chronogram_graph_requests",
     "Graph API calls by operation, outcome (ok, error) and error code (empty when ok).",

@@ -295,3 +295,27 @@ async def test_worker_serves_metrics_health_and_readiness(api_settings: Settings
         assert "chronogram_post_transitions" in names
         assert {"temporal_worker_task_slots_available", "temporal_num_pollers"} <= names, sorted(names)
         assert (await http.get("/nothing")).status_code == 404
+
+
+async def test_a_used_up_quota_counts_a_wait(
+    alice: ApiUser, anonymous: httpx.AsyncClient, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    account = await sandbox.create_account(f"obs_{uuid.uuid4().hex[:8]}", quota_total=1)
+    connected = await alice.client.post(
+        "/v1/accounts", json={"ig_user_id": account.ig_user_id, "access_token": account.access_token}
+    )
+    assert connected.status_code == 201, connected.text
+    media = await upload_ok(alice.client)
+    first = await schedule_ok(alice.client, connected.json()["id"], [media], publish_at=_soon())
+    await wait_for(alice.client, first["id"], "published", within=30)  # the one post of the day
+    before = await scrape(anonymous)
+    post = await schedule_ok(alice.client, connected.json()["id"], [media], publish_at=_soon())
+    try:
+        for _ in range(100):
+            after = await scrape(anonymous)
+            if delta(before, after, "chronogram_quota_waits_total"):
+                break
+            await asyncio.sleep(0.2)
+        assert delta(before, after, "chronogram_quota_waits_total") == 1
+    finally:
+        await services.temporal.get_workflow_handle(f"post-{post['id']}").terminate("quota test done")
