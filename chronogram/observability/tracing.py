@@ -39,9 +39,7 @@ def configure_tracing(service_name: str, *processors: SpanProcessor) -> TracerPr
     if isinstance(current, TracerProvider):
         provider = current
     else:
-        provider = TracerProvider(
-            resource=Resource.create({SERVICE_NAME: service_name})  # OTEL_SERVICE_NAME, if set, wins
-        )
+        provider = TracerProvider(resource=_resource(service_name))
         if any(os.environ.get(name) for name in _ENDPOINT_VARIABLES):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -50,6 +48,14 @@ def configure_tracing(service_name: str, *processors: SpanProcessor) -> TracerPr
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
+
+
+def _resource(service_name: str) -> Resource:
+    """The resource the OTEL_* variables describe, named ``service_name`` unless they name the service."""
+    detected = Resource.create()
+    if str(detected.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        return detected.merge(Resource({SERVICE_NAME: service_name}))
+    return detected
 
 
 def instrument_http_client(client: httpx.AsyncClient) -> None:
