@@ -21,9 +21,10 @@ from activities import build_activities
 from chronogram.contracts import TASK_QUEUE
 from chronogram.db import create_schema, make_engine
 from chronogram.http_transport import ShardedTransport
+from chronogram.instagram import BreakerRegistry
 from chronogram.malloc import limit_malloc_arenas
 from chronogram.observability import setup_process, setup_telemetry
-from chronogram.observability.metrics import count_graph_call, sdk_runtime
+from chronogram.observability.metrics import count_graph_call, refresh_circuit_gauges, sdk_runtime
 from chronogram.observability.tracing import instrument_http_client
 from chronogram.observability.worker_endpoint import worker_endpoint
 from chronogram.settings import Settings, get_settings
@@ -48,6 +49,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md). In small
     # pools: one pool's bookkeeping grows with the square of its connections.
     transport = ShardedTransport(connections=settings.worker_max_concurrent_activities)
+    # One circuit breaker per Graph API host for the whole process; snapshot() is its state for health checks.
+    breakers = BreakerRegistry.from_settings(settings)
     # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
     # slow upload never starves a status update.
     with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
@@ -62,6 +65,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                     http=http,
                     storage=make_minio(settings),
                     engine=engine,
+                    breakers=breakers,
                     on_graph_call=count_graph_call,
                 ),
                 activity_executor=executor,
@@ -74,6 +78,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 task_queue=TASK_QUEUE,
                 running=lambda: worker.is_running,
                 sdk=sdk,
+                before_scrape=lambda: refresh_circuit_gauges(breakers),
             )
             async with worker, endpoint as port:
                 # Start-up objects (modules, clients) live as long as the process: keeping them out of the full

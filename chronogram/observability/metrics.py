@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine, Pool, event, func, select
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from chronogram.enums import PostStatus
+from chronogram.instagram.breaker import BreakerRegistry, BreakerState
 from chronogram.lifecycle import StatusChange, observe
 from chronogram.models import Post, table_of
 
@@ -109,8 +110,7 @@ TASK_QUEUE_POLLERS = Gauge(
     "-1 when Temporal could not be asked.",
     ["task_type"],
 )
-# The circuit breaker (per Graph API host) sets this from its registry: 0 closed, 1 half-open, 2 open. Nothing sets
-# it until the breaker exists; the alert rules already watch it (docs/operations.md).
+# The worker's circuit breakers (per Graph API host), read from their registry at scrape time.
 GRAPH_CIRCUIT_STATE = Gauge(
     "chronogram_graph_circuit_state",
     "Graph API circuit breaker state per host: 0 closed, 1 half-open, 2 open.",
@@ -252,6 +252,15 @@ def refresh_post_gauges(engine: Engine, now: datetime | None = None) -> None:
     POSTS_OVERDUE.set(overdue)
     POSTS_DUE_NEXT_HOUR.set(due)
     POSTS_DELAYED.set(counts.get("delayed", 0))
+
+
+_CIRCUIT_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+def refresh_circuit_gauges(breakers: BreakerRegistry | None) -> None:
+    """``chronogram_graph_circuit_state`` per host the worker has called, from the breakers' snapshot."""
+    for snapshot in breakers.snapshot() if breakers is not None else ():
+        GRAPH_CIRCUIT_STATE.labels(snapshot.host).set(_CIRCUIT_VALUES[snapshot.state])
 
 
 # --- exposition ------------------------------------------------------------------------------------------------------

@@ -44,11 +44,14 @@ async def worker_endpoint(
     task_queue: str,
     running: Callable[[], bool],
     sdk: SdkMetrics | None,
+    before_scrape: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[int]:
-    """Serve the endpoints while the block runs; yields the bound port."""
+    """Serve the endpoints while the block runs; yields the bound port. ``before_scrape`` refreshes gauges read
+    at scrape time (run in a thread)."""
 
     async def metrics() -> Reply:
         def rendered() -> bytes:
+            before_scrape()
             return render([sdk.scrape()] if sdk is not None else [])
 
         return Reply(200, await asyncio.to_thread(rendered), CONTENT_TYPE_LATEST)
