@@ -178,7 +178,10 @@ def _on_commit(connection: Connection) -> None:
 
 
 def _on_rollback(connection: Connection) -> None:
-    connection.info.pop(_PENDING, None)
+    # An invalidated connection (its database connection lost) has no info to read; its pool record is reset, and
+    # its pending changes with it (_on_reset).
+    if not connection.invalidated:
+        connection.info.pop(_PENDING, None)
 
 
 def _on_reset(_dbapi_connection: Any, record: Any, _reset_state: Any) -> None:
