@@ -23,6 +23,10 @@ from chronogram.db import create_schema, make_engine
 from chronogram.http_transport import ShardedTransport
 from chronogram.instagram import BreakerRegistry
 from chronogram.malloc import limit_malloc_arenas
+from chronogram.observability import setup_process, setup_telemetry
+from chronogram.observability.metrics import count_graph_call, refresh_circuit_gauges, sdk_runtime
+from chronogram.observability.tracing import instrument_http_client
+from chronogram.observability.worker_endpoint import worker_endpoint
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal, worker_tuning
@@ -31,8 +35,13 @@ from workflows import WORKFLOWS
 log = logging.getLogger("chronogram.worker")
 
 
+SERVICE_NAME = "chronogram-worker"
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    client = await connect_temporal(settings)
+    setup_telemetry(SERVICE_NAME)
+    sdk = sdk_runtime()
+    client = await connect_temporal(settings, runtime=sdk.runtime)
     engine = make_engine(settings.database_url)
     create_schema(engine)  # idempotent; whichever of API and worker starts first creates the tables
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
@@ -46,21 +55,41 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     # slow upload never starves a status update.
     with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
+            instrument_http_client(http)
             worker = Worker(
                 client,
                 task_queue=TASK_QUEUE,
                 workflows=WORKFLOWS,
                 activities=build_activities(
-                    settings, http=http, storage=make_minio(settings), engine=engine, breakers=breakers
+                    settings,
+                    http=http,
+                    storage=make_minio(settings),
+                    engine=engine,
+                    breakers=breakers,
+                    on_graph_call=count_graph_call,
                 ),
                 activity_executor=executor,
                 **worker_tuning(settings),
             )
-            async with worker:
+            endpoint = worker_endpoint(
+                host=settings.worker_metrics_host,
+                port=settings.worker_metrics_port,
+                client=client,
+                task_queue=TASK_QUEUE,
+                running=lambda: worker.is_running,
+                sdk=sdk,
+                before_scrape=lambda: refresh_circuit_gauges(breakers),
+            )
+            async with worker, endpoint as port:
                 # Start-up objects (modules, clients) live as long as the process: keeping them out of the full
                 # collections shortens the pauses that stall every workflow on this event loop.
                 gc.freeze()
                 log.info("worker polling task queue %s on %s", TASK_QUEUE, settings.temporal_address)
+                log.info(
+                    "metrics, health and readiness on http://%s:%d/metrics, /healthz, /readyz",
+                    settings.worker_metrics_host,
+                    port,
+                )
                 await stop.wait()
                 log.info(
                     "shutting down: finishing running activities (up to %s)",
@@ -71,11 +100,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     limit_malloc_arenas()  # before any thread starts
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # A line per Graph API call (six per post) buries the worker's own lines; each call is already an activity
-    # in the post's history, and failures are logged with their Graph error.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
+    setup_process(settings, SERVICE_NAME)  # logs (text or JSON, CHRONOGRAM_LOG_FORMAT), traces, metrics
 
     async def run() -> None:
         stop = asyncio.Event()

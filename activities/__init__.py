@@ -15,6 +15,7 @@ from activities.store import PostStore
 from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import BreakerRegistry, GraphClient
+from chronogram.instagram.client import CallHook
 from chronogram.settings import Settings
 
 
@@ -25,13 +26,15 @@ def build_activities(
     storage: Minio,
     engine: Engine,
     breakers: BreakerRegistry | None = None,
+    on_graph_call: CallHook | None = None,
 ) -> list[Callable[..., Any]]:
     """Every activity the contracts declare, bound to shared clients: what the worker registers. ``breakers``: the
-    worker's Graph API circuit breakers (none: every call is sent)."""
+    worker's Graph API circuit breakers (none: every call is sent); ``on_graph_call`` hears of every Graph API
+    call (the worker's metrics)."""
     store = PostStore(engine)
     media = MediaActivities(storage, settings.media_bucket, engine)
     instagram = InstagramActivities(
-        GraphClient.from_settings(http, settings, breakers=breakers),
+        GraphClient.from_settings(http, settings, breakers=breakers, on_call=on_graph_call),
         engine,
         storage,
         settings.media_bucket,

@@ -59,6 +59,7 @@ from chronogram.instagram import (
     UserTag,
 )
 from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia
+from chronogram.observability.metrics import QUOTA_WAITS, observe_publish_lag
 
 # Meta fetches the media while the container is IN_PROGRESS; a day covers that and the container's own lifetime.
 _PRESIGNED_URL_TTL = timedelta(hours=24)
@@ -158,7 +159,10 @@ class InstagramActivities(InstagramInterface):
             )
         except GraphAPIError as error:
             raise as_application_error(error) from None
-        return QuotaReport(usage=limit.quota_usage, total=limit.quota_total or _DEFAULT_QUOTA_TOTAL)
+        report = QuotaReport(usage=limit.quota_usage, total=limit.quota_total or _DEFAULT_QUOTA_TOTAL)
+        if report.usage >= report.total:  # the workflow waits on exactly this answer
+            QUOTA_WAITS.inc()
+        return report
 
     @activity.defn
     @keeps_heartbeat
@@ -281,6 +285,7 @@ class InstagramActivities(InstagramInterface):
             )
         except GraphAPIError as error:
             raise as_application_error(error) from None
+        observe_publish_lag(context.post.publish_at)
         # The media id is the proof of publication: it is stored before anything else can fail.
         await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media.id)
         return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id)

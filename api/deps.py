@@ -91,7 +91,9 @@ _bearer = HTTPBearer(
 
 
 async def get_current_user(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     challenge = {"WWW-Authenticate": 'Bearer realm="chronogram"'}
     if credentials is None or not credentials.credentials:
@@ -101,6 +103,7 @@ async def get_current_user(
     principal = await run_in_threadpool(_authenticate, services.engine, credentials.credentials)
     if principal is None:
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
+    request.state.user_id = principal.user_id  # for the access log line (api/telemetry.py)
     return principal
 
 

@@ -24,11 +24,15 @@ from api.reconciler import run_reconciler
 from api.routes import accounts, health, keys, media, posts
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
+from api.telemetry import SERVICE_NAME, adopt_server_logs, install_telemetry
 from api.upload_slots import UploadSlots
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.instagram import GraphClient
 from chronogram.malloc import limit_malloc_arenas
+from chronogram.observability import setup_process
+from chronogram.observability.metrics import count_graph_call
+from chronogram.observability.tracing import instrument_http_client
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal
@@ -61,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_malloc_arenas()  # before the first thread-pool call starts threads
+        setup_process(resolved, SERVICE_NAME)  # logs (text or JSON, CHRONOGRAM_LOG_FORMAT), traces, metrics
+        adopt_server_logs()
         # Blocking work of every request shares these threads (run_in_threadpool, sync dependencies).
         anyio.to_thread.current_default_thread_limiter().total_tokens = resolved.api_threads
         engine = make_engine(
@@ -79,13 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout = httpx.Timeout(resolved.graph_api_timeout_seconds, connect=10.0)
             # The recorder is left last: it writes the starts still queued before the engine goes.
             async with httpx.AsyncClient(timeout=timeout) as http, StartRecorder(engine) as start_records:
+                instrument_http_client(http)
                 # Connected here, after any fork by the server: a Temporal client does not survive a fork.
                 services = AppServices(
                     settings=resolved,
                     temporal=await connect_temporal(resolved),
                     engine=engine,
                     storage=make_minio(resolved),
-                    graph=GraphClient.from_settings(http, resolved),
+                    graph=GraphClient.from_settings(http, resolved, on_call=count_graph_call),
                     cipher=TokenCipher.from_settings(resolved),
                     start_records=start_records,
                 )
@@ -125,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
+    install_telemetry(app, resolved)
     for router in (health.router, accounts.router, media.router, posts.router, keys.router):
         app.include_router(router)
     return app

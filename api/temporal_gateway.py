@@ -101,6 +101,7 @@ async def start(
         username=request.username,
         post_type=request.post_type,
         publish_at=request.publish_at,
+        user_id=request.owner_id,
     )
     started = workflow_starts.StartedRun(
         post_id=request.post_id,

@@ -90,8 +90,21 @@ POST_STATUS = SearchAttributeKey.for_keyword("PostStatus")
 POST_TYPE = SearchAttributeKey.for_keyword("PostType")
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 PUBLISH_AT = SearchAttributeKey.for_datetime("PublishAt")
+# Set at the workflow's start (docs/operations.md): the post's owner (users.id) and its account's @username.
+USER_ID = SearchAttributeKey.for_keyword("UserId")
+USERNAME = SearchAttributeKey.for_keyword("Username")
+# Set by a run that ends failed: why (an ErrorType value). A retried post's new run starts without it.
+ERROR_CODE = SearchAttributeKey.for_keyword("ErrorCode")
 
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (POST_STATUS, POST_TYPE, ACCOUNT_ID, PUBLISH_AT)
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
+    POST_STATUS,
+    POST_TYPE,
+    ACCOUNT_ID,
+    PUBLISH_AT,
+    USER_ID,
+    USERNAME,
+    ERROR_CODE,
+)
 
 
 def post_workflow_id(post_id: int | str) -> str:

@@ -23,6 +23,8 @@ from chronogram.contracts import (
     PUBLISH_AT,
     SCHEDULED_POST_WORKFLOW,
     TASK_QUEUE,
+    USER_ID,
+    USERNAME,
     ScheduledPostInput,
     ScheduledPostResult,
     post_workflow_id,
@@ -45,13 +47,24 @@ async def start_post_workflow(
     username: str,
     post_type: PostType,
     publish_at: datetime,
+    user_id: int | None = None,
     task_queue: str = TASK_QUEUE,
 ) -> WorkflowHandle[Any, ScheduledPostResult]:
     """Start (or, for a retried request, find) the workflow of one post.
 
     USE_EXISTING makes a repeated start harmless while the post's workflow runs; ALLOW_DUPLICATE_FAILED_ONLY lets
-    a failed post run again, but never a published or cancelled one.
+    a failed post run again, but never a published or cancelled one. The search attributes name the post's
+    status, type, account, time, owner (``user_id``, when known) and @username, for operators (docs/operations.md).
     """
+    attributes: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(POST_STATUS, PostStatus.SCHEDULED.value),
+        SearchAttributePair(POST_TYPE, post_type.value),
+        SearchAttributePair(ACCOUNT_ID, str(account_id)),
+        SearchAttributePair(PUBLISH_AT, publish_at),
+        SearchAttributePair(USERNAME, username),
+    ]
+    if user_id is not None:
+        attributes.append(SearchAttributePair(USER_ID, str(user_id)))
     return await client.start_workflow(
         SCHEDULED_POST_WORKFLOW,
         ScheduledPostInput(post_id=post_id, publish_at=publish_at),
@@ -60,13 +73,6 @@ async def start_post_workflow(
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(POST_STATUS, PostStatus.SCHEDULED.value),
-                SearchAttributePair(POST_TYPE, post_type.value),
-                SearchAttributePair(ACCOUNT_ID, str(account_id)),
-                SearchAttributePair(PUBLISH_AT, publish_at),
-            ]
-        ),
+        search_attributes=TypedSearchAttributes(attributes),
         static_summary=post_summary(post_type, username, post_id),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"  # readable lines, for a terminal (make dev)
+    JSON = "json"  # one JSON object per line, for a log pipeline (production)
 
 
 class Settings(BaseSettings):
@@ -82,6 +88,9 @@ class Settings(BaseSettings):
     # API keys a user may hold at once (not revoked); POST /v1/keys answers 409 beyond. The admin command's keys
     # count, but it may make more.
     api_max_active_keys_per_user: int = Field(default=20, ge=1)
+    # GET /metrics takes 'Authorization: Bearer <this>' when set; open when empty (development). Production sets it
+    # or keeps /metrics off the public ingress.
+    api_metrics_token: SecretStr = SecretStr("")
 
     # What one API process does at once (api/README.md, "Concurrency and limits"). A request holds a database
     # connection only while its queries run, and a thread only while blocking work runs; nothing is held while it
@@ -110,6 +119,15 @@ class Settings(BaseSettings):
     # workflow code runs sandboxed in the test suites, where a non-deterministic call is caught before it ships.
     worker_workflow_sandbox: bool = False
     worker_graceful_shutdown: timedelta = timedelta(seconds=30)
+
+    # Observability (docs/operations.md). Traces follow the standard OTEL_* variables instead: spans are exported
+    # over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    log_format: LogFormat = LogFormat.TEXT
+    log_level: str = "INFO"
+    # The worker's HTTP endpoint: /metrics (its own and the Temporal SDK's), /healthz, /readyz. Port 0: any free
+    # port, logged at start-up.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
 
 
 @lru_cache

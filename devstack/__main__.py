@@ -36,7 +36,7 @@ from devstack import tools
 from devstack.processes import LineSink, ManagedProcess, ProcessFailed, port_in_use
 from devstack.services import MinioServer, TemporalDevServer
 
-TEMPORAL_PORT, TEMPORAL_UI_PORT = 7233, 8233
+TEMPORAL_PORT, TEMPORAL_UI_PORT, TEMPORAL_METRICS_PORT = 7233, 8233, 8234
 MINIO_PORT, MINIO_CONSOLE_PORT = 9000, 9001
 SANDBOX_PORT = 8900
 PID_FILE = DATA_DIR / "devstack.pid"
@@ -87,9 +87,13 @@ class Stack:
 
 
 def _wanted_ports(stack: Stack) -> dict[int, str]:
-    ports = {stack.settings.api_port: "API"}
+    ports = {stack.settings.api_port: "API", stack.settings.worker_metrics_port: "worker metrics"}
     if not stack.external("temporal_address"):
-        ports |= {TEMPORAL_PORT: "Temporal frontend", TEMPORAL_UI_PORT: "Temporal Web UI"}
+        ports |= {
+            TEMPORAL_PORT: "Temporal frontend",
+            TEMPORAL_UI_PORT: "Temporal Web UI",
+            TEMPORAL_METRICS_PORT: "Temporal server metrics",
+        }
     if not stack.external("s3_endpoint"):
         ports |= {MINIO_PORT: "MinIO", MINIO_CONSOLE_PORT: "MinIO console"}
     if not stack.external("graph_api_base_url"):
@@ -158,7 +162,7 @@ def _start_python(stack: Stack, name: str, args: list[str], ready_url: str | Non
     if ready_url:
         process.wait_until_ready(lambda: _http_ok(ready_url), timeout=60, what=ready_url)
     else:
-        time.sleep(1.5)  # the worker has no port: give it a moment to fail loudly on bad settings
+        time.sleep(1.5)  # no port to ask: give it a moment to fail loudly on bad settings
         if not process.is_running():
             raise ProcessFailed(f"{name} exited at start:\n{process.recent_output()}")
 
@@ -180,6 +184,7 @@ def bring_up(stack: Stack) -> None:
             db_file=DATA_DIR / "temporal.db",
             search_attributes={key.name: key._metadata_type for key in SEARCH_ATTRIBUTES},
             log_level=stack.temporal_log_level,
+            metrics_port=TEMPORAL_METRICS_PORT,
         )
         stack.children.append(temporal.process)
         settings = settings.model_copy(update={"temporal_address": temporal.address})
@@ -187,6 +192,7 @@ def bring_up(stack: Stack) -> None:
         stack.urls.append(
             ("Temporal Web UI", f"{temporal.ui_url}/namespaces/{settings.temporal_namespace}/workflows")
         )
+        stack.urls.append(("Temporal server metrics", f"{temporal.metrics_url}"))
     added = asyncio.run(_prepare_temporal(settings, ours=not stack.external("temporal_address")))
     if added:
         stack.say(f"registered search attributes: {', '.join(added)}")
@@ -231,7 +237,9 @@ def bring_up(stack: Stack) -> None:
     )
 
     stack.say("starting the worker ...")
-    _start_python(stack, "worker", ["worker.py"], None)
+    worker_url = f"http://localhost:{settings.worker_metrics_port}"
+    _start_python(stack, "worker", ["worker.py"], f"{worker_url}/healthz")
+    stack.urls.append(("Worker metrics, health, readiness", f"{worker_url}/metrics  /healthz  /readyz"))
     stack.say("starting the API ...")
     api_url = f"http://localhost:{settings.api_port}"
     _start_python(
@@ -241,6 +249,7 @@ def bring_up(stack: Stack) -> None:
         f"{api_url}/healthz",
     )
     stack.urls.insert(0, ("API docs (OpenAPI)", f"{api_url}/docs"))
+    stack.urls.insert(1, ("API metrics", f"{api_url}/metrics"))
 
 
 def _redacted(url: str) -> str:

@@ -31,10 +31,15 @@ class TemporalDevServer:
     process: ManagedProcess
     port: int
     ui_port: int | None
+    metrics_port: int | None = None
 
     @property
     def address(self) -> str:
         return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://localhost:{self.metrics_port}/metrics" if self.metrics_port else None
 
     @property
     def ui_url(self) -> str | None:
@@ -51,9 +56,11 @@ class TemporalDevServer:
         search_attributes: dict[str, str],
         namespaces: tuple[str, ...] = (),
         log_level: str = "warn",
+        metrics_port: int | None = None,
         timeout: float = 60.0,
     ) -> TemporalDevServer:
-        """Start ``temporal server start-dev``; ``db_file`` None keeps state in memory, ``ui_port`` None is headless.
+        """Start ``temporal server start-dev``; ``db_file`` None keeps state in memory, ``ui_port`` None is headless,
+        ``metrics_port`` None leaves the server's Prometheus endpoint on a port of its choosing.
 
         ``namespaces`` are created besides ``default``, each with the ``search_attributes``
         ({name: Keyword|Datetime|...}); these are only applied when a namespace is first created;
@@ -72,8 +79,10 @@ class TemporalDevServer:
             db_file.parent.mkdir(parents=True, exist_ok=True)
             argv += ["--db-filename", str(db_file)]
         argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+        if metrics_port is not None:
+            argv += ["--metrics-port", str(metrics_port)]
         process = ManagedProcess("temporal", argv, sink=sink).start()
-        server = cls(process=process, port=port, ui_port=ui_port)
+        server = cls(process=process, port=port, ui_port=ui_port, metrics_port=metrics_port)
         process.wait_until_ready(
             lambda: port_in_use(port) and (ui_port is None or port_in_use(ui_port)),
             timeout=timeout,

@@ -107,6 +107,8 @@ def settings(
         s3_access_key="chronogram-test",
         s3_secret_key="chronogram-test-secret",  # type: ignore[arg-type]
         database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'chronogram.db'}",
+        # In-process workers serve their metrics on any free port: suites (and engineers) run side by side.
+        worker_metrics_port=0,
     )
 
 

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 
 with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
+        ERROR_CODE,
         NON_RETRYABLE_ERRORS,
         POST_STATUS,
         PUBLISH_AT,
@@ -104,6 +105,8 @@ _MALFORMED_SIGNAL_PATCH = "refuse-malformed-signals"
 _CONTAINER_ROUNDS_PATCH = "container-wait-rounds"
 # Publish-now moves the PublishAt search attribute to the moment publishing began.
 _PUBLISH_NOW_TIME_PATCH = "publish-now-moves-publish-at"
+# A run that ends failed says why in the ErrorCode search attribute (operators list failures by it).
+_ERROR_CODE_PATCH = "error-code-search-attribute"
 # How many signal requests' outcomes a run keeps for the sender to read back (a post gets a handful).
 _KEPT_SIGNAL_OUTCOMES = 100
 # Errors after which the publish is documented as not done, and no retry can make it succeed.
@@ -625,6 +628,8 @@ class ScheduledPostWorkflow:
             )
         )
         self._set_status(PostStatus.FAILED)
+        if workflow.patched(_ERROR_CODE_PATCH):
+            workflow.upsert_search_attributes([ERROR_CODE.value_set(failure.code.value)])
         self._set_step(PublishStep.DONE)
 
     # --- bookkeeping -----------------------------------------------------------------------------------------

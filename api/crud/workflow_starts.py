@@ -31,6 +31,7 @@ class WorkflowStart:
     publish_at: datetime
     # The post's latest intent when this was read; None: not known, the start is recorded whatever came since.
     intent_id: int | None = None
+    owner_id: int | None = None  # the UserId search attribute
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def start_of(post: Post, username: str, intent_id: int | None) -> WorkflowStart:
         post_type=post.type,
         publish_at=post.publish_at,
         intent_id=intent_id,
+        owner_id=post.owner_id,
     )
 
 

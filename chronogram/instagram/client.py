@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
 from chronogram.instagram.breaker import BreakerRegistry, HostBreaker, host_of
-from chronogram.instagram.errors import GraphErrorDetails, Operation, classify, error_for
+from chronogram.instagram.errors import GraphAPIError, GraphErrorDetails, Operation, classify, error_for
 from chronogram.instagram.models import (
     Account,
     Comment,
@@ -36,7 +36,7 @@ from chronogram.instagram.models import (
 )
 from chronogram.settings import Settings
 
-__all__ = ["MEDIA_FIELDS", "GraphClient"]
+__all__ = ["MEDIA_FIELDS", "CallHook", "GraphClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ class _RedactSecretsInUrls(logging.Filter):
                 for arg in record.args
             )
         return True
+
+
+# Told of every call once it is over: its operation, its duration in seconds and its error's kind (None when it
+# succeeded). The processes pass their metrics here (chronogram.observability.metrics.count_graph_call).
+CallHook = Callable[[Operation, float, str | None], None]
 
 
 def _install_log_redaction() -> None:
@@ -84,6 +89,7 @@ class GraphClient:
         timeout: float = 30.0,
         publish_timeout: float = 90.0,
         connect_timeout: float = 10.0,
+        on_call: CallHook | None = None,
         breakers: BreakerRegistry | None = None,
     ) -> None:
         if not _VERSION.match(api_version):
@@ -93,13 +99,19 @@ class GraphClient:
         self._api_version = api_version
         self._timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
         self._publish_timeout = httpx.Timeout(publish_timeout, connect=min(connect_timeout, publish_timeout))
+        self._on_call = on_call
         # Every call goes to base_url's host (refresh_access_token included), so one breaker serves them all.
         self._breaker: HostBreaker | None = breakers.for_host(host_of(self._base_url)) if breakers else None
         _install_log_redaction()
 
     @classmethod
     def from_settings(
-        cls, http: httpx.AsyncClient, settings: Settings, *, breakers: BreakerRegistry | None = None
+        cls,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        *,
+        breakers: BreakerRegistry | None = None,
+        on_call: CallHook | None = None,
     ) -> GraphClient:
         return cls(
             http,
@@ -108,6 +120,7 @@ class GraphClient:
             timeout=settings.graph_api_timeout_seconds,
             publish_timeout=settings.graph_api_publish_timeout_seconds,
             breakers=breakers,
+            on_call=on_call,
         )
 
     @property
@@ -308,7 +321,21 @@ class GraphClient:
             expires_in=timedelta(seconds=expires_in) if isinstance(expires_in, int) else None,
         )
 
-    async def _call(
+    async def _call(self, operation: Operation, method: str, path: str, **options: Any) -> dict[str, Any]:
+        """One call, told to the ``on_call`` hook when it is over."""
+        if self._on_call is None:
+            return await self._request(operation, method, path, **options)
+        started = time.monotonic()
+        error_kind: str | None = None
+        try:
+            return await self._request(operation, method, path, **options)
+        except GraphAPIError as error:
+            error_kind = error.kind.value
+            raise
+        finally:
+            self._on_call(operation, time.monotonic() - started, error_kind)
+
+    async def _request(
         self,
         operation: Operation,
         method: str,

@@ -87,7 +87,10 @@ async def test_health_needs_no_key(anonymous: httpx.AsyncClient) -> None:
     assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
     ready = await anonymous.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"temporal": "ok", "database": "ok", "storage": "ok"}
+    assert ready.json() == {
+        "status": "ok",
+        "checks": {"temporal": "ok", "database": "ok", "storage": "ok", "workers": "ok"},
+    }
 
 
 @pytest.fixture

@@ -115,6 +115,8 @@ def engine_env(settings: Settings) -> dict[str, str]:
     env["CHRONOGRAM_S3_SECRET_KEY"] = settings.s3_secret_key.get_secret_value()
     env["CHRONOGRAM_TOKEN_ENCRYPTION_KEY"] = settings.token_encryption_key.get_secret_value()
     env["CHRONOGRAM_GRAPH_API_TIMEOUT_SECONDS"] = str(settings.graph_api_timeout_seconds)
+    # Several workers at once (and other suites' workers): each takes a free port for its metrics.
+    env["CHRONOGRAM_WORKER_METRICS_PORT"] = str(settings.worker_metrics_port)
     return env
 
 

@@ -24,6 +24,7 @@ from tests.replay.scenarios import SCENARIOS
 from workflows import ScheduledPostWorkflow
 from workflows.scheduled_post import (
     _CONTAINER_ROUNDS_PATCH,
+    _ERROR_CODE_PATCH,
     _MALFORMED_SIGNAL_PATCH,
     _PUBLISH_NOW_TIME_PATCH,
     _WAKE_EARLY_PATCH,
@@ -87,6 +88,22 @@ def test_publish_now_histories_from_both_sides_of_its_time_patch_are_recorded() 
 def test_only_a_container_still_processing_after_a_round_records_the_rounds_patch() -> None:
     with_marker = {path.stem for path in HISTORIES if _CONTAINER_ROUNDS_PATCH in _patches(path)}
     assert with_marker == {"container_waited_for_further_rounds"}
+
+
+def test_failed_runs_record_the_error_code_patch_and_the_older_ones_still_replay() -> None:
+    """Runs that ended failed upsert ErrorCode behind the patch; the same scenarios recorded before it are kept
+    (before-error-code/) and replay below."""
+    with_marker = {path.stem for path in CURRENT if _ERROR_CODE_PATCH in _patches(path)}
+    assert with_marker == {path.stem for path in CURRENT if path.stem.startswith("failed")}
+    before = sorted((HISTORY_DIR / "before-error-code").glob("*.json"))
+    assert {path.stem for path in before} == with_marker
+    assert all(_ERROR_CODE_PATCH not in _patches(path) for path in before)
+    upserted = [
+        event["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"]["indexedFields"]
+        for event in json.loads((HISTORY_DIR / "failed_auth.json").read_text())["events"]
+        if event["eventType"] == "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
+    ]
+    assert any("ErrorCode" in fields for fields in upserted)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])

@@ -1,0 +1,137 @@
+"""The API's metrics, traces and access log (docs/operations.md).
+
+- ``GET /metrics``: Prometheus text, the API's own counters plus gauges read at scrape time (posts by status,
+  overdue, due within the hour; workers polling the task queue). Open unless ``CHRONOGRAM_API_METRICS_TOKEN`` is
+  set; then it takes ``Authorization: Bearer <that token>`` (Prometheus' ``authorization`` scrape setting).
+- A span per request (FastAPI instrumentation), the parent of the workflow starts and signals it makes.
+- One access line per request: method, route, status, duration, the request's id (the client's ``X-Request-Id``
+  when it sends a sane one, else a new one, echoed back) and the authenticated user's id.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.api.enums.v1 import TaskQueueType
+
+from api.deps import AppServices
+from api.errors import ApiError
+from chronogram.contracts import TASK_QUEUE
+from chronogram.observability.logs import bind, bind_live
+from chronogram.observability.metrics import (
+    CONTENT_TYPE_LATEST,
+    TASK_QUEUE_POLLERS,
+    refresh_post_gauges,
+    render,
+)
+from chronogram.observability.worker_endpoint import pollers
+from chronogram.settings import Settings
+
+SERVICE_NAME = "chronogram-api"
+
+access = logging.getLogger("chronogram.access")
+log = logging.getLogger("chronogram.api")
+
+# Where the authenticated user's id is left for the access line (request.state, shared with the ASGI scope).
+USER_ID_STATE = "user_id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_POLLED_TYPES = {
+    "workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    "activity": TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+}
+
+
+def adopt_server_logs() -> None:
+    """uvicorn's lines go through the process's handler (so JSON in production), and its access lines give way
+    to ours, which know the request id and the user."""
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def install_telemetry(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(AccessLogMiddleware)
+    # Probes and scrapes are not requests anyone wants a trace of.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    token = settings.api_metrics_token.get_secret_value()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        if token and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
+        ):
+            raise ApiError(
+                401, "invalid_metrics_token", "send the metrics token as 'Authorization: Bearer <token>'"
+            )
+        services: AppServices = request.app.state.services
+        await _refresh_pollers(services)
+        await run_in_threadpool(refresh_post_gauges, services.engine)
+        return Response(await run_in_threadpool(render), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _refresh_pollers(services: AppServices) -> None:
+    for name, task_type in _POLLED_TYPES.items():
+        try:
+            count = len(await pollers(services.temporal, TASK_QUEUE, task_type))
+        except Exception as error:  # Temporal down: the gauge says so, the scrape still answers
+            log.warning("could not ask Temporal for the pollers of %s: %s", TASK_QUEUE, type(error).__name__)
+            count = -1
+        TASK_QUEUE_POLLERS.labels(name).set(count)
+
+
+class AccessLogMiddleware:
+    """Pure ASGI (not BaseHTTPMiddleware), so that what it binds reaches every line the request logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        state: dict[str, Any] = scope.setdefault("state", {})
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        with bind(request_id=request_id), bind_live(state):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", None) or scope.get("path", "")
+                if path not in ("/healthz", "/readyz", "/metrics"):
+                    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+                    access.info(
+                        "%s %s %d %.1f ms",
+                        scope.get("method"),
+                        path,
+                        status,
+                        duration_ms,
+                        extra={
+                            "method": scope.get("method"),
+                            "route": path,
+                            "status": status,
+                            "duration_ms": duration_ms,
+                        },
+                    )
