@@ -535,7 +535,9 @@ class WebhookEndpoint(SQLModel, table=True):
     event_types: list[str] = Field(
         default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
     )
-    enabled: bool = Field(default=True, sa_column=Column(Boolean(), nullable=False, server_default=text("TRUE")))
+    enabled: bool = Field(
+        default=True, sa_column=Column(Boolean(), nullable=False, server_default=text("TRUE"))
+    )
     description: str | None = _text(nullable=True)
     secret_ciphertext: str = _text(nullable=False, in_repr=False)
     previous_secret_ciphertext: str | None = _text(nullable=True, in_repr=False)

@@ -59,7 +59,9 @@ _ADVICE: Mapping[ErrorType, str] = {
     ErrorType.PUBLISH_OUTCOME_UNKNOWN: "Check the account on Instagram before retrying: the post may be live.",
     ErrorType.POST_NOT_FOUND: "The post was deleted while it was being published: nothing to do.",
 }
-_DEFAULT_ADVICE = "Retry the post (POST /v1/posts/{id}/retry); if it fails again, contact support with its id."
+_DEFAULT_ADVICE = (
+    "Retry the post (POST /v1/posts/{id}/retry); if it fails again, contact support with its id."
+)
 
 
 def new_event_id() -> str:
@@ -125,7 +127,10 @@ def webhook_disabled_data(*, endpoint_id: int, url: str, reason: str) -> dict[st
 
 
 def test_data(*, endpoint_id: int) -> dict[str, Any]:
-    return {"webhook_id": endpoint_id, "message": "a test event, sent on request (POST /v1/webhooks/{id}/test)"}
+    return {
+        "webhook_id": endpoint_id,
+        "message": "a test event, sent on request (POST /v1/webhooks/{id}/test)",
+    }
 
 
 def _iso(value: datetime) -> str:

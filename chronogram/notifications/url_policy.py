@@ -49,7 +49,9 @@ class UrlPolicy:
     def check_form(self, url: str) -> SplitResult:
         """The URL's own form: scheme, host, no credentials. Raises UrlRefused."""
         if len(url) > MAX_URL_CHARS:
-            raise UrlRefused("webhook_url_invalid", f"a webhook URL may be at most {MAX_URL_CHARS} characters")
+            raise UrlRefused(
+                "webhook_url_invalid", f"a webhook URL may be at most {MAX_URL_CHARS} characters"
+            )
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -59,7 +61,9 @@ class UrlPolicy:
         if parts.scheme not in ("https", "http") or not host:
             raise UrlRefused("webhook_url_invalid", "a webhook URL is an absolute https:// URL with a host")
         if parts.username is not None or parts.password is not None:
-            raise UrlRefused("webhook_url_invalid", "a webhook URL may not carry credentials (user:password@)")
+            raise UrlRefused(
+                "webhook_url_invalid", "a webhook URL may not carry credentials (user:password@)"
+            )
         if port == 0:
             raise UrlRefused("webhook_url_invalid", "port 0 is not a port to send to")
         if parts.scheme == "http" and not (self.allow_http_localhost and _is_localhost(host)):
