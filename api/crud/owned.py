@@ -6,9 +6,9 @@ from typing import TypeVar
 
 from sqlmodel import Session, select
 
-from chronogram.models import InstagramAccount, MediaAsset, Post
+from chronogram.models import InstagramAccount, MediaAsset, Post, WebhookEndpoint
 
-Owned = TypeVar("Owned", InstagramAccount, MediaAsset, Post)
+Owned = TypeVar("Owned", InstagramAccount, MediaAsset, Post, WebhookEndpoint)
 
 
 def get_owned(session: Session, model: type[Owned], *, owner_id: int, row_id: int) -> Owned | None:
