@@ -108,7 +108,11 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     addresses: list[IPAddress] = []
     for info in infos:
         raw = str(info[4][0]).split("%", 1)[0]  # an IPv6 zone id is not part of the address
-        addresses.append(ipaddress.ip_address(raw))
+        address = ipaddress.ip_address(raw)
+        # ::ffff:10.0.0.1 reaches 10.0.0.1: judged as the IPv4 address it maps.
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        addresses.append(address)
     if not addresses:
         raise UrlRefused("webhook_url_unresolvable", f"the host {host} could not be resolved")
     return addresses
