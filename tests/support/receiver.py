@@ -45,6 +45,11 @@ class WebhookReceiver:
     secrets: list[str] = field(default_factory=list)
     status: int = 200
     received: list[Received] = field(default_factory=list)
+    # The webhook-id of every request, on arrival (before it is answered).
+    arrivals: list[str] = field(default_factory=list)
+    # Requests to hold unanswered until ``release`` is set (a receiver that hangs mid-delivery).
+    hold: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -74,6 +79,10 @@ class WebhookReceiver:
             if not message.get("more_body"):
                 break
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        self.arrivals.append(headers.get("webhook-id", ""))
+        if self.hold > 0:
+            self.hold -= 1
+            await self.release.wait()
         verified = False
         for secret in self.secrets:
             try:
@@ -112,13 +121,19 @@ class WebhookReceiver:
                 raise AssertionError(f"the receiver did not get what was expected: {self.types()}")
             await asyncio.sleep(0.05)
 
-    def types(self, post_id: int | None = None) -> list[str]:
-        """The event types accepted, in arrival order (of one post's events, if given)."""
-        return [
-            r.payload["type"]
-            for r in self.accepted()
-            if post_id is None or r.payload["data"].get("post_id") == post_id
-        ]
+    def types(self, post_id: int | None = None, *, unique: bool = False) -> list[str]:
+        """The event types accepted, in arrival order (of one post's events, if given); ``unique``: each event
+        once, as a receiver that drops duplicates by webhook-id sees them."""
+        seen: set[str] = set()
+        types = []
+        for r in self.accepted():
+            if post_id is not None and r.payload["data"].get("post_id") != post_id:
+                continue
+            if unique and r.webhook_id in seen:
+                continue
+            seen.add(r.webhook_id)
+            types.append(r.payload["type"])
+        return types
 
 
 @asynccontextmanager
