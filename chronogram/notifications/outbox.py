@@ -58,6 +58,10 @@ def install() -> None:
         _unsubscribe.append(lifecycle.observe_notes(on_note))
 
 
+def installed() -> bool:
+    return bool(_unsubscribe)
+
+
 def uninstall() -> None:
     while _unsubscribe:
         _unsubscribe.pop()()
