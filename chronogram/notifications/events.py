@@ -122,6 +122,25 @@ def post_data(
     }
 
 
+def account_data(
+    *,
+    account_id: int,
+    username: str,
+    token_expires_at: datetime | None = None,
+    error: dict[str, Any] | None = None,
+    message: str = "",
+) -> dict[str, Any]:
+    """The ``data`` of account.needs_reconnect and account.token_refreshed (emitted with outbox.emit by the account
+    lifecycle): the account and when its access ends, never the token itself."""
+    return {
+        "account_id": account_id,
+        "username": username,
+        "token_expires_at": _iso(token_expires_at) if token_expires_at is not None else None,
+        "message": message,
+        "error": error,
+    }
+
+
 def webhook_disabled_data(*, endpoint_id: int, url: str, reason: str) -> dict[str, Any]:
     return {"webhook_id": endpoint_id, "url": url, "reason": reason}
 
