@@ -65,7 +65,6 @@ def api_settings(
         webhook_retry_initial_seconds=0.2,
         webhook_retry_max_interval_seconds=1.0,
         webhook_retry_window_seconds=120.0,
-        notifications_poll_interval_seconds=0.05,
         smtp_host="127.0.0.1",
         smtp_port=mail[1],
     )
