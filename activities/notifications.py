@@ -67,10 +67,10 @@ class WebhookActivities(WebhookDeliveryInterface):
 
     @activity.defn
     async def due_deliveries(self, request: DueDeliveriesInput) -> DueDeliveries:
-        ids = await asyncio.to_thread(
+        due = await asyncio.to_thread(
             deliveries.due_deliveries, self._engine, request.endpoint_id, limit=request.limit
         )
-        return DueDeliveries(delivery_ids=ids)
+        return DueDeliveries(delivery_ids=[d for d, _ in due], ordering_keys=[k for _, k in due])
 
     @activity.defn
     async def deliver_webhook(self, request: DeliveryRef) -> DeliveryReport:

@@ -529,7 +529,11 @@ class DueDeliveriesInput:
 
 @dataclass(frozen=True)
 class DueDeliveries:
+    """Pending deliveries in event order; ``ordering_keys[i]`` says which must go in order with which (a post's
+    id for its events: one post's events are delivered one after the other, different posts' side by side)."""
+
     delivery_ids: list[int]
+    ordering_keys: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

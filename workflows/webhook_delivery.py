@@ -1,5 +1,5 @@
-"""One workflow per webhook endpoint: it delivers the endpoint's pending deliveries one at a time, in event order,
-so that a post's events arrive in the order of their sequence numbers.
+"""One workflow per webhook endpoint: it delivers the endpoint's pending deliveries, a post's events one after the
+other in the order of their sequence numbers, different posts' side by side.
 
 The deliveries are rows (chronogram.notifications.deliveries); the workflow's input is the endpoint's id only, and
 a ``wake`` signal says "look again". Each delivery is one activity, retried by Temporal on the endpoint's schedule
@@ -11,6 +11,7 @@ runs continue as new, so that a history stays small.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -53,6 +54,7 @@ def delivery_retry(schedule: RetrySchedule) -> RetryPolicy:
 class WebhookEndpointWorkflow:
     def __init__(self) -> None:
         self._woken = False
+        self._changed = False  # a delivery lane finished
 
     @workflow.signal(name=WEBHOOK_WAKE_SIGNAL)
     def wake(self, signal: WakeSignal) -> None:
@@ -60,10 +62,30 @@ class WebhookEndpointWorkflow:
 
     @workflow.run
     async def run(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        """One lane per ordering key (a post): a lane delivers its deliveries one after the other, and lanes run
+        side by side, so that a post whose delivery keeps failing holds up its own later events only."""
         delivered = 0
+        disabled = False
         lingered = False
+        lanes: dict[int, asyncio.Task[tuple[int, bool]]] = {}
         while True:
-            self._woken = False
+            self._woken = self._changed = False
+            for key, lane in list(lanes.items()):
+                if lane.done():
+                    del lanes[key]
+                    count, stopped = lane.result()
+                    delivered += count
+                    disabled = disabled or stopped
+            draining = (
+                disabled or delivered >= DELIVERIES_PER_RUN or workflow.info().is_continue_as_new_suggested()
+            )
+            if draining:
+                if lanes:
+                    await workflow.wait_condition(lambda: self._changed)
+                    continue
+                if disabled:
+                    return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.DISABLED)
+                workflow.continue_as_new(request)
             due = await workflow.execute_activity_method(
                 WebhookDeliveryInterface.due_deliveries,
                 DueDeliveriesInput(endpoint_id=request.endpoint_id, limit=BATCH),
@@ -71,24 +93,37 @@ class WebhookEndpointWorkflow:
                 retry_policy=_DATABASE,
                 summary="read pending deliveries",
             )
-            if not due.delivery_ids:
-                if lingered and not self._woken:
-                    return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.IDLE)
-                try:
-                    await workflow.wait_condition(lambda: self._woken, timeout=IDLE_LINGER)
-                except TimeoutError:
-                    lingered = True  # one last look, then end
+            waiting: dict[int, list[int]] = {}
+            for delivery_id, key in zip(due.delivery_ids, due.ordering_keys, strict=True):
+                if key not in lanes:
+                    waiting.setdefault(key, []).append(delivery_id)
+            for key, ids in waiting.items():
+                lanes[key] = asyncio.create_task(self._lane(request, ids))
+            if lanes:
+                lingered = False
+                await workflow.wait_condition(lambda: self._woken or self._changed)
                 continue
-            lingered = False
-            for delivery_id in due.delivery_ids:
+            if lingered and not self._woken:
+                return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.IDLE)
+            try:
+                await workflow.wait_condition(lambda: self._woken, timeout=IDLE_LINGER)
+            except TimeoutError:
+                lingered = True  # one last look, then end
+
+    async def _lane(self, request: WebhookEndpointInput, delivery_ids: list[int]) -> tuple[int, bool]:
+        """Deliver in order; (how many were delivered, whether the endpoint is disabled now)."""
+        delivered = 0
+        try:
+            for delivery_id in delivery_ids:
                 outcome = await self._deliver(request, delivery_id)
                 if outcome is None or outcome is DeliveryOutcome.GONE:
-                    return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.DISABLED)
+                    return delivered, True
                 if outcome is DeliveryOutcome.SKIPPED:
                     break  # disabled or deleted meanwhile: the next read says which
                 delivered += 1
-            if delivered >= DELIVERIES_PER_RUN or workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(request)
+            return delivered, False
+        finally:
+            self._changed = True
 
     async def _deliver(self, request: WebhookEndpointInput, delivery_id: int) -> DeliveryOutcome | None:
         """The delivery's outcome; None when its retries are spent (the endpoint is then disabled)."""

@@ -125,23 +125,23 @@ def pending_emails(engine: Engine) -> list[int]:
         )
 
 
-def due_deliveries(engine: Engine, endpoint_id: int, *, limit: int) -> list[int]:
-    """The endpoint's pending deliveries in event order (so a post's events arrive in sequence); none if the
-    endpoint is disabled or gone."""
+def due_deliveries(engine: Engine, endpoint_id: int, *, limit: int) -> list[tuple[int, int]]:
+    """The endpoint's pending deliveries in event order, each with its ordering key: the post's id, or minus the
+    delivery's id for an event of no post (it waits for nothing). None if the endpoint is disabled or gone."""
     with engine.connect() as connection:
-        return list(
-            connection.execute(
-                select(_DELIVERIES.c.id)
-                .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
-                .where(
-                    _DELIVERIES.c.endpoint_id == endpoint_id,
-                    _DELIVERIES.c.status == DeliveryStatus.PENDING,
-                    _ENDPOINTS.c.enabled.is_(True),
-                )
-                .order_by(_DELIVERIES.c.event_id, _DELIVERIES.c.id)
-                .limit(limit)
-            ).scalars()
-        )
+        rows = connection.execute(
+            select(_DELIVERIES.c.id, _EVENTS.c.post_id)
+            .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
+            .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
+            .where(
+                _DELIVERIES.c.endpoint_id == endpoint_id,
+                _DELIVERIES.c.status == DeliveryStatus.PENDING,
+                _ENDPOINTS.c.enabled.is_(True),
+            )
+            .order_by(_DELIVERIES.c.event_id, _DELIVERIES.c.id)
+            .limit(limit)
+        ).all()
+    return [(row.id, row.post_id if row.post_id is not None else -row.id) for row in rows]
 
 
 @dataclass(frozen=True)
