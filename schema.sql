@@ -299,7 +299,7 @@ CREATE TABLE IF NOT EXISTS notification_deliveries (
     CONSTRAINT notification_deliveries_endpoint_check CHECK ((channel = 'webhook') = (endpoint_id IS NOT NULL)),
     CONSTRAINT notification_deliveries_attempts_check CHECK (attempts >= 0)
 );
-COMMENT ON TABLE notification_deliveries IS 'One event to one webhook endpoint or one mailbox: its status, delivered in event order per endpoint.';
+COMMENT ON TABLE notification_deliveries IS 'One event to one webhook endpoint or one mailbox, and its status; a post''s events are delivered in order.';
 CREATE INDEX IF NOT EXISTS ix_notification_deliveries_endpoint_id_status_id ON notification_deliveries (endpoint_id, status, id);
 CREATE INDEX IF NOT EXISTS ix_notification_deliveries_event_id ON notification_deliveries (event_id);
 

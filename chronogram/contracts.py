@@ -477,7 +477,7 @@ class RetrySchedule:
 
 @dataclass(frozen=True)
 class WebhookEndpointInput:
-    """The workflow of one endpoint: delivers its pending deliveries one at a time, in event order."""
+    """The workflow of one endpoint: delivers its pending deliveries, each post's events in order."""
 
     endpoint_id: int
     retry: RetrySchedule

@@ -607,8 +607,8 @@ class NotificationDelivery(SQLModel, table=True):
         Index("ix_notification_deliveries_endpoint_id_status_id", "endpoint_id", "status", "id"),
         Index("ix_notification_deliveries_event_id", "event_id"),
         {
-            "comment": "One event to one webhook endpoint or one mailbox: its status, delivered in event order "
-            "per endpoint.",
+            "comment": "One event to one webhook endpoint or one mailbox, and its status; a post's events are "
+            "delivered in order.",
             **_SQLITE,
         },
     )
