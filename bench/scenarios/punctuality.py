@@ -104,6 +104,12 @@ async def _run(bench: Bench, receiver: LatencyReceiver) -> dict[str, Any]:
         "refused_signatures": receiver.refused,
         "duplicates": len(receiver.arrivals) - len({a.event_id for a in receiver.arrivals}),
         "latency": notification_latency,
+        # Per type: post.scheduled comes in a burst while the posts are created, before the window opens.
+        "latency_by_type": {
+            t: summary_ms(lags_of_type)
+            for t in POST_EVENTS
+            if (lags_of_type := [a.latency_s for a in receiver.arrivals if a.post_id in mine and a.type == t])
+        },
     }
     notification_p99_s = notification_latency.get("p99_ms", float("inf")) / 1000
 
