@@ -5,16 +5,20 @@ stops, and a long run continues as new."""
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest_asyncio
 from temporalio import activity
+from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from chronogram.contracts import (
     DeliveryOutcome,
@@ -32,6 +36,7 @@ from chronogram.contracts import (
     WebhookEndpointInput,
     WebhookEndpointResult,
 )
+from chronogram.temporal import DATA_CONVERTER
 from workflows import EmailNotificationWorkflow, WebhookEndpointWorkflow
 
 # Three days of retries, as in production: the time-skipping server makes them seconds.
@@ -174,3 +179,34 @@ async def test_an_email_that_keeps_failing_is_given_up(harness: Harness) -> None
     )
     assert result == EmailNotificationResult(5, DeliveryOutcome.FAILED)
     assert harness.endpoint.given_up == [GiveUpInput(delivery_id=5)]
+
+
+# A recorded history of the endpoint's workflow (lanes, a retry, a wake-up while delivering): it must replay with
+# the current code, so that a change to the workflow's commands is caught before an endpoint's running workflow
+# meets it. Re-record (CHRONOGRAM_RECORD_HISTORIES=1) only with a change meant to alter histories, behind
+# workflow.patched(), keeping the old file.
+HISTORY = (
+    Path(__file__).resolve().parents[1] / "replay" / "notification_histories" / "webhook_endpoint_lanes.json"
+)
+
+
+async def test_the_recorded_endpoint_history_replays(harness: Harness) -> None:
+    if os.environ.get("CHRONOGRAM_RECORD_HISTORIES") == "1":
+        harness.endpoint.pending = [1, 2, 3, 4]
+        harness.endpoint.posts = {1: 10, 2: 10, 3: 11}
+        harness.endpoint.failures = {1: 2}
+        handle = await harness.env.client.start_workflow(
+            WebhookEndpointWorkflow.run,
+            WebhookEndpointInput(endpoint_id=1, retry=SCHEDULE),
+            id=f"webhook-endpoint-{uuid.uuid4().hex}",
+            task_queue=harness.task_queue,
+            start_signal="wake",
+            start_signal_args=[WakeSignal()],
+        )
+        await handle.signal(WebhookEndpointWorkflow.wake, WakeSignal(reason="recorded"))
+        await handle.result()
+        HISTORY.parent.mkdir(parents=True, exist_ok=True)
+        HISTORY.write_text(json.dumps((await handle.fetch_history()).to_json_dict(), indent=1) + "\n")
+    history = WorkflowHistory.from_json("webhook_endpoint_lanes", json.loads(HISTORY.read_text()))
+    replayer = Replayer(workflows=[WebhookEndpointWorkflow], data_converter=DATA_CONVERTER)
+    await replayer.replay_workflow(history)
