@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS instagram_accounts (
     token_expires_at         TIMESTAMPTZ,
     created_at               TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at               TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Set when the user asked to disconnect the account: no post is scheduled on it any more, its posts are being
+    -- cancelled, and the account is deleted once none is left running (api.use_cases.accounts).
+    disconnecting_since      TIMESTAMPTZ,
     CONSTRAINT instagram_accounts_pkey PRIMARY KEY (id),
     CONSTRAINT instagram_accounts_owner_id_ig_user_id_key UNIQUE (owner_id, ig_user_id),
     -- Target of posts' (owner_id, account_id) foreign key: a post can only use an account of its own owner.
@@ -339,6 +342,11 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_attribute
                    WHERE attrelid = 'api_keys'::regclass AND attname = 'last_used_at' AND NOT attisdropped) THEN
         ALTER TABLE api_keys ADD COLUMN last_used_at TIMESTAMPTZ;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'instagram_accounts'::regclass AND attname = 'disconnecting_since'
+                     AND NOT attisdropped) THEN
+        ALTER TABLE instagram_accounts ADD COLUMN disconnecting_since TIMESTAMPTZ;
     END IF;
 END
 $$;

@@ -15,19 +15,25 @@ from activities.notifications import EmailActivities, WebhookActivities
 from activities.store import PostStore
 from chronogram.contracts import ACTIVITY_INTERFACES, NOTIFICATION_ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
-from chronogram.instagram import GraphClient
+from chronogram.instagram import BreakerRegistry, GraphClient
 from chronogram.notifications.url_policy import UrlPolicy
 from chronogram.settings import Settings
 
 
 def build_activities(
-    settings: Settings, *, http: httpx.AsyncClient, storage: Minio, engine: Engine
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient,
+    storage: Minio,
+    engine: Engine,
+    breakers: BreakerRegistry | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity the contracts declare, bound to shared clients: what the worker registers."""
+    """Every activity the contracts declare, bound to shared clients: what the worker registers. ``breakers``: the
+    worker's Graph API circuit breakers (none: every call is sent)."""
     store = PostStore(engine)
     media = MediaActivities(storage, settings.media_bucket, engine)
     instagram = InstagramActivities(
-        GraphClient.from_settings(http, settings),
+        GraphClient.from_settings(http, settings, breakers=breakers),
         engine,
         storage,
         settings.media_bucket,

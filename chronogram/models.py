@@ -298,6 +298,7 @@ class InstagramAccount(SQLModel, table=True):
     token_expires_at: datetime | None = _timestamp(nullable=True)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
+    disconnecting_since: datetime | None = _timestamp(nullable=True)
 
     def set_access_token(self, cipher: TokenCipher, token: str | SecretStr) -> None:
         self.access_token_ciphertext = cipher.encrypt(token)

@@ -9,17 +9,18 @@ successful workflow start is recorded as a "workflow started" event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, tuple_, union_all, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from api.crud.accounts import AccountDisconnecting, is_disconnecting
 from api.crud.workflow_starts import WorkflowStart, latest_intent, start_of
 from chronogram import lifecycle
 from chronogram.enums import EventKind, PostStatus, PostType
@@ -143,6 +144,11 @@ def create_post(
                 ),
             )
         start = start_of(post, new.account_username, scheduled.intent_id)
+        # Checked after the insert, within its transaction: a disconnection that began before this post holds
+        # the account (see accounts.begin_disconnect) is seen here, one that begins after it sees this post.
+        if is_disconnecting(session, account_id=new.account_id):
+            session.rollback()
+            raise AccountDisconnecting(new.account_id)
         session.commit()
     except IntegrityError:
         # Either the same idempotency key arrived twice at once and the other request won, or the account or a
@@ -266,11 +272,21 @@ def posts_of_account(session: Session, *, account_id: int, statuses: Sequence[Po
 def update_content(
     session: Session, *, post_id: int, values: dict[str, Any], items: Sequence[dict[str, Any]] | None
 ) -> bool:
-    """Apply a content edit if the post is still scheduled; False (and nothing written) if it no longer is."""
+    """Apply a content edit if the post is still scheduled and has no Instagram container (whose content was
+    fixed when it was created); False (and nothing written) otherwise. Both are conditions of the one UPDATE, so
+    a container recorded meanwhile is never contradicted."""
     changed = sorted([*values, *(["items"] if items is not None else [])])
+    item_containers = select(PostMedia.post_id).where(
+        col(PostMedia.post_id) == post_id, col(PostMedia.ig_container_id).is_not(None)
+    )
     result = session.execute(
         update(Post)
-        .where(col(Post.id) == post_id, col(Post.status) == PostStatus.SCHEDULED)
+        .where(
+            col(Post.id) == post_id,
+            col(Post.status) == PostStatus.SCHEDULED,
+            col(Post.ig_container_id).is_(None),
+            ~item_containers.exists(),
+        )
         .values(**values, updated_at=_now())
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -303,12 +319,17 @@ def has_containers(session: Session, *, post_id: int) -> bool:
 
 
 def begin_retry(session: Session, *, post_id: int, publish_at: datetime) -> bool:
-    """failed -> scheduled for a fresh workflow run; False if the post is not failed (e.g. a concurrent retry)."""
+    """failed -> scheduled for a fresh workflow run; False if the post is not failed (e.g. a concurrent retry).
+    AccountDisconnecting if its account is being disconnected."""
     try:
         lifecycle.retry(session.connection(), post_id=post_id, publish_at=publish_at)
     except (lifecycle.IllegalTransition, lifecycle.PostMissing):
         session.rollback()
         return False
+    account_id = session.exec(select(Post.account_id).where(Post.id == post_id)).one()
+    if is_disconnecting(session, account_id=account_id):  # as in create_post
+        session.rollback()
+        raise AccountDisconnecting(account_id)
     session.commit()
     return True
 
@@ -335,3 +356,52 @@ def _insert(session: Session, row: SQLModel) -> Any:
     key = result.inserted_primary_key
     assert key is not None
     return key[0]
+
+
+# --- runs that ended without finishing their post (the reconciler) ------------------------------------------------
+
+_OPEN_STATUSES = (PostStatus.SCHEDULED, PostStatus.PUBLISHING)
+
+
+def open_posts(session: Session, *, post_ids: Sequence[int]) -> dict[int, PostStatus]:
+    """Which of ``post_ids`` are still scheduled or publishing, with their status."""
+    found: dict[int, PostStatus] = {}
+    for start in range(0, len(post_ids), 500):
+        rows = session.exec(
+            select(Post.id, Post.status).where(
+                col(Post.id).in_(post_ids[start : start + 500]), col(Post.status).in_(_OPEN_STATUSES)
+            )
+        ).all()
+        found.update({post_id: PostStatus(status) for post_id, status in rows if post_id is not None})
+    session.commit()
+    return found
+
+
+def cancel_after_run(session: Session, *, post_id: int, run_id: str, reason: str) -> bool:
+    """scheduled -> cancelled, for a run that ended on a cancellation requested through Temporal."""
+    return _transition(
+        session,
+        lambda connection: lifecycle.cancel(
+            connection, post_id, lifecycle.DedupeKey.cancel_requested(run_id), reason=reason
+        ),
+    )
+
+
+def restart_after_run(session: Session, *, post_id: int, run_id: str, reason: str) -> bool:
+    """A fresh run for a post whose run ``run_id`` ended without finishing it."""
+    return _transition(
+        session,
+        lambda connection: lifecycle.restart(
+            connection, post_id, lifecycle.DedupeKey.restart(run_id), reason=reason
+        ),
+    )
+
+
+def _transition(session: Session, apply: Callable[[Connection], bool]) -> bool:
+    try:
+        applied = apply(session.connection())
+    except (lifecycle.IllegalTransition, lifecycle.PostMissing):
+        session.rollback()
+        return False
+    session.commit()
+    return applied

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.crud import accounts as crud
@@ -21,10 +22,10 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=problems(
     summary="Connect an Instagram account",
     description="Verifies the token with the Graph API (it must act for `ig_user_id`), stores it encrypted and "
     "returns the account, never the token. Connecting an account that is already connected replaces its token "
-    "and answers 200.",
+    "and answers 200; while the account is being disconnected, 409 `account_disconnecting`.",
     responses={
         200: {"model": AccountOut, "description": "Already connected: token replaced"},
-        **problems(400, 415, 422, 502),
+        **problems(400, 409, 415, 422, 502),
     },
 )
 async def connect_account(
@@ -64,13 +65,26 @@ async def get_account(account: OwnedAccountDep, services: ServicesDep) -> Accoun
     "/{account_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Disconnect an account",
-    description="Cancels the account's scheduled posts (nothing more is published to it), then deletes the "
-    "account, its encrypted token and its posts' records; what was already published stays on Instagram. "
-    "Answers 409 while one of its posts is being published.",
-    responses=problems(404, 409, 503),
+    description="All or nothing. Cancels the account's scheduled posts (nothing more is published to it), then "
+    "deletes the account, its encrypted token and its posts' records; what was already published stays on "
+    "Instagram. From the moment it is accepted the account takes no new posts (409 `account_disconnecting`).\n\n"
+    "- **204**: done.\n"
+    "- **202**: begun, and it completes on its own (a post still ending, or the scheduler failing midway): the "
+    "account, with `disconnecting_since` set, until it is gone. Sending DELETE again carries on.\n"
+    "- **409** `account_busy`: one of its posts is being published; nothing was changed.\n"
+    "- **503** `workflows_unavailable`: the scheduler refused every cancellation; nothing was changed.",
+    responses={
+        202: {"model": AccountOut, "description": "Disconnection under way; it completes on its own"},
+        **problems(404, 409, 503),
+    },
 )
-async def disconnect_account(
-    account: OwnedAccountDep, services: ServicesDep, session: SessionDep
-) -> Response:
-    await accounts.disconnect_account(services, session, account)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+async def disconnect_account(account: OwnedAccountDep, services: ServicesDep) -> Response:
+    if await accounts.disconnect_account(services, account) is accounts.Disconnection.DONE:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    assert account.id is not None
+    current = await accounts.account_or_none(services, account.id)
+    if current is None:  # finished meanwhile (the reconciler)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return JSONResponse(
+        AccountOut.from_row(current).model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED
+    )

@@ -57,6 +57,7 @@ _ACCOUNT_EXAMPLE: dict[str, Any] = {
     "username": "chronogram_demo",
     "connected_at": "2026-05-01T09:00:00Z",
     "updated_at": "2026-05-01T09:00:00Z",
+    "disconnecting_since": None,
 }
 
 
@@ -68,6 +69,11 @@ class AccountOut(BaseModel):
     username: str
     connected_at: datetime
     updated_at: datetime
+    disconnecting_since: datetime | None = Field(
+        default=None,
+        description="Set once a disconnection (DELETE) has begun: the account takes no new posts and is deleted "
+        "once its posts' workflows have ended",
+    )
 
     @classmethod
     def from_row(cls, row: InstagramAccount) -> AccountOut:
@@ -78,6 +84,7 @@ class AccountOut(BaseModel):
             username=row.username,
             connected_at=row.created_at,
             updated_at=row.updated_at,
+            disconnecting_since=row.disconnecting_since,
         )
 
 

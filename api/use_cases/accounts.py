@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import temporal_gateway
 from api.crud import accounts as crud
 from api.crud import posts as post_crud
 from api.deps import AppServices
-from api.errors import ApiError
+from api.errors import ApiError, account_disconnecting
 from api.schemas.accounts import AccountDetail, AccountOut, PublishingQuota
 from chronogram.contracts import CancelRequest
 from chronogram.enums import PostStatus
@@ -22,6 +26,8 @@ from chronogram.instagram import GraphAPIError, GraphAuthError, GraphInvalidRequ
 from chronogram.models import InstagramAccount
 
 log = logging.getLogger("chronogram.api.accounts")
+
+_T = TypeVar("_T")
 
 
 async def connect_account(
@@ -57,14 +63,17 @@ async def connect_account(
             f"the token acts for account {found.id}, not {ig_user_id}",
             field="ig_user_id",
         )
-    return await run_in_threadpool(
-        crud.connect_account,
-        session,
-        owner_id=owner_id,
-        ig_user_id=found.id,
-        username=found.username or found.id,
-        token_ciphertext=services.cipher.encrypt(token),
-    )
+    try:
+        return await run_in_threadpool(
+            crud.connect_account,
+            session,
+            owner_id=owner_id,
+            ig_user_id=found.id,
+            username=found.username or found.id,
+            token_ciphertext=services.cipher.encrypt(token),
+        )
+    except crud.AccountDisconnecting as refused:
+        raise account_disconnecting(refused.account_id) from None
 
 
 async def account_detail(services: AppServices, account: InstagramAccount) -> AccountDetail:
@@ -80,38 +89,87 @@ async def account_detail(services: AppServices, account: InstagramAccount) -> Ac
     return AccountDetail(**base, publishing_quota=PublishingQuota.from_limit(limit))
 
 
-async def disconnect_account(services: AppServices, session: Session, account: InstagramAccount) -> None:
-    """Cancel the account's scheduled posts and wait for their workflows to end, then delete the account and its
-    posts' records; 409 while one of its posts is publishing."""
+class Disconnection(Enum):
+    DONE = "done"
+    # Begun and durable: the account takes no post, and the reconciler finishes what is left.
+    UNDER_WAY = "under_way"
+
+
+async def disconnect_account(services: AppServices, account: InstagramAccount) -> Disconnection:
+    """Disconnect the account: all of it, or nothing.
+
+    Refused (409, nothing changed) while one of its posts is being published. Otherwise the account is marked
+    disconnecting (no post is scheduled on it from then on), its scheduled posts are cancelled through their
+    workflows, and once none is left running the account and its posts' records are deleted. If Temporal refuses
+    every cancellation before any went through, the mark is undone and nothing has changed (503). Anything that
+    cannot finish within the request (a post still ending, Temporal failing midway) is finished by the
+    reconciler: the disconnection is under way and completes on its own."""
     assert account.id is not None
-    active = await run_in_threadpool(
-        post_crud.posts_of_account, session, account_id=account.id, statuses=crud.ACTIVE_STATUSES
+    account_id = account.id
+    begun = await run_in_threadpool(
+        _in_session, services, crud.begin_disconnect, account_id=account_id, now=datetime.now(UTC)
     )
-    publishing = [post for post in active if post.status is PostStatus.PUBLISHING]
-    if publishing:
-        raise _busy(account.id, publishing[0].id)
-    scheduled = [post.id for post in active if post.id is not None]
-    try:
-        await asyncio.gather(*(_cancel(services, post_id) for post_id in scheduled))
-    except RPCError as error:
-        # Nothing is deleted: the posts whose cancellation went through are cancelled, the rest still scheduled.
-        log.warning("could not cancel the posts of account %s: %s", account.id, error)
-        raise ApiError(
-            503, "workflows_unavailable", "the scheduler is unavailable; try again shortly"
-        ) from None
-    timeout = services.settings.api_workflow_wait_seconds
-    closed = await asyncio.gather(
-        *(temporal_gateway.wait_closed(services, post_id, timeout) for post_id in scheduled)
-    )
-    if not all(closed):
+    if begun.publishing_post_id is not None:
         raise ApiError(
             409,
             "account_busy",
-            f"account {account.id}: its scheduled posts are still being cancelled; try again shortly",
+            f"account {account_id}: post {begun.publishing_post_id} is being published; disconnect the account once "
+            "that has finished",
         )
-    remaining = await run_in_threadpool(crud.delete_account, session, account_id=account.id)
-    if remaining:
-        raise _busy(account.id, remaining[0].id)
+    progress = await finish_disconnection(services, account_id)
+    if progress is Progress.NOTHING_DONE and not begun.resumed:
+        await run_in_threadpool(_in_session, services, crud.abandon_disconnect, account_id=account_id)
+        raise ApiError(503, "workflows_unavailable", "the scheduler is unavailable; try again shortly")
+    return Disconnection.DONE if progress is Progress.DONE else Disconnection.UNDER_WAY
+
+
+class Progress(Enum):
+    """How far ``finish_disconnection`` got."""
+
+    DONE = "done"
+    UNDER_WAY = "under_way"
+    # Temporal refused every cancellation: nothing was cancelled.
+    NOTHING_DONE = "nothing_done"
+
+
+async def account_or_none(services: AppServices, account_id: int) -> InstagramAccount | None:
+    return await run_in_threadpool(_in_session, services, crud.account_by_id, account_id=account_id)
+
+
+async def finish_disconnection(services: AppServices, account_id: int) -> Progress:
+    """Cancel what is still scheduled on a disconnecting account, wait for its workflows to end, then delete it.
+    Safe to repeat: the route calls it once, the reconciler until it is done."""
+    active = await run_in_threadpool(
+        _in_session,
+        services,
+        post_crud.posts_of_account,
+        account_id=account_id,
+        statuses=crud.ACTIVE_STATUSES,
+    )
+    scheduled = [post.id for post in active if post.status is PostStatus.SCHEDULED and post.id is not None]
+    results = await asyncio.gather(
+        *(_cancel(services, post_id) for post_id in scheduled), return_exceptions=True
+    )
+    failures: list[RPCError] = []
+    for result in results:
+        if isinstance(result, RPCError):
+            failures.append(result)
+        elif isinstance(result, BaseException):
+            raise result
+    if failures:
+        log.warning("could not cancel %s posts of account %s: %s", len(failures), account_id, failures[0])
+        refused_all = len(failures) == len(scheduled) and all(
+            error.status is RPCStatusCode.UNAVAILABLE for error in failures
+        )
+        return Progress.NOTHING_DONE if refused_all else Progress.UNDER_WAY
+    timeout = services.settings.api_workflow_wait_seconds
+    closed = await asyncio.gather(
+        *(temporal_gateway.wait_closed(services, post.id, timeout) for post in active if post.id is not None)
+    )
+    if not all(closed):
+        return Progress.UNDER_WAY
+    remaining = await run_in_threadpool(_in_session, services, crud.delete_account, account_id=account_id)
+    return Progress.UNDER_WAY if remaining else Progress.DONE
 
 
 async def _cancel(services: AppServices, post_id: int) -> None:
@@ -123,16 +181,14 @@ async def _cancel(services: AppServices, post_id: int) -> None:
         log.warning("could not cancel post %s", post_id, exc_info=True)
 
 
+def _in_session(services: AppServices, operation: Callable[..., _T], **arguments: Any) -> _T:
+    # A short session per step: the request holds no pooled connection while it waits on Temporal.
+    with Session(services.engine, expire_on_commit=False) as session:
+        return operation(session, **arguments)
+
+
 def _account_refused(error: GraphAPIError) -> bool:
     # 100/33 ("object does not exist or cannot be loaded") is classed transient for reads of our own containers,
     # where Meta has returned it during incidents; here, on an id the user typed, it means the token has no
     # access to that account, which the user must fix.
     return isinstance(error, GraphInvalidRequestError) or (error.code == 100 and error.subcode == 33)
-
-
-def _busy(account_id: int, post_id: int | None) -> ApiError:
-    return ApiError(
-        409,
-        "account_busy",
-        f"account {account_id}: post {post_id} is being published; disconnect it once that has finished",
-    )

@@ -17,8 +17,9 @@ from temporalio.service import RPCError
 from api import temporal_gateway
 from api.crud import posts as crud
 from api.crud import workflow_starts
+from api.crud.accounts import AccountDisconnecting
 from api.deps import AppServices
-from api.errors import ApiError, invalid, not_found, post_not_in_status
+from api.errors import ApiError, account_disconnecting, invalid, not_found, post_not_in_status
 from api.schemas.post_responses import PostDetail
 from api.schemas.posts import PostUpdate
 from api.temporal_gateway import SignalRequest
@@ -56,17 +57,9 @@ async def update_post(services: AppServices, session: Session, post: Post, body:
         state = await live_state(services, post.id)
         prepared = state is not None and state.step is not PublishStep.SCHEDULED
         if prepared or await run_in_threadpool(crud.has_containers, session, post_id=post.id):
-            raise ApiError(
-                409,
-                "post_content_locked",
-                f"post {post.id}'s Instagram containers are prepared, so its content is fixed; cancel it and "
-                "schedule a new post to change it",
-                current_status=PostStatus.SCHEDULED,
-            )
-    if body.publish_at is not None:
-        publish_at = max(body.publish_at, datetime.now(UTC))
-        state = await _signal(services, post.id, RescheduleRequest(publish_at=publish_at))
-    if body.content_fields():
+            raise _content_locked(post.id)
+        # The content first: a new time may start publishing at once, which fixes the content, so an edit sent
+        # after it could be refused with the time already changed.
         updated = await run_in_threadpool(
             crud.update_content,
             session,
@@ -76,8 +69,23 @@ async def update_post(services: AppServices, session: Session, post: Post, body:
         )
         if not updated:
             current = await run_in_threadpool(reload, session, post.id)
+            if current.status is PostStatus.SCHEDULED:
+                raise _content_locked(post.id)
             raise post_not_in_status(post.id, current.status)
+    if body.publish_at is not None:
+        publish_at = max(body.publish_at, datetime.now(UTC))
+        state = await _signal(services, post.id, RescheduleRequest(publish_at=publish_at))
     return await post_detail(services, session, post, state=state)
+
+
+def _content_locked(post_id: int) -> ApiError:
+    return ApiError(
+        409,
+        "post_content_locked",
+        f"post {post_id}'s Instagram containers are prepared, so its content is fixed; cancel it and schedule a "
+        "new post to change it",
+        current_status=PostStatus.SCHEDULED,
+    )
 
 
 async def cancel_post(services: AppServices, session: Session, post: Post, reason: str) -> PostDetail:
@@ -107,7 +115,11 @@ async def retry_post(
     # The failed run writes "failed" just before it ends: let it end, or the new start would find it running.
     if not await temporal_gateway.wait_closed(services, post.id, services.settings.api_workflow_wait_seconds):
         raise ApiError(409, "post_busy", f"post {post.id}'s last run is still ending; try again shortly")
-    if not await run_in_threadpool(crud.begin_retry, session, post_id=post.id, publish_at=publish_at):
+    try:
+        retried = await run_in_threadpool(crud.begin_retry, session, post_id=post.id, publish_at=publish_at)
+    except AccountDisconnecting as refused:
+        raise account_disconnecting(refused.account_id) from None
+    if not retried:
         current = await run_in_threadpool(reload, session, post.id)
         raise post_not_in_status(post.id, current.status, expected=PostStatus.FAILED)
     request = await run_in_threadpool(_workflow_start, session, post.id)

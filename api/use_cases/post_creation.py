@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api import temporal_gateway
 from api.crud import posts as crud
+from api.crud.accounts import AccountDisconnecting
 from api.deps import AppServices
-from api.errors import ApiError
+from api.errors import ApiError, account_disconnecting
 from api.schemas.posts import PostCreate
 from api.use_cases.post_checks import checked_new_post
 from chronogram.models import Post, PostMedia
@@ -61,6 +62,8 @@ async def create_post(
         raise ApiError(
             409, "idempotency_key_in_progress", "the first request with this key is still running"
         ) from None
+    except AccountDisconnecting as refused:
+        raise account_disconnecting(refused.account_id) from None
     except crud.ReferenceGone:
         raise ApiError(
             409, "reference_gone", "the account or a media was deleted meanwhile; check and retry"

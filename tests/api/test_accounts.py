@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
 
+import httpx
 import pytest
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import temporal_gateway
+from api import reconciler, temporal_gateway
 from api.deps import AppServices
 from chronogram.contracts import post_workflow_id
 from chronogram.enums import PostStatus
 from chronogram.models import InstagramAccount, Post
 from sandbox import DEMO_IG_USER_ID
 from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, assert_problem, at, connect, schedule_ok, upload_ok
+from tests.api.helpers import ApiUser, assert_problem, at, connect, schedule, schedule_ok, upload_ok, wait_for
 
 
 async def test_connect_verifies_and_stores_the_token_encrypted(
@@ -28,7 +32,8 @@ async def test_connect_verifies_and_stores_the_token_encrypted(
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "ig_user_id", "username", "connected_at", "updated_at"}
+    assert set(body) == {"id", "ig_user_id", "username", "connected_at", "updated_at", "disconnecting_since"}
+    assert body["disconnecting_since"] is None
     assert body["ig_user_id"] == account.ig_user_id and body["username"] == "bakery_connect"
     assert account.access_token not in response.text
 
@@ -200,5 +205,117 @@ async def test_disconnect_while_temporal_refuses_signals_is_503_and_deletes_noth
     response = await alice.client.delete(f"/v1/accounts/{account['id']}")
     assert_problem(response, 503, "workflows_unavailable")
     monkeypatch.undo()
-    assert (await alice.client.get(f"/v1/accounts/{account['id']}")).status_code == 200
+    detail = await alice.client.get(f"/v1/accounts/{account['id']}")
+    assert detail.status_code == 200 and detail.json()["disconnecting_since"] is None  # the mark was undone
     assert (await alice.client.get(f"/v1/posts/{post['id']}")).json()["status"] == "scheduled"
+    assert (await schedule(alice.client, account["id"], [media_id], publish_at=at(3600))).status_code == 201
+
+
+async def test_disconnect_racing_new_posts_is_all_or_nothing(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    # Posts keep arriving while the account is disconnected: each one is either refused (409
+    # account_disconnecting) or recorded in time to be cancelled with the others; none is left scheduled on a
+    # half-deleted account, and the DELETE never blames a post that is only scheduled.
+    account = await connect(alice.client, sandbox)
+    media_id = await upload_ok(alice.client)
+    before = [(await schedule_ok(alice.client, account["id"], [media_id]))["id"] for _ in range(3)]
+    stop = asyncio.Event()
+    answers: list[httpx.Response] = []
+
+    async def keep_scheduling() -> None:
+        while not stop.is_set():
+            answers.append(await schedule(alice.client, account["id"], [media_id], publish_at=at(3600)))
+
+    writers = [asyncio.create_task(keep_scheduling()) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    response = await alice.client.delete(f"/v1/accounts/{account['id']}")
+    stop.set()
+    await asyncio.gather(*writers)
+
+    assert response.status_code == 204, response.text
+    statuses = {answer.status_code for answer in answers}
+    assert statuses <= {201, 409, 422}, [answer.text for answer in answers if answer.status_code >= 500]
+    codes = [answer.json()["code"] for answer in answers if answer.status_code == 409]
+    assert "account_disconnecting" in codes, "no post arrived while the disconnection was under way"
+    # Once the account is gone: "deleted meanwhile" (409), or unknown (422).
+    assert set(codes) <= {"account_disconnecting", "reference_gone"}, codes
+    for answer in answers:
+        if answer.status_code == 422:
+            assert answer.json()["errors"][0]["code"] == "unknown_account", answer.text
+    assert_problem(await alice.client.get(f"/v1/accounts/{account['id']}"), 404, "account_not_found")
+    created = before + [answer.json()["id"] for answer in answers if answer.status_code == 201]
+    with Session(services.engine) as session:
+        left = session.exec(select(Post).where(col(Post.id).in_(created))).all()
+    assert left == []
+    for post_id in created:
+        description = await services.temporal.get_workflow_handle(post_workflow_id(post_id)).describe()
+        assert description.status == WorkflowExecutionStatus.COMPLETED
+    assert await sandbox.published(account["ig_user_id"]) == []
+
+
+async def test_a_disconnecting_account_takes_no_posts_and_cannot_be_reconnected(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    account = await connect(alice.client, sandbox)
+    media_id = await upload_ok(alice.client)
+    failed = await schedule_ok(alice.client, account["id"], [media_id], publish_at=at(3600))
+    await alice.client.post(f"/v1/posts/{failed['id']}/cancel")
+    with Session(services.engine) as session:  # a failed post, and a disconnection under way
+        session.execute(update(Post).where(col(Post.id) == failed["id"]).values(status=PostStatus.FAILED))
+        session.execute(
+            update(InstagramAccount)
+            .where(col(InstagramAccount.id) == account["id"])
+            .values(disconnecting_since=datetime.now(UTC))
+        )
+        session.commit()
+
+    assert_problem(
+        await schedule(alice.client, account["id"], [media_id], publish_at=at(3600)),
+        409,
+        "account_disconnecting",
+    )
+    assert_problem(await alice.client.post(f"/v1/posts/{failed['id']}/retry"), 409, "account_disconnecting")
+    token = await sandbox.issue_token(account["ig_user_id"])
+    reconnect = await alice.client.post(
+        "/v1/accounts", json={"ig_user_id": account["ig_user_id"], "access_token": token}
+    )
+    assert_problem(reconnect, 409, "account_disconnecting")
+    listed = (await alice.client.get("/v1/accounts")).json()["data"]
+    assert [item["disconnecting_since"] is not None for item in listed] == [True]
+    with Session(services.engine) as session:
+        assert session.exec(select(Post).where(Post.account_id == account["id"])).all() != []
+        row = session.get(Post, failed["id"])
+        assert row is not None and row.status is PostStatus.FAILED
+
+    # DELETE carries it on to the end.
+    assert (await alice.client.delete(f"/v1/accounts/{account['id']}")).status_code == 204
+    assert_problem(await alice.client.get(f"/v1/accounts/{account['id']}"), 404, "account_not_found")
+
+
+async def test_a_disconnection_that_cannot_finish_now_is_finished_by_the_reconciler(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await connect(alice.client, sandbox)
+    post = await schedule_ok(
+        alice.client, account["id"], [await upload_ok(alice.client)], publish_at=at(3600)
+    )
+
+    async def still_running(*_args: object, **_kwargs: object) -> bool:
+        return False
+
+    monkeypatch.setattr(temporal_gateway, "wait_closed", still_running)
+    response = await alice.client.delete(f"/v1/accounts/{account['id']}")
+    assert response.status_code == 202, response.text
+    assert response.json()["id"] == account["id"] and response.json()["disconnecting_since"] is not None
+    await wait_for(alice.client, post["id"], "cancelled")
+    assert_problem(
+        await schedule(alice.client, account["id"], [post["media"][0]["media_id"]], publish_at=at(3600)),
+        409,
+        "account_disconnecting",
+    )
+    monkeypatch.undo()
+
+    assert account["id"] in await reconciler.finish_disconnections(services)
+    assert_problem(await alice.client.get(f"/v1/accounts/{account['id']}"), 404, "account_not_found")
+    assert_problem(await alice.client.get(f"/v1/posts/{post['id']}"), 404, "post_not_found")

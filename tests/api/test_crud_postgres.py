@@ -17,6 +17,7 @@ from api.crud import media as media_crud
 from api.crud import posts as crud
 from api.crud import workflow_starts
 from api.crud.users import authenticate, create_user
+from chronogram import lifecycle
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus, PostType
 from chronogram.models import ApiKey, Post
@@ -125,6 +126,14 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
 
         assert crud.update_content(session, post_id=ids[4], values={"caption": "edited"}, items=None)
         assert not crud.update_content(session, post_id=ids[0], values={"caption": "x"}, items=None)
+        # A container recorded since the route checked: its content is fixed, and the edit writes nothing.
+        for post_id, position in ((ids[7], None), (ids[8], 0)):
+            lifecycle.record_container(
+                session.connection(), post_id=post_id, position=position, container_id=f"c{post_id}"
+            )
+            session.commit()
+            assert not crud.update_content(session, post_id=post_id, values={"caption": "late"}, items=None)
+            assert session.get(Post, post_id, populate_existing=True).caption != "late"  # type: ignore[union-attr]
         session.execute(update(Post).where(col(Post.id) == ids[5]).values(status=PostStatus.FAILED))
         session.commit()
         assert crud.begin_retry(session, post_id=ids[5], publish_at=base)
@@ -202,3 +211,34 @@ def test_api_keys_on_postgresql(pg: Engine) -> None:
         assert again is not None and again.revoked_at == revoked.revoked_at
         row, _new = key_crud.create_key(session, user_id=user.user_id, name="after a revoke", max_active=5)
         assert row.id is not None and row.name == "after a revoke"
+
+
+def test_a_disconnection_waits_for_a_post_being_recorded_on_postgresql(pg: Engine) -> None:
+    # READ COMMITTED: without the locks, a post recorded while the disconnection begins would be seen by neither
+    # side. The post holds the account (key-share) until it commits; the disconnection's lock waits for it, and a
+    # post recorded after the mark sees the mark.
+    cipher = TokenCipher([TokenCipher.generate_key()])
+    with Session(pg, expire_on_commit=False) as setup:
+        user, _key = create_user(setup, name="pg-disconnect@example.com")
+        account, _created = account_crud.connect_account(
+            setup,
+            owner_id=user.user_id,
+            ig_user_id="98765",
+            username="pg_disconnect",
+            token_ciphertext=cipher.encrypt("t"),
+        )
+    assert account.id is not None
+    account_id = account.id
+    with Session(pg) as recording, ThreadPoolExecutor(max_workers=1) as pool:
+        assert not account_crud.is_disconnecting(recording, account_id=account_id)  # holds the account
+        begun = pool.submit(
+            lambda: account_crud.begin_disconnect(Session(pg), account_id=account_id, now=datetime.now(UTC))
+        )
+        with pytest.raises(TimeoutError):
+            begun.result(timeout=0.5)  # waits for the post being recorded
+        recording.commit()
+        assert begun.result(timeout=10) == account_crud.DisconnectBegun(publishing_post_id=None)
+    with Session(pg) as later:
+        assert account_crud.is_disconnecting(later, account_id=account_id)
+        later.commit()
+        assert account_crud.begin_disconnect(later, account_id=account_id, now=datetime.now(UTC)).resumed
