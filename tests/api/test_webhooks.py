@@ -126,8 +126,8 @@ async def test_a_receiver_down_for_a_while_gets_everything_after_it_returns(
     assert first["attempts"] and first["attempts"][0]["status_code"] is None
     assert first["attempts"][0]["error"] and first["attempts"][-1]["next_retry_at"] is not None
 
+    receiver.status = 503  # back, but failing for a moment
     await receiver.start()
-    receiver.status = 503
     await receiver.wait_for(lambda r: len(r.received) >= 1)
     receiver.status = 200
     expected = {p["id"]: ["post.scheduled", "post.cancelled"] for p in posts[:2]} | {
