@@ -1,4 +1,5 @@
-"""The worker process: connects to Temporal and runs the publishing workflows and their activities.
+"""The worker process: connects to Temporal and runs the publishing workflows and their activities, and, on a task
+queue of their own, the notifications' workflows and their dispatcher (chronogram.notifications).
 
     python worker.py          # or: make dev
 
@@ -17,22 +18,25 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from temporalio.worker import Worker
 
-from activities import build_activities
-from chronogram.contracts import TASK_QUEUE
+from activities import build_activities, build_notification_activities
+from chronogram.contracts import NOTIFICATIONS_TASK_QUEUE, TASK_QUEUE
 from chronogram.db import create_schema, make_engine
 from chronogram.http_transport import ShardedTransport
 from chronogram.instagram import BreakerRegistry
 from chronogram.malloc import limit_malloc_arenas
+from chronogram.notifications import outbox
+from chronogram.notifications.dispatch import Dispatcher
 from chronogram.observability import setup_process, setup_telemetry
 from chronogram.observability.metrics import count_graph_call, refresh_circuit_gauges, sdk_runtime
 from chronogram.observability.tracing import instrument_http_client
 from chronogram.observability.worker_endpoint import worker_endpoint
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
-from chronogram.temporal import connect_temporal, worker_tuning
-from workflows import WORKFLOWS
+from chronogram.temporal import connect_temporal, worker_tuning, workflow_runner
+from workflows import NOTIFICATION_WORKFLOWS, WORKFLOWS
 
 log = logging.getLogger("chronogram.worker")
+_NOTIFICATION_THREADS = 20
 
 
 SERVICE_NAME = "chronogram-worker"
@@ -44,6 +48,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings, runtime=sdk.runtime)
     engine = make_engine(settings.database_url)
     create_schema(engine)  # idempotent; whichever of API and worker starts first creates the tables
+    outbox.install()  # the posts' changes made here write their events to the outbox
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
     # One connection per activity slot, all kept alive: with httpx's default of 20 idle connections, a burst of
     # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md). In small
@@ -53,8 +58,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     breakers = BreakerRegistry.from_settings(settings)
     # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
     # slow upload never starves a status update.
-    with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
-        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
+    with (
+        ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor,
+        ThreadPoolExecutor(max_workers=_NOTIFICATION_THREADS) as notification_executor,
+    ):
+        # Webhooks get a client of their own: receivers are arbitrary servers, never the Graph API's pool; no
+        # proxy from the environment, no redirects (a redirect could lead past the URL policy).
+        webhook_http = httpx.AsyncClient(
+            timeout=settings.webhook_request_timeout_seconds, trust_env=False, follow_redirects=False
+        )
+        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http, webhook_http:
             instrument_http_client(http)
             worker = Worker(
                 client,
@@ -71,6 +84,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 activity_executor=executor,
                 **worker_tuning(settings),
             )
+            notifications = Worker(
+                client,
+                task_queue=NOTIFICATIONS_TASK_QUEUE,
+                workflows=NOTIFICATION_WORKFLOWS,
+                activities=build_notification_activities(settings, http=webhook_http, engine=engine),
+                # Threads of their own (email, database): a slow mail server never holds a post's activity up.
+                activity_executor=notification_executor,
+                max_concurrent_activities=_NOTIFICATION_THREADS,
+                graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+                workflow_runner=workflow_runner(settings),
+            )
             endpoint = worker_endpoint(
                 host=settings.worker_metrics_host,
                 port=settings.worker_metrics_port,
@@ -80,17 +104,26 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 sdk=sdk,
                 before_scrape=lambda: refresh_circuit_gauges(breakers),
             )
-            async with worker, endpoint as port:
+            async with worker, notifications, endpoint as port:
+                dispatcher = asyncio.create_task(
+                    Dispatcher(settings, client, engine).run(stop), name="notification-dispatcher"
+                )
                 # Start-up objects (modules, clients) live as long as the process: keeping them out of the full
                 # collections shortens the pauses that stall every workflow on this event loop.
                 gc.freeze()
-                log.info("worker polling task queue %s on %s", TASK_QUEUE, settings.temporal_address)
+                log.info(
+                    "worker polling task queues %s and %s on %s",
+                    TASK_QUEUE,
+                    NOTIFICATIONS_TASK_QUEUE,
+                    settings.temporal_address,
+                )
                 log.info(
                     "metrics, health and readiness on http://%s:%d/metrics, /healthz, /readyz",
                     settings.worker_metrics_host,
                     port,
                 )
                 await stop.wait()
+                await dispatcher
                 log.info(
                     "shutting down: finishing running activities (up to %s)",
                     settings.worker_graceful_shutdown,

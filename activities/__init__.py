@@ -11,11 +11,13 @@ from sqlalchemy import Engine
 
 from activities.instagram import InstagramActivities
 from activities.media import MediaActivities
+from activities.notifications import EmailActivities, WebhookActivities
 from activities.store import PostStore
-from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
+from chronogram.contracts import ACTIVITY_INTERFACES, NOTIFICATION_ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import BreakerRegistry, GraphClient
 from chronogram.instagram.client import CallHook
+from chronogram.notifications.url_policy import UrlPolicy
 from chronogram.settings import Settings
 
 
@@ -44,6 +46,23 @@ def build_activities(
         getattr(implementation, name)
         for implementation in (store, media, instagram)
         for interface in ACTIVITY_INTERFACES
+        if isinstance(implementation, interface)
+        for name in activity_names(interface)
+    ]
+
+
+def build_notification_activities(
+    settings: Settings, *, http: httpx.AsyncClient, engine: Engine
+) -> list[Callable[..., Any]]:
+    """Every notification activity the contracts declare: what the worker registers on the notifications' queue."""
+    webhooks = WebhookActivities(
+        engine, http, TokenCipher.from_settings(settings), UrlPolicy.from_settings(settings)
+    )
+    email = EmailActivities(engine, settings)
+    return [
+        getattr(implementation, name)
+        for implementation in (webhooks, email)
+        for interface in NOTIFICATION_ACTIVITY_INTERFACES
         if isinstance(implementation, interface)
         for name in activity_names(interface)
     ]

@@ -13,6 +13,7 @@ from temporalio import activity
 from activities.rows import post_with_media, refused_transition
 from chronogram import lifecycle
 from chronogram.contracts import (
+    EventKind,
     EventRecord,
     FinishInput,
     PlannedMedia,
@@ -70,6 +71,7 @@ class PostStore(PostStoreInterface):
                     key,
                     kind=event.kind,
                     message=event.message,
+                    note=_note(event),
                     error_code=event.error_code,
                 )
 
@@ -94,6 +96,16 @@ def _dedupe_key(event: EventRecord) -> str:
     if event.sequence is None:
         return event.dedupe_key
     return DedupeKey.run_event(_run_id(), event.sequence)
+
+
+# How the post's workflow words the error of a first comment that could not be posted (it records no other sign).
+FIRST_COMMENT_FAILED_PREFIX = "first comment failed:"
+
+
+def _note(event: EventRecord) -> lifecycle.Note | None:
+    if event.kind is EventKind.ERROR and event.message.startswith(FIRST_COMMENT_FAILED_PREFIX):
+        return lifecycle.Note.FIRST_COMMENT_FAILED
+    return None
 
 
 def _run_id() -> str:

@@ -30,7 +30,7 @@ from api.upload_slots import UploadSlots
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus
 from chronogram.instagram import GraphClient
-from chronogram.models import InstagramAccount, MediaAsset, Post
+from chronogram.models import InstagramAccount, MediaAsset, Post, WebhookEndpoint
 from chronogram.settings import Settings
 
 
@@ -135,6 +135,12 @@ def get_owned_post(
     return _owned_or_404(session, Post, "post", user, post_id)
 
 
+def get_owned_webhook(
+    webhook_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
+) -> WebhookEndpoint:
+    return _owned_or_404(session, WebhookEndpoint, "webhook", user, webhook_id)
+
+
 def _owned_or_404(session: Session, model: type[Owned], what: str, user: Principal, row_id: int) -> Owned:
     row = get_owned(session, model, owner_id=user.user_id, row_id=row_id)
     # Ends the read's transaction, so its connection returns to the pool while the route waits on something else
@@ -149,6 +155,7 @@ def _owned_or_404(session: Session, model: type[Owned], what: str, user: Princip
 OwnedAccountDep = Annotated[InstagramAccount, Depends(get_owned_account)]
 OwnedMediaDep = Annotated[MediaAsset, Depends(get_owned_media)]
 OwnedPostDep = Annotated[Post, Depends(get_owned_post)]
+OwnedWebhookDep = Annotated[WebhookEndpoint, Depends(get_owned_webhook)]
 
 
 async def get_scheduled_post(post: OwnedPostDep) -> Post:

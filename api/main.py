@@ -21,7 +21,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.openapi import install_openapi
 from api.reconciler import run_reconciler
-from api.routes import accounts, health, keys, media, posts
+from api.routes import accounts, health, keys, media, notification_settings, posts, webhooks
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
 from api.telemetry import SERVICE_NAME, adopt_server_logs, install_telemetry
@@ -30,6 +30,7 @@ from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.instagram import GraphClient
 from chronogram.malloc import limit_malloc_arenas
+from chronogram.notifications import outbox
 from chronogram.observability import setup_process
 from chronogram.observability.metrics import count_graph_call
 from chronogram.observability.tracing import instrument_http_client
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             # Idempotent; the API may be the first process to touch a fresh database.
             await run_in_threadpool(create_schema, engine)
+            outbox.install()  # the posts' changes made here write their events to the outbox
             serialize_writes(engine)
             timeout = httpx.Timeout(resolved.graph_api_timeout_seconds, connect=10.0)
             # The recorder is left last: it writes the starts still queued before the engine goes.
@@ -133,7 +135,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     install_telemetry(app, resolved)
-    for router in (health.router, accounts.router, media.router, posts.router, keys.router):
+    for router in (
+        health.router,
+        accounts.router,
+        media.router,
+        posts.router,
+        keys.router,
+        webhooks.router,
+        notification_settings.router,
+    ):
         app.include_router(router)
     return app
 

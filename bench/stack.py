@@ -213,6 +213,8 @@ class BenchStack:
             "API_HOST": LOCALHOST,
             "API_PORT": str(api_port),
             "API_MAX_IMAGE_UPLOAD_BYTES": str(self.config.api_max_image_upload_bytes),
+            # The punctuality scenario's webhook receiver runs in the benchmark's process, on http://127.0.0.1.
+            "WEBHOOK_ALLOW_HTTP_LOCALHOST": "true",
             **self.config.extra_env,
         }
         # Nothing CHRONOGRAM_* from the caller's shell leaks into the children: the run is reproducible.

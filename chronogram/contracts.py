@@ -53,6 +53,9 @@ class ErrorType(StrEnum):
     # Decided by the workflow.
     PUBLISH_OUTCOME_UNKNOWN = "PublishOutcomeUnknown"
     TIMEOUT = "Timeout"
+    # Notifications: an attempt that will be retried (chronogram.notifications).
+    WEBHOOK_DELIVERY_FAILED = "WebhookDeliveryFailed"
+    EMAIL_DELIVERY_FAILED = "EmailDeliveryFailed"
     # Anything else an activity raised (an unexpected exception's class name is not a stable code).
     UNEXPECTED = "UnexpectedError"
 
@@ -455,6 +458,137 @@ class InstagramInterface:
 
 
 ACTIVITY_INTERFACES: tuple[type, ...] = (PostStoreInterface, MediaInterface, InstagramInterface)
+
+
+# --- Notifications: webhook and email delivery (workflows/webhook_delivery.py, activities/notifications.py) ------
+# On a task queue of their own, so that no delivery ever takes a slot a post's publish needs.
+
+NOTIFICATIONS_TASK_QUEUE = "chronogram-notifications"
+WEBHOOK_ENDPOINT_WORKFLOW = "WebhookEndpointWorkflow"
+EMAIL_NOTIFICATION_WORKFLOW = "EmailNotificationWorkflow"
+WEBHOOK_WAKE_SIGNAL = "wake"
+
+
+def webhook_endpoint_workflow_id(endpoint_id: int) -> str:
+    return f"webhook-endpoint-{endpoint_id}"
+
+
+def email_workflow_id(delivery_id: int) -> str:
+    return f"email-delivery-{delivery_id}"
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """One delivery's retries: exponential from ``initial_seconds``, each wait capped at
+    ``max_interval_seconds``, for at most ``window_seconds`` in all (chronogram.settings)."""
+
+    initial_seconds: float
+    max_interval_seconds: float
+    window_seconds: float
+    request_timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class WebhookEndpointInput:
+    """The workflow of one endpoint: delivers its pending deliveries, each post's events in order."""
+
+    endpoint_id: int
+    retry: RetrySchedule
+
+
+class EndpointStop(StrEnum):
+    IDLE = "idle"  # nothing left to deliver
+    DISABLED = "disabled"  # disabled, deleted, answered 410 Gone, or failing for the whole retry window
+
+
+@dataclass(frozen=True)
+class WebhookEndpointResult:
+    endpoint_id: int
+    delivered: int
+    stop: EndpointStop
+
+
+@dataclass(frozen=True)
+class WakeSignal:
+    """New deliveries may be pending: look again."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EmailNotificationInput:
+    delivery_id: int
+    retry: RetrySchedule
+
+
+class DeliveryOutcome(StrEnum):
+    DELIVERED = "delivered"
+    GONE = "gone"  # the endpoint answered 410 Gone: it is disabled
+    SKIPPED = "skipped"  # nothing to send: delivered already, or the endpoint is disabled or deleted
+    FAILED = "failed"  # retries spent
+
+
+@dataclass(frozen=True)
+class EmailNotificationResult:
+    delivery_id: int
+    outcome: DeliveryOutcome
+
+
+@dataclass(frozen=True)
+class DueDeliveriesInput:
+    endpoint_id: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class DueDeliveries:
+    """Pending deliveries in event order; ``ordering_keys[i]`` says which must go in order with which (a post's
+    id for its events: one post's events are delivered one after the other, different posts' side by side)."""
+
+    delivery_ids: list[int]
+    ordering_keys: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeliveryRef:
+    delivery_id: int
+    retry: RetrySchedule
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    outcome: DeliveryOutcome
+
+
+@dataclass(frozen=True)
+class GiveUpInput:
+    """A delivery whose retries are spent; ``endpoint_id`` set: the endpoint is disabled and its owner told."""
+
+    delivery_id: int
+    endpoint_id: int | None = None
+
+
+class WebhookDeliveryInterface:
+    @activity.defn
+    async def due_deliveries(self, request: DueDeliveriesInput) -> DueDeliveries:
+        raise NotImplementedError
+
+    @activity.defn
+    async def deliver_webhook(self, request: DeliveryRef) -> DeliveryReport:
+        raise NotImplementedError
+
+    @activity.defn
+    async def give_up_delivery(self, request: GiveUpInput) -> None:
+        raise NotImplementedError
+
+
+class EmailInterface:
+    @activity.defn
+    def send_email(self, request: DeliveryRef) -> DeliveryReport:
+        raise NotImplementedError
+
+
+NOTIFICATION_ACTIVITY_INTERFACES: tuple[type, ...] = (WebhookDeliveryInterface, EmailInterface)
 
 
 def activity_names(interface: type) -> list[str]:

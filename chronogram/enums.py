@@ -34,3 +34,32 @@ class EventKind(StrEnum):
     TRANSITION = "transition"
     ATTEMPT = "attempt"
     ERROR = "error"
+
+
+class NotificationType(StrEnum):
+    """The stable types of the events sent to webhooks and by email (chronogram.notifications.events builds their
+    payloads). A value never changes: receivers switch on it."""
+
+    POST_SCHEDULED = "post.scheduled"
+    POST_RESCHEDULED = "post.rescheduled"
+    POST_CANCELLED = "post.cancelled"
+    POST_PUBLISHING = "post.publishing"
+    POST_PUBLISHED = "post.published"
+    POST_FAILED = "post.failed"
+    POST_DELAYED = "post.delayed"
+    POST_FIRST_COMMENT_FAILED = "post.first_comment_failed"
+    ACCOUNT_NEEDS_RECONNECT = "account.needs_reconnect"
+    ACCOUNT_TOKEN_REFRESHED = "account.token_refreshed"
+    WEBHOOK_DISABLED = "webhook.disabled"
+    WEBHOOK_TEST = "webhook.test"
+
+
+class DeliveryChannel(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first attempt, or between retries
+    DELIVERED = "delivered"  # a 2xx answer (webhook), or accepted by the SMTP server (email)
+    FAILED = "failed"  # retries exhausted, or the endpoint answered 410 Gone

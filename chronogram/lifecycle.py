@@ -174,6 +174,34 @@ def observe(observer: Observer) -> Callable[[], None]:
     return lambda: _observers.remove(observer)
 
 
+class Note(StrEnum):
+    """The events without a status change that observers hear of too (``observe_notes``)."""
+
+    RESCHEDULED = "rescheduled"  # the post's publish time moved
+    FIRST_COMMENT_FAILED = "first_comment_failed"  # published, but its first comment could not be posted
+
+
+@dataclass(frozen=True)
+class PostNote:
+    """What a note observer hears: one such event, inside the transaction that recorded it."""
+
+    post_id: int
+    note: Note
+    occurred_at: datetime
+    message: str
+    error_code: ErrorType | None = None
+
+
+NoteObserver = Callable[[Connection, PostNote], None]
+_note_observers: list[NoteObserver] = []
+
+
+def observe_notes(observer: NoteObserver) -> Callable[[], None]:
+    """``observe`` for the events of ``Note``: each recorded event, once, in its transaction."""
+    _note_observers.append(observer)
+    return lambda: _note_observers.remove(observer)
+
+
 # --- the one event constructor -------------------------------------------------------------------------------
 
 
@@ -316,14 +344,20 @@ def record_event(
     *,
     kind: EventKind,
     message: str,
+    note: Note | None = None,
     **details: Unpack[EventDetails],
 ) -> bool:
     """An event that changes no status (an edit, a refused signal, an error, a workflow start). False if the event
-    with this dedupe key was already recorded."""
+    with this dedupe key was already recorded. ``note`` set: note observers hear of it."""
     if dedupe_key is not None and _recorded(connection, dedupe_key):
         return False
     row = event_row(post_id=post_id, kind=kind, message=message, dedupe_key=dedupe_key, **details)
     connection.execute(insert(_EVENTS).values(**row))
+    if note is not None:
+        _notify_note(
+            connection,
+            PostNote(post_id, note, row["occurred_at"], message, error_code=details.get("error_code")),
+        )
     return True
 
 
@@ -344,11 +378,9 @@ def reschedule(
     )
     if moved.rowcount == 0:
         raise PostMissing(post_id)
-    connection.execute(
-        insert(_EVENTS).values(
-            **event_row(post_id=post_id, kind=EventKind.TRANSITION, message=message, dedupe_key=dedupe_key)
-        )
-    )
+    row = event_row(post_id=post_id, kind=EventKind.TRANSITION, message=message, dedupe_key=dedupe_key)
+    connection.execute(insert(_EVENTS).values(**row))
+    _notify_note(connection, PostNote(post_id, Note.RESCHEDULED, row["occurred_at"], message))
     return True
 
 
@@ -486,6 +518,11 @@ def _insert_event(connection: Connection, change: StatusChange, dedupe_key: str)
 def _notify(connection: Connection, change: StatusChange) -> None:
     for observer in tuple(_observers):
         observer(connection, change)
+
+
+def _notify_note(connection: Connection, note: PostNote) -> None:
+    for observer in tuple(_note_observers):
+        observer(connection, note)
 
 
 def _recorded(connection: Connection, dedupe_key: str) -> bool:

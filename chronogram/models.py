@@ -18,6 +18,7 @@ from sqlalchemy import (
     DDL,
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -42,7 +43,14 @@ from sqlmodel import Field, SQLModel
 from typing_extensions import TypedDict
 
 from chronogram.contracts import ErrorType, MediaKind
-from chronogram.enums import EventKind, PostStatus, PostType
+from chronogram.enums import (
+    DeliveryChannel,
+    DeliveryStatus,
+    EventKind,
+    NotificationType,
+    PostStatus,
+    PostType,
+)
 
 if TYPE_CHECKING:
     from chronogram.crypto import TokenCipher
@@ -50,10 +58,17 @@ if TYPE_CHECKING:
 __all__ = [
     "APP_TABLES",
     "ApiKey",
+    "DeliveryAttempt",
+    "DeliveryChannel",
+    "DeliveryStatus",
     "EventKind",
     "IdempotencyKey",
     "InstagramAccount",
     "MediaAsset",
+    "NotificationDelivery",
+    "NotificationEvent",
+    "NotificationPreference",
+    "NotificationType",
     "Post",
     "PostEvent",
     "PostMedia",
@@ -64,6 +79,7 @@ __all__ = [
     "UTCDateTime",
     "User",
     "UserTag",
+    "WebhookEndpoint",
 ]
 
 # --- Column types ---------------------------------------------------------------------------------------------
@@ -492,6 +508,171 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime = _created_at()
 
 
+class WebhookEndpoint(SQLModel, table=True):
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], ondelete="CASCADE", name="webhook_endpoints_owner_id_fkey"
+        ),
+        CheckConstraint("length(url) BETWEEN 8 AND 2048", name="webhook_endpoints_url_check"),
+        CheckConstraint(
+            "description IS NULL OR length(description) <= 500", name="webhook_endpoints_description_check"
+        ),
+        CheckConstraint("secret_ciphertext LIKE 'gAAAAA%'", name="webhook_endpoints_secret_ciphertext_check"),
+        CheckConstraint(
+            "(previous_secret_ciphertext IS NULL) = (previous_secret_expires_at IS NULL)",
+            name="webhook_endpoints_previous_secret_check",
+        ),
+        Index("ix_webhook_endpoints_owner_id", "owner_id"),
+        {
+            "comment": "URLs a user has events sent to, each with its signing secret encrypted at rest.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    owner_id: int = _fk()
+    url: str = _text(nullable=False)
+    event_types: list[str] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+    enabled: bool = Field(
+        default=True, sa_column=Column(Boolean(), nullable=False, server_default=text("TRUE"))
+    )
+    description: str | None = _text(nullable=True)
+    secret_ciphertext: str = _text(nullable=False, in_repr=False)
+    previous_secret_ciphertext: str | None = _text(nullable=True, in_repr=False)
+    previous_secret_expires_at: datetime | None = _timestamp(nullable=True)
+    disabled_reason: str | None = _text(nullable=True)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class NotificationEvent(SQLModel, table=True):
+    __tablename__ = "notification_events"
+    __table_args__ = (
+        UniqueConstraint("event_id", name="notification_events_event_id_key"),
+        UniqueConstraint("post_id", "post_sequence", name="notification_events_post_id_post_sequence_key"),
+        ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], ondelete="CASCADE", name="notification_events_owner_id_fkey"
+        ),
+        ForeignKeyConstraint(
+            ["post_id"], ["posts.id"], ondelete="CASCADE", name="notification_events_post_id_fkey"
+        ),
+        _in_check("type", NotificationType, name="notification_events_type_check"),
+        CheckConstraint(
+            "(post_id IS NULL) = (post_sequence IS NULL) AND (post_sequence IS NULL OR post_sequence >= 1)",
+            name="notification_events_post_sequence_check",
+        ),
+        Index("ix_notification_events_dispatched_at_id", "dispatched_at", "id"),
+        Index("ix_notification_events_owner_id", "owner_id"),
+        {
+            "comment": "The transactional outbox: every event, written in the transaction of the change it "
+            "reports.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    event_id: str = _text(nullable=False)
+    owner_id: int = _fk()
+    type: NotificationType = _column(Column(TextEnum(NotificationType), nullable=False))
+    post_id: int | None = _fk(nullable=True)
+    post_sequence: int | None = _column(Column(Integer(), nullable=True))
+    occurred_at: datetime = _column(Column(UTCDateTime(), nullable=False))
+    payload: dict[str, Any] = _column(Column(_json(), nullable=False))
+    dispatched_at: datetime | None = _timestamp(nullable=True)
+
+
+class NotificationDelivery(SQLModel, table=True):
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["event_id"],
+            ["notification_events.id"],
+            ondelete="CASCADE",
+            name="notification_deliveries_event_id_fkey",
+        ),
+        ForeignKeyConstraint(
+            ["endpoint_id"],
+            ["webhook_endpoints.id"],
+            ondelete="CASCADE",
+            name="notification_deliveries_endpoint_id_fkey",
+        ),
+        _in_check("channel", DeliveryChannel, name="notification_deliveries_channel_check"),
+        _in_check("status", DeliveryStatus, name="notification_deliveries_status_check"),
+        CheckConstraint(
+            "(channel = 'webhook') = (endpoint_id IS NOT NULL)", name="notification_deliveries_endpoint_check"
+        ),
+        CheckConstraint("attempts >= 0", name="notification_deliveries_attempts_check"),
+        Index("ix_notification_deliveries_endpoint_id_status_id", "endpoint_id", "status", "id"),
+        Index("ix_notification_deliveries_event_id", "event_id"),
+        {
+            "comment": "One event to one webhook endpoint or one mailbox, and its status; a post's events are "
+            "delivered in order.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    event_id: int = _fk()
+    channel: DeliveryChannel = _column(Column(TextEnum(DeliveryChannel), nullable=False))
+    endpoint_id: int | None = _fk(nullable=True)
+    status: DeliveryStatus = Field(
+        default=DeliveryStatus.PENDING,
+        sa_column=Column(
+            TextEnum(DeliveryStatus), nullable=False, server_default=DeliveryStatus.PENDING.value
+        ),
+    )
+    attempts: int = Field(default=0, sa_column=Column(Integer(), nullable=False, server_default=text("0")))
+    next_retry_at: datetime | None = _timestamp(nullable=True)
+    created_at: datetime = _created_at()
+    finished_at: datetime | None = _timestamp(nullable=True)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["delivery_id"],
+            ["notification_deliveries.id"],
+            ondelete="CASCADE",
+            name="delivery_attempts_delivery_id_fkey",
+        ),
+        CheckConstraint("latency_ms IS NULL OR latency_ms >= 0", name="delivery_attempts_latency_ms_check"),
+        Index("ix_delivery_attempts_delivery_id", "delivery_id"),
+        {
+            "comment": "Every attempt of every delivery, for the delivery log "
+            "(GET /v1/webhooks/{id}/deliveries).",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    delivery_id: int = _fk()
+    attempted_at: datetime = _created_at()
+    status_code: int | None = _column(Column(Integer(), nullable=True))
+    latency_ms: int | None = _column(Column(Integer(), nullable=True))
+    error: str | None = _text(nullable=True)
+    next_retry_at: datetime | None = _timestamp(nullable=True)
+
+
+class NotificationPreference(SQLModel, table=True):
+    __tablename__ = "notification_preferences"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id"], ["users.id"], ondelete="CASCADE", name="notification_preferences_user_id_fkey"
+        ),
+        {"comment": "Which events each user is emailed about."},
+    )
+
+    user_id: int = _column(Column(BigInteger(), primary_key=True, autoincrement=False))
+    email_event_types: list[str] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+    updated_at: datetime = _updated_at()
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model, for statements that skip the ORM."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -511,6 +692,20 @@ event.listen(
 
 APP_TABLES: Sequence[Table] = tuple(
     table_of(model)
-    for model in (User, ApiKey, InstagramAccount, MediaAsset, Post, PostMedia, PostEvent, IdempotencyKey)
+    for model in (
+        User,
+        ApiKey,
+        InstagramAccount,
+        MediaAsset,
+        Post,
+        PostMedia,
+        PostEvent,
+        IdempotencyKey,
+        WebhookEndpoint,
+        NotificationEvent,
+        NotificationDelivery,
+        DeliveryAttempt,
+        NotificationPreference,
+    )
 )
 """Exactly the tables schema.sql creates, in dependency order (SQLModel.metadata may hold others, e.g. tests')."""

@@ -110,6 +110,33 @@ class Settings(BaseSettings):
     api_max_concurrent_uploads: int = Field(default=256, ge=1)
     # An upload whose client sends nothing for this long is dropped (408 upload_timed_out): it frees its slot.
     api_upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Notifications (webhooks and email; chronogram.notifications). Webhook URLs must be https; http is accepted
+    # for localhost only when this is set (development). Targets resolving to private, loopback or link-local
+    # addresses are refused, at creation and at every delivery, unless inside one of these networks (CIDR, e.g.
+    # "127.0.0.0/8" for a local receiver).
+    webhook_allow_http_localhost: bool = False
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_request_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The retry schedule of one delivery: exponential from the first interval, capped, for at most the window.
+    # Defaults spread about 20 attempts over three days; the tests compress them to seconds.
+    webhook_retry_initial_seconds: float = Field(default=30.0, gt=0)
+    webhook_retry_max_interval_seconds: float = Field(default=6 * 3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+    # After POST /v1/webhooks/{id}/rotate-secret, deliveries are signed with the old secret too for this long.
+    webhook_secret_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # The worker's dispatcher: how often it reads new events from the outbox, and how often it sweeps for pending
+    # deliveries whose workflow may have been lost.
+    notifications_poll_interval_seconds: float = Field(default=0.2, gt=0)
+    notifications_sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # Email over SMTP; no host: no email is sent (events are not queued for email either).
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_sender: str = "Chronogram <notifications@localhost>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Worker tuning
     worker_max_concurrent_activities: int = Field(default=100, ge=1)

@@ -39,6 +39,7 @@ from devstack.services import MinioServer, TemporalDevServer
 TEMPORAL_PORT, TEMPORAL_UI_PORT, TEMPORAL_METRICS_PORT = 7233, 8233, 8234
 MINIO_PORT, MINIO_CONSOLE_PORT = 9000, 9001
 SANDBOX_PORT = 8900
+MAIL_PORT = 1025
 PID_FILE = DATA_DIR / "devstack.pid"
 # Dev-server namespaces default to 24 h retention, after which the histories replay tests want are gone.
 DEV_RETENTION = timedelta(days=30)
@@ -98,6 +99,8 @@ def _wanted_ports(stack: Stack) -> dict[int, str]:
         ports |= {MINIO_PORT: "MinIO", MINIO_CONSOLE_PORT: "MinIO console"}
     if not stack.external("graph_api_base_url"):
         ports[SANDBOX_PORT] = "Graph API sandbox"
+    if not stack.external("smtp_host"):
+        ports[MAIL_PORT] = "SMTP sink"
     return ports
 
 
@@ -226,6 +229,27 @@ def bring_up(stack: Stack) -> None:
         )
         stack.child_env["CHRONOGRAM_GRAPH_API_BASE_URL"] = sandbox_url
         stack.urls.append(("Graph API sandbox", f"{sandbox_url}/docs"))
+
+    if stack.external("smtp_host"):
+        stack.say(f"sending email through {settings.smtp_host}:{settings.smtp_port}")
+    else:
+        stack.say("starting the SMTP sink (notification emails are printed here) ...")
+        mail = ManagedProcess(
+            "mail",
+            [sys.executable, "-m", "devstack.mail_sink", "--port", str(MAIL_PORT)],
+            sink=stack.sink,
+            env=stack.child_env,
+            cwd=PROJECT_ROOT,
+        ).start()
+        stack.children.append(mail)
+        mail.wait_until_ready(
+            lambda: port_in_use(MAIL_PORT), timeout=30, what=f"SMTP sink on port {MAIL_PORT}"
+        )
+        stack.child_env |= {"CHRONOGRAM_SMTP_HOST": "127.0.0.1", "CHRONOGRAM_SMTP_PORT": str(MAIL_PORT)}
+        stack.urls.append(("SMTP sink", f"localhost:{MAIL_PORT} (mail shows in these logs)"))
+    # Webhooks to a receiver on this machine (http://localhost:...) are allowed in development only.
+    if not stack.external("webhook_allow_http_localhost"):
+        stack.child_env["CHRONOGRAM_WEBHOOK_ALLOW_HTTP_LOCALHOST"] = "true"
 
     database = "external" if stack.external("database_url") else "SQLite"
     stack.say(f"application database: {database} ({_redacted(settings.database_url)})")

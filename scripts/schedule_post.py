@@ -38,6 +38,7 @@ from chronogram.db import create_schema, make_engine
 from chronogram.enums import PostType
 from chronogram.instagram import GraphClient
 from chronogram.models import MediaAsset
+from chronogram.notifications import outbox
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import ensure_bucket, make_minio
 from chronogram.temporal import connect_temporal
@@ -88,6 +89,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = make_engine(settings.database_url)
     create_schema(engine)
+    outbox.install()  # the post's "scheduled" event goes to the outbox, as through the API
     storage = make_minio(settings)
     ensure_bucket(storage, settings.media_bucket)
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)

@@ -1,7 +1,17 @@
-"""Workflow definitions; worker.py registers ``WORKFLOWS``."""
+"""Workflow definitions; worker.py registers ``WORKFLOWS`` on the posts' task queue and
+``NOTIFICATION_WORKFLOWS`` on the notifications' one."""
 
+from workflows.email_notification import EmailNotificationWorkflow
 from workflows.scheduled_post import ScheduledPostWorkflow
+from workflows.webhook_delivery import WebhookEndpointWorkflow
 
 WORKFLOWS = [ScheduledPostWorkflow]
+NOTIFICATION_WORKFLOWS = [WebhookEndpointWorkflow, EmailNotificationWorkflow]
 
-__all__ = ["WORKFLOWS", "ScheduledPostWorkflow"]
+__all__ = [
+    "NOTIFICATION_WORKFLOWS",
+    "WORKFLOWS",
+    "EmailNotificationWorkflow",
+    "ScheduledPostWorkflow",
+    "WebhookEndpointWorkflow",
+]

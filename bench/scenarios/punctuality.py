@@ -1,6 +1,10 @@
 """2. Punctuality: posts over many accounts, due at spread-out instants within a window; the lag between each
 post's publish_at and the moment the sandbox committed its media_publish (its ground truth, published_at).
 
+Meanwhile a webhook subscribed to every post event sends them to a receiver in the benchmark's process, which
+verifies each signature: the notification latency is from each event's transition (its occurred_at) to its
+arrival there.
+
 The posts are created a little ahead of the window, so each is prepared (media rendered, container made and
 FINISHED) well before its instant, as in production where preparation starts 10 minutes ahead: what is measured
 is the timer, the workflow task and the few calls between the instant and the publish.
@@ -17,14 +21,30 @@ from bench.client import make_accounts, post_body, published_media
 from bench.context import Bench, create_posts, in_thread, wait_for
 from bench.histories import timeline
 from bench.stats import summary_ms
+from bench.webhook_receiver import LatencyReceiver
 from chronogram.contracts import post_workflow_id
 
 NAME = "punctuality"
 GOAL_P99_S = 1.0
+NOTIFICATION_GOAL_P99_S = 1.0
+POST_EVENTS = ["post.scheduled", "post.cancelled", "post.publishing", "post.published", "post.failed"]
 
 
 async def run(bench: Bench) -> dict[str, Any]:
+    receiver = LatencyReceiver()
+    await receiver.start()
+    try:
+        return await _run(bench, receiver)
+    finally:
+        await receiver.stop()
+
+
+async def _run(bench: Bench, receiver: LatencyReceiver) -> dict[str, Any]:
     params = bench.params
+    hook = await bench.api.request(
+        "POST", "/v1/webhooks", expect=201, json={"url": receiver.url, "event_types": POST_EVENTS}
+    )
+    receiver.secret = hook["secret"]
     accounts = await make_accounts(bench.api, bench.sandbox, params.punctuality_accounts, "bench_punct")
     tag = uuid.uuid4().hex[:8]
     rng = random.Random(2)  # the same instants every run
@@ -70,6 +90,29 @@ async def run(bench: Bench) -> dict[str, Any]:
     timeout = params.punctuality_lead_s + params.punctuality_window_s + 120
     await wait_for(bench.progress, NAME, check, give_up_after=timeout)
 
+    async def notified() -> tuple[bool, str]:
+        published = {a.post_id for a in receiver.arrivals if a.type == "post.published"}
+        return len(published) >= len(post_ids), f"{len(published)}/{len(post_ids)} post.published received"
+
+    await wait_for(bench.progress, f"{NAME} (webhooks)", notified, give_up_after=60)
+    mine = set(post_ids)
+    notification_lags = [a.latency_s for a in receiver.arrivals if a.post_id in mine]
+    notification_latency: dict[str, Any] = summary_ms(notification_lags) if notification_lags else {}
+    notifications: dict[str, Any] = {
+        "events": len(notification_lags),
+        "by_type": {t: sum(1 for a in receiver.arrivals if a.type == t) for t in POST_EVENTS},
+        "refused_signatures": receiver.refused,
+        "duplicates": len(receiver.arrivals) - len({a.event_id for a in receiver.arrivals}),
+        "latency": notification_latency,
+        # Per type: post.scheduled comes in a burst while the posts are created, before the window opens.
+        "latency_by_type": {
+            t: summary_ms(lags_of_type)
+            for t in POST_EVENTS
+            if (lags_of_type := [a.latency_s for a in receiver.arrivals if a.post_id in mine and a.type == t])
+        },
+    }
+    notification_p99_s = notification_latency.get("p99_ms", float("inf")) / 1000
+
     truth = await published_media(bench.sandbox, accounts)
     by_caption: dict[str, list[dict[str, Any]]] = {}
     for media in truth:
@@ -111,11 +154,19 @@ async def run(bench: Bench) -> dict[str, Any]:
         "slowest_timelines": slowest,
         "exactly_once": exactly_once,
         "sandbox_media": len(truth),
+        "notifications": notifications,
         "goals": [
             {
                 "goal": f"punctuality p99 under {GOAL_P99_S:g} s",
                 "measured": f"p99 {lag.get('p99_ms')} ms (p50 {lag.get('p50_ms')}, max {lag.get('max_ms')})",
                 "met": p99_s < GOAL_P99_S and exactly_once and prepared_at_first == len(posts),
-            }
+            },
+            {
+                "goal": f"notification latency p99 under {NOTIFICATION_GOAL_P99_S:g} s (transition to receiver)",
+                "measured": f"p99 {notification_latency.get('p99_ms')} ms "
+                f"(p50 {notification_latency.get('p50_ms')}, max {notification_latency.get('max_ms')}; "
+                f"{notifications['events']} events)",
+                "met": notification_p99_s < NOTIFICATION_GOAL_P99_S and receiver.refused == 0,
+            },
         ],
     }

@@ -9,8 +9,8 @@ from minio import Minio
 from sqlalchemy import Engine
 from temporalio import activity
 
-from activities import build_activities
-from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
+from activities import build_activities, build_notification_activities
+from chronogram.contracts import ACTIVITY_INTERFACES, NOTIFICATION_ACTIVITY_INTERFACES, activity_names
 from chronogram.settings import Settings
 
 
@@ -26,4 +26,19 @@ async def test_every_declared_activity_is_registered_with_its_implementation(sql
         assert isinstance(fn, MethodType)
         owner = type(fn.__self__)
         assert owner not in ACTIVITY_INTERFACES  # an implementation, not the declaration's stub
+        assert vars(owner).get(fn.__name__) is not None
+
+
+async def test_every_declared_notification_activity_is_registered_with_its_implementation(
+    sqlite_engine: Engine,
+) -> None:
+    declared = [name for interface in NOTIFICATION_ACTIVITY_INTERFACES for name in activity_names(interface)]
+    async with httpx.AsyncClient() as http:
+        registered = build_notification_activities(Settings(), http=http, engine=sqlite_engine)
+    names = [str(activity._Definition.must_from_callable(fn).name) for fn in registered]
+    assert sorted(names) == sorted(declared) and len(declared) == 4
+    for fn in registered:
+        assert isinstance(fn, MethodType)
+        owner = type(fn.__self__)
+        assert owner not in NOTIFICATION_ACTIVITY_INTERFACES
         assert vars(owner).get(fn.__name__) is not None

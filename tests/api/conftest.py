@@ -24,6 +24,7 @@ from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAdmin
 from tests.api.helpers import ApiUser, connect, upload_ok
 from tests.support.graph_sandbox import sandbox_server
+from tests.support.smtp import MailSink, smtp_server
 from tests.support.stack import background_worker, suite_settings
 
 
@@ -34,7 +35,20 @@ def sandbox_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="package")
-def api_settings(settings: Settings, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def mail() -> Iterator[tuple[MailSink, int]]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def mail_sink(mail: tuple[MailSink, int]) -> MailSink:
+    return mail[0]
+
+
+@pytest.fixture(scope="package")
+def api_settings(
+    settings: Settings, sandbox_url: str, tmp_path_factory: pytest.TempPathFactory, mail: tuple[MailSink, int]
+) -> Settings:
     return suite_settings(
         settings,
         namespace="api",
@@ -44,6 +58,15 @@ def api_settings(settings: Settings, sandbox_url: str, tmp_path_factory: pytest.
         api_reconcile_interval_seconds=0.0,
         api_workflow_query_timeout_seconds=2.0,
         api_workflow_wait_seconds=10.0,
+        # Webhooks to receivers in the test process (tests/support/receiver.py), retried in seconds, not days;
+        # email to the SMTP server in the test process.
+        webhook_allow_http_localhost=True,
+        webhook_allowed_networks=["127.0.0.0/8"],
+        webhook_retry_initial_seconds=0.2,
+        webhook_retry_max_interval_seconds=1.0,
+        webhook_retry_window_seconds=120.0,
+        smtp_host="127.0.0.1",
+        smtp_port=mail[1],
     )
 
 

@@ -64,6 +64,11 @@ def test_punctuality_publishes_every_post_once_and_never_early(results: dict[str
     assert len(punctuality["lags_ms_by_publish_at"]) == QUICK.punctuality_posts
     assert punctuality["slowest_timelines"] and all(punctuality["slowest_timelines"].values())
     assert punctuality["published_early"] == 0 and punctuality["lag"]["min_ms"] >= 0
+    # Every post's scheduled, publishing and published events reached the webhook receiver, verified, once.
+    notifications = punctuality["notifications"]
+    assert notifications["events"] == 3 * QUICK.punctuality_posts
+    assert notifications["refused_signatures"] == 0 and notifications["duplicates"] == 0
+    _sane_latency(notifications["latency"], 3 * QUICK.punctuality_posts)
 
 
 def test_burst_is_exactly_once_and_compared_with_the_bare_ceiling(results: dict[str, Any]) -> None:

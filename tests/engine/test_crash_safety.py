@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -30,8 +30,8 @@ from workflows import ScheduledPostWorkflow
 class Workers:
     """Production workers as separate processes, so that they can be killed the way a machine dies."""
 
-    def __init__(self, settings: Settings, sink: TextIO) -> None:
-        self._env = {**engine_env(settings), "PATH": "/usr/bin:/bin"}
+    def __init__(self, settings: Settings, sink: TextIO, env: Mapping[str, str] | None = None) -> None:
+        self._env = {**engine_env(settings), "PATH": "/usr/bin:/bin", **(env or {})}
         self._sink = sink
         self.running: list[ManagedProcess] = []
 

@@ -1,0 +1,309 @@
+"""The rows of delivery: the dispatcher's fan-out of outbox events into deliveries (one per subscribed endpoint,
+one per email), and what a delivery attempt reads and writes. Blocking (SQLAlchemy): callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, and_, insert, select, update
+
+from chronogram.crypto import TokenCipher
+from chronogram.enums import DeliveryChannel, DeliveryStatus, NotificationType
+from chronogram.models import (
+    DeliveryAttempt,
+    NotificationDelivery,
+    NotificationEvent,
+    NotificationPreference,
+    User,
+    WebhookEndpoint,
+    table_of,
+)
+from chronogram.notifications import events, outbox
+
+_EVENTS = table_of(NotificationEvent)
+_DELIVERIES = table_of(NotificationDelivery)
+_ATTEMPTS = table_of(DeliveryAttempt)
+_ENDPOINTS = table_of(WebhookEndpoint)
+_PREFERENCES = table_of(NotificationPreference)
+_USERS = table_of(User)
+
+
+@dataclass
+class FanOut:
+    """What a fan-out made: the endpoints that have new deliveries, and the new email deliveries."""
+
+    endpoint_ids: set[int] = field(default_factory=set)
+    email_delivery_ids: list[int] = field(default_factory=list)
+    events: int = 0
+
+
+def fan_out(engine: Engine, *, email: bool, limit: int = 500) -> FanOut:
+    """Make the deliveries of the outbox's undispatched events, oldest first, and mark them dispatched. Each event
+    is claimed by a conditional update, so that two dispatchers never deliver one event twice."""
+    made = FanOut()
+    with engine.begin() as connection:
+        rows = connection.execute(
+            select(_EVENTS.c.id, _EVENTS.c.owner_id, _EVENTS.c.type)
+            .where(_EVENTS.c.dispatched_at.is_(None))
+            .order_by(_EVENTS.c.id)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return made
+        owners = {row.owner_id for row in rows}
+        endpoints = connection.execute(
+            select(_ENDPOINTS.c.id, _ENDPOINTS.c.owner_id, _ENDPOINTS.c.event_types).where(
+                _ENDPOINTS.c.owner_id.in_(owners), _ENDPOINTS.c.enabled.is_(True)
+            )
+        ).all()
+        email_types: dict[int, set[str]] = {}
+        if email:
+            chosen = dict(
+                connection.execute(
+                    select(_PREFERENCES.c.user_id, _PREFERENCES.c.email_event_types).where(
+                        _PREFERENCES.c.user_id.in_(owners)
+                    )
+                ).all()
+            )
+            default = {t.value for t in events.DEFAULT_EMAIL_TYPES}
+            email_types = {owner: set(chosen.get(owner, default)) for owner in owners}
+        now = datetime.now(UTC)
+        for row in rows:
+            claimed = connection.execute(
+                update(_EVENTS)
+                .where(_EVENTS.c.id == row.id, _EVENTS.c.dispatched_at.is_(None))
+                .values(dispatched_at=now)
+            )
+            if claimed.rowcount != 1:
+                continue
+            made.events += 1
+            for endpoint in endpoints:
+                if endpoint.owner_id == row.owner_id and str(row.type) in endpoint.event_types:
+                    connection.execute(
+                        insert(_DELIVERIES).values(
+                            event_id=row.id, channel=DeliveryChannel.WEBHOOK, endpoint_id=endpoint.id
+                        )
+                    )
+                    made.endpoint_ids.add(endpoint.id)
+            if str(row.type) in email_types.get(row.owner_id, ()):
+                result = connection.execute(
+                    insert(_DELIVERIES).values(event_id=row.id, channel=DeliveryChannel.EMAIL)
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                made.email_delivery_ids.append(int(key[0]))
+    return made
+
+
+def endpoints_with_pending(engine: Engine) -> list[int]:
+    """Enabled endpoints that have deliveries still pending: the sweep wakes their workflows."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(_DELIVERIES.c.endpoint_id)
+                .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
+                .where(_DELIVERIES.c.status == DeliveryStatus.PENDING, _ENDPOINTS.c.enabled.is_(True))
+                .distinct()
+            ).scalars()
+        )
+
+
+def pending_emails(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(_DELIVERIES.c.id).where(
+                    _DELIVERIES.c.channel == DeliveryChannel.EMAIL,
+                    _DELIVERIES.c.status == DeliveryStatus.PENDING,
+                )
+            ).scalars()
+        )
+
+
+def due_deliveries(engine: Engine, endpoint_id: int, *, limit: int) -> list[tuple[int, int]]:
+    """The endpoint's pending deliveries in event order, each with its ordering key: the post's id, or minus the
+    delivery's id for an event of no post (it waits for nothing). None if the endpoint is disabled or gone."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(_DELIVERIES.c.id, _EVENTS.c.post_id)
+            .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
+            .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
+            .where(
+                _DELIVERIES.c.endpoint_id == endpoint_id,
+                _DELIVERIES.c.status == DeliveryStatus.PENDING,
+                _ENDPOINTS.c.enabled.is_(True),
+            )
+            .order_by(_DELIVERIES.c.event_id, _DELIVERIES.c.id)
+            .limit(limit)
+        ).all()
+    return [(row.id, row.post_id if row.post_id is not None else -row.id) for row in rows]
+
+
+@dataclass(frozen=True)
+class WebhookJob:
+    """One attempt's material: the body is the stored payload, byte for byte the same on every attempt."""
+
+    delivery_id: int
+    endpoint_id: int
+    owner_id: int
+    url: str
+    event_id: str
+    body: str
+    secrets: Sequence[SecretStr]
+
+
+class DeliveryGone(Exception):
+    """The delivery, its endpoint, or the endpoint's enabled state is gone: nothing to send."""
+
+
+def webhook_job(engine: Engine, delivery_id: int, cipher: TokenCipher) -> WebhookJob:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(
+                _DELIVERIES.c.status,
+                _ENDPOINTS.c.id,
+                _ENDPOINTS.c.owner_id,
+                _ENDPOINTS.c.url,
+                _ENDPOINTS.c.enabled,
+                _ENDPOINTS.c.secret_ciphertext,
+                _ENDPOINTS.c.previous_secret_ciphertext,
+                _ENDPOINTS.c.previous_secret_expires_at,
+                _EVENTS.c.event_id,
+                _EVENTS.c.payload,
+            )
+            .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
+            .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
+            .where(_DELIVERIES.c.id == delivery_id)
+        ).first()
+    if row is None or not row.enabled or row.status != DeliveryStatus.PENDING:
+        raise DeliveryGone(f"delivery {delivery_id} has nothing left to send")
+    secrets = [cipher.decrypt(row.secret_ciphertext)]
+    expires = row.previous_secret_expires_at
+    if row.previous_secret_ciphertext and expires is not None and _aware(expires) > datetime.now(UTC):
+        secrets.append(cipher.decrypt(row.previous_secret_ciphertext))
+    return WebhookJob(
+        delivery_id=delivery_id,
+        endpoint_id=row.id,
+        owner_id=row.owner_id,
+        url=row.url,
+        event_id=row.event_id,
+        body=canonical_body(row.payload),
+        secrets=secrets,
+    )
+
+
+def canonical_body(payload: object) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_attempt(
+    engine: Engine,
+    delivery_id: int,
+    *,
+    status_code: int | None,
+    latency_ms: int | None,
+    error: str | None,
+    next_retry_at: datetime | None,
+    outcome: DeliveryStatus,
+) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(_ATTEMPTS).values(
+                delivery_id=delivery_id,
+                attempted_at=now,
+                status_code=status_code,
+                latency_ms=latency_ms,
+                error=error,
+                next_retry_at=next_retry_at,
+            )
+        )
+        connection.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.id == delivery_id, _DELIVERIES.c.status == DeliveryStatus.PENDING)
+            .values(
+                attempts=_DELIVERIES.c.attempts + 1,
+                status=outcome,
+                next_retry_at=next_retry_at if outcome is DeliveryStatus.PENDING else None,
+                finished_at=None if outcome is DeliveryStatus.PENDING else now,
+            )
+        )
+
+
+def give_up(engine: Engine, delivery_id: int) -> None:
+    """The delivery's retries are spent: failed, with no retry to come."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.id == delivery_id, _DELIVERIES.c.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.FAILED, next_retry_at=None, finished_at=datetime.now(UTC))
+        )
+
+
+def disable_endpoint(engine: Engine, endpoint_id: int, *, reason: str) -> bool:
+    """Stop delivering to the endpoint, and tell its owner (a webhook.disabled event, which their other endpoints
+    and their email get). False if it was disabled already."""
+    with engine.begin() as connection:
+        row = connection.execute(
+            select(_ENDPOINTS.c.owner_id, _ENDPOINTS.c.url).where(
+                _ENDPOINTS.c.id == endpoint_id, _ENDPOINTS.c.enabled.is_(True)
+            )
+        ).first()
+        if row is None:
+            return False
+        connection.execute(
+            update(_ENDPOINTS)
+            .where(_ENDPOINTS.c.id == endpoint_id)
+            .values(enabled=False, disabled_reason=reason, updated_at=datetime.now(UTC))
+        )
+        outbox.emit(
+            connection,
+            owner_id=row.owner_id,
+            type=NotificationType.WEBHOOK_DISABLED,
+            data=events.webhook_disabled_data(endpoint_id=endpoint_id, url=row.url, reason=reason),
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class EmailJob:
+    delivery_id: int
+    to: str
+    event_type: NotificationType
+    event_id: str
+    payload: dict[str, object]
+
+
+def email_job(engine: Engine, delivery_id: int) -> EmailJob:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(
+                _DELIVERIES.c.status, _USERS.c.email, _EVENTS.c.type, _EVENTS.c.event_id, _EVENTS.c.payload
+            )
+            .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
+            .join(_USERS, _USERS.c.id == _EVENTS.c.owner_id)
+            .where(
+                and_(
+                    _DELIVERIES.c.id == delivery_id,
+                    _DELIVERIES.c.channel == DeliveryChannel.EMAIL,
+                )
+            )
+        ).first()
+    if row is None or row.status != DeliveryStatus.PENDING:
+        raise DeliveryGone(f"email delivery {delivery_id} has nothing left to send")
+    return EmailJob(
+        delivery_id=delivery_id,
+        to=row.email,
+        event_type=NotificationType(row.type),
+        event_id=row.event_id,
+        payload=dict(row.payload),
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

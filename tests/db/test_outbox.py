@@ -1,0 +1,165 @@
+"""The transactional outbox on SQLite and PostgreSQL: every change of a post writes exactly one event, numbered in
+the post's sequence, in the change's own transaction (a rolled-back change leaves none, a repeated one adds none);
+the dispatcher's fan-out makes one delivery per subscribed endpoint, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from chronogram import lifecycle
+from chronogram.contracts import ErrorType
+from chronogram.crypto import TokenCipher
+from chronogram.enums import EventKind, NotificationType, PostType
+from chronogram.lifecycle import Note
+from chronogram.models import NotificationDelivery, NotificationEvent, WebhookEndpoint, table_of
+from chronogram.notifications import deliveries, outbox
+from tests.support.factories import add_account, add_user, id_of
+
+_EVENTS = table_of(NotificationEvent)
+TOKEN = "EAAB-secret-token-that-must-never-leak"
+
+
+@pytest.fixture(autouse=True)
+def installed() -> Iterator[None]:
+    already = outbox.installed()
+    outbox.install()
+    yield
+    if not already:
+        outbox.uninstall()
+
+
+@pytest.fixture
+def post(engine: Engine, cipher: TokenCipher) -> tuple[int, int]:
+    """A scheduled post and its owner."""
+    with Session(engine) as session:
+        owner = add_user(session)
+        account = add_account(session, owner, cipher, token=TOKEN)
+        values = {
+            "owner_id": account.owner_id,
+            "account_id": id_of(account),
+            "type": PostType.IMAGE,
+            "publish_at": datetime(2027, 3, 1, 9, 0, tzinfo=UTC),
+            "user_tags": [],
+        }
+        scheduled = lifecycle.schedule(session.connection(), post=values)
+        session.commit()
+        return scheduled.post_id, id_of(owner)
+
+
+def _events(engine: Engine, post_id: int) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(_EVENTS.c.payload).where(_EVENTS.c.post_id == post_id).order_by(_EVENTS.c.id)
+        ).scalars()
+        return list(rows)
+
+
+def test_each_change_writes_one_event_in_sequence(engine: Engine, post: tuple[int, int]) -> None:
+    post_id, _ = post
+    with engine.begin() as connection:
+        lifecycle.reschedule(
+            connection, post_id, "r:1", publish_at=datetime(2027, 3, 2, tzinfo=UTC), message="rescheduled"
+        )
+    with engine.begin() as connection:
+        lifecycle.begin_publishing(connection, post_id, "b:1", message="publishing")
+    with engine.begin() as connection:
+        assert lifecycle.fail(
+            connection, post_id, "f:1", error_code=ErrorType.GRAPH_AUTH, message="token expired"
+        )
+    with engine.begin() as connection:  # a retried attempt: nothing new
+        assert not lifecycle.fail(
+            connection, post_id, "f:1", error_code=ErrorType.GRAPH_AUTH, message="again"
+        )
+    events = _events(engine, post_id)
+    assert [e["type"] for e in events] == [
+        "post.scheduled",
+        "post.rescheduled",
+        "post.publishing",
+        "post.failed",
+    ]
+    assert [e["data"]["sequence"] for e in events] == [1, 2, 3, 4]
+    assert events[1]["data"]["publish_at"] == "2027-03-02T00:00:00Z"
+    failed = events[-1]["data"]
+    assert failed["status"] == "failed" and failed["previous_status"] == "publishing"
+    assert failed["error"]["code"] == "GraphAuthError" and failed["error"]["message"] == "token expired"
+    assert f"/v1/posts/{post_id}/retry" in failed["error"]["what_to_do"]
+    assert all(TOKEN not in str(e) for e in events)
+
+
+def test_a_rolled_back_change_leaves_no_event(engine: Engine, post: tuple[int, int]) -> None:
+    post_id, _ = post
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        lifecycle.cancel(connection, post_id, "c:1", reason="no")
+        transaction.rollback()
+    assert [e["type"] for e in _events(engine, post_id)] == ["post.scheduled"]
+
+
+def test_a_first_comment_failure_is_an_event(engine: Engine, post: tuple[int, int]) -> None:
+    post_id, _ = post
+    with engine.begin() as connection:
+        lifecycle.record_event(
+            connection,
+            post_id,
+            "e:1",
+            kind=EventKind.ERROR,
+            message="first comment failed: nope",
+            note=Note.FIRST_COMMENT_FAILED,
+            error_code=ErrorType.GRAPH_INVALID_REQUEST,
+        )
+        lifecycle.record_event(
+            connection, post_id, "e:2", kind=EventKind.ERROR, message="an error of no note"
+        )
+    events = _events(engine, post_id)
+    assert [e["type"] for e in events] == ["post.scheduled", "post.first_comment_failed"]
+    assert events[1]["data"]["error"]["code"] == "GraphInvalidRequestError"
+
+
+def test_fan_out_delivers_each_event_once_to_each_subscribed_endpoint(
+    engine: Engine, post: tuple[int, int], cipher: TokenCipher
+) -> None:
+    post_id, owner_id = post
+    with Session(engine) as session:
+        for types in (["post.cancelled"], ["post.scheduled", "post.cancelled"]):
+            session.add(
+                WebhookEndpoint(
+                    owner_id=owner_id,
+                    url="https://example.com/hook",
+                    event_types=types,
+                    secret_ciphertext=cipher.encrypt("whsec_x"),
+                )
+            )
+        session.add(
+            WebhookEndpoint(
+                owner_id=owner_id,
+                url="https://example.com/off",
+                event_types=["post.scheduled"],
+                enabled=False,
+                secret_ciphertext=cipher.encrypt("whsec_x"),
+            )
+        )
+        session.commit()
+    with engine.begin() as connection:
+        lifecycle.cancel(connection, post_id, "c:1", reason=None)
+    made = deliveries.fan_out(engine, email=True)
+    assert made.events >= 2 and len(made.endpoint_ids) == 2
+    assert deliveries.fan_out(engine, email=True).events == 0
+    deliveries_table, events_table = table_of(NotificationDelivery), _EVENTS
+    with engine.connect() as connection:
+        delivered = connection.execute(
+            select(events_table.c.type)
+            .join(deliveries_table, deliveries_table.c.event_id == events_table.c.id)
+            .where(events_table.c.post_id == post_id, deliveries_table.c.channel == "webhook")
+        ).scalars()
+        found = sorted(delivered, key=str)
+    assert found == [
+        NotificationType.POST_CANCELLED,
+        NotificationType.POST_CANCELLED,
+        NotificationType.POST_SCHEDULED,
+    ]
