@@ -528,11 +528,11 @@ async def _debug_token(call: Call) -> dict[str, Any]:
     token = state.tokens.get(value)
     data: dict[str, Any] = {"app_id": config.app_id, "type": "USER", "application": "Chronogram Sandbox"}
     if token is None:
-        error = catalogued(190)
+        unknown = catalogued(190)
         return {
             "data": {
                 **data,
-                "error": {"code": error.code, "message": error.message},
+                "error": {"code": unknown.code, "message": unknown.message},
                 "is_valid": False,
                 "scopes": [],
             }
