@@ -39,6 +39,7 @@ from chronogram.instagram.models import (
     ReelSpec,
     StorySpec,
     TokenGrant,
+    TokenInfo,
     UserTag,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "ReelSpec",
     "StorySpec",
     "TokenGrant",
+    "TokenInfo",
     "UserTag",
     "classify",
     "classify_container_error",
