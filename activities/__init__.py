@@ -9,9 +9,11 @@ import httpx
 from minio import Minio
 from sqlalchemy import Engine
 
+from activities.account_tokens import AccountTokens
 from activities.instagram import InstagramActivities
 from activities.media import MediaActivities
 from activities.store import PostStore
+from chronogram.accounts import TokenSchedule
 from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import GraphClient
@@ -24,17 +26,18 @@ def build_activities(
     """Every activity the contracts declare, bound to shared clients: what the worker registers."""
     store = PostStore(engine)
     media = MediaActivities(storage, settings.media_bucket, engine)
-    instagram = InstagramActivities(
-        GraphClient.from_settings(http, settings),
-        engine,
-        storage,
-        settings.media_bucket,
-        TokenCipher.from_settings(settings),
-    )
+    graph = GraphClient.from_settings(http, settings)
+    cipher = TokenCipher.from_settings(settings)
+    instagram = InstagramActivities(graph, engine, storage, settings.media_bucket, cipher)
+    tokens = AccountTokens(graph, engine, cipher, login=settings.login, schedule=token_schedule(settings))
     return [
         getattr(implementation, name)
-        for implementation in (store, media, instagram)
+        for implementation in (store, media, instagram, tokens)
         for interface in ACTIVITY_INTERFACES
         if isinstance(implementation, interface)
         for name in activity_names(interface)
     ]
+
+
+def token_schedule(settings: Settings) -> TokenSchedule:
+    return TokenSchedule(lead=settings.token_refresh_lead, min_age=settings.token_refresh_min_age)

@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.account_status import marks_account_on_auth_error
 from activities.media import rendition_key
 from activities.rows import post_media, post_not_found
 from chronogram import lifecycle
@@ -149,6 +150,7 @@ class InstagramActivities(InstagramInterface):
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def get_publishing_quota(self, request: PostRef) -> QuotaReport:
         context = await self._context(request.post_id)
@@ -161,6 +163,7 @@ class InstagramActivities(InstagramInterface):
         return QuotaReport(usage=limit.quota_usage, total=limit.quota_total or _DEFAULT_QUOTA_TOTAL)
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def check_container_ready(self, request: ContainerCheck) -> ContainerReport:
         """Returns once the container is FINISHED; raises a retryable "not ready" while it is IN_PROGRESS, so
@@ -184,6 +187,7 @@ class InstagramActivities(InstagramInterface):
         return ContainerReport(container_id=status.id, status_code=status.status_code)
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def reconcile_publish(self, request: ReconcileInput) -> ReconcileResult:
         """Whether a publish whose outcome is unknown went live: the container's status is the documented truth."""
@@ -219,6 +223,7 @@ class InstagramActivities(InstagramInterface):
         return candidates[0] if len(candidates) == 1 else None
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def fetch_permalink(self, request: MediaRef) -> PermalinkResult:
         context = await self._context(request.post_id)
@@ -233,6 +238,7 @@ class InstagramActivities(InstagramInterface):
     # --- mutations ---------------------------------------------------------------------------------------------
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def create_container(self, request: CreateContainerInput) -> ContainerRef:
         """Creates the container for one slot (a carousel item, or the post itself) and stores its id before
@@ -255,6 +261,7 @@ class InstagramActivities(InstagramInterface):
         return ContainerRef(container_id=ref.id)
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def publish(self, request: PublishInput) -> PublishResult:
         """Calls media_publish at most once per activity (the workflow never retries this activity). Checks
@@ -286,6 +293,7 @@ class InstagramActivities(InstagramInterface):
         return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id)
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def post_first_comment(self, request: MediaRef) -> FirstCommentResult:
         """Exactly once: a comment id already stored, or our own identical comment already on the media, means
