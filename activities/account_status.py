@@ -31,7 +31,9 @@ def auth_detail(error: GraphAuthError) -> str:
     return error.message
 
 
-def mark_needs_reconnect(engine: Engine, account_id: int, error: GraphAuthError, *, since: datetime) -> bool:
+def mark_needs_reconnect(
+    engine: Engine, account_id: int, error: GraphAuthError, *, since: datetime, now: datetime | None = None
+) -> bool:
     """``needs_reconnect`` for the account, unless its token was replaced after ``since`` (the failed call's
     start): a reconnect meanwhile wins."""
     with engine.begin() as connection:
@@ -40,7 +42,7 @@ def mark_needs_reconnect(engine: Engine, account_id: int, error: GraphAuthError,
             account_id,
             reason=error.reason,
             detail=auth_detail(error),
-            now=datetime.now(UTC),
+            now=now or datetime.now(UTC),
             unchanged_since=since,
         )
 

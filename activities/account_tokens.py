@@ -8,6 +8,7 @@ result or history, nor a log line or an event.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -43,7 +44,9 @@ class AccountTokens(AccountTokensInterface):
         *,
         login: GraphLogin,
         schedule: TokenSchedule,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._clock = clock
         self._graph = graph
         self._engine = engine
         self._cipher = cipher
@@ -75,7 +78,7 @@ class AccountTokens(AccountTokensInterface):
             return RefreshResult(RefreshOutcome.GONE)
         if account.status is AccountStatus.NEEDS_RECONNECT:
             return RefreshResult(RefreshOutcome.NEEDS_RECONNECT)
-        now = datetime.now(UTC)
+        now = self._clock()
         if self._login is GraphLogin.FACEBOOK or now < self._issued_at(account) + self._schedule.min_age:
             return RefreshResult(RefreshOutcome.NOT_DUE, account.token_expires_at)
         ciphertext = account.access_token_ciphertext
@@ -83,7 +86,9 @@ class AccountTokens(AccountTokensInterface):
         try:
             grant = await self._graph.refresh_access_token(access_token=token)
         except GraphAuthError as error:
-            await asyncio.to_thread(mark_needs_reconnect, self._engine, request.account_id, error, since=now)
+            await asyncio.to_thread(
+                mark_needs_reconnect, self._engine, request.account_id, error, since=now, now=now
+            )
             return RefreshResult(RefreshOutcome.NEEDS_RECONNECT)
         except GraphInvalidRequestError as error:
             await asyncio.to_thread(self._refused, request.account_id, error, now)

@@ -18,13 +18,19 @@ from temporalio.common import (
 
 from chronogram.contracts import (
     ACCOUNT_ID,
+    ACCOUNT_TOKENS_WORKFLOW,
     POST_STATUS,
     POST_TYPE,
     PUBLISH_AT,
     SCHEDULED_POST_WORKFLOW,
     TASK_QUEUE,
+    AccountSignal,
+    AccountTokensInput,
+    AccountTokensResult,
     ScheduledPostInput,
     ScheduledPostResult,
+    TokenReplaced,
+    account_tokens_workflow_id,
     post_workflow_id,
 )
 from chronogram.enums import PostStatus, PostType
@@ -67,4 +73,24 @@ async def start_post_workflow(
             ]
         ),
         static_summary=post_summary(post_type, username, publish_at),
+    )
+
+
+async def start_account_tokens_workflow(
+    client: Client, *, account_id: int, username: str, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, AccountTokensResult]:
+    """Start the account's token workflow, or tell the running one that its token was replaced (signal-with-start:
+    one call either way). A workflow that ended (the account was disconnected) may be started again."""
+    return await client.start_workflow(
+        ACCOUNT_TOKENS_WORKFLOW,
+        AccountTokensInput(account_id=account_id),
+        result_type=AccountTokensResult,
+        id=account_tokens_workflow_id(account_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        start_signal=AccountSignal.TOKEN_REPLACED,
+        start_signal_args=[TokenReplaced()],
+        search_attributes=TypedSearchAttributes([SearchAttributePair(ACCOUNT_ID, str(account_id))]),
+        static_summary=f"access token of @{username}",
     )

@@ -10,7 +10,6 @@ token themselves.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -67,7 +66,7 @@ class AccountTokensWorkflow:
                 try:
                     await workflow.wait_condition(lambda: self._replaced, timeout=wait)
                     continue  # a new token: plan again
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             result = await workflow.execute_activity_method(
                 AccountTokensInterface.refresh_token,
@@ -86,7 +85,7 @@ class AccountTokensWorkflow:
                 # but not in a tight loop.
                 try:
                     await workflow.wait_condition(lambda: self._replaced, timeout=_NOT_DUE_PAUSE)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             # NEEDS_RECONNECT: the plan is to wait for a new token.
 
