@@ -1,5 +1,6 @@
-"""The reconciler: starts the workflows of scheduled posts that have none, and finishes the disconnections of
-accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``).
+"""The reconciler: starts the workflows of scheduled posts that have none, finishes the disconnections of
+accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``), and at start-up starts the
+token workflow of every connected account (``api.account_workflows``).
 
 A post is recorded before its workflow is started, and every start is recorded on the post (see
 ``api.temporal_gateway``). A scheduled post with no start recorded since it last became scheduled may have no
@@ -17,7 +18,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import temporal_gateway
+from api import account_workflows, temporal_gateway
 from api.crud import accounts as account_crud
 from api.crud import workflow_starts
 from api.deps import AppServices
@@ -82,6 +83,12 @@ async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
     """At start-up, then every interval until ``stop`` is set; a failed pass never ends the loop."""
     settings = services.settings
     grace = timedelta(seconds=settings.api_reconcile_grace_seconds)
+    try:
+        # Once per start: every connected account has its token workflow (those connected before it existed, or
+        # while Temporal was down, get one now).
+        await account_workflows.ensure_token_workflows(services)
+    except Exception:
+        log.exception("reconciler: could not start the accounts' token workflows")
     while True:
         try:
             while len(await reconcile_once(services, grace=grace)) == _RECONCILE_BATCH:
