@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS account_events (
     CONSTRAINT account_events_dedupe_key_key UNIQUE (dedupe_key),
     CONSTRAINT account_events_account_id_fkey FOREIGN KEY (account_id) REFERENCES instagram_accounts (id) ON DELETE CASCADE,
     CONSTRAINT account_events_kind_check CHECK (kind IN ('connected', 'reconnected', 'token_exchanged', 'token_refreshed', 'needs_reconnect')),
-    CONSTRAINT account_events_reason_check CHECK (reason IS NULL OR reason IN ('token_expired', 'token_invalid', 'permission_missing', 'refresh_refused', 'expiry_near'))
+    CONSTRAINT account_events_reason_check CHECK (reason IS NULL OR reason IN ('token_expired', 'token_invalid', 'permission_missing', 'expiry_near'))
 );
 COMMENT ON TABLE account_events IS 'Append-only history of an account''s connection: connects, token exchanges and refreshes, and why it needs reconnecting.';
 CREATE INDEX IF NOT EXISTS ix_account_events_account_id_occurred_at_id ON account_events (account_id, occurred_at, id);

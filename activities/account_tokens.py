@@ -27,8 +27,8 @@ from chronogram.contracts import (
     RefreshResult,
 )
 from chronogram.crypto import TokenCipher
-from chronogram.enums import AccountEventKind, AccountStatus, AccountStatusReason
-from chronogram.instagram import GraphAPIError, GraphAuthError, GraphClient, GraphInvalidRequestError
+from chronogram.enums import AccountEventKind, AccountStatus
+from chronogram.instagram import GraphAPIError, GraphAuthError, GraphClient
 from chronogram.models import InstagramAccount
 from chronogram.settings import GraphLogin
 
@@ -72,7 +72,8 @@ class AccountTokens(AccountTokensInterface):
     @activity.defn
     async def refresh_token(self, request: AccountRef) -> RefreshResult:
         """Instagram Login's refresh_access_token, its new token stored encrypted with its expiry and one event.
-        Outages and throttles raise (the workflow retries without end); a refusal marks the account."""
+        Outages, throttles and refusals raise (the workflow retries without end); an authentication or permission
+        error marks the account needs_reconnect."""
         account = await asyncio.to_thread(self._load, request.account_id)
         if account is None or account.disconnecting_since is not None:
             return RefreshResult(RefreshOutcome.GONE)
@@ -90,11 +91,11 @@ class AccountTokens(AccountTokensInterface):
                 mark_needs_reconnect, self._engine, request.account_id, error, since=now, now=now
             )
             return RefreshResult(RefreshOutcome.NEEDS_RECONNECT)
-        except GraphInvalidRequestError as error:
-            await asyncio.to_thread(self._refused, request.account_id, error, now)
-            return RefreshResult(RefreshOutcome.NEEDS_RECONNECT)
         except GraphAPIError as error:
-            raise as_application_error(error) from None
+            # Outages and throttles, and any other refusal (e.g. a token younger than Meta's clock allows): retried,
+            # backing off to an hour. The token still works meanwhile; as its expiry nears the account shows
+            # ``expiring``, and once it is past, ``needs_reconnect``.
+            raise as_application_error(error, retryable=True) from None
         expires_at = now + grant.expires_in if grant.expires_in is not None else None
         written = await asyncio.to_thread(
             self._store, request.account_id, grant.access_token, expires_at, ciphertext, now
@@ -132,15 +133,4 @@ class AccountTokens(AccountTokensInterface):
                 message=f"access token refreshed{until}",
                 expected_ciphertext=old_ciphertext,
                 dedupe_key=f"{activity.info().workflow_run_id}:refresh",
-            )
-
-    def _refused(self, account_id: int, error: GraphInvalidRequestError, now: datetime) -> None:
-        with self._engine.begin() as connection:
-            accounts.mark_needs_reconnect(
-                connection,
-                account_id,
-                reason=AccountStatusReason.REFRESH_REFUSED,
-                detail=error.user_message if error.details.user_message else error.message,
-                now=now,
-                unchanged_since=now,
             )

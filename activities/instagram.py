@@ -107,12 +107,13 @@ async def _hold_until(instant: datetime | None) -> None:
         await asyncio.sleep(remaining.total_seconds())
 
 
-def as_application_error(error: GraphAPIError) -> ApplicationError:
-    """One translation for every activity: the type is the error's kind; throttles carry Meta's wait time."""
+def as_application_error(error: GraphAPIError, *, retryable: bool | None = None) -> ApplicationError:
+    """One translation for every activity: the type is the error's kind; throttles carry Meta's wait time.
+    ``retryable`` overrides the error's own verdict (the token refresh retries every refusal)."""
     return ApplicationError(
         cap_error_text(f"{error.user_message} [{error}]"),
         type=error.kind,
-        non_retryable=not error.retryable,
+        non_retryable=not (error.retryable if retryable is None else retryable),
         next_retry_delay=error.retry_after,
     )
 

@@ -54,8 +54,6 @@ class AccountStatusReason(StrEnum):
     TOKEN_INVALID = "token_invalid"
     # The token is valid but a permission the account needs was withdrawn (Graph 10, 200-299, 3; HTTP 403).
     PERMISSION_MISSING = "permission_missing"
-    # Instagram refused to refresh the token for another reason than the above.
-    REFRESH_REFUSED = "refresh_refused"
     # Expiring: the token expires soon and its refresh has not succeeded yet (or cannot be done).
     EXPIRY_NEAR = "expiry_near"
 

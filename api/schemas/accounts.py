@@ -85,7 +85,7 @@ class AccountOut(BaseModel):
         default=None,
         description="Why it is not active: `token_expired`, `token_invalid` (revoked, password changed...), "
         "`permission_missing` (a permission such as instagram_business_content_publish was withdrawn), "
-        "`refresh_refused`, `expiry_near`",
+        "`expiry_near` (expiring)",
     )
     status_detail: str | None = Field(
         default=None, description="For a human: the missing permission, or Instagram's words"
