@@ -4,11 +4,14 @@ AccountTokens activities on a real SQLite database; only the Graph call of the r
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest_asyncio
 from sqlalchemy import Engine, delete
@@ -16,7 +19,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.account_tokens import AccountTokens
 from chronogram import accounts
@@ -27,12 +30,14 @@ from chronogram.enums import AccountEventKind, AccountStatus, AccountStatusReaso
 from chronogram.models import AccountEvent, InstagramAccount
 from chronogram.scheduling import start_account_tokens_workflow
 from chronogram.settings import GraphLogin
+from chronogram.temporal import DATA_CONVERTER
 from tests.support.factories import add_account, add_user, id_of
 from tests.support.token_graph import LIFETIME, ScriptedTokenGraph, TokenScript, graph_failure
 from workflows import AccountTokensWorkflow
 
 SCHEDULE = TokenSchedule(lead=timedelta(days=7), min_age=timedelta(hours=24))
 TOLERANCE = timedelta(minutes=5)
+RECORD_TO = Path(__file__).parents[1] / "replay" / "account_histories" / "refreshed_then_continued.json"
 
 
 def _server_now() -> datetime:
@@ -181,6 +186,14 @@ async def test_a_60_day_token_is_refreshed_a_week_before_it_expires_for_as_long_
     description = await account.handle.describe()
     assert description.status is WorkflowExecutionStatus.RUNNING
     assert description.run_id != account.handle.result_run_id  # continued as new after each refresh
+
+    # The first run (plan, sleep, refresh, continue as new) replays on the sandboxed runner; RECORD_TO keeps it
+    # for tests/replay (python -m pytest ... with CHRONOGRAM_RECORD_ACCOUNT_HISTORY=1).
+    first_run = account.env.client.get_workflow_handle(account.handle.id, run_id=account.handle.result_run_id)
+    history = await first_run.fetch_history()
+    await Replayer(workflows=[AccountTokensWorkflow], data_converter=DATA_CONVERTER).replay_workflow(history)
+    if os.environ.get("CHRONOGRAM_RECORD_ACCOUNT_HISTORY"):
+        RECORD_TO.write_text(json.dumps(json.loads(history.to_json()), indent=1, sort_keys=True) + "\n")
 
 
 async def test_an_outage_during_the_refresh_is_retried_until_it_passes(connect) -> None:
