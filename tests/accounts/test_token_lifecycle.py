@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
+from temporalio.client import WorkflowExecutionStatus
 
 from api.deps import AppServices
+from chronogram.contracts import account_tokens_workflow_id
 from chronogram.models import InstagramAccount
 from sandbox.admin_client import SandboxAdmin
 from tests.accounts.conftest import REFRESH_LEAD, TOKEN_LIFETIME, User
@@ -162,3 +164,23 @@ async def test_a_withdrawn_publishing_permission_is_told_apart_from_a_dead_token
     assert body["status_detail"] == f"the {PUBLISH_SCOPE} permission was withdrawn"
     # The token itself still works: reads go on.
     assert body["publishing_quota"] is not None
+
+
+async def test_the_token_workflow_runs_while_the_account_is_connected_and_ends_with_it(
+    user: User, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    account = await sandbox.create_account("leaving")
+    connected = await connect(user, account.ig_user_id, account.access_token)
+    handle = services.temporal.get_workflow_handle(account_tokens_workflow_id(connected["id"]))
+    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+    response = await user.client.delete(f"/v1/accounts/{connected['id']}")
+    assert response.status_code == 204, response.text
+
+    async def ended() -> bool:
+        return (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING
+
+    assert await until(ended, within=10)
+    assert (await handle.describe()).status in (
+        WorkflowExecutionStatus.CANCELED,
+        WorkflowExecutionStatus.COMPLETED,
+    )
