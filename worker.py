@@ -21,6 +21,7 @@ from activities import build_activities
 from chronogram.contracts import TASK_QUEUE
 from chronogram.db import create_schema, make_engine
 from chronogram.http_transport import ShardedTransport
+from chronogram.instagram import BreakerRegistry
 from chronogram.malloc import limit_malloc_arenas
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
@@ -39,6 +40,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md). In small
     # pools: one pool's bookkeeping grows with the square of its connections.
     transport = ShardedTransport(connections=settings.worker_max_concurrent_activities)
+    # One circuit breaker per Graph API host for the whole process; snapshot() is its state for health checks.
+    breakers = BreakerRegistry.from_settings(settings)
     # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
     # slow upload never starves a status update.
     with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
@@ -47,7 +50,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 client,
                 task_queue=TASK_QUEUE,
                 workflows=WORKFLOWS,
-                activities=build_activities(settings, http=http, storage=make_minio(settings), engine=engine),
+                activities=build_activities(
+                    settings, http=http, storage=make_minio(settings), engine=engine, breakers=breakers
+                ),
                 activity_executor=executor,
                 **worker_tuning(settings),
             )

@@ -16,17 +16,23 @@ from activities.store import PostStore
 from chronogram.accounts import TokenSchedule
 from chronogram.contracts import ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
-from chronogram.instagram import GraphClient
+from chronogram.instagram import BreakerRegistry, GraphClient
 from chronogram.settings import Settings
 
 
 def build_activities(
-    settings: Settings, *, http: httpx.AsyncClient, storage: Minio, engine: Engine
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient,
+    storage: Minio,
+    engine: Engine,
+    breakers: BreakerRegistry | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity the contracts declare, bound to shared clients: what the worker registers."""
+    """Every activity the contracts declare, bound to shared clients: what the worker registers. ``breakers``: the
+    worker's Graph API circuit breakers (none: every call is sent)."""
     store = PostStore(engine)
     media = MediaActivities(storage, settings.media_bucket, engine)
-    graph = GraphClient.from_settings(http, settings)
+    graph = GraphClient.from_settings(http, settings, breakers=breakers)
     cipher = TokenCipher.from_settings(settings)
     instagram = InstagramActivities(graph, engine, storage, settings.media_bucket, cipher)
     tokens = AccountTokens(graph, engine, cipher, login=settings.login, schedule=token_schedule(settings))

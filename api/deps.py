@@ -26,6 +26,7 @@ from api.crud.users import Principal, authenticate
 from api.errors import ApiError, not_found, post_not_in_status
 from api.schemas.common import MAX_ID
 from api.start_records import StartRecorder
+from api.upload_slots import UploadSlots
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus
 from chronogram.instagram import GraphClient
@@ -69,7 +70,18 @@ async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
             session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Scope "function": the session is closed as soon as the route returns, before the response is sent, so that a
+# client slow to read its answer holds no connection. (FastAPI reads a JSON body before it solves dependencies,
+# so no session exists while a body streams in; the upload route reads its body itself, and takes no session.)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def get_upload_slots(request: Request) -> UploadSlots:
+    slots: UploadSlots = request.app.state.upload_slots
+    return slots
+
+
+UploadSlotsDep = Annotated[UploadSlots, Depends(get_upload_slots)]
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -78,18 +90,25 @@ _bearer = HTTPBearer(
 )
 
 
-def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+async def get_current_user(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     challenge = {"WWW-Authenticate": 'Bearer realm="chronogram"'}
     if credentials is None or not credentials.credentials:
         raise ApiError(
             401, "missing_api_key", "send an API key as 'Authorization: Bearer <key>'", headers=challenge
         )
-    principal = authenticate(session, key=credentials.credentials)
+    principal = await run_in_threadpool(_authenticate, services.engine, credentials.credentials)
     if principal is None:
         raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
     return principal
+
+
+def _authenticate(engine: Engine, key: str) -> Principal | None:
+    # A session of its own, closed at once: the connection is back in the pool before the request goes on (to
+    # read an upload's body, say), not held for the whole request.
+    with Session(engine) as session:
+        return authenticate(session, key=key)
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
@@ -115,6 +134,10 @@ def get_owned_post(
 
 def _owned_or_404(session: Session, model: type[Owned], what: str, user: Principal, row_id: int) -> Owned:
     row = get_owned(session, model, owner_id=user.user_id, row_id=row_id)
+    # Ends the read's transaction, so its connection returns to the pool while the route waits on something else
+    # (Temporal, the Graph API); the row stays readable (expire_on_commit=False) and the session reconnects when
+    # used again.
+    session.commit()
     if row is None:
         raise not_found(what, row_id)
     return row

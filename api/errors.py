@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -239,8 +240,31 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# A connection not free within the pool's timeout, or SQLite's write lock not free within its own: the database
+# is overloaded, not broken, and the client may try again shortly.
+DATABASE_BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def database_busy() -> ApiError:
+    return ApiError(
+        503,
+        "database_busy",
+        "the database is busy with other requests; try again shortly",
+        headers={"Retry-After": str(DATABASE_BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, sqlalchemy.exc.TimeoutError) or "database is locked" in str(exc):
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(request, database_busy())
+    return await _unexpected_error(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_error)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -11,6 +11,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 import httpx
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from api.reconciler import run_reconciler
 from api.routes import accounts, health, keys, media, posts
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
+from api.upload_slots import UploadSlots
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.instagram import GraphClient
@@ -56,7 +58,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_malloc_arenas()  # before the first thread-pool call starts threads
-        engine = make_engine(resolved.database_url)
+        # Blocking work of every request shares these threads (run_in_threadpool, sync dependencies).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = resolved.api_threads
+        engine = make_engine(
+            resolved.database_url,
+            pool_size=resolved.api_db_pool_size,
+            max_overflow=resolved.api_db_max_overflow,
+            pool_timeout=resolved.api_db_pool_timeout_seconds,
+        )
+        app.state.upload_slots = UploadSlots(
+            per_user=resolved.api_max_concurrent_uploads_per_user, total=resolved.api_max_concurrent_uploads
+        )
         try:
             # Idempotent; the API may be the first process to touch a fresh database.
             await run_in_threadpool(create_schema, engine)

@@ -69,10 +69,18 @@ _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
         {"code": "instagram_unavailable", "detail": "Instagram could not be reached; try again shortly"},
     ),
     503: (
-        "A backing service (Temporal, object storage) could not be reached",
+        "A backing service (Temporal, object storage) could not be reached, or the database is busy "
+        "(`database_busy`, with `Retry-After`)",
         {"code": "workflows_unavailable", "detail": "the scheduler is unavailable; try again shortly"},
     ),
 }
+
+
+# Every route that checks an API key reads the database, and answers this when no connection is free in time.
+_DATABASE_BUSY = (
+    "The database is busy (no connection free in time); `Retry-After` says when to try again",
+    {"code": "database_busy", "detail": "the database is busy with other requests; try again shortly"},
+)
 
 
 def problems(
@@ -109,6 +117,8 @@ def install_openapi(app: FastAPI) -> None:
                         responses["422"] = _problem_response(422)
                     if "requestBody" in operation and "400" not in responses:
                         responses["400"] = _problem_response(400)
+                    if operation.get("security") and "503" not in responses:
+                        responses["503"] = _problem_response(503, _DATABASE_BUSY)
             for unused in ("HTTPValidationError", "ValidationError"):
                 components.pop(unused, None)
             app.openapi_schema = schema

@@ -1,6 +1,7 @@
-"""The reconciler: starts the workflows of scheduled posts that have none, finishes the disconnections of
-accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``), and at start-up starts the
-token workflow of every connected account (``api.account_workflows``).
+"""The reconciler: starts the workflows of scheduled posts that have none, repairs posts whose workflow run ended
+without finishing them (an operator's cancel, terminate or reset in Temporal, a timeout), finishes the
+disconnections of accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``), and at
+start-up starts the token workflow of every connected account (``api.account_workflows``).
 
 A post is recorded before its workflow is started, and every start is recorded on the post (see
 ``api.temporal_gateway``). A scheduled post with no start recorded since it last became scheduled may have no
@@ -12,21 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import account_workflows, temporal_gateway
 from api.crud import accounts as account_crud
+from api.crud import posts as crud
 from api.crud import workflow_starts
 from api.deps import AppServices
 from api.use_cases import accounts
+from chronogram.enums import PostStatus
 
 log = logging.getLogger("chronogram.api.reconciler")
 
 _RECONCILE_BATCH = 100
+_VISIBILITY_MARGIN = timedelta(minutes=5)
+_T = TypeVar("_T")
 
 
 async def reconcile_once(services: AppServices, *, grace: timedelta) -> list[int]:
@@ -50,6 +58,71 @@ async def reconcile_once(services: AppServices, *, grace: timedelta) -> list[int
         log.warning("reconciler: started the missing workflow of post %s", request.post_id)
         started.append(request.post_id)
     return started
+
+
+async def repair_unfinished_runs(services: AppServices, *, closed_after: datetime | None) -> list[int]:
+    """Posts still scheduled or publishing whose latest run is closed: a run cancelled through Temporal while the
+    post was scheduled finishes it as cancelled, naming who asked; any other (terminated, timed out, cancelled
+    while publishing) hands it to a fresh run, which finds out from Instagram whatever the dead run did before it
+    publishes anything (the exactly-once protocol). Returns the ids of the posts repaired."""
+    candidates = await temporal_gateway.runs_ended_unfinished(services, closed_after=closed_after)
+    if not candidates:
+        return []
+    open_posts = await run_in_threadpool(_open_posts, services, candidates)
+    repaired: list[int] = []
+    for post_id, status in open_posts.items():
+        try:
+            if await _repair(services, post_id, status):
+                repaired.append(post_id)
+        except Exception:
+            log.exception("reconciler: could not repair post %s", post_id)
+    return repaired
+
+
+async def _repair(services: AppServices, post_id: int, status: PostStatus) -> bool:
+    run = await temporal_gateway.latest_run_if_closed(services, post_id)
+    if run is None or run.status is WorkflowExecutionStatus.COMPLETED:
+        return False  # a run is going (a reset's, a retry's), or the post's last run finished it
+    who = f" by {run.requested_by}" if run.requested_by else ""
+    why = f" ({run.reason})" if run.reason else ""
+    ending = _ENDINGS.get(run.status, run.status.name.lower())
+    if run.status is WorkflowExecutionStatus.CANCELED and status is PostStatus.SCHEDULED:
+        reason = f"cancelled in Temporal{who}{why}"
+        applied = await run_in_threadpool(
+            _in_session, services, crud.cancel_after_run, post_id=post_id, run_id=run.run_id, reason=reason
+        )
+        if applied:
+            log.warning("reconciler: post %s %s", post_id, reason)
+        return applied
+    reason = f"its workflow run was {ending} in Temporal{who}{why}; a new run takes over"
+    applied = await run_in_threadpool(
+        _in_session, services, crud.restart_after_run, post_id=post_id, run_id=run.run_id, reason=reason
+    )
+    if not applied:
+        return False
+    log.warning("reconciler: post %s: %s", post_id, reason)
+    request = await run_in_threadpool(_in_session, services, workflow_starts.workflow_start, post_id=post_id)
+    if request is not None:
+        await temporal_gateway.start_or_leave_to_reconciler(services, request)
+    return True
+
+
+_ENDINGS = {
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TIMED_OUT: "timed out",
+    WorkflowExecutionStatus.FAILED: "failed",
+}
+
+
+def _open_posts(services: AppServices, post_ids: list[int]) -> dict[int, PostStatus]:
+    with Session(services.engine) as session:
+        return crud.open_posts(session, post_ids=post_ids)
+
+
+def _in_session(services: AppServices, operation: Callable[..., _T], **arguments: Any) -> _T:
+    with Session(services.engine) as session:
+        return operation(session, **arguments)
 
 
 async def finish_disconnections(services: AppServices) -> list[int]:
@@ -89,10 +162,16 @@ async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
         await account_workflows.ensure_token_workflows(services)
     except Exception:
         log.exception("reconciler: could not start the accounts' token workflows")
+    # The first pass looks at every run that ever ended unfinished; the next ones at those since the last pass
+    # began, with a margin for visibility's lag.
+    closed_after: datetime | None = None
     while True:
+        began = datetime.now(UTC)
         try:
             while len(await reconcile_once(services, grace=grace)) == _RECONCILE_BATCH:
                 pass  # a full batch: there may be more
+            await repair_unfinished_runs(services, closed_after=closed_after)
+            closed_after = began - _VISIBILITY_MARGIN
             await finish_disconnections(services)
         except Exception:
             log.exception("reconciler pass failed")

@@ -261,3 +261,72 @@ async def wait_closed(services: AppServices, post_id: int, wait_seconds: float) 
     except WorkflowFailureError:
         pass
     return True
+
+
+# --- runs that ended without finishing their post ----------------------------------------------------------------
+
+# How a post's run can end without recording an ending of its own: an operator's cancellation or termination, a
+# run timeout, or a failure the workflow did not raise itself. A reset also terminates the run it replaces.
+_UNFINISHED_ENDINGS = ("Canceled", "Terminated", "TimedOut", "Failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosedRun:
+    post_id: int
+    run_id: str
+    status: WorkflowExecutionStatus
+    # What Temporal recorded of who ended it and why (its identity and reason), where it says.
+    requested_by: str = ""
+    reason: str = ""
+
+
+async def runs_ended_unfinished(services: AppServices, *, closed_after: datetime | None) -> list[int]:
+    """The posts of which a run ended by other means than the workflow's own (newest first, at most once each)."""
+    statuses = ", ".join(f"'{status}'" for status in _UNFINISHED_ENDINGS)
+    query = f"WorkflowType = '{ScheduledPostWorkflow.__name__}' AND ExecutionStatus IN ({statuses})"
+    if closed_after is not None:
+        query += f" AND CloseTime > '{closed_after.astimezone(UTC).isoformat()}'"
+    post_ids: dict[int, None] = {}
+    async for execution in services.temporal.list_workflows(query, page_size=1000):
+        post_id = post_id_of(execution.id)
+        if post_id is not None:
+            post_ids.setdefault(post_id)
+    return list(post_ids)
+
+
+async def latest_run_if_closed(services: AppServices, post_id: int) -> ClosedRun | None:
+    """The post's latest run, if it is closed (None while one runs, or if it has none), with what Temporal
+    recorded of its ending."""
+    try:
+        description = await handle_for(services, post_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status in (None, WorkflowExecutionStatus.RUNNING):
+        return None
+    assert description.status is not None
+    run = services.temporal.get_workflow_handle(post_workflow_id(post_id), run_id=description.run_id)
+    requested_by, reason = "", ""
+    if description.status in (WorkflowExecutionStatus.CANCELED, WorkflowExecutionStatus.TERMINATED):
+        async for event in run.fetch_history_events():
+            if event.HasField("workflow_execution_cancel_requested_event_attributes"):
+                attributes = event.workflow_execution_cancel_requested_event_attributes
+                requested_by, reason = attributes.identity, attributes.cause
+            elif event.HasField("workflow_execution_terminated_event_attributes"):
+                attributes_t = event.workflow_execution_terminated_event_attributes
+                requested_by, reason = attributes_t.identity, attributes_t.reason
+    return ClosedRun(
+        post_id=post_id,
+        run_id=description.run_id,
+        status=description.status,
+        requested_by=requested_by,
+        reason=reason,
+    )
+
+
+def post_id_of(workflow_id: str) -> int | None:
+    prefix = post_workflow_id("")
+    if not workflow_id.startswith(prefix) or not workflow_id[len(prefix) :].isdigit():
+        return None
+    return int(workflow_id[len(prefix) :])

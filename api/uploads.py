@@ -7,10 +7,12 @@ disk before any code sees it: a 5 GB "image" would be written out in full before
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import tempfile
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -19,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from api.errors import ApiError
 from chronogram.contracts import MediaKind
@@ -26,6 +29,8 @@ from chronogram.media_rules import MAX_PIXELS, MediaRejected, inspect_image, sni
 
 FILE_FIELD = "file"
 _SNIFF_BYTES = 16
+# At most this much of an upload waits in memory before it is written to its temporary file.
+_WRITE_BATCH_BYTES = 256 * 1024
 _IMAGE_TYPES = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 _VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov"}
 _NEITHER = "the file is neither an image (JPEG, PNG or WebP) nor a video (MP4 or MOV)"
@@ -74,6 +79,7 @@ class _Receiver:
     kind: MediaKind | None = None
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending: list[bytes] = field(default_factory=list)
+    pending_bytes: int = 0
 
     def on_part_begin(self) -> None:
         self.part = _Part()
@@ -112,6 +118,7 @@ class _Receiver:
             self._check_size()
         self.digest.update(chunk)
         self.pending.append(chunk)
+        self.pending_bytes += len(chunk)
 
     def on_part_end(self) -> None:
         if self.receiving:
@@ -134,10 +141,16 @@ class _Receiver:
         if self.pending:
             self.sink.write(b"".join(self.pending))
             self.pending.clear()
+            self.pending_bytes = 0
 
 
-async def receive_upload(request: Request, *, max_image_bytes: int, max_video_bytes: int) -> ReceivedFile:
-    """Stream the ``file`` part of a multipart/form-data request into an anonymous temporary file."""
+async def receive_upload(
+    request: Request, *, max_image_bytes: int, max_video_bytes: int, idle_timeout: float
+) -> ReceivedFile:
+    """Stream the ``file`` part of a multipart/form-data request into an anonymous temporary file.
+
+    Nothing shared is held while the body arrives: no database connection, and a thread only for each write to
+    the file. A client that sends nothing for ``idle_timeout`` seconds is answered 408 ``upload_timed_out``."""
     media_type, params = parse_options_header(request.headers.get("content-type", ""))
     if media_type != b"multipart/form-data":
         raise ApiError(
@@ -164,12 +177,20 @@ async def receive_upload(request: Request, *, max_image_bytes: int, max_video_by
         },
     )
     try:
-        async for chunk in request.stream():
+        async for chunk in _arriving(request, idle_timeout):
             parser.write(chunk)
-            if receiver.pending:
+            # Written in batches: a slow client's chunks (a few hundred bytes each) cost no thread until a
+            # batch is full, and a fast client's cost one thread hop per batch.
+            if receiver.pending_bytes >= _WRITE_BATCH_BYTES:
                 await run_in_threadpool(receiver.flush)
         parser.finalize()
         await run_in_threadpool(receiver.flush)
+    except ClientDisconnect:
+        sink.close()
+        # Nobody is left to read it; the error ends the request, and with it the upload's slot.
+        raise ApiError(
+            400, "upload_interrupted", "the client disconnected before the upload was complete"
+        ) from None
     except FormParserError:
         sink.close()
         raise ApiError(400, "malformed_multipart", "the multipart body could not be parsed") from None
@@ -191,6 +212,24 @@ async def receive_upload(request: Request, *, max_image_bytes: int, max_video_by
         kind=receiver.kind,
         head=receiver.head,
     )
+
+
+async def _arriving(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(
+                408,
+                "upload_timed_out",
+                f"nothing of the upload arrived for {idle_timeout:g} seconds",
+                headers={"Connection": "close"},
+            ) from None
+        yield chunk
 
 
 def received_bytes(data: bytes, *, max_image_bytes: int, max_video_bytes: int) -> ReceivedFile:

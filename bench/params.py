@@ -35,6 +35,12 @@ class Params:
     # 5. media
     media_bytes: int
     media_uploads: int
+    # 6. uploads under pressure: concurrent uploads (one user each) of this size; slow uploads (2 KB/s) and the
+    # window over which another user's list requests are measured while they stream in
+    upload_concurrency: int
+    upload_bytes: int
+    slow_uploads: int
+    slow_window_s: float
     # posts are created through the API by this many concurrent clients (outside the measured scheduling runs)
     create_concurrency: int = 16
 
@@ -79,6 +85,10 @@ FULL = Params(
     list_requests=500,
     media_bytes=10_000_000,
     media_uploads=5,
+    upload_concurrency=100,
+    upload_bytes=3_000_000,
+    slow_uploads=50,
+    slow_window_s=10,
 )
 
 QUICK = Params(
@@ -101,5 +111,9 @@ QUICK = Params(
     list_requests=20,
     media_bytes=10_000_000,
     media_uploads=1,
+    upload_concurrency=10,
+    upload_bytes=3_000_000,
+    slow_uploads=10,
+    slow_window_s=2,
     create_concurrency=4,
 )

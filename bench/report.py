@@ -180,7 +180,30 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
             ("rendition in worker", f"{worker['run_s']} s, peak +{worker['worker_peak_above_rest_mib']} MiB"),
             ("rendition alone", f"{alone['seconds']} s, peak +{alone['peak_above_rest_mib']} MiB"),
         ]
+    if name == "uploads":
+        concurrent, slow = result["concurrent"], result["slow"]
+        quiet, one, many = slow["list_without_uploads"], slow["one_user"], slow["many_users"]
+        refusal = one["refusal_ms"]["max_ms"] if one["refusal_ms"] else "-"
+        return [
+            (
+                f"{concurrent['uploads']} concurrent uploads of {concurrent['image_bytes'] / 1e6:.1f} MB",
+                f"{concurrent['statuses']} in {concurrent['seconds']} s (each p50 / max "
+                f"{concurrent['upload']['p50_ms']} / {concurrent['upload']['max_ms']} ms)",
+            ),
+            ("GET /v1/posts p50 / p99, no uploads", _listing(quiet)),
+            (
+                f"... {one['uploads']} slow uploads, one user",
+                f"{_listing(one['list'])}; {one['refused']} refused (429) in {refusal} ms at most",
+            ),
+            (f"... {many['uploads']} slow uploads, {many['users']} users", _listing(many["list"])),
+        ]
     return []
+
+
+def _listing(listed: dict[str, Any]) -> str:
+    return (
+        f"{listed['p50_ms']} / {listed['p99_ms']} ms, API at {listed['api_cpu_cores'] * 100:.0f} % of a core"
+    )
 
 
 def _ratios(level: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, event, inspect
 from sqlalchemy.exc import OperationalError
@@ -32,16 +33,38 @@ table as it is, so create_schema adds these to the databases made before them: s
 PostgreSQL, _add_missing_columns on SQLite. Only nullable columns, or ones with a constant default, can be added so."""
 
 
-def make_engine(database_url: str) -> Engine:
+def make_engine(
+    database_url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float | None = None,
+) -> Engine:
+    """The pool options left out keep SQLAlchemy's defaults (5 connections, 10 more under load, 30 s waits).
+
+    SQLite files get the same kind of pool as PostgreSQL (a QueuePool): a connection is a file handle, cheap, and
+    readers do not block each other in WAL mode; writers take turns (api.sqlite_writes in the API).
+    """
+    pool: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("pool_size", pool_size),
+            ("max_overflow", max_overflow),
+            ("pool_timeout", pool_timeout),
+        )
+        if value is not None
+    }
     if database_url.startswith("sqlite"):
         path = database_url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            pool = {}  # one connection per thread, no queue to size
         # The API and the worker's thread pool share one file: let writers wait instead of failing at once.
-        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    return create_engine(database_url, pool_pre_ping=True, **pool)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -44,6 +44,9 @@ class Transition(StrEnum):
     FAIL = "fail"
     CANCEL = "cancel"
     RETRY = "retry"  # a failed post gets a fresh workflow run
+    # Its workflow run ended without finishing the post (an operator terminated it, or it timed out): a fresh
+    # run takes over, and finds out from Instagram whatever the dead one did.
+    RESTART = "restart"
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,12 @@ TRANSITIONS: Mapping[Transition, Rule] = {
     Transition.FAIL: Rule((PostStatus.PUBLISHING, PostStatus.SCHEDULED), PostStatus.FAILED),
     Transition.CANCEL: Rule((PostStatus.SCHEDULED,), PostStatus.CANCELLED),
     Transition.RETRY: Rule((PostStatus.FAILED,), PostStatus.SCHEDULED),
+    Transition.RESTART: Rule((PostStatus.PUBLISHING, PostStatus.SCHEDULED), PostStatus.SCHEDULED),
 }
 
 # The status graph the named transitions make: scheduled -> publishing -> published | failed; scheduled ->
-# cancelled | failed; failed -> scheduled. Published and cancelled are final.
+# cancelled | failed; failed -> scheduled; publishing | scheduled -> scheduled (a fresh run). Published and
+# cancelled are final.
 STATUS_TRANSITIONS: Mapping[PostStatus, frozenset[PostStatus]] = {
     status: frozenset(rule.target for rule in TRANSITIONS.values() if status in rule.sources)
     for status in PostStatus
@@ -125,6 +130,16 @@ class DedupeKey:
     def run_event(run_id: str, sequence: int) -> str:
         """The ``sequence``-th event a workflow run recorded (its transitions, refusals, reschedules, errors)."""
         return f"{run_id}:{sequence}"
+
+    @staticmethod
+    def restart(run_id: str) -> str:
+        """A fresh run taking over from the run ``run_id``, which ended without finishing the post: once per run."""
+        return f"restart:{run_id}"
+
+    @staticmethod
+    def cancel_requested(run_id: str) -> str:
+        """The run ``run_id`` ended on a cancellation requested through Temporal (not the API)."""
+        return f"cancel-requested:{run_id}"
 
     @staticmethod
     def run_ending(run_id: str, status: PostStatus) -> str:
@@ -275,6 +290,16 @@ def retry(connection: Connection, *, post_id: int, publish_at: datetime) -> bool
     )
 
 
+def restart(connection: Connection, post_id: int, dedupe_key: str, *, reason: str) -> bool:
+    """scheduled or publishing -> scheduled, as a new intent (``api.crud.workflow_starts``): a fresh run starts."""
+    # Checked first: a restart of a scheduled post leads back to its source, so the UPDATE alone cannot tell that
+    # an earlier attempt applied it.
+    if connection.execute(select(exists().where(_EVENTS.c.dedupe_key == dedupe_key))).scalar():
+        return False
+    values = {"error_code": None, "error_message": None}
+    return _apply(connection, post_id, Transition.RESTART, dedupe_key, reason, values=values)
+
+
 # --- events without a status change, and the rows publishing adds ------------------------------------------
 
 
@@ -408,7 +433,8 @@ def _apply(
     rule = TRANSITIONS[transition]
     current: PostStatus | None = None
     # One conditional UPDATE per possible source, the likeliest first: the status can only have moved here if no
-    # earlier attempt did, since no transition leads back to one of its sources.
+    # earlier attempt did, since no transition but RESTART (which checks its key first) leads back to one of its
+    # sources.
     for source in rule.sources:
         if source is None:
             continue

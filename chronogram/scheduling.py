@@ -5,7 +5,7 @@ By the workflow's registered name: the core imports no workflow code (the layers
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -36,9 +36,11 @@ from chronogram.contracts import (
 from chronogram.enums import PostStatus, PostType
 
 
-def post_summary(post_type: PostType, username: str, publish_at: datetime) -> str:
-    """What an operator reads in the Web UI's workflow list, e.g. "CAROUSEL to @shop at 2026-12-01 09:00 UTC"."""
-    return f"{post_type.value} to @{username} at {publish_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+def post_summary(post_type: PostType, username: str, post_id: int) -> str:
+    """What an operator reads in the Web UI's workflow list, e.g. "CAROUSEL to @shop (post 42)". Fixed at the
+    start, so it holds nothing that changes: the time is in the PublishAt search attribute and the workflow's
+    current details, which a reschedule or publish-now keeps true."""
+    return f"{post_type.value} to @{username} (post {post_id})"
 
 
 async def start_post_workflow(
@@ -72,7 +74,7 @@ async def start_post_workflow(
                 SearchAttributePair(PUBLISH_AT, publish_at),
             ]
         ),
-        static_summary=post_summary(post_type, username, publish_at),
+        static_summary=post_summary(post_type, username, post_id),
     )
 
 

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     # and never before it is token_refresh_min_age old (Meta refuses younger tokens). Seconds or ISO 8601.
     token_refresh_lead: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
     token_refresh_min_age: timedelta = Field(default=timedelta(hours=24), ge=timedelta(0))
+    # A circuit breaker per Graph API host in each worker (chronogram/instagram/breaker.py). After
+    # graph_breaker_failure_threshold consecutive failures (transport errors, timeouts, HTTP 5xx, Meta codes 1/2;
+    # never throttles, auth or invalid requests) the worker stops sending that host calls for
+    # graph_breaker_open_seconds; then up to graph_breaker_half_open_probes calls at a time go through as probes.
+    # An answer closes it; a failed probe opens it again for twice as long, up to graph_breaker_max_open_seconds,
+    # which is also the longest a worker may take to notice that the host is back. Refused calls are never sent
+    # and fail as GraphTransientError with the time until the next probe as their retry hint. The threshold is
+    # high enough that scattered faults (10 % of calls failing at random) practically never open it: 0.1**10.
+    graph_breaker_enabled: bool = True
+    graph_breaker_failure_threshold: int = Field(default=10, ge=1)
+    graph_breaker_open_seconds: float = Field(default=10.0, gt=0)
+    graph_breaker_max_open_seconds: float = Field(default=60.0, gt=0)
+    graph_breaker_half_open_probes: int = Field(default=1, ge=1)
 
     # HTTP API
     api_host: str = "127.0.0.1"
@@ -91,6 +104,25 @@ class Settings(BaseSettings):
     # API keys a user may hold at once (not revoked); POST /v1/keys answers 409 beyond. The admin command's keys
     # count, but it may make more.
     api_max_active_keys_per_user: int = Field(default=20, ge=1)
+
+    # What one API process does at once (api/README.md, "Concurrency and limits"). A request holds a database
+    # connection only while its queries run, and a thread only while blocking work runs; nothing is held while it
+    # waits on its client. Blocking work (database queries, writing uploads to disk, checking images, object
+    # storage) runs on at most this many threads.
+    api_threads: int = Field(default=40, ge=1)
+    # The database connection pool: this many kept open, as many more opened under load and closed when
+    # returned. pool_size + max_overflow = api_threads, so a thread never waits for a connection another thread
+    # holds. On PostgreSQL every API process may open up to pool_size + max_overflow connections.
+    api_db_pool_size: int = Field(default=10, ge=1)
+    api_db_max_overflow: int = Field(default=30, ge=0)
+    # Waiting longer than this for a connection answers 503 database_busy with Retry-After, instead of a hang.
+    api_db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Uploads being received or stored at once: per user (429 too_many_uploads beyond), so that one user cannot
+    # take the server's capacity from the others, and in all (503 upload_capacity_reached beyond).
+    api_max_concurrent_uploads_per_user: int = Field(default=6, ge=1)
+    api_max_concurrent_uploads: int = Field(default=256, ge=1)
+    # An upload whose client sends nothing for this long is dropped (408 upload_timed_out): it frees its slot.
+    api_upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Worker tuning
     worker_max_concurrent_activities: int = Field(default=100, ge=1)

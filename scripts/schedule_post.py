@@ -156,7 +156,7 @@ async def _schedule(
     stored: list[int] = []
     try:
         for received in files:
-            asset = await media.store_upload(services, session, received, owner_id=owner.user_id)
+            asset = await media.store_upload(services, received, owner_id=owner.user_id)
             assert asset.id is not None
             stored.append(asset.id)
     except ApiError as error:

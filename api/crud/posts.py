@@ -9,13 +9,13 @@ successful workflow start is recorded as a "workflow started" event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Insert, tuple_, union_all, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -356,3 +356,52 @@ def _insert(session: Session, row: SQLModel) -> Any:
     key = result.inserted_primary_key
     assert key is not None
     return key[0]
+
+
+# --- runs that ended without finishing their post (the reconciler) ------------------------------------------------
+
+_OPEN_STATUSES = (PostStatus.SCHEDULED, PostStatus.PUBLISHING)
+
+
+def open_posts(session: Session, *, post_ids: Sequence[int]) -> dict[int, PostStatus]:
+    """Which of ``post_ids`` are still scheduled or publishing, with their status."""
+    found: dict[int, PostStatus] = {}
+    for start in range(0, len(post_ids), 500):
+        rows = session.exec(
+            select(Post.id, Post.status).where(
+                col(Post.id).in_(post_ids[start : start + 500]), col(Post.status).in_(_OPEN_STATUSES)
+            )
+        ).all()
+        found.update({post_id: PostStatus(status) for post_id, status in rows if post_id is not None})
+    session.commit()
+    return found
+
+
+def cancel_after_run(session: Session, *, post_id: int, run_id: str, reason: str) -> bool:
+    """scheduled -> cancelled, for a run that ended on a cancellation requested through Temporal."""
+    return _transition(
+        session,
+        lambda connection: lifecycle.cancel(
+            connection, post_id, lifecycle.DedupeKey.cancel_requested(run_id), reason=reason
+        ),
+    )
+
+
+def restart_after_run(session: Session, *, post_id: int, run_id: str, reason: str) -> bool:
+    """A fresh run for a post whose run ``run_id`` ended without finishing it."""
+    return _transition(
+        session,
+        lambda connection: lifecycle.restart(
+            connection, post_id, lifecycle.DedupeKey.restart(run_id), reason=reason
+        ),
+    )
+
+
+def _transition(session: Session, apply: Callable[[Connection], bool]) -> bool:
+    try:
+        applied = apply(session.connection())
+    except (lifecycle.IllegalTransition, lifecycle.PostMissing):
+        session.rollback()
+        return False
+    session.commit()
+    return applied

@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from api.deps import CurrentUser, OwnedMediaDep, ServicesDep, SessionDep
+from api.deps import CurrentUser, OwnedMediaDep, ServicesDep, SessionDep, UploadSlotsDep
 from api.openapi import problems
 from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from api.schemas.media import MediaOut, MediaPage
 from api.uploads import FILE_FIELD, receive_upload
 from api.use_cases import media
+from chronogram.settings import Settings
 
 router = APIRouter(prefix="/v1/media", tags=["media"], responses=problems(401))
 
@@ -38,6 +39,32 @@ _UPLOAD_BODY = {
 }
 
 
+_PER_USER = Settings.model_fields["api_max_concurrent_uploads_per_user"].default
+_IDLE_SECONDS = Settings.model_fields["api_upload_idle_timeout_seconds"].default
+_UPLOAD_PROBLEMS = {
+    408: (
+        "The client stopped sending the upload",
+        {
+            "code": "upload_timed_out",
+            "detail": f"nothing of the upload arrived for {_IDLE_SECONDS:g} seconds",
+        },
+    ),
+    429: (
+        "Too many uploads of this user in progress; `Retry-After` says when to try again",
+        {
+            "code": "too_many_uploads",
+            "detail": f"you have {_PER_USER} uploads in progress, the most allowed at once; send this one when "
+            "one of them ends",
+        },
+    ),
+    503: (
+        "Object storage or the database unavailable or busy, or the server receiving the most uploads it takes "
+        "at once (`upload_capacity_reached`, with `Retry-After`)",
+        {"code": "storage_unavailable", "detail": "the file could not be stored; try again shortly"},
+    ),
+}
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -46,19 +73,27 @@ _UPLOAD_BODY = {
     description="Send one file as multipart/form-data, in a part named `file`. The content decides what it is "
     "(the declared type and file name are ignored). Images are checked now against Instagram's rules: format "
     "(JPEG, PNG, WebP; converted to JPEG when published), at most 8 MB and 50 megapixels, not damaged. The "
-    "aspect ratio is checked when a post uses the image, as it depends on the post type.",
+    "aspect ratio is checked when a post uses the image, as it depends on the post type.\n\n"
+    f"A user may have {_PER_USER} uploads in progress at once by default "
+    "(`CHRONOGRAM_API_MAX_CONCURRENT_UPLOADS_PER_USER`); one more answers 429 `too_many_uploads` at once, before "
+    "its body is read, with `Retry-After`. An upload whose client sends nothing for "
+    f"{_IDLE_SECONDS:g} seconds by default answers 408 `upload_timed_out`.",
     openapi_extra=_UPLOAD_BODY,
-    responses=problems(400, 413, 415, 422, 503),
+    responses=problems(400, 408, 413, 415, 422, 429, 503, examples=_UPLOAD_PROBLEMS),
 )
 async def upload_media(
-    request: Request, user: CurrentUser, services: ServicesDep, session: SessionDep
+    request: Request, user: CurrentUser, services: ServicesDep, slots: UploadSlotsDep
 ) -> MediaOut:
-    received = await receive_upload(
-        request,
-        max_image_bytes=services.settings.api_max_image_upload_bytes,
-        max_video_bytes=services.settings.api_max_video_upload_bytes,
-    )
-    return MediaOut.from_row(await media.store_upload(services, session, received, owner_id=user.user_id))
+    settings = services.settings
+    # No database session here: the body may take minutes to arrive, and nothing shared is held meanwhile.
+    with slots.hold(user.user_id):
+        received = await receive_upload(
+            request,
+            max_image_bytes=settings.api_max_image_upload_bytes,
+            max_video_bytes=settings.api_max_video_upload_bytes,
+            idle_timeout=settings.api_upload_idle_timeout_seconds,
+        )
+        return MediaOut.from_row(await media.store_upload(services, received, owner_id=user.user_id))
 
 
 @router.get(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Callable
 
 from minio import Minio
+from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -20,11 +23,12 @@ from chronogram.models import MediaAsset
 log = logging.getLogger("chronogram.api.media")
 
 
-async def store_upload(
-    services: AppServices, session: Session, received: ReceivedFile, *, owner_id: int
-) -> MediaAsset:
+async def store_upload(services: AppServices, received: ReceivedFile, *, owner_id: int) -> MediaAsset:
     """Check the file against Instagram's media rules (an ApiError if it breaks one), store it and record it.
-    Closes ``received``."""
+    Closes ``received``.
+
+    The row is written in a session of its own, opened once the file is received and stored, and closed at once:
+    an upload holds a database connection for that one write only."""
     settings = services.settings
     try:
         examined = await run_in_threadpool(examine, received)
@@ -41,9 +45,8 @@ async def store_upload(
     finally:
         received.file.close()
     try:
-        return await run_in_threadpool(
+        add = functools.partial(
             crud.add_media,
-            session,
             owner_id=owner_id,
             object_key=key,
             content_type=examined.content_type,
@@ -52,6 +55,7 @@ async def store_upload(
             width=examined.width,
             height=examined.height,
         )
+        return await run_in_threadpool(_in_own_session, services.engine, add)
     except Exception:
         # Without its row the object is unreachable: remove it rather than leave it behind.
         await run_in_threadpool(_remove, services.storage, settings.media_bucket, key)
@@ -79,6 +83,11 @@ async def delete_media(services: AppServices, session: Session, media: MediaAsse
         raise ApiError(409, "media_in_use", f"media {media_id} is used by {listed}")
     # After the commit: an object without a row is harmless, a row without its object is not.
     await run_in_threadpool(_remove, services.storage, services.settings.media_bucket, key)
+
+
+def _in_own_session(engine: Engine, write: Callable[[Session], MediaAsset]) -> MediaAsset:
+    with Session(engine, expire_on_commit=False) as session:
+        return write(session)
 
 
 def _store(storage: Minio, bucket: str, key: str, received: ReceivedFile, content_type: str) -> None:

@@ -1,5 +1,13 @@
-"""Instagram Graph API: a typed async client and the error tree its callers branch on."""
+"""Instagram Graph API: a typed async client, the error tree its callers branch on, and the per-host circuit
+breakers a worker shares between its clients."""
 
+from chronogram.instagram.breaker import (
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerSnapshot,
+    BreakerState,
+    GraphCircuitOpenError,
+)
 from chronogram.instagram.client import MEDIA_FIELDS, GraphClient
 from chronogram.instagram.errors import (
     ContainerNotReadyError,
@@ -46,6 +54,10 @@ from chronogram.instagram.models import (
 __all__ = [
     "MEDIA_FIELDS",
     "Account",
+    "BreakerConfig",
+    "BreakerRegistry",
+    "BreakerSnapshot",
+    "BreakerState",
     "CarouselImageItemSpec",
     "CarouselSpec",
     "CarouselVideoItemSpec",
@@ -59,6 +71,7 @@ __all__ = [
     "ErrorClass",
     "GraphAPIError",
     "GraphAuthError",
+    "GraphCircuitOpenError",
     "GraphClient",
     "GraphErrorDetails",
     "GraphInvalidRequestError",

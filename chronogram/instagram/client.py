@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from chronogram.instagram.breaker import BreakerRegistry, HostBreaker, host_of
 from chronogram.instagram.errors import GraphErrorDetails, Operation, classify, error_for
 from chronogram.instagram.models import (
     Account,
@@ -69,6 +70,10 @@ class GraphClient:
 
     ``timeout`` bounds every read call; ``publish_timeout`` is longer because a video publish can take a
     while and a publish that times out has an unknown outcome, which is far costlier than waiting.
+
+    With ``breakers`` (the worker's :class:`~chronogram.instagram.breaker.BreakerRegistry`) every call first asks
+    its host's circuit breaker; an open breaker raises
+    :class:`~chronogram.instagram.breaker.GraphCircuitOpenError` and the call is not sent.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class GraphClient:
         timeout: float = 30.0,
         publish_timeout: float = 90.0,
         connect_timeout: float = 10.0,
+        breakers: BreakerRegistry | None = None,
     ) -> None:
         if not _VERSION.match(api_version):
             raise ValueError(f"api_version must look like 'v25.0', got {api_version!r}")
@@ -88,16 +94,21 @@ class GraphClient:
         self._api_version = api_version
         self._timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
         self._publish_timeout = httpx.Timeout(publish_timeout, connect=min(connect_timeout, publish_timeout))
+        # Every call goes to base_url's host (refresh_access_token included), so one breaker serves them all.
+        self._breaker: HostBreaker | None = breakers.for_host(host_of(self._base_url)) if breakers else None
         _install_log_redaction()
 
     @classmethod
-    def from_settings(cls, http: httpx.AsyncClient, settings: Settings) -> GraphClient:
+    def from_settings(
+        cls, http: httpx.AsyncClient, settings: Settings, *, breakers: BreakerRegistry | None = None
+    ) -> GraphClient:
         return cls(
             http,
             base_url=settings.graph_api_base_url,
             api_version=settings.graph_api_version,
             timeout=settings.graph_api_timeout_seconds,
             publish_timeout=settings.graph_api_publish_timeout_seconds,
+            breakers=breakers,
         )
 
     @property
@@ -107,6 +118,11 @@ class GraphClient:
     @property
     def api_version(self) -> str:
         return self._api_version
+
+    @property
+    def breaker(self) -> HostBreaker | None:
+        """The circuit breaker guarding this client's host, if it was given a registry."""
+        return self._breaker
 
     def __repr__(self) -> str:
         return f"GraphClient(base_url={self._base_url!r}, api_version={self._api_version!r})"
@@ -391,31 +407,44 @@ class GraphClient:
         elif bearer:
             headers["Authorization"] = f"Bearer {access_token}"
         secrets = (access_token, *secrets)
+        # Refused (GraphCircuitOpenError) before anything is sent while the host's breaker is open.
+        permit = self._breaker.admit(operation) if self._breaker is not None else None
         started = time.monotonic()
         try:
-            response = await self._http.request(
-                method,
-                url,
-                params=query or None,
-                data=dict(form) if form is not None else None,
-                headers=headers,
-                timeout=limits or self._timeout,
-            )
-        except httpx.HTTPError as exc:
-            error = classify(exc, operation=operation, secrets=secrets)
-            logger.info("graph %s %s failed after %.0f ms: %s", method, path, _ms(started), error)
-            # Not chained: httpx exceptions keep the request, whose headers carry the token.
-            raise error from None
-        logger.debug("graph %s %s -> %d in %.0f ms", method, path, response.status_code, _ms(started))
-        if not response.is_success:
-            raise classify(response, operation=operation, secrets=secrets)
-        try:
-            body = response.json()
-        except ValueError:
+            try:
+                response = await self._http.request(
+                    method,
+                    url,
+                    params=query or None,
+                    data=dict(form) if form is not None else None,
+                    headers=headers,
+                    timeout=limits or self._timeout,
+                )
+            except httpx.HTTPError as exc:
+                if permit is not None:
+                    permit.record_transport_error(exc)
+                error = classify(exc, operation=operation, secrets=secrets)
+                logger.info("graph %s %s failed after %.0f ms: %s", method, path, _ms(started), error)
+                # Not chained: httpx exceptions keep the request, whose headers carry the token.
+                raise error from None
+            logger.debug("graph %s %s -> %d in %.0f ms", method, path, response.status_code, _ms(started))
             body = None
-        if not isinstance(body, dict) or "error" in body:
-            raise classify(response, operation=operation, secrets=secrets)
-        return body
+            if response.is_success:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+            if not isinstance(body, dict) or "error" in body:
+                error = classify(response, operation=operation, secrets=secrets)
+                if permit is not None:
+                    permit.record_error(error)
+                raise error
+            if permit is not None:
+                permit.succeeded()
+            return body
+        finally:
+            if permit is not None:
+                permit.release()  # cancelled, or failed in a way that says nothing of the host: no verdict
 
     def _id(self, body: Mapping[str, Any], operation: Operation) -> str:
         value = body.get("id")

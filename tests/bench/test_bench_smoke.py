@@ -99,3 +99,20 @@ def test_media(results: dict[str, Any]) -> None:
     assert media["rendition_in_worker"]["run_s"] > 0
     assert media["rendition_alone"]["seconds"] > 0 and media["rendition_alone"]["rendition_bytes"] > 0
     assert max(media["rendition_alone"]["rendition_size"]) <= 1440
+
+
+def test_uploads(results: dict[str, Any]) -> None:
+    uploads = results["scenarios"]["uploads"]
+    concurrent, slow = uploads["concurrent"], uploads["slow"]
+    assert concurrent["statuses"] == {"201": QUICK.upload_concurrency}
+    assert concurrent["image_bytes"] >= QUICK.upload_bytes and concurrent["seconds"] > 0
+    one, many = slow["one_user"], slow["many_users"]
+    # The one user's uploads beyond its limit are refused, before their bodies are read; the others were still
+    # streaming in when the window ended, and were abandoned.
+    assert one["refused"] == QUICK.slow_uploads - one["in_flight_at_window_end"] > 0
+    assert one["statuses"] == {"0": one["in_flight_at_window_end"], "429": one["refused"]}
+    assert one["refusal_ms"]["max_ms"] < 10_000
+    assert many["in_flight_at_window_end"] == QUICK.slow_uploads and many["refused"] == 0
+    for listed in (slow["list_without_uploads"], one["list"], many["list"]):
+        assert listed["n"] > 0 and 0 < listed["p50_ms"] <= listed["p99_ms"]
+    assert slow["one_user_uploads_again_after_abandoning"]["status"] == 201

@@ -81,13 +81,20 @@ def _run(engine: Engine, step: str, post_id: int, key: str = "run-1:1") -> bool:
             return lifecycle.cancel(connection, post_id=post_id, dedupe_key=key, reason="not needed")
         if step == "retry":
             return lifecycle.retry(connection, post_id=post_id, publish_at=PUBLISH_AT + timedelta(days=1))
+        if step == "restart":
+            return lifecycle.restart(connection, post_id, key, reason="its run was terminated")
     raise AssertionError(step)
 
 
 def test_the_status_graph_comes_from_the_named_transitions() -> None:
     assert lifecycle.STATUS_TRANSITIONS == {
-        PostStatus.SCHEDULED: {PostStatus.PUBLISHING, PostStatus.CANCELLED, PostStatus.FAILED},
-        PostStatus.PUBLISHING: {PostStatus.PUBLISHED, PostStatus.FAILED},
+        PostStatus.SCHEDULED: {
+            PostStatus.PUBLISHING,
+            PostStatus.CANCELLED,
+            PostStatus.FAILED,
+            PostStatus.SCHEDULED,
+        },
+        PostStatus.PUBLISHING: {PostStatus.PUBLISHED, PostStatus.FAILED, PostStatus.SCHEDULED},
         PostStatus.PUBLISHED: set(),
         PostStatus.FAILED: {PostStatus.SCHEDULED},
         PostStatus.CANCELLED: set(),
@@ -221,6 +228,25 @@ def test_observers_hear_every_transition_inside_its_transaction(engine: Engine, 
     assert messages == ["created", "publish time reached", "observed begin_publishing", "published"]
 
 
+def test_a_restart_hands_a_scheduled_or_publishing_post_to_a_fresh_run_once(
+    engine: Engine, new_post: int
+) -> None:
+    assert _run(engine, "restart", new_post, key="dead-run-1")
+    assert not _run(engine, "restart", new_post, key="dead-run-1")  # the same dead run: once
+    assert _run(engine, "begin", new_post)
+    assert _run(engine, "restart", new_post, key="dead-run-2")
+    assert _status(engine, new_post) is PostStatus.SCHEDULED
+    assert [(before, after) for before, after, _message in _events(engine, new_post)] == [
+        (None, PostStatus.SCHEDULED),
+        (PostStatus.SCHEDULED, PostStatus.SCHEDULED),
+        (PostStatus.SCHEDULED, PostStatus.PUBLISHING),
+        (PostStatus.PUBLISHING, PostStatus.SCHEDULED),
+    ]
+    assert _run(engine, "cancel", new_post, key="run-2:1")
+    with pytest.raises(lifecycle.IllegalTransition):
+        _run(engine, "restart", new_post, key="dead-run-3")  # a cancelled post stays cancelled
+
+
 def test_dedupe_key_formats_are_stable() -> None:
     """Recorded histories and stored rows hold these: a change would record events twice."""
     assert DedupeKey.created(7) == "created:7"
@@ -228,6 +254,8 @@ def test_dedupe_key_formats_are_stable() -> None:
     assert DedupeKey.run_event("r", 3) == "r:3"
     assert DedupeKey.run_ending("r", PostStatus.FAILED) == "finish:r:failed"
     assert DedupeKey.retry(7).startswith("retry:7:") and DedupeKey.retry(7) != DedupeKey.retry(7)
+    assert DedupeKey.restart("r") == "restart:r"
+    assert DedupeKey.cancel_requested("r") == "cancel-requested:r"
 
 
 def test_records_without_a_status_change_are_idempotent_by_key(engine: Engine, new_post: int) -> None:
