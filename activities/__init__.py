@@ -9,10 +9,12 @@ import httpx
 from minio import Minio
 from sqlalchemy import Engine
 
+from activities.account_tokens import AccountTokens
 from activities.instagram import InstagramActivities
 from activities.media import MediaActivities
 from activities.notifications import EmailActivities, WebhookActivities
 from activities.store import PostStore
+from chronogram.accounts import TokenSchedule
 from chronogram.contracts import ACTIVITY_INTERFACES, NOTIFICATION_ACTIVITY_INTERFACES, activity_names
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import BreakerRegistry, GraphClient
@@ -35,16 +37,13 @@ def build_activities(
     call (the worker's metrics)."""
     store = PostStore(engine)
     media = MediaActivities(storage, settings.media_bucket, engine)
-    instagram = InstagramActivities(
-        GraphClient.from_settings(http, settings, breakers=breakers, on_call=on_graph_call),
-        engine,
-        storage,
-        settings.media_bucket,
-        TokenCipher.from_settings(settings),
-    )
+    graph = GraphClient.from_settings(http, settings, breakers=breakers, on_call=on_graph_call)
+    cipher = TokenCipher.from_settings(settings)
+    instagram = InstagramActivities(graph, engine, storage, settings.media_bucket, cipher)
+    tokens = AccountTokens(graph, engine, cipher, login=settings.login, schedule=token_schedule(settings))
     return [
         getattr(implementation, name)
-        for implementation in (store, media, instagram)
+        for implementation in (store, media, instagram, tokens)
         for interface in ACTIVITY_INTERFACES
         if isinstance(implementation, interface)
         for name in activity_names(interface)
@@ -66,3 +65,7 @@ def build_notification_activities(
         if isinstance(implementation, interface)
         for name in activity_names(interface)
     ]
+
+
+def token_schedule(settings: Settings) -> TokenSchedule:
+    return TokenSchedule(lead=settings.token_refresh_lead, min_age=settings.token_refresh_min_age)

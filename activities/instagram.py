@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.account_status import marks_account_on_auth_error
 from activities.media import rendition_key
 from activities.rows import post_media, post_not_found
 from chronogram import lifecycle
@@ -107,12 +108,13 @@ async def _hold_until(instant: datetime | None) -> None:
         await asyncio.sleep(remaining.total_seconds())
 
 
-def as_application_error(error: GraphAPIError) -> ApplicationError:
-    """One translation for every activity: the type is the error's kind; throttles carry Meta's wait time."""
+def as_application_error(error: GraphAPIError, *, retryable: bool | None = None) -> ApplicationError:
+    """One translation for every activity: the type is the error's kind; throttles carry Meta's wait time.
+    ``retryable`` overrides the error's own verdict (the token refresh retries every refusal)."""
     return ApplicationError(
         cap_error_text(f"{error.user_message} [{error}]"),
         type=error.kind,
-        non_retryable=not error.retryable,
+        non_retryable=not (error.retryable if retryable is None else retryable),
         next_retry_delay=error.retry_after,
     )
 
@@ -150,6 +152,7 @@ class InstagramActivities(InstagramInterface):
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def get_publishing_quota(self, request: PostRef) -> QuotaReport:
         context = await self._context(request.post_id)
@@ -165,6 +168,7 @@ class InstagramActivities(InstagramInterface):
         return report
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def check_container_ready(self, request: ContainerCheck) -> ContainerReport:
         """Returns once the container is FINISHED; raises a retryable "not ready" while it is IN_PROGRESS, so
@@ -188,6 +192,7 @@ class InstagramActivities(InstagramInterface):
         return ContainerReport(container_id=status.id, status_code=status.status_code)
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def reconcile_publish(self, request: ReconcileInput) -> ReconcileResult:
         """Whether a publish whose outcome is unknown went live: the container's status is the documented truth."""
@@ -223,6 +228,7 @@ class InstagramActivities(InstagramInterface):
         return candidates[0] if len(candidates) == 1 else None
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def fetch_permalink(self, request: MediaRef) -> PermalinkResult:
         context = await self._context(request.post_id)
@@ -237,6 +243,7 @@ class InstagramActivities(InstagramInterface):
     # --- mutations ---------------------------------------------------------------------------------------------
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def create_container(self, request: CreateContainerInput) -> ContainerRef:
         """Creates the container for one slot (a carousel item, or the post itself) and stores its id before
@@ -259,6 +266,7 @@ class InstagramActivities(InstagramInterface):
         return ContainerRef(container_id=ref.id)
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def publish(self, request: PublishInput) -> PublishResult:
         """Calls media_publish at most once per activity (the workflow never retries this activity). Checks
@@ -291,6 +299,7 @@ class InstagramActivities(InstagramInterface):
         return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id)
 
     @activity.defn
+    @marks_account_on_auth_error
     @keeps_heartbeat
     async def post_first_comment(self, request: MediaRef) -> FirstCommentResult:
         """Exactly once: a comment id already stored, or our own identical comment already on the media, means

@@ -133,6 +133,16 @@ def account_disconnecting(account_id: int) -> ApiError:
     )
 
 
+def account_needs_reconnect(account_id: int, reason: str | None, detail: str | None) -> ApiError:
+    why = f" ({reason}: {detail})" if reason and detail else ""
+    return ApiError(
+        409,
+        "account_needs_reconnect",
+        f"account {account_id} needs reconnecting{why}: connect it again (POST /v1/accounts with a new token), "
+        "then schedule",
+    )
+
+
 def problem_response(request: Request | None, error: ApiError) -> JSONResponse:
     body = Problem(
         type=_TYPE_PREFIX + error.code,

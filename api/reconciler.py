@@ -1,6 +1,7 @@
 """The reconciler: starts the workflows of scheduled posts that have none, repairs posts whose workflow run ended
-without finishing them (an operator's cancel, terminate or reset in Temporal, a timeout), and finishes the
-disconnections of accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``).
+without finishing them (an operator's cancel, terminate or reset in Temporal, a timeout), finishes the
+disconnections of accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``), and at
+start-up starts the token workflow of every connected account (``api.account_workflows``).
 
 A post is recorded before its workflow is started, and every start is recorded on the post (see
 ``api.temporal_gateway``). A scheduled post with no start recorded since it last became scheduled may have no
@@ -21,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import temporal_gateway
+from api import account_workflows, temporal_gateway
 from api.crud import accounts as account_crud
 from api.crud import posts as crud
 from api.crud import workflow_starts
@@ -155,6 +156,12 @@ async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
     """At start-up, then every interval until ``stop`` is set; a failed pass never ends the loop."""
     settings = services.settings
     grace = timedelta(seconds=settings.api_reconcile_grace_seconds)
+    try:
+        # Once per start: every connected account has its token workflow (those connected before it existed, or
+        # while Temporal was down, get one now).
+        await account_workflows.ensure_token_workflows(services)
+    except Exception:
+        log.exception("reconciler: could not start the accounts' token workflows")
     # The first pass looks at every run that ever ended unfinished; the next ones at those since the last pass
     # began, with a margin for visibility's lag.
     closed_after: datetime | None = None

@@ -225,6 +225,8 @@ class PublishStep(StrEnum):
     PUBLISHING = "publishing"
     RECONCILING = "checking whether the post went live"
     FINISHING = "fetching permalink and posting first comment"
+    # The account's token failed (AccountSignal.ACCOUNT_RECONNECTED resumes the post): see AccountReconnected.
+    WAITING_FOR_RECONNECT = "waiting for reconnect"
     DONE = "done"
 
 
@@ -457,7 +459,94 @@ class InstagramInterface:
         raise NotImplementedError
 
 
-ACTIVITY_INTERFACES: tuple[type, ...] = (PostStoreInterface, MediaInterface, InstagramInterface)
+# --- AccountTokensWorkflow: one per connected account, refreshing its token ahead of expiry --------------------
+
+ACCOUNT_TOKENS_WORKFLOW = "AccountTokensWorkflow"
+
+
+def account_tokens_workflow_id(account_id: int | str) -> str:
+    return f"account-tokens-{account_id}"
+
+
+@dataclass(frozen=True)
+class AccountTokensInput:
+    """The account id only: the workflow's activities read and write the (encrypted) token themselves.
+    ``refreshes`` counts the refreshes of earlier runs (the workflow continues as new after each one)."""
+
+    account_id: int
+    refreshes: int = 0
+
+
+@dataclass(frozen=True)
+class AccountTokensResult:
+    account_id: int
+    refreshes: int
+
+
+class AccountSignal(StrEnum):
+    # To the account's workflow (signal-with-start on every connect and reconnect): the token was replaced, so
+    # plan again.
+    TOKEN_REPLACED = "token_replaced"
+    # To each scheduled post of an account that needed reconnecting, once it is reconnected: a post waiting for
+    # reconnect (PublishStep.WAITING_FOR_RECONNECT) goes on at once.
+    ACCOUNT_RECONNECTED = "account_reconnected"
+
+
+@dataclass(frozen=True)
+class TokenReplaced:
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class AccountReconnected:
+    account_id: int
+    reconnected_at: datetime
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    account_id: int
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """``gone``: the account was deleted or is being disconnected, the workflow ends. ``refresh_at`` None: nothing
+    to refresh until the token is replaced (it needs reconnecting, or Facebook Login, which has no refresh)."""
+
+    gone: bool
+    refresh_at: datetime | None = None
+
+
+class RefreshOutcome(StrEnum):
+    REFRESHED = "refreshed"
+    # Not refreshed, and nothing is wrong: the token was replaced meanwhile, or is younger than Meta allows.
+    NOT_DUE = "not_due"
+    NEEDS_RECONNECT = "needs_reconnect"
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    outcome: RefreshOutcome
+    token_expires_at: datetime | None = None
+
+
+class AccountTokensInterface:
+    @activity.defn
+    def plan_token_refresh(self, request: AccountRef) -> RefreshPlan:
+        raise NotImplementedError
+
+    @activity.defn
+    async def refresh_token(self, request: AccountRef) -> RefreshResult:
+        raise NotImplementedError
+
+
+ACTIVITY_INTERFACES: tuple[type, ...] = (
+    PostStoreInterface,
+    MediaInterface,
+    InstagramInterface,
+    AccountTokensInterface,
+)
 
 
 # --- Notifications: webhook and email delivery (workflows/webhook_delivery.py, activities/notifications.py) ------

@@ -22,6 +22,11 @@ _SCHEMA_LOCK_ID = 0x6368726F6E6F
 ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("api_keys", "last_used_at"),
     ("instagram_accounts", "disconnecting_since"),
+    ("instagram_accounts", "token_issued_at"),
+    ("instagram_accounts", "status"),
+    ("instagram_accounts", "status_reason"),
+    ("instagram_accounts", "status_detail"),
+    ("instagram_accounts", "status_changed_at"),
 )
 """Columns added to tables after their release, as (table, column). Creating what is missing leaves an existing
 table as it is, so create_schema adds these to the databases made before them: schema.sql's closing section on

@@ -63,3 +63,35 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # waiting for its first attempt, or between retries
     DELIVERED = "delivered"  # a 2xx answer (webhook), or accepted by the SMTP server (email)
     FAILED = "failed"  # retries exhausted, or the endpoint answered 410 Gone
+
+
+class AccountStatus(StrEnum):
+    """Whether an account can publish. ``active`` and ``needs_reconnect`` are stored; ``expiring`` is derived (an
+    active account whose token is due for a refresh that has not succeeded yet, chronogram.accounts)."""
+
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
+class AccountStatusReason(StrEnum):
+    """Why an account is not plainly active."""
+
+    # The token's time is up (Graph 190/463), or it was found expired.
+    TOKEN_EXPIRED = "token_expired"
+    # The token was invalidated: revoked, password changed, app removed, unparsable (Graph 190, 102, 104).
+    TOKEN_INVALID = "token_invalid"
+    # The token is valid but a permission the account needs was withdrawn (Graph 10, 200-299, 3; HTTP 403).
+    PERMISSION_MISSING = "permission_missing"
+    # Expiring: the token expires soon and its refresh has not succeeded yet (or cannot be done).
+    EXPIRY_NEAR = "expiry_near"
+
+
+class AccountEventKind(StrEnum):
+    """What an account_events row records."""
+
+    CONNECTED = "connected"
+    RECONNECTED = "reconnected"
+    TOKEN_EXCHANGED = "token_exchanged"
+    TOKEN_REFRESHED = "token_refreshed"
+    NEEDS_RECONNECT = "needs_reconnect"

@@ -44,6 +44,9 @@ from typing_extensions import TypedDict
 
 from chronogram.contracts import ErrorType, MediaKind
 from chronogram.enums import (
+    AccountEventKind,
+    AccountStatus,
+    AccountStatusReason,
     DeliveryChannel,
     DeliveryStatus,
     EventKind,
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APP_TABLES",
+    "AccountEvent",
     "ApiKey",
     "DeliveryAttempt",
     "DeliveryChannel",
@@ -299,12 +303,51 @@ class InstagramAccount(SQLModel, table=True):
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
     disconnecting_since: datetime | None = _timestamp(nullable=True)
+    # Added after release: chronogram.db.ADDED_COLUMNS. Only ACTIVE and NEEDS_RECONNECT are stored.
+    token_issued_at: datetime | None = _timestamp(nullable=True)
+    status: AccountStatus = Field(
+        default=AccountStatus.ACTIVE,
+        sa_column=Column(TextEnum(AccountStatus), nullable=False, server_default=AccountStatus.ACTIVE.value),
+    )
+    status_reason: AccountStatusReason | None = _column(Column(TextEnum(AccountStatusReason), nullable=True))
+    status_detail: str | None = _text(nullable=True)
+    status_changed_at: datetime | None = _timestamp(nullable=True)
 
     def set_access_token(self, cipher: TokenCipher, token: str | SecretStr) -> None:
         self.access_token_ciphertext = cipher.encrypt(token)
 
     def access_token(self, cipher: TokenCipher) -> SecretStr:
         return cipher.decrypt(self.access_token_ciphertext)
+
+
+class AccountEvent(SQLModel, table=True):
+    __tablename__ = "account_events"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="account_events_dedupe_key_key"),
+        ForeignKeyConstraint(
+            ["account_id"],
+            ["instagram_accounts.id"],
+            ondelete="CASCADE",
+            name="account_events_account_id_fkey",
+        ),
+        _in_check("kind", AccountEventKind, name="account_events_kind_check"),
+        _in_check("reason", AccountStatusReason, nullable=True, name="account_events_reason_check"),
+        Index("ix_account_events_account_id_occurred_at_id", "account_id", "occurred_at", "id"),
+        {
+            "comment": "Append-only history of an account's connection: connects, token exchanges and refreshes, "
+            "and why it needs reconnecting.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    account_id: int = _fk()
+    occurred_at: datetime = _created_at()
+    kind: AccountEventKind = _column(Column(TextEnum(AccountEventKind), nullable=False))
+    message: str = _text(nullable=False)
+    reason: AccountStatusReason | None = _column(Column(TextEnum(AccountStatusReason), nullable=True))
+    token_expires_at: datetime | None = _timestamp(nullable=True)
+    dedupe_key: str | None = _text(nullable=True)
 
 
 class MediaAsset(SQLModel, table=True):
@@ -696,6 +739,7 @@ APP_TABLES: Sequence[Table] = tuple(
         User,
         ApiKey,
         InstagramAccount,
+        AccountEvent,
         MediaAsset,
         Post,
         PostMedia,

@@ -18,6 +18,7 @@ from temporalio.common import (
 
 from chronogram.contracts import (
     ACCOUNT_ID,
+    ACCOUNT_TOKENS_WORKFLOW,
     POST_STATUS,
     POST_TYPE,
     PUBLISH_AT,
@@ -25,8 +26,13 @@ from chronogram.contracts import (
     TASK_QUEUE,
     USER_ID,
     USERNAME,
+    AccountSignal,
+    AccountTokensInput,
+    AccountTokensResult,
     ScheduledPostInput,
     ScheduledPostResult,
+    TokenReplaced,
+    account_tokens_workflow_id,
     post_workflow_id,
 )
 from chronogram.enums import PostStatus, PostType
@@ -75,4 +81,24 @@ async def start_post_workflow(
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         search_attributes=TypedSearchAttributes(attributes),
         static_summary=post_summary(post_type, username, post_id),
+    )
+
+
+async def start_account_tokens_workflow(
+    client: Client, *, account_id: int, username: str, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, AccountTokensResult]:
+    """Start the account's token workflow, or tell the running one that its token was replaced (signal-with-start:
+    one call either way). A workflow that ended (the account was disconnected) may be started again."""
+    return await client.start_workflow(
+        ACCOUNT_TOKENS_WORKFLOW,
+        AccountTokensInput(account_id=account_id),
+        result_type=AccountTokensResult,
+        id=account_tokens_workflow_id(account_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        start_signal=AccountSignal.TOKEN_REPLACED,
+        start_signal_args=[TokenReplaced()],
+        search_attributes=TypedSearchAttributes([SearchAttributePair(ACCOUNT_ID, str(account_id))]),
+        static_summary=f"access token of @{username}",
     )

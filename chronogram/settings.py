@@ -19,6 +19,17 @@ class LogFormat(StrEnum):
     JSON = "json"  # one JSON object per line, for a log pipeline (production)
 
 
+class GraphLogin(StrEnum):
+    """How the accounts' tokens were obtained, which decides how they are inspected, exchanged and refreshed."""
+
+    # Business Login for Instagram (graph.instagram.com): 60-day tokens, exchanged with ig_exchange_token and
+    # refreshed with refresh_access_token.
+    INSTAGRAM = "instagram"
+    # Facebook Login (graph.facebook.com): inspected with debug_token, exchanged with fb_exchange_token; a
+    # long-lived user token cannot be refreshed by the API (the user logs in again), Page tokens do not expire.
+    FACEBOOK = "facebook"
+
+
 class Settings(BaseSettings):
     """Every setting has an embedded default, so a fresh clone runs with no configuration at all."""
 
@@ -50,6 +61,16 @@ class Settings(BaseSettings):
     graph_api_timeout_seconds: float = 30.0
     # media_publish only: a publish that times out has an unknown outcome, so it is given longer than reads.
     graph_api_publish_timeout_seconds: float = 90.0
+    # Which login issued the tokens; unset: Facebook Login on graph.facebook.com, Instagram Login elsewhere.
+    graph_login: GraphLogin | None = None
+    # The Meta app's id and secret: exchanging short-lived tokens and debug_token need them. Without them, tokens
+    # are stored as given and their expiry is learnt from the first refresh.
+    meta_app_id: str = ""
+    meta_app_secret: SecretStr = SecretStr("")
+    # A long-lived token is refreshed this long before it expires (a refresh that fails is retried until then),
+    # and never before it is token_refresh_min_age old (Meta refuses younger tokens). Seconds or ISO 8601.
+    token_refresh_lead: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    token_refresh_min_age: timedelta = Field(default=timedelta(hours=24), ge=timedelta(0))
     # A circuit breaker per Graph API host in each worker (chronogram/instagram/breaker.py). After
     # graph_breaker_failure_threshold consecutive failures (transport errors, timeouts, HTTP 5xx, Meta codes 1/2;
     # never throttles, auth or invalid requests) the worker stops sending that host calls for
@@ -155,6 +176,14 @@ class Settings(BaseSettings):
     # port, logged at start-up.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    @property
+    def login(self) -> GraphLogin:
+        if self.graph_login is not None:
+            return self.graph_login
+        return (
+            GraphLogin.FACEBOOK if "graph.facebook.com" in self.graph_api_base_url else GraphLogin.INSTAGRAM
+        )
 
 
 @lru_cache

@@ -46,6 +46,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--api-version", default=defaults.default_api_version, help="version for unversioned paths"
     )
+    parser.add_argument(
+        "--token-lifetime-seconds",
+        type=int,
+        default=defaults.long_lived_token_seconds,
+        metavar="S",
+        help="lifetime of the long-lived tokens an exchange or a refresh issues (Meta: 60 days)",
+    )
+    parser.add_argument(
+        "--token-refresh-min-age-seconds",
+        type=int,
+        default=defaults.token_refresh_min_age_seconds,
+        metavar="S",
+        help="how old a token must be before it can be refreshed (Meta: 24 h)",
+    )
     parser.add_argument("--no-demo-account", dest="demo_account", action="store_false")
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -65,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         accept_png=args.accept_png,
         default_api_version=args.api_version,
         demo_account=args.demo_account,
+        long_lived_token_seconds=args.token_lifetime_seconds,
+        token_refresh_min_age_seconds=args.token_refresh_min_age_seconds,
     )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

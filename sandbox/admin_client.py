@@ -35,12 +35,21 @@ class SandboxAdmin:
         return SandboxAccount(body["ig_user_id"], body["username"], body["access_token"])
 
     async def issue_token(self, ig_user_id: str, **options: Any) -> str:
+        """``options``: access_token, expires_in_seconds, lifetime ("long", "short" or "never"), scopes."""
         body = await self._request("POST", f"/accounts/{ig_user_id}/tokens", json=options)
         token: str = body["access_token"]
         return token
 
     async def revoke_token(self, access_token: str) -> None:
         await self._request("POST", "/tokens/revoke", json={"access_token": access_token})
+
+    async def remove_scope(self, access_token: str, scope: str) -> list[str]:
+        """Withdraw one permission from the token; returns the permissions it keeps."""
+        body = await self._request(
+            "POST", "/tokens/scopes/remove", json={"access_token": access_token, "scope": scope}
+        )
+        scopes: list[str] = body["scopes"]
+        return scopes
 
     async def add_fault(self, action: str, **spec: Any) -> dict[str, Any]:
         fault: dict[str, Any] = await self._request("POST", "/faults", json={"action": action, **spec})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,10 +44,19 @@ class TokenCreate(BaseModel):
 
     access_token: str | None = Field(default=None, min_length=8)
     expires_in_seconds: float | None = Field(default=None, gt=0)
+    # Lifetime kinds (overridden by expires_in_seconds): "long" (config long_lived_token_seconds), "short" (a token
+    # from the authorization window, for ig_exchange_token; config short_lived_token_seconds) or "never".
+    lifetime: Literal["long", "short", "never"] = "never"
+    scopes: list[str] | None = Field(default=None, description="default: every Instagram Login permission")
 
 
 class TokenRevoke(BaseModel):
     access_token: str
+
+
+class ScopeRemoval(BaseModel):
+    access_token: str
+    scope: str
 
 
 class ClockChange(BaseModel):
@@ -64,6 +73,8 @@ def _token_json(state: SandboxState, value: str) -> dict[str, Any]:
         "ig_user_id": token.ig_user_id,
         "access_token": token.value,
         "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        "short_lived": token.short_lived,
+        "scopes": token.scopes,
     }
 
 
@@ -102,9 +113,21 @@ async def list_accounts(state: StateDep) -> dict[str, Any]:
 async def issue_token(ig_user_id: str, body: TokenCreate, state: StateDep) -> dict[str, Any]:
     if ig_user_id not in state.accounts:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such account")
-    expires_in = None if body.expires_in_seconds is None else timedelta(seconds=body.expires_in_seconds)
+    seconds = body.expires_in_seconds
+    if seconds is None and body.lifetime != "never":
+        config = state.config
+        seconds = (
+            config.short_lived_token_seconds if body.lifetime == "short" else config.long_lived_token_seconds
+        )
+    expires_in = None if seconds is None else timedelta(seconds=seconds)
     try:
-        token = state.issue_token(ig_user_id, access_token=body.access_token, expires_in=expires_in)
+        token = state.issue_token(
+            ig_user_id,
+            access_token=body.access_token,
+            expires_in=expires_in,
+            short_lived=body.lifetime == "short",
+            scopes=body.scopes,
+        )
     except ValueError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     return _token_json(state, token.value)
@@ -118,6 +141,16 @@ async def revoke_token(body: TokenRevoke, state: StateDep) -> dict[str, bool]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such token")
     token.revoked = True
     return {"success": True}
+
+
+@router.post("/tokens/scopes/remove")
+async def remove_scope(body: ScopeRemoval, state: StateDep) -> dict[str, Any]:
+    """The user withdrew one permission: calls that need it get Meta's 403 permission error from now on."""
+    token = state.tokens.get(body.access_token)
+    if token is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such token")
+    token.scopes = [scope for scope in token.scopes if scope != body.scope]
+    return {"success": True, "scopes": token.scopes}
 
 
 @router.get("/accounts/{ig_user_id}/media")

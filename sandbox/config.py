@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEMO_IG_USER_ID = "17841400000000001"
 DEMO_USERNAME = "chronogram_demo"
@@ -57,7 +57,19 @@ class SandboxConfig(BaseModel):
 
     # Tokens.
     token_refresh_min_age_seconds: int = Field(default=86400, ge=0)
+    # The lifetime of every long-lived token issued by an exchange or a refresh (Meta: 60 days).
     long_lived_token_seconds: int = Field(default=60 * 86400, gt=0)
+    short_lived_token_seconds: int = Field(default=3600, gt=0)
+    # The code of the permission error a token without a needed scope gets: 10, or one of 200-299.
+    permission_error_code: int = Field(default=10)
+
+    @field_validator("permission_error_code")
+    @classmethod
+    def _permission_code(cls, value: int) -> int:
+        if value != 10 and not 200 <= value <= 299:
+            raise ValueError("a permission error's code is 10 or 200-299")
+        return value
+
     app_id: str = "100000000000001"
     app_secret: str = "sandbox-app-secret"
 

@@ -216,6 +216,12 @@ def revoked_token() -> GraphError:
     return catalogued(190, 460)
 
 
+def permission_denied(code: int, scope: str) -> GraphError:
+    """The token lacks a permission the call needs: HTTP 403 with code 10 or 200-299 (reference sections 6.3,
+    6.4). Meta's wording varies by endpoint; this one names the permission, as Meta's messages often do."""
+    return GraphError(code, f"(#{code}) Requires {scope} permission to perform this action", http_status=403)
+
+
 def unsupported_request(method: str, object_id: str) -> GraphError:
     return GraphError(
         100,

@@ -40,7 +40,7 @@ from sandbox.faults import FaultAction, FaultSpec
 from sandbox.nodes import comment_json, container_json, media_json, user_json
 from sandbox.outages import Outage
 from sandbox.params import FieldSel, Params, parse_fields, read_params, sanitized, token_from
-from sandbox.state import Account, Comment, Media, SandboxState
+from sandbox.state import COMMENTS_SCOPE, PUBLISH_SCOPE, Account, Comment, Media, SandboxState
 from sandbox.usage import app_usage_header, buc_header
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,10 @@ def _resolve(method: str, segments: list[str], state: SandboxState) -> Route | N
             return Route("token_refresh", _token_refresh, authenticated=False)
         case "GET", ["oauth", "access_token"]:
             return Route("token_exchange", _token_exchange, authenticated=False)
+        case "GET", ["access_token"]:
+            return Route("token_ig_exchange", _token_ig_exchange, authenticated=False)
+        case "GET", ["debug_token"]:
+            return Route("debug_token", _debug_token, authenticated=False)
         case "POST", [node, "media"]:
             return Route("media_create", _media_create, node)
         case "GET", [node, "media"]:
@@ -197,6 +201,9 @@ async def _serve(
         raise _outage_failure(outage, record, owner, now)
     if account is not None:
         _meter(state, account)
+        scope = _REQUIRED_SCOPES.get(route.endpoint)
+        if scope is not None:
+            state.require_scope(token_from(request, raw), scope)
     call = Call(request, state, params, route.node, account, parse_fields(params.get_str("fields")))
     target = params.get_str("creation_id") if route.endpoint == "media_publish" else route.node
     latency, fault = state.faults.take_request_faults(
@@ -475,13 +482,81 @@ async def _comments_list(call: Call) -> dict[str, Any]:
     return {"data": [comment_json(state, comment, selection) for comment in comments]}
 
 
+# The permission each publishing call needs; reads need only instagram_business_basic, which every token has.
+_REQUIRED_SCOPES = {
+    "media_create": PUBLISH_SCOPE,
+    "media_publish": PUBLISH_SCOPE,
+    "comments_create": COMMENTS_SCOPE,
+}
+
+
 def _grant(call: Call, token_value: str | None) -> dict[str, Any]:
+    """A new long-lived token for the same account and permissions; the old one stays valid until it expires."""
     state = call.state
     account = state.authenticate(token_value)
     call.account = account
+    old = state.tokens[str(token_value)]
     seconds = state.config.long_lived_token_seconds
-    token = state.issue_token(account.ig_user_id, expires_in=timedelta(seconds=seconds))
+    token = state.issue_token(account.ig_user_id, expires_in=timedelta(seconds=seconds), scopes=old.scopes)
     return {"access_token": token.value, "token_type": "bearer", "expires_in": seconds}
+
+
+async def _token_ig_exchange(call: Call) -> dict[str, Any]:
+    """Instagram Login's ``GET /access_token?grant_type=ig_exchange_token&client_secret=…&access_token=<short>``
+    (reference section 2.2): a short-lived token for a 60-day one."""
+    params, config = call.params, call.state.config
+    if params.get_str("grant_type") != "ig_exchange_token":
+        raise invalid_param("grant_type must be ig_exchange_token")
+    if params.get_str("client_secret") != config.app_secret:
+        raise GraphError(1, "Error validating client secret.")
+    value = token_from(call.request, call.params.values)
+    call.state.authenticate(value)
+    if not call.state.tokens[str(value)].short_lived:
+        raise invalid_param("Only a short-lived access token can be exchanged for a long-lived one")
+    return _grant(call, value)
+
+
+async def _debug_token(call: Call) -> dict[str, Any]:
+    """``GET /debug_token?input_token=…`` with an app token ``{app-id}|{app-secret}`` (reference section 2.3).
+    An invalid input token is not an HTTP error: ``is_valid`` is false and ``data.error`` says why."""
+    state, config = call.state, call.state.config
+    if token_from(call.request, call.params.values) != f"{config.app_id}|{config.app_secret}":
+        raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+    value = call.params.get_str("input_token")
+    if value is None:
+        raise missing_param("input_token")
+    token = state.tokens.get(value)
+    data: dict[str, Any] = {"app_id": config.app_id, "type": "USER", "application": "Chronogram Sandbox"}
+    if token is None:
+        unknown = catalogued(190)
+        return {
+            "data": {
+                **data,
+                "error": {"code": unknown.code, "message": unknown.message},
+                "is_valid": False,
+                "scopes": [],
+            }
+        }
+    error: GraphError | None = None
+    try:
+        state.authenticate(value)
+    except GraphError as refused:
+        error = refused
+    issued = int(token.issued_at.timestamp())
+    data |= {
+        "data_access_expires_at": issued + 90 * 86400,
+        "expires_at": int(token.expires_at.timestamp()) if token.expires_at is not None else 0,
+        "is_valid": error is None,
+        "issued_at": issued,
+        "scopes": list(token.scopes),
+        "granular_scopes": [{"scope": scope} for scope in token.scopes],
+        "user_id": token.ig_user_id,
+    }
+    if error is not None:
+        data["error"] = {"code": error.code, "message": error.message}
+        if error.subcode is not None:
+            data["error"]["subcode"] = error.subcode
+    return {"data": data}
 
 
 async def _token_refresh(call: Call) -> dict[str, Any]:
@@ -491,6 +566,10 @@ async def _token_refresh(call: Call) -> dict[str, Any]:
     value = token_from(call.request, call.params.values)
     call.state.authenticate(value)
     token = call.state.tokens[str(value)]
+    if token.short_lived:
+        raise invalid_param(
+            "A short-lived access token cannot be refreshed; exchange it for a long-lived one"
+        )
     age = call.state.clock.now() - token.issued_at
     if age < timedelta(seconds=call.state.config.token_refresh_min_age_seconds):
         raise invalid_param("The access token can only be refreshed once it is at least 24 hours old")

@@ -26,7 +26,7 @@ import httpx
 from sandbox.calls import CallLog
 from sandbox.clock import Clock
 from sandbox.config import DEMO_ACCESS_TOKEN, DEMO_IG_USER_ID, DEMO_USERNAME, SandboxConfig
-from sandbox.errors import expired_token, invalid_token, missing_token, revoked_token
+from sandbox.errors import expired_token, invalid_token, missing_token, permission_denied, revoked_token
 from sandbox.faults import FaultBook
 from sandbox.media import MediaInfo
 from sandbox.outages import OutageBook
@@ -51,6 +51,16 @@ class Kind(StrEnum):
     CAROUSEL = "CAROUSEL"
 
 
+# Instagram Login's permissions (reference section 1.2): what a token from the authorization window grants.
+INSTAGRAM_LOGIN_SCOPES = (
+    "instagram_business_basic",
+    "instagram_business_content_publish",
+    "instagram_business_manage_comments",
+)
+PUBLISH_SCOPE = "instagram_business_content_publish"
+COMMENTS_SCOPE = "instagram_business_manage_comments"
+
+
 @dataclass
 class Token:
     value: str
@@ -58,6 +68,9 @@ class Token:
     issued_at: datetime
     expires_at: datetime | None
     revoked: bool = False
+    # A short-lived token (1 h by default) is what the authorization window gives; ig_exchange_token trades it.
+    short_lived: bool = False
+    scopes: list[str] = field(default_factory=lambda: list(INSTAGRAM_LOGIN_SCOPES))
 
 
 @dataclass
@@ -221,13 +234,23 @@ class SandboxState:
         return account, self.issue_token(account_id, access_token=access_token, expires_in=expires_in)
 
     def issue_token(
-        self, ig_user_id: str, *, access_token: str | None = None, expires_in: timedelta | None = None
+        self,
+        ig_user_id: str,
+        *,
+        access_token: str | None = None,
+        expires_in: timedelta | None = None,
+        short_lived: bool = False,
+        scopes: list[str] | None = None,
     ) -> Token:
         value = access_token or "IGAA" + secrets.token_urlsafe(24)
         if value in self.tokens:
             raise ValueError("token already issued")
         now = self.clock.now()
-        token = Token(value, ig_user_id, now, None if expires_in is None else now + expires_in)
+        token = Token(
+            value, ig_user_id, now, None if expires_in is None else now + expires_in, short_lived=short_lived
+        )
+        if scopes is not None:
+            token.scopes = list(scopes)
         self.tokens[value] = token
         return token
 
@@ -249,6 +272,12 @@ class SandboxState:
         if token.expires_at is not None and now >= token.expires_at:
             raise expired_token(token.expires_at, now)
         return self.accounts[token.ig_user_id]
+
+    def require_scope(self, value: str | None, scope: str) -> None:
+        """Meta's permission error (403, code 10 or 200-299 as configured) when the token lacks ``scope``."""
+        token = self.tokens.get(value) if value is not None else None
+        if token is not None and scope not in token.scopes:
+            raise permission_denied(self.config.permission_error_code, scope)
 
     # Ids
 

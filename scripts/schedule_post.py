@@ -147,12 +147,13 @@ async def _schedule(
     printed) if it was refused."""
     owner = await run_in_threadpool(find_or_create_user, session, name=CLI_USER_EMAIL)
     try:
-        account, _connected_now = await accounts.connect_account(
+        connected = await accounts.connect_account(
             services, session, owner_id=owner.user_id, ig_user_id=args.ig_user_id, token=token
         )
     except ApiError as error:
         print(f"The Instagram account could not be verified: {error.detail}", file=sys.stderr)
         return None
+    account = connected.account
     assert account.id is not None
     stored: list[int] = []
     try:

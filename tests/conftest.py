@@ -34,7 +34,7 @@ from devstack.services import MinioServer, PostgresServer, TemporalDevServer
 from tests.support.db import NewDatabase, schema_engine
 
 SERVER_LOG_ENV = "CHRONOGRAM_TEST_SERVER_LOG"
-ISOLATED_NAMESPACES = ("engine", "api")
+ISOLATED_NAMESPACES = ("engine", "api", "accounts")
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api.crud.deletion import delete_unless_pinned
-from chronogram.enums import PostStatus
-from chronogram.models import InstagramAccount, Post
+from chronogram import accounts as account_status
+from chronogram.enums import AccountEventKind, AccountStatus, PostStatus
+from chronogram.models import AccountEvent, InstagramAccount, Post
 
 ACTIVE_STATUSES = (PostStatus.SCHEDULED, PostStatus.PUBLISHING)
 
@@ -38,10 +39,30 @@ def account_by_id(session: Session, *, account_id: int) -> InstagramAccount | No
     return session.get(InstagramAccount, account_id)
 
 
+@dataclass(frozen=True)
+class ConnectedToken:
+    """The token a connect stores (encrypted), with what is known of its life and how it was obtained."""
+
+    ciphertext: str
+    expires_at: datetime | None
+    # Whether Chronogram exchanged the token the user gave for a long-lived one.
+    exchanged: bool = False
+
+
+@dataclass(frozen=True)
+class Connected:
+    account: InstagramAccount
+    created: bool
+    # The account needed reconnecting before this connect: its waiting posts are to be told.
+    was_needing_reconnect: bool = False
+
+
 def connect_account(
-    session: Session, *, owner_id: int, ig_user_id: str, username: str, token_ciphertext: str
-) -> tuple[InstagramAccount, bool]:
-    """Insert the account, or refresh the token and username of the one already connected; True if inserted."""
+    session: Session, *, owner_id: int, ig_user_id: str, username: str, token: ConnectedToken
+) -> Connected:
+    """Insert the account, or replace the token and username of the one already connected (a reconnect: the
+    account becomes active again); either way one account event (and one more for an exchange)."""
+    now = datetime.now(UTC)
     for _attempt in range(2):
         account = session.exec(
             select(InstagramAccount).where(
@@ -49,30 +70,78 @@ def connect_account(
             )
         ).first()
         created = account is None
+        was_needing_reconnect = False
         if account is None:
             account = InstagramAccount(
                 owner_id=owner_id,
                 ig_user_id=ig_user_id,
                 username=username,
-                access_token_ciphertext=token_ciphertext,
+                access_token_ciphertext=token.ciphertext,
+                token_expires_at=token.expires_at,
+                token_issued_at=now,
+                status_changed_at=now,
             )
         elif account.disconnecting_since is not None:
             assert account.id is not None
             session.rollback()
             raise AccountDisconnecting(account.id)
         else:
+            was_needing_reconnect = account.status is AccountStatus.NEEDS_RECONNECT
             account.username = username
-            account.access_token_ciphertext = token_ciphertext
-            account.updated_at = datetime.now(UTC)
         session.add(account)
         try:
+            session.flush()
+            assert account.id is not None
+            connection = session.connection()
+            until = f"; the token expires at {token.expires_at.isoformat()}" if token.expires_at else ""
+            if created:
+                account_status.record_event(
+                    connection,
+                    account.id,
+                    kind=AccountEventKind.CONNECTED,
+                    message=f"connected as @{username}{until}",
+                    now=now,
+                    token_expires_at=token.expires_at,
+                )
+            else:
+                was = "after it needed reconnecting" if was_needing_reconnect else "with a new token"
+                account_status.replace_token(
+                    connection,
+                    account.id,
+                    token_ciphertext=token.ciphertext,
+                    expires_at=token.expires_at,
+                    now=now,
+                    kind=AccountEventKind.RECONNECTED,
+                    message=f"reconnected as @{username} {was}{until}",
+                )
+            if token.exchanged:
+                account_status.record_event(
+                    connection,
+                    account.id,
+                    kind=AccountEventKind.TOKEN_EXCHANGED,
+                    message=f"the short-lived token was exchanged for a long-lived one{until}",
+                    now=now,
+                    token_expires_at=token.expires_at,
+                )
             session.commit()
         except IntegrityError:
             # The same account was connected by a concurrent request: update that row instead.
             session.rollback()
             continue
-        return account, created
+        session.refresh(account)
+        return Connected(account, created, was_needing_reconnect)
     raise RuntimeError(f"could not connect account {ig_user_id}")
+
+
+def recent_events(session: Session, *, account_id: int, limit: int) -> list[AccountEvent]:
+    """The account's latest events, oldest first."""
+    rows = session.exec(
+        select(AccountEvent)
+        .where(AccountEvent.account_id == account_id)
+        .order_by(col(AccountEvent.occurred_at).desc(), col(AccountEvent.id).desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(rows))
 
 
 @dataclass(frozen=True)

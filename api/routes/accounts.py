@@ -19,10 +19,14 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=problems(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=AccountOut,
-    summary="Connect an Instagram account",
-    description="Verifies the token with the Graph API (it must act for `ig_user_id`), stores it encrypted and "
-    "returns the account, never the token. Connecting an account that is already connected replaces its token "
-    "and answers 200; while the account is being disconnected, 409 `account_disconnecting`.",
+    summary="Connect (or reconnect) an Instagram account",
+    description="Verifies the token with the Graph API (it must act for `ig_user_id`), exchanges a short-lived "
+    "token for a long-lived one where the platform allows (and the Meta app's credentials are configured), "
+    "stores it encrypted and returns the account with its status and `token_expires_at`, never the token. The "
+    "token is then refreshed ahead of its expiry for as long as the account is connected.\n\n"
+    "Connecting an account that is already connected replaces its token and answers 200: this is how an account "
+    "that `needs_reconnect` is reconnected (it becomes `active`, the event is recorded, and its posts waiting for "
+    "the reconnect go on at once). While the account is being disconnected, 409 `account_disconnecting`.",
     responses={
         200: {"model": AccountOut, "description": "Already connected: token replaced"},
         **problems(400, 409, 415, 422, 502),
@@ -31,30 +35,33 @@ router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=problems(
 async def connect_account(
     body: AccountCreate, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response
 ) -> AccountOut:
-    account, created = await accounts.connect_account(
+    connected = await accounts.connect_account(
         services,
         session,
         owner_id=user.user_id,
         ig_user_id=body.ig_user_id,
         token=body.access_token.get_secret_value(),
     )
-    if not created:
+    if not connected.created:
         response.status_code = status.HTTP_200_OK
-    return AccountOut.from_row(account)
+    return AccountOut.from_row(connected.account, lead=services.settings.token_refresh_lead)
 
 
 @router.get("", response_model=AccountList, summary="List connected accounts")
-async def list_accounts(user: CurrentUser, session: SessionDep) -> AccountList:
+async def list_accounts(user: CurrentUser, session: SessionDep, services: ServicesDep) -> AccountList:
     rows = await run_in_threadpool(crud.list_accounts, session, owner_id=user.user_id)
-    return AccountList(data=[AccountOut.from_row(row) for row in rows])
+    lead = services.settings.token_refresh_lead
+    return AccountList(data=[AccountOut.from_row(row, lead=lead) for row in rows])
 
 
 @router.get(
     "/{account_id}",
     response_model=AccountDetail,
-    summary="An account, with its current publishing quota",
+    summary="An account, with its status, current publishing quota and latest events",
     description="The quota (posts published in Instagram's rolling 24 hours) is read live from the Graph API; "
-    "if that fails the account is still returned, with `publishing_quota_error` saying why.",
+    "if that fails the account is still returned, with `publishing_quota_error` saying why (and if Instagram "
+    "refused the token, the account is `needs_reconnect` from then on). `events` lists the latest connects, token "
+    "exchanges and refreshes, and why the account needed reconnecting.",
     responses=problems(404),
 )
 async def get_account(account: OwnedAccountDep, services: ServicesDep) -> AccountDetail:
@@ -86,5 +93,6 @@ async def disconnect_account(account: OwnedAccountDep, services: ServicesDep) ->
     if current is None:  # finished meanwhile (the reconciler)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return JSONResponse(
-        AccountOut.from_row(current).model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED
+        AccountOut.from_row(current, lead=services.settings.token_refresh_lead).model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
     )

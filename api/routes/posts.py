@@ -40,7 +40,9 @@ IdempotencyKeyHeader = Annotated[
     description="Checks everything Instagram would reject at publish time (media count and kinds per type, "
     "aspect ratio, caption limits, which options a type takes, user tags, the time), records the post and "
     "starts its workflow. `publish_at` omitted means now. With an `Idempotency-Key`, a retried request returns "
-    "the first request's post (header `Idempotent-Replayed: true`).",
+    "the first request's post (header `Idempotent-Replayed: true`). On an account that needs reconnecting "
+    "(its token expired, was revoked or lost the publishing permission), 409 `account_needs_reconnect`: "
+    "connect it again first.",
     responses=problems(400, 409, 415, 422),
 )
 async def create_post(
@@ -154,7 +156,8 @@ async def publish_now(
     response_model=PostDetail,
     summary="Retry a failed post",
     description="A failed post is scheduled again and gets a fresh workflow run, at `publish_at` if given, else "
-    "at its original time or now if that has passed. 409 unless the post is failed.",
+    "at its original time or now if that has passed. 409 unless the post is failed, and 409 "
+    "`account_needs_reconnect` while its account needs reconnecting.",
     responses=problems(404, 409, 422),
 )
 async def retry_post(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
+from chronogram.accounts import status_of
+from chronogram.enums import AccountEventKind, AccountStatus, AccountStatusReason
 from chronogram.instagram import PublishingLimit
-from chronogram.models import InstagramAccount
+from chronogram.models import AccountEvent, InstagramAccount
 
 # Graph API tokens are printable ASCII without spaces. Anything else could never be one, and it would not even fit
 # in the Authorization header the token is sent in: refused here, naming the field, instead of failing on the way
@@ -57,6 +59,10 @@ _ACCOUNT_EXAMPLE: dict[str, Any] = {
     "username": "chronogram_demo",
     "connected_at": "2026-05-01T09:00:00Z",
     "updated_at": "2026-05-01T09:00:00Z",
+    "status": "active",
+    "status_reason": None,
+    "status_detail": None,
+    "token_expires_at": "2026-06-30T09:00:00Z",
     "disconnecting_since": None,
 }
 
@@ -69,6 +75,26 @@ class AccountOut(BaseModel):
     username: str
     connected_at: datetime
     updated_at: datetime
+    status: AccountStatus = Field(
+        description="`active`; `expiring`: the token expires soon and its refresh has not succeeded yet (or, with "
+        "Facebook Login, cannot be done: reconnect before it expires); `needs_reconnect`: Instagram refused the "
+        "token or a permission was withdrawn, its posts wait, and new ones are refused (409 "
+        "`account_needs_reconnect`) until it is connected again (POST /v1/accounts with a new token)"
+    )
+    status_reason: AccountStatusReason | None = Field(
+        default=None,
+        description="Why it is not active: `token_expired`, `token_invalid` (revoked, password changed...), "
+        "`permission_missing` (a permission such as instagram_business_content_publish was withdrawn), "
+        "`expiry_near` (expiring)",
+    )
+    status_detail: str | None = Field(
+        default=None, description="For a human: the missing permission, or Instagram's words"
+    )
+    token_expires_at: datetime | None = Field(
+        default=None,
+        description="When the stored token expires (it is refreshed a week before); null if it does not, or is "
+        "not known yet (learnt at its first refresh). The token itself is never returned",
+    )
     disconnecting_since: datetime | None = Field(
         default=None,
         description="Set once a disconnection (DELETE) has begun: the account takes no new posts and is deleted "
@@ -76,14 +102,20 @@ class AccountOut(BaseModel):
     )
 
     @classmethod
-    def from_row(cls, row: InstagramAccount) -> AccountOut:
+    def from_row(cls, row: InstagramAccount, *, lead: timedelta, now: datetime | None = None) -> AccountOut:
+        """``lead``: how long before expiry a token is refreshed (Settings.token_refresh_lead)."""
         assert row.id is not None
+        view = status_of(row, now=now or datetime.now(UTC), lead=lead)
         return cls(
             id=row.id,
             ig_user_id=row.ig_user_id,
             username=row.username,
             connected_at=row.created_at,
             updated_at=row.updated_at,
+            status=view.status,
+            status_reason=view.reason,
+            status_detail=view.detail,
+            token_expires_at=row.token_expires_at,
             disconnecting_since=row.disconnecting_since,
         )
 
@@ -104,6 +136,24 @@ class PublishingQuota(BaseModel):
         )
 
 
+class AccountEventOut(BaseModel):
+    occurred_at: datetime
+    kind: AccountEventKind
+    message: str
+    reason: AccountStatusReason | None = None
+    token_expires_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: AccountEvent) -> AccountEventOut:
+        return cls(
+            occurred_at=row.occurred_at,
+            kind=row.kind,
+            message=row.message,
+            reason=row.reason,
+            token_expires_at=row.token_expires_at,
+        )
+
+
 class AccountDetail(AccountOut):
     model_config = ConfigDict(
         json_schema_extra={
@@ -121,6 +171,11 @@ class AccountDetail(AccountOut):
         description="Live from Instagram; null when it could not be read (see publishing_quota_error)"
     )
     publishing_quota_error: str | None = None
+    events: list[AccountEventOut] = Field(
+        default_factory=list,
+        description="The account's latest events, oldest first: connects, token exchanges and refreshes, and "
+        "why it needed reconnecting",
+    )
 
 
 class AccountList(BaseModel):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -14,16 +15,18 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import temporal_gateway
+from activities import account_status
+from api import account_workflows, temporal_gateway
 from api.crud import accounts as crud
 from api.crud import posts as post_crud
 from api.deps import AppServices
 from api.errors import ApiError, account_disconnecting
-from api.schemas.accounts import AccountDetail, AccountOut, PublishingQuota
+from api.schemas.accounts import AccountDetail, AccountEventOut, AccountOut, PublishingQuota
 from chronogram.contracts import CancelRequest
 from chronogram.enums import PostStatus
 from chronogram.instagram import GraphAPIError, GraphAuthError, GraphInvalidRequestError
 from chronogram.models import InstagramAccount
+from chronogram.settings import GraphLogin
 
 log = logging.getLogger("chronogram.api.accounts")
 
@@ -32,9 +35,11 @@ _T = TypeVar("_T")
 
 async def connect_account(
     services: AppServices, session: Session, *, owner_id: int, ig_user_id: str, token: str
-) -> tuple[InstagramAccount, bool]:
-    """Verify that ``token`` acts for ``ig_user_id`` and store it encrypted: a new account (True), or the one
-    already connected with its token replaced (False)."""
+) -> crud.Connected:
+    """Verify that ``token`` acts for ``ig_user_id`` and store it encrypted, long-lived where the platform allows
+    and with its expiry where it can be known: a new account, or the one already connected with its token
+    replaced (a reconnect, which makes it active again and resumes its waiting posts). Then the account's token
+    workflow is started, or told of the new token."""
     try:
         found = await services.graph.get_account(access_token=token, ig_user_id=ig_user_id)
     except GraphAuthError as error:
@@ -63,30 +68,117 @@ async def connect_account(
             f"the token acts for account {found.id}, not {ig_user_id}",
             field="ig_user_id",
         )
+    lasting = await long_lived(services, token)
+    username = found.username or found.id
     try:
-        return await run_in_threadpool(
+        connected = await run_in_threadpool(
             crud.connect_account,
             session,
             owner_id=owner_id,
             ig_user_id=found.id,
-            username=found.username or found.id,
-            token_ciphertext=services.cipher.encrypt(token),
+            username=username,
+            token=crud.ConnectedToken(
+                ciphertext=services.cipher.encrypt(lasting.token),
+                expires_at=lasting.expires_at,
+                exchanged=lasting.exchanged,
+            ),
         )
     except crud.AccountDisconnecting as refused:
         raise account_disconnecting(refused.account_id) from None
+    account_id = connected.account.id
+    assert account_id is not None
+    await account_workflows.token_replaced(services, account_id, username)
+    if connected.was_needing_reconnect:
+        told = await account_workflows.resume_waiting_posts(services, account_id, datetime.now(UTC))
+        log.info("account %s reconnected: told %s scheduled posts", account_id, told)
+    return connected
+
+
+@dataclass(frozen=True)
+class LastingToken:
+    token: str = field(repr=False)
+    expires_at: datetime | None
+    exchanged: bool
+
+
+# A Facebook Login user token expiring sooner than this is a short-lived one (hours), worth exchanging.
+_SHORT_LIVED = timedelta(days=1)
+
+
+async def long_lived(services: AppServices, token: str) -> LastingToken:
+    """The token to store and its expiry: exchanged for a long-lived one where the platform allows and the app's
+    credentials are configured; inspected with debug_token (Facebook Login). Instagram Login tokens cannot be
+    inspected: without an exchange their expiry is learnt from their first refresh. Only a token Meta says is
+    invalid is refused (422); an exchange or an inspection that fails otherwise keeps the token as given."""
+    settings, graph = services.settings, services.graph
+    secret = settings.meta_app_secret.get_secret_value()
+    now = datetime.now(UTC)
+    if settings.login is GraphLogin.INSTAGRAM:
+        if not secret:
+            return LastingToken(token, None, exchanged=False)
+        try:
+            grant = await graph.exchange_instagram_token(access_token=token, client_secret=secret)
+        except GraphAPIError as error:
+            # Most often a token that is long-lived already: only short-lived ones can be exchanged.
+            log.info("kept the token as given: the exchange was refused: %s", error)
+            return LastingToken(token, None, exchanged=False)
+        expires_at = now + grant.expires_in if grant.expires_in is not None else None
+        return LastingToken(grant.access_token, expires_at, exchanged=True)
+    if not (secret and settings.meta_app_id):
+        return LastingToken(token, None, exchanged=False)
+    try:
+        info = await graph.debug_token(input_token=token, app_id=settings.meta_app_id, app_secret=secret)
+    except GraphAPIError as error:
+        log.warning("debug_token failed; the token's expiry stays unknown: %s", error)
+        return LastingToken(token, None, exchanged=False)
+    if not info.is_valid:
+        raise ApiError(
+            422,
+            "instagram_token_rejected",
+            f"Instagram says the access token is not valid: {info.error_message or 'no reason given'}",
+            field="access_token",
+        )
+    if info.token_type == "USER" and info.expires_at is not None and info.expires_at - now < _SHORT_LIVED:
+        try:
+            grant = await graph.exchange_facebook_token(
+                access_token=token, app_id=settings.meta_app_id, app_secret=secret
+            )
+        except GraphAPIError as error:
+            log.warning("kept the short-lived token: the exchange failed: %s", error)
+            return LastingToken(token, info.expires_at, exchanged=False)
+        expires_at = now + grant.expires_in if grant.expires_in is not None else None
+        return LastingToken(grant.access_token, expires_at, exchanged=True)
+    return LastingToken(token, info.expires_at, exchanged=False)
 
 
 async def account_detail(services: AppServices, account: InstagramAccount) -> AccountDetail:
-    """The account with its publishing quota, read live; if that fails, with why instead."""
-    base = AccountOut.from_row(account).model_dump()
+    """The account with its publishing quota, read live (if that fails, with why instead; an authentication
+    error marks the account needs_reconnect, as any Graph call would), and its latest events."""
+    assert account.id is not None
+    account_id = account.id
+    started = datetime.now(UTC)
+    quota: dict[str, Any] = {}
     try:
         limit = await services.graph.get_publishing_limit(
             ig_user_id=account.ig_user_id,
             access_token=account.access_token(services.cipher).get_secret_value(),
         )
+        quota = {"publishing_quota": PublishingQuota.from_limit(limit)}
     except GraphAPIError as error:
-        return AccountDetail(**base, publishing_quota=None, publishing_quota_error=error.user_message)
-    return AccountDetail(**base, publishing_quota=PublishingQuota.from_limit(limit))
+        quota = {"publishing_quota": None, "publishing_quota_error": error.user_message}
+        if isinstance(error, GraphAuthError):
+            await run_in_threadpool(
+                account_status.mark_needs_reconnect, services.engine, account_id, error, since=started
+            )
+    current = await account_or_none(services, account_id) or account
+    events = await run_in_threadpool(
+        _in_session, services, crud.recent_events, account_id=account_id, limit=_EVENTS_SHOWN
+    )
+    base = AccountOut.from_row(current, lead=services.settings.token_refresh_lead).model_dump()
+    return AccountDetail(**base, **quota, events=[AccountEventOut.from_row(event) for event in events])
+
+
+_EVENTS_SHOWN = 20
 
 
 class Disconnection(Enum):
@@ -169,7 +261,10 @@ async def finish_disconnection(services: AppServices, account_id: int) -> Progre
     if not all(closed):
         return Progress.UNDER_WAY
     remaining = await run_in_threadpool(_in_session, services, crud.delete_account, account_id=account_id)
-    return Progress.UNDER_WAY if remaining else Progress.DONE
+    if remaining:
+        return Progress.UNDER_WAY
+    await account_workflows.account_gone(services, account_id)
+    return Progress.DONE
 
 
 async def _cancel(services: AppServices, post_id: int) -> None:

@@ -23,7 +23,7 @@ from api.errors import ApiError, account_disconnecting, invalid, not_found, post
 from api.schemas.post_responses import PostDetail
 from api.schemas.posts import PostUpdate
 from api.temporal_gateway import SignalRequest
-from api.use_cases.post_checks import check_update, publish_at_problem
+from api.use_cases.post_checks import check_update, publish_at_problem, refuse_if_needs_reconnect
 from api.use_cases.post_reads import live_state, post_detail, reload
 from chronogram.contracts import (
     CancelRequest,
@@ -35,7 +35,7 @@ from chronogram.contracts import (
     SignalVerdict,
 )
 from chronogram.enums import PostStatus
-from chronogram.models import Post
+from chronogram.models import InstagramAccount, Post
 
 
 async def update_post(services: AppServices, session: Session, post: Post, body: PostUpdate) -> PostDetail:
@@ -112,6 +112,9 @@ async def retry_post(
         if problem is not None:
             raise invalid([problem])
     publish_at = max(requested or post.publish_at, now)
+    account = await run_in_threadpool(session.get, InstagramAccount, post.account_id)
+    if account is not None:
+        refuse_if_needs_reconnect(account, settings=services.settings, now=now)
     # The failed run writes "failed" just before it ends: let it end, or the new start would find it running.
     if not await temporal_gateway.wait_closed(services, post.id, services.settings.api_workflow_wait_seconds):
         raise ApiError(409, "post_busy", f"post {post.id}'s last run is still ending; try again shortly")

@@ -11,8 +11,10 @@ from sqlmodel import Session
 
 from api.crud import posts as crud
 from api.crud.owned import get_owned
-from api.errors import invalid
+from api.errors import account_needs_reconnect, invalid
 from api.schemas.posts import PostCreate, PostUpdate, media_facts
+from chronogram.accounts import status_of
+from chronogram.enums import AccountStatus
 from chronogram.models import InstagramAccount, Post
 from chronogram.post_rules import Violation, post_violations, publish_at_violation
 from chronogram.settings import Settings
@@ -42,6 +44,7 @@ def checked_new_post(
     if violations:
         raise invalid(violations)
     assert account is not None
+    refuse_if_needs_reconnect(account, settings=settings, now=now)
     return crud.NewPost(
         owner_id=owner_id,
         account_id=body.account_id,
@@ -52,6 +55,14 @@ def checked_new_post(
         publish_at=max(publish_at, now),
         **body.stored_content(),
     )
+
+
+def refuse_if_needs_reconnect(account: InstagramAccount, *, settings: Settings, now: datetime) -> None:
+    """409 ``account_needs_reconnect``: a post on it could not publish until the account is connected again."""
+    view = status_of(account, now=now, lead=settings.token_refresh_lead)
+    if view.status is AccountStatus.NEEDS_RECONNECT:
+        assert account.id is not None
+        raise account_needs_reconnect(account.id, view.reason, view.detail)
 
 
 def check_update(session: Session, post: Post, body: PostUpdate, settings: Settings) -> None:

@@ -47,6 +47,7 @@ from chronogram.instagram.models import (
     ReelSpec,
     StorySpec,
     TokenGrant,
+    TokenInfo,
     UserTag,
 )
 
@@ -89,6 +90,7 @@ __all__ = [
     "ReelSpec",
     "StorySpec",
     "TokenGrant",
+    "TokenInfo",
     "UserTag",
     "classify",
     "classify_container_error",

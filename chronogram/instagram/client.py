@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,6 +31,7 @@ from chronogram.instagram.models import (
     MediaRef,
     PublishingLimit,
     TokenGrant,
+    TokenInfo,
     media_from_wire,
     parse_timestamp,
 )
@@ -311,14 +312,88 @@ class GraphClient:
             versioned=False,
             token_in_query=True,
         )
+        return self._grant(body, op)
+
+    async def exchange_instagram_token(self, *, access_token: str, client_secret: str) -> TokenGrant:
+        """Instagram Login's ``GET /access_token?grant_type=ig_exchange_token``: a short-lived (1 h) token for a
+        long-lived (60 days) one. Documented with the token and the app secret in the query."""
+        op = Operation.EXCHANGE_TOKEN
+        body = await self._call(
+            op,
+            "GET",
+            "access_token",
+            access_token=access_token,
+            params={"grant_type": "ig_exchange_token", "client_secret": client_secret},
+            versioned=False,
+            token_in_query=True,
+            secrets=(client_secret,),
+        )
+        return self._grant(body, op)
+
+    async def exchange_facebook_token(self, *, access_token: str, app_id: str, app_secret: str) -> TokenGrant:
+        """Facebook Login's ``GET /oauth/access_token?grant_type=fb_exchange_token``: a short-lived user token for
+        a long-lived one (about 60 days). The short-lived token travels as ``fb_exchange_token``."""
+        op = Operation.EXCHANGE_TOKEN
+        body = await self._call(
+            op,
+            "GET",
+            "oauth/access_token",
+            access_token=access_token,
+            params={
+                "grant_type": "fb_exchange_token",
+                "client_id": app_id,
+                "client_secret": app_secret,
+                "fb_exchange_token": access_token,
+            },
+            bearer=False,
+            secrets=(app_secret,),
+        )
+        return self._grant(body, op)
+
+    async def debug_token(self, *, input_token: str, app_id: str, app_secret: str) -> TokenInfo:
+        """``GET /debug_token?input_token=…`` with the app token ``{app-id}|{app-secret}``: whether the token is
+        valid, when it expires, its permissions. An invalid token is an answer here, not an error."""
+        op = Operation.DEBUG_TOKEN
+        app_token = f"{app_id}|{app_secret}"
+        body = await self._call(
+            op,
+            "GET",
+            "debug_token",
+            access_token=app_token,
+            params={"input_token": input_token},
+            secrets=(input_token, app_secret),
+        )
+        data = body.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("is_valid"), bool):
+            raise self._unexpected(op, "debug_token response without data.is_valid")
+        raw_error = data.get("error")
+        error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+        scopes = data.get("scopes")
+        token_type, user_id, message = data.get("type"), data.get("user_id"), error.get("message")
+        return TokenInfo(
+            is_valid=data["is_valid"],
+            expires_at=_unix(data.get("expires_at")),
+            data_access_expires_at=_unix(data.get("data_access_expires_at")),
+            issued_at=_unix(data.get("issued_at")),
+            token_type=token_type if isinstance(token_type, str) else None,
+            scopes=tuple(s for s in scopes if isinstance(s, str)) if isinstance(scopes, list) else (),
+            user_id=str(user_id) if isinstance(user_id, str | int) else None,
+            error_code=error.get("code") if isinstance(error.get("code"), int) else None,
+            error_subcode=error.get("subcode") if isinstance(error.get("subcode"), int) else None,
+            error_message=message.replace(input_token, "[redacted]") if isinstance(message, str) else None,
+        )
+
+    def _grant(self, body: Mapping[str, Any], op: Operation) -> TokenGrant:
         token, expires_in = body.get("access_token"), body.get("expires_in")
         if not isinstance(token, str) or not token:
-            raise self._unexpected(op, "refresh response without access_token")
+            raise self._unexpected(op, "token response without access_token")
         token_type = body.get("token_type")
         return TokenGrant(
             access_token=token,
             token_type=token_type if isinstance(token_type, str) else None,
-            expires_in=timedelta(seconds=expires_in) if isinstance(expires_in, int) else None,
+            expires_in=timedelta(seconds=expires_in)
+            if isinstance(expires_in, int) and not isinstance(expires_in, bool)
+            else None,
         )
 
     async def _call(self, operation: Operation, method: str, path: str, **options: Any) -> dict[str, Any]:
@@ -347,16 +422,18 @@ class GraphClient:
         limits: httpx.Timeout | None = None,
         versioned: bool = True,
         token_in_query: bool = False,
+        bearer: bool = True,
+        secrets: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         url = f"{self._base_url}/{self._api_version}/{path}" if versioned else f"{self._base_url}/{path}"
         query = dict(params or {})
         headers = {}
         if token_in_query:
-            # Documented as a query parameter for this endpoint only; see _RedactSecretsInUrls.
+            # Documented as a query parameter for the token endpoints only; see _RedactSecretsInUrls.
             query["access_token"] = access_token
-        else:
+        elif bearer:
             headers["Authorization"] = f"Bearer {access_token}"
-        secrets = (access_token,)
+        secrets = (access_token, *secrets)
         # Refused (GraphCircuitOpenError) before anything is sent while the host's breaker is open.
         permit = self._breaker.admit(operation) if self._breaker is not None else None
         started = time.monotonic()
@@ -418,6 +495,13 @@ class GraphClient:
         # A 200 we cannot read: Meta answered, so a mutation most likely happened (error_for turns this into
         # OutcomeUnknownError for unsafe operations) and a read can simply be repeated.
         return error_for(GraphErrorDetails(operation=operation, message=message, is_transient=True))
+
+
+def _unix(value: Any) -> datetime | None:
+    """Meta's Unix timestamps; 0 (never) and anything unreadable are None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value, UTC)
 
 
 def _ms(started: float) -> float:

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import httpx
 
 from chronogram.contracts import ErrorType
+from chronogram.enums import AccountStatusReason
 
 __all__ = [
     "ContainerNotReadyError",
@@ -81,6 +82,8 @@ class Operation(StrEnum):
     PUBLISHING_LIMIT = "publishing_limit"
     GET_ACCOUNT = "get_account"
     REFRESH_TOKEN = "refresh_token"
+    EXCHANGE_TOKEN = "exchange_token"
+    DEBUG_TOKEN = "debug_token"
 
     @property
     def unsafe(self) -> bool:
@@ -213,6 +216,24 @@ class GraphAuthError(GraphAPIError):
         "The Instagram connection has expired or lost permissions; reconnect the account."
     )
 
+    @property
+    def reason(self) -> AccountStatusReason:
+        """A withdrawn permission (10, 200-299, 3, or a bare HTTP 403) is told apart from a dead token."""
+        code = self.code
+        if code in _PERMISSION_CODES or (code is None and self.http_status == 403):
+            return AccountStatusReason.PERMISSION_MISSING
+        if code == 190 and self.subcode == 463:
+            return AccountStatusReason.TOKEN_EXPIRED
+        return AccountStatusReason.TOKEN_INVALID
+
+    @property
+    def missing_permission(self) -> str | None:
+        """The permission Meta's message names, when it names one (e.g. ``instagram_business_content_publish``)."""
+        if self.reason is not AccountStatusReason.PERMISSION_MISSING:
+            return None
+        match = _PERMISSION_NAME.search(self.message)
+        return match.group(0) if match else None
+
 
 class GraphInvalidRequestError(GraphAPIError):
     """Meta refuses this request as sent. ``user_message`` tells the user what to change."""
@@ -295,7 +316,10 @@ _SUBCODE_CLASS: dict[int, ErrorClass] = {
     **dict.fromkeys(_MEDIA_SUBCODES, ErrorClass.INVALID_REQUEST),
 }
 _MEDIA_CODES = frozenset({352, 36000, 36001, 36003})
-_AUTH_CODES = frozenset({3, 10, 102, 104, 190, *range(200, 300)})
+_PERMISSION_CODES = frozenset({3, 10, *range(200, 300)})
+_AUTH_CODES = frozenset({102, 104, 190, *_PERMISSION_CODES})
+# Meta's permission names: instagram_business_content_publish, instagram_content_publish, pages_read_engagement, ...
+_PERMISSION_NAME = re.compile(r"\b(?:instagram|pages|ads|business)_[a-z_]+\b")
 _THROTTLE_CODES = frozenset({4, 17, 32, 341, 368, 613, *range(80001, 80015)})
 _TRANSIENT_CODES = frozenset({-2, -1, 1, 2})
 _INVALID_CODES = frozenset({25, 100, 352, 506, 9004, 36000, 36001, 36003, 36004})

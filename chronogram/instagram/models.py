@@ -300,6 +300,23 @@ class TokenGrant:
     expires_in: timedelta | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """``GET /debug_token``'s ``data`` (reference section 2.3). ``expires_at`` None: the token does not expire
+    (Meta sends 0). ``error_code``/``error_message``: why an invalid token is invalid, when Meta says."""
+
+    is_valid: bool
+    expires_at: datetime | None = None
+    data_access_expires_at: datetime | None = None
+    issued_at: datetime | None = None
+    token_type: str | None = None
+    scopes: tuple[str, ...] = ()
+    user_id: str | None = None
+    error_code: int | None = None
+    error_subcode: int | None = None
+    error_message: str | None = None
+
+
 def parse_timestamp(value: Any) -> datetime | None:
     """Meta's ``2017-05-19T23:27:28+0000``; None for anything else rather than failing a whole read."""
     if not isinstance(value, str):

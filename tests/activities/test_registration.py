@@ -21,7 +21,7 @@ async def test_every_declared_activity_is_registered_with_its_implementation(sql
             Settings(), http=http, storage=Minio("127.0.0.1:9", secure=False), engine=sqlite_engine
         )
     names = [str(activity._Definition.must_from_callable(fn).name) for fn in registered]
-    assert sorted(names) == sorted(declared) and len(declared) == 12
+    assert sorted(names) == sorted(declared) and len(declared) == 14
     for fn in registered:
         assert isinstance(fn, MethodType)
         owner = type(fn.__self__)

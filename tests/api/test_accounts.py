@@ -32,8 +32,20 @@ async def test_connect_verifies_and_stores_the_token_encrypted(
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "ig_user_id", "username", "connected_at", "updated_at", "disconnecting_since"}
+    assert set(body) == {
+        "id",
+        "ig_user_id",
+        "username",
+        "connected_at",
+        "updated_at",
+        "status",
+        "status_reason",
+        "status_detail",
+        "token_expires_at",
+        "disconnecting_since",
+    }
     assert body["disconnecting_since"] is None
+    assert body["status"] == "active" and body["status_reason"] is None
     assert body["ig_user_id"] == account.ig_user_id and body["username"] == "bakery_connect"
     assert account.access_token not in response.text
 

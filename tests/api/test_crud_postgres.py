@@ -37,22 +37,24 @@ def test_the_api_persistence_on_postgresql(pg: Engine) -> None:
     with Session(pg, expire_on_commit=False) as session:
         user, key = create_user(session, name="pg@example.com")
         assert authenticate(session, key=key) == user
-        account, created = account_crud.connect_account(
+        first = account_crud.connect_account(
             session,
             owner_id=user.user_id,
             ig_user_id="1234",
             username="pg_shop",
-            token_ciphertext=cipher.encrypt("t"),
+            token=account_crud.ConnectedToken(cipher.encrypt("t"), None),
         )
-        assert created and account.id is not None
-        again, created = account_crud.connect_account(
+        account = first.account
+        assert first.created and account.id is not None
+        second = account_crud.connect_account(
             session,
             owner_id=user.user_id,
             ig_user_id="1234",
             username="pg_shop2",
-            token_ciphertext=cipher.encrypt("u"),
+            token=account_crud.ConnectedToken(cipher.encrypt("u"), None),
         )
-        assert not created and again.id == account.id
+        again = second.account
+        assert not second.created and again.id == account.id
         media = media_crud.add_media(
             session,
             owner_id=user.user_id,
@@ -229,13 +231,13 @@ def test_a_disconnection_waits_for_a_post_being_recorded_on_postgresql(pg: Engin
     cipher = TokenCipher([TokenCipher.generate_key()])
     with Session(pg, expire_on_commit=False) as setup:
         user, _key = create_user(setup, name="pg-disconnect@example.com")
-        account, _created = account_crud.connect_account(
+        account = account_crud.connect_account(
             setup,
             owner_id=user.user_id,
             ig_user_id="98765",
             username="pg_disconnect",
-            token_ciphertext=cipher.encrypt("t"),
-        )
+            token=account_crud.ConnectedToken(cipher.encrypt("t"), None),
+        ).account
     assert account.id is not None
     account_id = account.id
     with Session(pg) as recording, ThreadPoolExecutor(max_workers=1) as pool:

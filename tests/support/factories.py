@@ -56,6 +56,7 @@ def add_account(
     username: str | None = None,
     token: str = ACCESS_TOKEN,
     token_expires_at: datetime | None = TOKEN_EXPIRES_AT,
+    token_issued_at: datetime | None = None,
 ) -> InstagramAccount:
     account = InstagramAccount(
         owner_id=id_of(owner),
@@ -63,6 +64,7 @@ def add_account(
         username=username if username is not None else f"chronogram_{uuid.uuid4().hex[:8]}",
         access_token_ciphertext=cipher.encrypt(token),
         token_expires_at=token_expires_at,
+        token_issued_at=token_issued_at,
     )
     session.add(account)
     session.flush()
