@@ -18,7 +18,12 @@ SCHEMA_SQL = PROJECT_ROOT / "schema.sql"
 # two CREATE TABLE IF NOT EXISTS racing on the same name can still fail on PostgreSQL's catalog constraints.
 _SCHEMA_LOCK_ID = 0x6368726F6E6F
 
-ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("api_keys", "last_used_at"),)
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("api_keys", "last_used_at"),
+    ("instagram_accounts", "max_lateness_seconds"),
+    ("posts", "max_lateness_seconds"),
+    ("posts", "last_publish_call"),
+)
 """Columns added to tables after their release, as (table, column). Creating what is missing leaves an existing
 table as it is, so create_schema adds these to the databases made before them: schema.sql's closing section on
 PostgreSQL, _add_missing_columns on SQLite. Only nullable columns, or ones with a constant default, can be added so."""
