@@ -22,7 +22,7 @@ def build_activities(
     settings: Settings, *, http: httpx.AsyncClient, storage: Minio, engine: Engine
 ) -> list[Callable[..., Any]]:
     """Every activity the contracts declare, bound to shared clients: what the worker registers."""
-    store = PostStore(engine)
+    store = PostStore(engine, settings.default_max_lateness_seconds)
     media = MediaActivities(storage, settings.media_bucket, engine)
     instagram = InstagramActivities(
         GraphClient.from_settings(http, settings),

@@ -270,7 +270,6 @@ class PostState:
     deadline: datetime | None = None
 
 
-
 # --- Activities ------------------------------------------------------------------------------------------------
 
 
@@ -373,6 +372,8 @@ class PublishInput:
     attempt: int
     # The publish time, when the workflow woke before it: the activity holds media_publish until then.
     not_before: datetime | None = None
+    # The post's deadline: the activity sends no media_publish call after it.
+    deadline: datetime | None = None
 
 
 class PublishOutcome(StrEnum):
