@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         PublishNowRequest,
         PublishOutcome,
         PublishPlan,
+        PublishResult,
         PublishStep,
         ReconcileInput,
         RefusedSignal,
@@ -674,18 +675,7 @@ class ScheduledPostWorkflow:
             )
             try:
                 published = await self._persist(
-                    Service.INSTAGRAM,
-                    lambda policy, budget, request=request, attempt=attempt: workflow.execute_activity_method(
-                        InstagramInterface.publish,
-                        request,
-                        start_to_close_timeout=_PUBLISH_TIMEOUT,
-                        heartbeat_timeout=_HEARTBEAT,
-                        # An attempt begun before the deadline may finish: the activity sends no call after it.
-                        schedule_to_close_timeout=None if budget is None else budget + _PUBLISH_TIMEOUT,
-                        retry_policy=policy,
-                        summary=f"publish container {container_id} (attempt {attempt})",
-                    ),
-                    _PUBLISH_BEFORE_CALL_RETRY,
+                    Service.INSTAGRAM, _publish_call(request), _PUBLISH_BEFORE_CALL_RETRY
                 )
             except _PostFailed as failure:
                 if failure.code is ErrorType.PUBLISH_DEADLINE_PASSED:
@@ -1067,6 +1057,22 @@ class ScheduledPostWorkflow:
         if state.last_error:
             lines.append(f"**Last error:** {state.last_error}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _publish_call(request: PublishInput) -> _Call[PublishResult]:
+    def call(policy: RetryPolicy, budget: timedelta | None) -> Awaitable[PublishResult]:
+        return workflow.execute_activity_method(
+            InstagramInterface.publish,
+            request,
+            start_to_close_timeout=_PUBLISH_TIMEOUT,
+            heartbeat_timeout=_HEARTBEAT,
+            # An attempt begun before the deadline may finish: the activity sends no call after it.
+            schedule_to_close_timeout=None if budget is None else budget + _PUBLISH_TIMEOUT,
+            retry_policy=policy,
+            summary=f"publish container {request.container_id} (attempt {request.attempt})",
+        )
+
+    return call
 
 
 def _decode_signal(
