@@ -26,7 +26,14 @@ def list_accounts(session: Session, *, owner_id: int) -> list[InstagramAccount]:
 
 
 def connect_account(
-    session: Session, *, owner_id: int, ig_user_id: str, username: str, token_ciphertext: str
+    session: Session,
+    *,
+    owner_id: int,
+    ig_user_id: str,
+    username: str,
+    token_ciphertext: str,
+    max_lateness_seconds: int | None = None,
+    lateness_sent: bool = False,
 ) -> tuple[InstagramAccount, bool]:
     """Insert the account, or refresh the token and username of the one already connected; True if inserted."""
     for _attempt in range(2):
@@ -42,8 +49,11 @@ def connect_account(
                 ig_user_id=ig_user_id,
                 username=username,
                 access_token_ciphertext=token_ciphertext,
+                max_lateness_seconds=max_lateness_seconds,
             )
         else:
+            if lateness_sent:
+                account.max_lateness_seconds = max_lateness_seconds
             account.username = username
             account.access_token_ciphertext = token_ciphertext
             account.updated_at = datetime.now(UTC)
@@ -56,6 +66,19 @@ def connect_account(
             continue
         return account, created
     raise RuntimeError(f"could not connect account {ig_user_id}")
+
+
+def update_settings(
+    session: Session, *, account_id: int, max_lateness_seconds: int | None
+) -> InstagramAccount:
+    account = session.get(InstagramAccount, account_id)
+    assert account is not None, "the route resolved the account"
+    account.max_lateness_seconds = max_lateness_seconds
+    account.updated_at = datetime.now(UTC)
+    session.add(account)
+    session.commit()
+    session.refresh(account)
+    return account
 
 
 def delete_account(session: Session, *, account_id: int) -> list[Post]:

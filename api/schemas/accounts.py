@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
+from api.schemas.posts import MaxLateness
 from chronogram.instagram import PublishingLimit
 from chronogram.models import InstagramAccount
 
@@ -49,6 +50,23 @@ class AccountCreate(BaseModel):
         description="A Graph API token for that account (printable ASCII, no spaces); verified now, stored "
         "encrypted, never returned",
     )
+    max_lateness_seconds: MaxLateness | None = Field(
+        default=None,
+        description="The default of the account's posts; omitted or null: 86400 (24 h). When reconnecting, "
+        "omitted keeps the account's setting",
+    )
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"max_lateness_seconds": 3600}]}
+    )
+
+    max_lateness_seconds: MaxLateness | None = Field(
+        default=None,
+        description="For the account's posts that set none themselves, from their next preparation on; null: the "
+        "default (86400, 24 h)",
+    )
 
 
 _ACCOUNT_EXAMPLE: dict[str, Any] = {
@@ -57,6 +75,7 @@ _ACCOUNT_EXAMPLE: dict[str, Any] = {
     "username": "chronogram_demo",
     "connected_at": "2026-05-01T09:00:00Z",
     "updated_at": "2026-05-01T09:00:00Z",
+    "max_lateness_seconds": None,
 }
 
 
@@ -68,6 +87,10 @@ class AccountOut(BaseModel):
     username: str
     connected_at: datetime
     updated_at: datetime
+    max_lateness_seconds: int | None = Field(
+        description="How late outages may make the account's posts (seconds after publish_at) when a post sets "
+        "none; null: the default, 86400 (24 h)"
+    )
 
     @classmethod
     def from_row(cls, row: InstagramAccount) -> AccountOut:
@@ -78,6 +101,7 @@ class AccountOut(BaseModel):
             username=row.username,
             connected_at=row.created_at,
             updated_at=row.updated_at,
+            max_lateness_seconds=row.max_lateness_seconds,
         )
 
 

@@ -15,7 +15,7 @@ from api.crud import accounts as crud
 from api.crud import posts as post_crud
 from api.deps import AppServices
 from api.errors import ApiError
-from api.schemas.accounts import AccountDetail, AccountOut, PublishingQuota
+from api.schemas.accounts import AccountDetail, AccountOut, AccountUpdate, PublishingQuota
 from chronogram.contracts import CancelRequest
 from chronogram.enums import PostStatus
 from chronogram.instagram import GraphAPIError, GraphAuthError, GraphInvalidRequestError
@@ -25,7 +25,14 @@ log = logging.getLogger("chronogram.api.accounts")
 
 
 async def connect_account(
-    services: AppServices, session: Session, *, owner_id: int, ig_user_id: str, token: str
+    services: AppServices,
+    session: Session,
+    *,
+    owner_id: int,
+    ig_user_id: str,
+    token: str,
+    max_lateness_seconds: int | None = None,
+    lateness_sent: bool = False,
 ) -> tuple[InstagramAccount, bool]:
     """Verify that ``token`` acts for ``ig_user_id`` and store it encrypted: a new account (True), or the one
     already connected with its token replaced (False)."""
@@ -64,6 +71,19 @@ async def connect_account(
         ig_user_id=found.id,
         username=found.username or found.id,
         token_ciphertext=services.cipher.encrypt(token),
+        max_lateness_seconds=max_lateness_seconds,
+        lateness_sent=lateness_sent,
+    )
+
+
+async def update_account(
+    session: Session, account: InstagramAccount, body: AccountUpdate
+) -> InstagramAccount:
+    if not body.model_fields_set:
+        raise ApiError(422, "empty_update", "send at least one field to change")
+    assert account.id is not None
+    return await run_in_threadpool(
+        crud.update_settings, session, account_id=account.id, max_lateness_seconds=body.max_lateness_seconds
     )
 
 

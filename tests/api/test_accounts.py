@@ -28,7 +28,7 @@ async def test_connect_verifies_and_stores_the_token_encrypted(
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"id", "ig_user_id", "username", "connected_at", "updated_at"}
+    assert set(body) == {"id", "ig_user_id", "username", "connected_at", "updated_at", "max_lateness_seconds"}
     assert body["ig_user_id"] == account.ig_user_id and body["username"] == "bakery_connect"
     assert account.access_token not in response.text
 

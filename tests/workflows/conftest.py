@@ -75,5 +75,3 @@ async def schedule(
     yield start
     for worker in workers:
         await worker.__aexit__(None, None, None)
-
-

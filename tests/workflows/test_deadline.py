@@ -35,7 +35,9 @@ async def test_a_two_hour_outage_before_publish_at_ends_in_one_publish_right_aft
     state = await run.handle.query(ScheduledPostWorkflow.state)
     assert state.status is (PostStatus.SCHEDULED if phase == "preparation" else PostStatus.PUBLISHING)
     assert state.step is PublishStep.DELAYED
-    assert state.delay is not None and state.delay.describe().startswith("delayed: Instagram unavailable since")
+    assert state.delay is not None and state.delay.describe().startswith(
+        "delayed: Instagram unavailable since"
+    )
     assert "GraphTransientError" in state.delay.last_error
     assert state.deadline == run.publish_at + timedelta(hours=24)
     since = state.delay.since
@@ -52,7 +54,9 @@ async def test_a_two_hour_outage_before_publish_at_ends_in_one_publish_right_aft
     assert _codes(run).count(ErrorType.PUBLISH_DELAYED) == 1
     assert _codes(run).count(ErrorType.PUBLISH_RESUMED) == 1
     resumed = next(e for e in run.world.events if e.error_code is ErrorType.PUBLISH_RESUMED)
-    assert resumed.kind is EventKind.ATTEMPT and "resumed: Instagram answered again after 1 h" in resumed.message
+    assert (
+        resumed.kind is EventKind.ATTEMPT and "resumed: Instagram answered again after 1 h" in resumed.message
+    )
     assert run.world.final_status is PostStatus.PUBLISHED
     # The server's retries carried the outage: the history stayed small.
     history = await run.handle.fetch_history()
@@ -106,7 +110,9 @@ async def test_first_comment_transient_failures_are_retried_until_it_is_posted_o
 
 
 async def test_a_refused_first_comment_leaves_the_post_published_and_recorded(schedule) -> None:
-    run = await schedule(timedelta(minutes=30), Script(comment_errors=[graph_error("GraphInvalidRequestError")]))
+    run = await schedule(
+        timedelta(minutes=30), Script(comment_errors=[graph_error("GraphInvalidRequestError")])
+    )
     result = await run.handle.result()
     assert result.status is PostStatus.PUBLISHED
     assert run.world.comments == []
