@@ -174,7 +174,7 @@ class GraphTransientError(GraphAPIError):
     error_class = ErrorClass.TRANSIENT
     kind = ErrorType.GRAPH_TRANSIENT
     retryable = True
-    _fallback_user_message = "Instagram is temporarily unavailable; the post will be retried."
+    _fallback_user_message = "Instagram is temporarily unavailable."
 
 
 class GraphThrottledError(GraphAPIError):
@@ -183,7 +183,7 @@ class GraphThrottledError(GraphAPIError):
     error_class = ErrorClass.THROTTLED
     kind = ErrorType.GRAPH_THROTTLED
     retryable = True
-    _fallback_user_message = "Instagram is rate limiting this account; the post will be retried later."
+    _fallback_user_message = "Instagram is rate limiting this account."
 
 
 class PublishQuotaReachedError(GraphAPIError):
