@@ -161,6 +161,13 @@ def _patient(policy: RetryPolicy) -> RetryPolicy:
     )
 
 
+def _retry_hint(error: ActivityError) -> timedelta | None:
+    """How long the failed call asked to wait (a throttle's Retry-After or Meta's estimated time to regain
+    access), as the activity passed it on."""
+    cause = error.cause
+    return cause.next_retry_delay if isinstance(cause, ApplicationError) else None
+
+
 def _gave_up_retrying(error: ActivityError) -> bool:
     """The activity's policy ran out of attempts or time on a failure it would have retried (transient, throttled,
     a timeout): not a failure of the post, only a delay."""
@@ -582,7 +589,8 @@ class ScheduledPostWorkflow:
                 if self._deadline_mode and _gave_up_retrying(error):
                     if _error_type(error) is not ErrorType.CONTAINER_NOT_READY:
                         # Instagram failed, not the container: a delay, and this round does not count.
-                        await self._delayed(Service.INSTAGRAM, error, started)
+                        cut_by_deadline = budget < _CONTAINER_WAIT_BUDGET
+                        await self._delayed(Service.INSTAGRAM, error, started, patient=cut_by_deadline)
                         round_number -= 1
                         continue
                 elif not self._round_ran_out(error):
@@ -779,7 +787,7 @@ class ScheduledPostWorkflow:
             except ActivityError as error:
                 if not _gave_up_retrying(error):
                     raise
-                await self._delayed(service, error, started, bounded=bounded)
+                await self._delayed(service, error, started, bounded=bounded, patient=delayed)
                 continue
             await self._resumed()
             return result
@@ -820,20 +828,54 @@ class ScheduledPostWorkflow:
         )
 
     async def _delayed(
-        self, service: Service, error: ActivityError, started: datetime, *, bounded: bool = True
+        self,
+        service: Service,
+        error: ActivityError,
+        started: datetime,
+        *,
+        bounded: bool = True,
+        patient: bool = False,
     ) -> None:
-        """A call's usual retries ran out on a transient failure: past the deadline the post fails; before it the
-        post is delayed, which is announced once per outage (an event, the step, a search attribute)."""
+        """A call's retries ran out on a transient failure: past the deadline the post fails; before it the post
+        is delayed, which is announced once per outage (an event, the step, a search attribute). A throttle's
+        wait is kept before the call goes on; when the wait, or the next patient retry, would end past the
+        deadline, the post waits for the deadline and fails then (never before it, never calling meanwhile)."""
         message = f"{_error_type(error)}: {_error_message(error)}"
         self._state.last_error = cap_error_text(message)
+        since = self._state.delay.since if self._state.delay else started
         if bounded and self._time_left() <= timedelta(0):
-            since = self._state.delay.since if self._state.delay else started
             raise self._deadline_failure(f"{service.value} was unavailable from {_iso(since)}")
-        if self._state.delay is not None:
+        if self._state.delay is None:
+            await self._announce_delay(service, started, message)
+        else:
             self._state.delay.last_error = self._state.last_error
             self._show_details()
+        wait = _retry_hint(error)
+        left = self._time_left() if bounded else None
+        out_of_time = patient and error.retry_state is RetryState.TIMEOUT
+        if left is not None and ((wait is not None and wait >= left) or out_of_time):
+            await self._pause(left, "waiting until the post's deadline")
+            raise self._deadline_failure(f"{service.value} was unavailable from {_iso(since)}")
+        if wait is not None:
+            await self._pause(wait, f"{service.value} asked to wait")
+
+    async def _pause(self, span: timedelta, summary: str) -> None:
+        """A durable wait that a cancellation ends, while one can still be accepted (before publishing)."""
+        if self._state.status is not PostStatus.SCHEDULED:
+            await workflow.sleep(span, summary=summary)
             return
-        self._state.delay = PublishDelay(service=service, since=started, last_error=self._state.last_error)
+        try:
+            await workflow.wait_condition(
+                lambda: self._cancel_request() is not None, timeout=span, timeout_summary=summary
+            )
+        except builtins.TimeoutError:
+            return
+        raise _Cancelled()
+
+    async def _announce_delay(self, service: Service, started: datetime, message: str) -> None:
+        self._state.delay = PublishDelay(
+            service=service, since=started, last_error=self._state.last_error or ""
+        )
         self._step_before_delay = self._state.step
         self._set_step(PublishStep.DELAYED)
         workflow.upsert_search_attributes([DELAYED_SINCE.value_set(started)])
