@@ -150,6 +150,18 @@ _T = TypeVar("_T")
 _Call = Callable[[RetryPolicy, timedelta | None], Awaitable[_T]]
 
 
+def _prompt(policy: RetryPolicy) -> RetryPolicy:
+    """A call's first retries with a deadline: about half a minute of them, never more than _PATIENT_INTERVAL
+    apart, before the post is marked delayed (the earlier policies waited up to a minute between attempts)."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=_PATIENT_INTERVAL,
+        maximum_attempts=6,
+        non_retryable_error_types=policy.non_retryable_error_types,
+    )
+
+
 def _patient(policy: RetryPolicy) -> RetryPolicy:
     """``policy`` without a maximum of attempts, at most _PATIENT_INTERVAL apart (longer when a throttle says so):
     the service is probed at a bounded rate and used again within that interval of its recovery."""
@@ -781,7 +793,7 @@ class ScheduledPostWorkflow:
             limit = budget if not delayed else None
             if left is not None:
                 limit = left if limit is None else min(limit, left)
-            attempt = call(_patient(policy) if delayed else policy, limit)
+            attempt = call(_patient(policy) if delayed else _prompt(policy), limit)
             try:
                 result = await (self._unless_cancelled(attempt) if delayed else attempt)
             except ActivityError as error:
