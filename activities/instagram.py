@@ -74,9 +74,10 @@ _HEARTBEAT_EVERY = 2.0
 # The workflow wakes a few seconds before the publish time; a longer hold means the worker's clock and Temporal's
 # disagree, and then publishing a little early beats stalling until the activity times out.
 _LONGEST_HOLD = timedelta(seconds=30)
-# A throttled media_publish may still be committing on Meta's side (reference §8.4: re-check over >= 2 min): its
-# retry, which reads the container before anything, waits at least this long, so that read is conclusive.
-_THROTTLED_PUBLISH_WAIT = timedelta(minutes=2)
+# A throttled media_publish is retried by an attempt that reads the container first (PUBLISHED: nothing is sent
+# again), after the wait the throttle announced, or this long when it announced none: the low end of Meta's
+# "retry within 30 s to 2 min" (reference §8.4), rather than the minutes a throttle on a read is given.
+_THROTTLED_PUBLISH_WAIT = timedelta(seconds=30)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -121,11 +122,14 @@ def as_application_error(error: GraphAPIError) -> ApplicationError:
     )
 
 
-def _checked_retry(error: GraphAPIError, *, at_least: timedelta = timedelta(0)) -> ApplicationError:
+def _checked_retry(error: GraphAPIError, *, unannounced_wait: timedelta | None = None) -> ApplicationError:
     """An unclear answer to a call that the next attempt checks before repeating (the publish reads the container,
-    the comment looks for itself first): retried as the transient or throttled failure it was, never as final."""
+    the comment looks for itself first): retried as the transient or throttled failure it was, never as final.
+    ``unannounced_wait`` replaces the default wait of a throttle that announced none."""
     throttled = isinstance(error, OutcomeUnknownError) and error.underlying is ErrorClass.THROTTLED
-    wait = max(error.retry_after or timedelta(0), at_least) if throttled else error.retry_after
+    wait = error.retry_after
+    if throttled and error.details.retry_after_assumed and unannounced_wait is not None:
+        wait = unannounced_wait
     return ApplicationError(
         cap_error_text(f"{error.user_message} [{error}]"),
         type=ErrorType.GRAPH_THROTTLED if throttled else ErrorType.GRAPH_TRANSIENT,
@@ -327,7 +331,7 @@ class InstagramActivities(InstagramInterface):
             )
         except OutcomeUnknownError as error:
             if error.underlying is ErrorClass.THROTTLED:
-                raise _checked_retry(error, at_least=_THROTTLED_PUBLISH_WAIT) from None
+                raise _checked_retry(error, unannounced_wait=_THROTTLED_PUBLISH_WAIT) from None
             raise as_application_error(error) from None
         except GraphAPIError as error:
             raise as_application_error(error) from None

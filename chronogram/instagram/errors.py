@@ -106,6 +106,8 @@ class GraphErrorDetails:
     retry_after: timedelta | None = None
     # For OutcomeUnknownError: how the same failure would have been classified on a call without side effects.
     underlying: ErrorClass | None = None
+    # True when ``retry_after`` is this module's default for a throttle that announced no wait of its own.
+    retry_after_assumed: bool = False
 
 
 class GraphAPIError(Exception):
@@ -366,7 +368,11 @@ def error_for(details: GraphErrorDetails) -> GraphAPIError:
 def _build(details: GraphErrorDetails, base: ErrorClass) -> GraphAPIError:
     d = details
     if base is ErrorClass.THROTTLED and d.retry_after is None:
-        d = replace(d, retry_after=_THROTTLE_WAIT_BY_CODE.get(d.code or 0, _DEFAULT_THROTTLE_WAIT))
+        d = replace(
+            d,
+            retry_after=_THROTTLE_WAIT_BY_CODE.get(d.code or 0, _DEFAULT_THROTTLE_WAIT),
+            retry_after_assumed=True,
+        )
     if d.operation.unsafe and base in (
         ErrorClass.TRANSIENT,
         ErrorClass.THROTTLED,

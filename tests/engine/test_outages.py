@@ -33,7 +33,7 @@ OUTAGE_SECONDS = 300.0 if os.environ.get("CHRONOGRAM_TEST_LONG_OUTAGES") == "1" 
 RECOVERED_WITHIN = timedelta(seconds=30)
 
 
-def _delay_events(seeder: Seeder, post_id: int) -> list[ErrorType | None]:
+def _delay_events(seeder: Seeder, post_id: int) -> list[str | None]:
     with Session(seeder.engine) as session:
         rows = session.exec(select(PostEvent).where(PostEvent.post_id == post_id)).all()
     return [
