@@ -95,6 +95,8 @@ _QUOTA_RECHECK = timedelta(minutes=15)
 _PREPARE_AHEAD = timedelta(minutes=10)
 # Instagram activities heartbeat every 2 s: a worker that dies mid-call is replaced within this, not minutes.
 _HEARTBEAT = timedelta(seconds=10)
+# Media preparation heartbeats once per media (an image is rendered in a few seconds).
+_PREPARE_HEARTBEAT = timedelta(seconds=30)
 # Under load a Temporal timer fires up to about a second late (measured in bench/README.md). So the last wait ends
 # this much early; marking the post publishing and checking the quota happen meanwhile, and the publish activity
 # holds media_publish until publish_at on the worker's clock. The same patch fetches the permalink and posts the
@@ -425,6 +427,8 @@ class ScheduledPostWorkflow:
                 PostRef(self._state.post_id),
                 start_to_close_timeout=timedelta(minutes=5),
                 schedule_to_close_timeout=budget,
+                # It heartbeats before each media: a worker that dies rendering is replaced in seconds, not minutes.
+                heartbeat_timeout=_PREPARE_HEARTBEAT if self._deadline_mode else None,
                 retry_policy=policy,
                 summary=f"validate and render {len(plan.media)} media",
             ),

@@ -24,6 +24,7 @@ from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.engine.conftest import PROJECT_ROOT, engine_env, start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
+from tests.support.stack import connect_when_healthy
 from workflows import ScheduledPostWorkflow
 
 
@@ -218,7 +219,6 @@ async def test_dev_server_restart_while_posts_sleep(
     """A server with persisted state is stopped while posts sleep and started again later: every post publishes,
     once. (Its own server and namespace: the session's shared server must not be stopped.)"""
     from chronogram.contracts import SEARCH_ATTRIBUTES
-    from chronogram.temporal import connect_temporal
     from devstack.processes import free_port
     from devstack.services import TemporalDevServer
 
@@ -237,7 +237,7 @@ async def test_dev_server_restart_while_posts_sleep(
     server = start_server()
     pool = Workers(settings, server_log)
     try:
-        client = await connect_temporal(settings)
+        client = await connect_when_healthy(settings)
         accounts = []
         for index in range(3):
             account = await sandbox_admin.create_account(f"restart_{index}")
@@ -256,7 +256,7 @@ async def test_dev_server_restart_while_posts_sleep(
         server.process.stop()
         await asyncio.sleep(15)  # the publish time passes while the server is down
         server = start_server()
-        client = await connect_temporal(settings)
+        client = await connect_when_healthy(settings)
         for handle in handles:
             restarted = client.get_workflow_handle(handle.id, result_type=ScheduledPostResult)
             result = await asyncio.wait_for(restarted.result(), timeout=90)
