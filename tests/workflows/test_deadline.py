@@ -15,7 +15,7 @@ from workflows import ScheduledPostWorkflow
 
 # A delayed call is retried at most this far apart (workflows.scheduled_post._PATIENT_INTERVAL), plus the few
 # seconds of the calls that follow recovery.
-RECOVERY = timedelta(seconds=15 + 10)
+RECOVERY = timedelta(seconds=30)
 
 
 def _codes(run) -> list[ErrorType | None]:
