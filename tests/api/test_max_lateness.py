@@ -3,13 +3,16 @@ shown, and read into the post's plan (post, else account, else the default)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from activities.store import PostStore
 from api.deps import AppServices
-from chronogram.contracts import PostRef
+from api.schemas.post_responses import LiveState
+from chronogram.contracts import PostRef, PostState, PublishDelay, PublishStep, Service
+from chronogram.enums import PostStatus
 from tests.api.helpers import ApiUser, assert_problem, schedule, schedule_ok
 
 
@@ -67,3 +70,20 @@ async def test_the_plan_takes_the_posts_lateness_else_the_accounts_else_the_defa
     await alice.client.patch(f"/v1/accounts/{account_id}", json={"max_lateness_seconds": 0})
     assert store.load_plan(PostRef(inherits["id"])).max_lateness_seconds == 0
     assert store.load_plan(PostRef(own["id"])).max_lateness_seconds == 600
+
+
+def test_the_live_state_of_a_delayed_post_says_why_and_since_when() -> None:
+    since = datetime(2026, 12, 2, 9, 2, 30, tzinfo=UTC)
+    state = PostState(
+        post_id=1,
+        status=PostStatus.PUBLISHING,
+        publish_at=since,
+        step=PublishStep.DELAYED,
+        last_error="GraphTransientError: Instagram is temporarily unavailable.",
+        delay=PublishDelay(service=Service.INSTAGRAM, since=since, last_error="GraphTransientError: ..."),
+        deadline=since + timedelta(hours=24),
+    )
+    live = LiveState.from_state(state)
+    assert live.step == "delayed: Instagram unavailable since 09:02 UTC"
+    assert live.delayed_since == since and live.deadline == since + timedelta(hours=24)
+    assert live.last_error and "temporarily unavailable" in live.last_error
