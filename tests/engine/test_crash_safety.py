@@ -139,6 +139,36 @@ async def test_worker_killed_inside_an_activity(
     await assert_published_exactly_once(sandbox_admin, ig)
 
 
+async def test_worker_killed_before_media_publish_was_sent_resumes_within_seconds(
+    workers: Workers, engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin
+) -> None:
+    """Killed while the publish activity holds its call until publish_at: nothing reached Instagram, so another
+    worker publishes as soon as the dead one's heartbeat is missed, without re-reading the container for
+    minutes (the "did it go live?" path is for calls really sent)."""
+    ig, _ = ig_account
+    first = workers.start()
+    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=10))
+    await wait_for_started_activity(handle, "publish")
+    publish_at = (await handle.query(ScheduledPostWorkflow.state)).publish_at
+    first.kill()
+    assert not await sandbox_admin.calls(endpoint="media_publish", ig_user_id=ig.ig_user_id)
+    workers.start()
+    result = await asyncio.wait_for(handle.result(), timeout=90)
+    assert result.status is PostStatus.PUBLISHED
+    await assert_published_exactly_once(sandbox_admin, ig)
+    [published] = await sandbox_admin.published(ig.ig_user_id)
+    lag = datetime.fromisoformat(published["published_at"]) - publish_at
+    # The heartbeat timeout (10 s), a new worker's start, the retry: well under the old two minutes.
+    assert lag < timedelta(seconds=30), f"published {lag.total_seconds():.1f} s late"
+    history = await handle.fetch_history()
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "reconcile_publish" not in scheduled
+
+
 async def test_worker_killed_while_marking_the_post_publishing(
     workers: Workers,
     engine_client: Client,
