@@ -237,7 +237,6 @@ class Service(StrEnum):
 
     INSTAGRAM = "Instagram"
     STORAGE = "media storage"
-    DATABASE = "the database"
 
 
 @dataclass
