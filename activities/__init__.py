@@ -35,7 +35,7 @@ def build_activities(
     """Every activity the contracts declare, bound to shared clients: what the worker registers. ``breakers``: the
     worker's Graph API circuit breakers (none: every call is sent); ``on_graph_call`` hears of every Graph API
     call (the worker's metrics)."""
-    store = PostStore(engine)
+    store = PostStore(engine, settings.default_max_lateness_seconds)
     media = MediaActivities(storage, settings.media_bucket, engine)
     graph = GraphClient.from_settings(http, settings, breakers=breakers, on_call=on_graph_call)
     cipher = TokenCipher.from_settings(settings)

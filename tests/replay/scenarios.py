@@ -153,14 +153,41 @@ SCENARIOS = [
         ),
         needs_time_skipping=True,
     ),
+    # Failed after three before the publish deadline (before-publish-deadline/failed_after_unconfirmed_publishes).
     Scenario(
-        "failed_after_unconfirmed_publishes",
+        "published_after_failed_publishes",
         lambda: Script(
             publish_faults=[
                 PublishFault(graph_error("GraphTransientError", retryable=True)) for _ in range(3)
             ]
         ),
         needs_time_skipping=True,
+    ),
+    Scenario(
+        "delayed_then_published",
+        lambda: Script(graph_outage=(timedelta(minutes=15), timedelta(hours=2))),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
+    ),
+    Scenario(
+        "delayed_while_publishing_then_published",
+        lambda: Script(graph_outage=(timedelta(minutes=29), timedelta(hours=1))),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
+    ),
+    Scenario(
+        "failed_deadline_passed",
+        lambda: Script(graph_outage=(timedelta(minutes=15), timedelta(hours=5)), max_lateness_seconds=3600),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
         expect_failure=True,
+    ),
+    Scenario(
+        "first_comment_retried",
+        lambda: Script(
+            comment_errors=[graph_error("GraphTransientError", retryable=True) for _ in range(12)]
+        ),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
     ),
 ]
