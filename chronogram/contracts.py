@@ -468,6 +468,26 @@ class PostStoreInterface:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class RunRef:
+    workflow_id: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class CancellationRequester:
+    """Who asked Temporal to cancel a run, as its history says (empty when it does not)."""
+
+    identity: str = ""
+    cause: str = ""
+
+
+class RunHistoryInterface:
+    @activity.defn
+    async def who_cancelled(self, request: RunRef) -> CancellationRequester:
+        raise NotImplementedError
+
+
 class MediaInterface:
     @activity.defn
     def prepare_media(self, request: PostRef) -> PreparedMediaList:
@@ -591,6 +611,7 @@ ACTIVITY_INTERFACES: tuple[type, ...] = (
     MediaInterface,
     InstagramInterface,
     AccountTokensInterface,
+    RunHistoryInterface,
 )
 
 

@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
         PUBLISH_AT,
         SCHEDULED_POST_WORKFLOW,
         SIGNAL_INPUTS,
+        AccountSignal,
+        CancellationRequester,
         CancelRequest,
         ContainerCheck,
         ContainerRef,
@@ -54,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
         ReconcileInput,
         RefusedSignal,
         RescheduleRequest,
+        RunHistoryInterface,
+        RunRef,
         ScheduledPostInput,
         ScheduledPostResult,
         Service,
@@ -119,6 +123,16 @@ _ERROR_CODE_PATCH = "error-code-search-attribute"
 _KEPT_SIGNAL_OUTCOMES = 100
 # Errors after which the publish is documented as not done, and no retry can make it succeed.
 _FINAL_PUBLISH_ERRORS = (ErrorType.GRAPH_AUTH, ErrorType.GRAPH_INVALID_REQUEST, ErrorType.INVALID_MEDIA)
+
+# An authentication or permission error (the account's token expired or was revoked, a permission withdrawn)
+# makes the post wait for its account to be reconnected, until its deadline, instead of failing it at once: the
+# activity has marked the account needs_reconnect, and reconnecting it signals account_reconnected.
+_RECONNECT_PATCH = "wait-for-reconnect"
+
+# A cancellation requested through Temporal (the Web UI's "Request Cancellation", `temporal workflow cancel`)
+# while the post is scheduled cancels it like the API's cancel: the post ends cancelled, with an event naming who
+# asked. Once publishing has begun the run is cancelled as before, and the reconciler hands the post to a fresh run.
+_TEMPORAL_CANCEL_PATCH = "temporal-cancellation-cancels-the-post"
 
 # --- Lateness deadline (issue 12), behind one patch taken as preparation begins ---------------------------------
 # Transient and throttled failures of Instagram, storage and the database delay a post until its deadline,
@@ -248,6 +262,8 @@ class ScheduledPostWorkflow:
         self._deadline_mode = False
         self._lateness: timedelta | None = None
         self._step_before_delay = PublishStep.SCHEDULED
+        # How many times the account was reconnected during this run (signal account_reconnected).
+        self._reconnects = 0
 
     # --- messages --------------------------------------------------------------------------------------------
 
@@ -293,6 +309,11 @@ class ScheduledPostWorkflow:
         if isinstance(await self._receive(PostSignal.PUBLISH_NOW, request), PublishNowRequest):
             self._publish_now = True
             self._wake = True
+
+    @workflow.signal(name=AccountSignal.ACCOUNT_RECONNECTED)
+    def account_reconnected(self, *_request: object) -> None:
+        # Sent by the API to the account's open posts once it is reconnected; any input will do.
+        self._reconnects += 1
 
     async def _receive(
         self, signal: PostSignal, values: tuple[object, ...]
@@ -350,6 +371,10 @@ class ScheduledPostWorkflow:
         self._show_details()
         try:
             result = await self._schedule_and_publish()
+        except asyncio.CancelledError:
+            if self._state.status is not PostStatus.SCHEDULED or not workflow.patched(_TEMPORAL_CANCEL_PATCH):
+                raise
+            result = await self._finish_cancelled(await self._temporal_cancellation())
         except _PostFailed as failure:
             await self._finish_failed(failure)
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -393,6 +418,22 @@ class ScheduledPostWorkflow:
         if self._deadline_mode:
             return await self._finish_published_until_deadline(plan, media_id)
         return await self._finish_published(plan, media_id)
+
+    async def _temporal_cancellation(self) -> CancelRequest:
+        info = workflow.info()
+        try:
+            requester: CancellationRequester = await workflow.execute_activity_method(
+                RunHistoryInterface.who_cancelled,
+                RunRef(workflow_id=info.workflow_id, run_id=info.run_id),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="who asked for the cancellation?",
+            )
+        except ActivityError:
+            requester = CancellationRequester()
+        who = f" by {requester.identity}" if requester.identity else ""
+        why = f" ({requester.cause})" if requester.cause else ""
+        return CancelRequest(reason=f"cancelled in Temporal{who}{why}")
 
     def _cancel_request(self) -> CancelRequest | None:
         return self._cancel  # read through a call: a signal may have set it during any await
@@ -801,15 +842,72 @@ class ScheduledPostWorkflow:
             if left is not None:
                 limit = left if limit is None else min(limit, left)
             attempt = call(_patient(policy) if delayed else _prompt(policy), limit)
+            reconnects = self._reconnects
             try:
                 result = await (self._unless_cancelled(attempt) if delayed else attempt)
             except ActivityError as error:
+                if (
+                    _error_type(error) is ErrorType.GRAPH_AUTH
+                    and bounded
+                    and workflow.patched(_RECONNECT_PATCH)
+                ):
+                    await self._wait_for_reconnect(error, reconnects)
+                    continue
                 if not _gave_up_retrying(error):
                     raise
                 await self._delayed(service, error, started, bounded=bounded, patient=delayed)
                 continue
             await self._resumed()
             return result
+
+    async def _wait_for_reconnect(self, error: ActivityError, reconnects: int) -> None:
+        """Instagram refused the account's token (expired, revoked, a permission withdrawn): wait, until the post's
+        deadline, for the account to be reconnected, then try the call again (an authentication error means the
+        call did nothing). A reconnect that came while the call was out counts at once."""
+        message = _error_message(error)
+        self._state.last_error = cap_error_text(f"{ErrorType.GRAPH_AUTH}: {message}")
+        if self._reconnects > reconnects:
+            return
+        since = workflow.now()
+        step_before = self._state.step
+        self._set_step(PublishStep.WAITING_FOR_RECONNECT)
+        workflow.upsert_search_attributes([DELAYED_SINCE.value_set(since)])
+        deadline = self._deadline()
+        await self._record(
+            EventKind.ERROR,
+            f"waiting for the account to be reconnected (Instagram refused its token: {message}); the post goes "
+            f"on once it is, until {_iso(deadline) if deadline else 'its publish time'}",
+            error_code=ErrorType.GRAPH_AUTH,
+        )
+        left = self._time_left()
+        reconnected = False
+        if left > timedelta(0):
+            try:
+                # A cancellation ends the wait while one can still be accepted (before publishing).
+                await workflow.wait_condition(
+                    lambda: self._reconnects > reconnects or self._cancel_request() is not None,
+                    timeout=left,
+                    timeout_summary="waiting for the account to be reconnected",
+                )
+                reconnected = self._reconnects > reconnects
+            except builtins.TimeoutError:
+                pass
+        workflow.upsert_search_attributes([DELAYED_SINCE.value_unset()])
+        if not reconnected:
+            if self._cancel_request() is not None and self._state.status is PostStatus.SCHEDULED:
+                raise _Cancelled()
+            raise _PostFailed(
+                ErrorType.GRAPH_AUTH,
+                f"Instagram refused the account's token ({message}) and the account was not reconnected before "
+                f"this post's deadline, {_iso(deadline) if deadline else 'its publish time'}, so it was not "
+                "published. Reconnect the account (POST /v1/accounts with a new token), then retry the post.",
+            )
+        self._set_step(step_before)
+        await self._record(
+            EventKind.ATTEMPT,
+            f"resumed: the account was reconnected after {_span(workflow.now() - since)}",
+            error_code=ErrorType.PUBLISH_RESUMED,
+        )
 
     async def _unless_cancelled(self, attempt: Awaitable[_T]) -> _T:
         """A delayed call, given up when the post is cancelled meanwhile (only possible before publishing)."""

@@ -28,6 +28,8 @@ from workflows.scheduled_post import (
     _ERROR_CODE_PATCH,
     _MALFORMED_SIGNAL_PATCH,
     _PUBLISH_NOW_TIME_PATCH,
+    _RECONNECT_PATCH,
+    _TEMPORAL_CANCEL_PATCH,
     _WAKE_EARLY_PATCH,
 )
 
@@ -71,7 +73,12 @@ def test_histories_from_before_signal_outcomes_replay_beside_new_ones() -> None:
     """Recorded before signals carried request ids and events sequences; the malformed-signal refusal records
     its marker only where a signal was malformed."""
     before = sorted((HISTORY_DIR / "before-signal-outcomes").glob("*.json"))
-    added_since = {"malformed_signals_refused", "container_waited_for_further_rounds", *_ADDED_WITH_DEADLINES}
+    added_since = {
+        "malformed_signals_refused",
+        "container_waited_for_further_rounds",
+        *_ADDED_WITH_DEADLINES,
+        *_ADDED_SINCE_DEADLINES,
+    }
     assert {path.stem for path in before} == (
         {s.name for s in SCENARIOS} - added_since
     ) | _GONE_WITH_DEADLINES
@@ -89,17 +96,18 @@ _ADDED_WITH_DEADLINES = {
     "first_comment_retried",
 }
 _GONE_WITH_DEADLINES = {"failed_after_unconfirmed_publishes"}
+_ADDED_SINCE_DEADLINES = {"published_after_reconnect", "cancelled_in_temporal"}
 
 
 def test_both_sides_of_the_deadline_patch_are_recorded() -> None:
     """Posts recorded before the deadline replay the attempt counts; every post prepared since records it."""
     before = sorted((HISTORY_DIR / "before-publish-deadline").glob("*.json"))
     assert {path.stem for path in before} == (
-        {s.name for s in SCENARIOS} - _ADDED_WITH_DEADLINES
+        {s.name for s in SCENARIOS} - _ADDED_WITH_DEADLINES - _ADDED_SINCE_DEADLINES
     ) | _GONE_WITH_DEADLINES
     assert all(_DEADLINE_PATCH not in _patches(path) for path in HISTORIES if path.parent != HISTORY_DIR)
     with_marker = {path.stem for path in CURRENT if _DEADLINE_PATCH in _patches(path)}
-    assert with_marker == {path.stem for path in CURRENT} - {"cancelled"}  # cancelled while asleep
+    assert with_marker == {path.stem for path in CURRENT} - {"cancelled", "cancelled_in_temporal"}  # asleep
 
 
 def test_publish_now_histories_from_both_sides_of_its_time_patch_are_recorded() -> None:
@@ -135,6 +143,23 @@ def test_failed_runs_record_the_error_code_patch_and_the_older_ones_still_replay
         if event["eventType"] == "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
     ]
     assert any("ErrorCode" in fields for fields in upserted)
+
+
+def test_only_an_authentication_error_records_the_reconnect_patch() -> None:
+    """A refused token waits for the account's reconnect (published_after_reconnect), or for the deadline
+    (failed_auth); an earlier failed_auth failed at once and still replays (before-*/failed_auth.json)."""
+    with_marker = {
+        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _RECONNECT_PATCH in _patches(path)
+    }
+    assert with_marker == {"failed_auth.json", "published_after_reconnect.json"}
+    assert (HISTORY_DIR / "before-publish-deadline" / "failed_auth.json").exists()
+
+
+def test_only_a_cancellation_requested_in_temporal_records_its_patch() -> None:
+    with_marker = {
+        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _TEMPORAL_CANCEL_PATCH in _patches(path)
+    }
+    assert with_marker == {"cancelled_in_temporal.json"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])

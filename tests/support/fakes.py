@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from chronogram.contracts import (
+    CancellationRequester,
     ContainerCheck,
     ContainerRef,
     ContainerReport,
@@ -38,6 +39,7 @@ from chronogram.contracts import (
     QuotaReport,
     ReconcileInput,
     ReconcileResult,
+    RunRef,
 )
 from chronogram.enums import PostStatus, PostType
 
@@ -228,7 +230,12 @@ class FakeWorld:
             world.comments.append(request.media_id)
             return FirstCommentResult(comment_id=f"comment-{request.media_id}", created=True)
 
+        @activity.defn(name="who_cancelled")
+        async def who_cancelled(request: RunRef) -> CancellationRequester:
+            return CancellationRequester(identity=f"operator of {request.workflow_id}", cause="")
+
         return [
+            who_cancelled,
             load_plan,
             begin_publishing,
             record_event,

@@ -184,7 +184,6 @@ async def test_quota_used_up_waits_for_the_rolling_window(schedule) -> None:
 @pytest.mark.parametrize(
     ("kind", "where"),
     [
-        ("GraphAuthError", "create"),
         ("GraphInvalidRequestError", "create"),
         ("InvalidMediaError", "create"),
         ("MediaRejected", "prepare"),
@@ -206,6 +205,22 @@ async def test_non_retryable_errors_fail_the_post_with_a_reason(schedule, kind: 
     assert state.status is PostStatus.FAILED and state.last_error and kind in state.last_error
     # Media and containers are prepared ahead of time: the user hears of the problem before the publish time.
     assert run.world.called("finish")[0].at <= run.publish_at - timedelta(minutes=9)
+
+
+async def test_a_refused_token_waits_for_a_reconnect_until_the_deadline(schedule) -> None:
+    # The account is never reconnected (published_after_reconnect, a recorded scenario, is the other side).
+    script = Script(create_errors=[graph_error("GraphAuthError")], max_lateness_seconds=3600)
+    run = await schedule(timedelta(hours=1), script)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run.handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "GraphAuthError"
+    assert "was not reconnected before this post's deadline" in str(cause)
+    ended = run.world.called("finish")[0].at
+    assert run.publish_at + timedelta(minutes=59) <= ended <= run.publish_at + timedelta(minutes=62)
+    assert run.world.published == []
+    messages = [call.arg.message for call in run.world.called("record_event")]
+    assert any(message.startswith("waiting for the account to be reconnected") for message in messages)
 
 
 async def test_prepared_ahead_then_published_on_time(schedule) -> None:
