@@ -225,3 +225,29 @@ async def test_a_post_waits_for_its_account_to_be_reconnected_then_publishes_onc
     ]
     assert any(message.startswith("waiting for the account to be reconnected") for message in messages)
     assert any(message.startswith("resumed: the account was reconnected") for message in messages)
+
+
+async def test_a_post_due_after_its_token_would_have_expired_twice_publishes(
+    user: User, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    # The issue's "a post 90 days ahead on a 60-day token", with the sandbox's tokens living 8 s: the post is due
+    # 2.5 lifetimes after the token it was scheduled with, which the sandbox refuses by then.
+    account = await sandbox.create_account("far_ahead")
+    connected = await connect(
+        user, account.ig_user_id, await sandbox.issue_token(account.ig_user_id, lifetime="short")
+    )
+    account_id = connected["id"]
+    first = stored_token(services, account_id)
+    response = await schedule(user, account_id, in_seconds=2.5 * TOKEN_LIFETIME.total_seconds())
+    assert response.status_code == 201, response.text
+    post_id = response.json()["id"]
+
+    async def published() -> bool:
+        return bool((await user.client.get(f"/v1/posts/{post_id}")).json()["status"] == "published")
+
+    assert await until(published, within=60)
+    assert len(await sandbox.published(account.ig_user_id)) == 1
+    assert stored_token(services, account_id) != first
+    body = await detail(user, account_id)
+    assert body["status"] == "active"
+    assert len([event for event in body["events"] if event["kind"] == "token_refreshed"]) >= 2
