@@ -120,6 +120,10 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     DELAYED_SINCE,
 )
 
+# The workflow's own metric (through the Temporal SDK's metric meter, served on the worker's metrics port with
+# the SDK's): the time from the start of a post's preparation to its containers being ready, by post type.
+PREPARATION_METRIC = "chronogram_preparation"
+
 # How late a post may go out when outages delay it, unless its account or the post says otherwise.
 DEFAULT_MAX_LATENESS_SECONDS = 24 * 3600
 

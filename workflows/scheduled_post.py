@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ERROR_CODE,
         NON_RETRYABLE_ERRORS,
         POST_STATUS,
+        PREPARATION_METRIC,
         PUBLISH_AT,
         SCHEDULED_POST_WORKFLOW,
         SIGNAL_INPUTS,
@@ -453,6 +454,17 @@ class ScheduledPostWorkflow:
                 pass
 
     async def _prepare(self) -> tuple[PublishPlan, str]:
+        began = workflow.now()
+        plan, container_id = await self._prepare_media_and_containers()
+        # A metric, not a command: it is not recorded in the history, and replaying emits nothing.
+        workflow.metric_meter().create_histogram_timedelta(
+            PREPARATION_METRIC,
+            description="Time from the start of a post's preparation to its containers being ready",
+            unit="duration",
+        ).with_additional_attributes({"post_type": plan.post_type.value}).record(workflow.now() - began)
+        return plan, container_id
+
+    async def _prepare_media_and_containers(self) -> tuple[PublishPlan, str]:
         self._set_step(PublishStep.PREPARING_MEDIA)
         plan: PublishPlan = await workflow.execute_activity_method(
             PostStoreInterface.load_plan,
