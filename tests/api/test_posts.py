@@ -26,6 +26,7 @@ from tests.api.helpers import (
     wait_for,
     workflow_runs,
 )
+from tests.support.graph_sandbox import refuse_next_container
 from tests.support.media import jpeg
 
 
@@ -314,23 +315,16 @@ async def test_a_signal_the_workflow_refuses_is_409(
 async def test_retry_a_failed_post(
     alice: ApiUser, sandbox: SandboxAdmin, account: dict[str, Any], media_id: int, services: AppServices
 ) -> None:
-    # A revoked token fails the post for good (GraphAuthError): a retry after reconnecting publishes it.
-    token = await sandbox.issue_token(account["ig_user_id"])
-    await alice.client.post("/v1/accounts", json={"ig_user_id": account["ig_user_id"], "access_token": token})
-    await sandbox.revoke_token(token)
+    # Instagram refusing the request fails the post for good: a retry publishes it once that is fixed.
+    await refuse_next_container(sandbox, account["ig_user_id"])
     post = await schedule_ok(alice.client, account["id"], [media_id], publish_at=at(0))
     failed = await wait_for(alice.client, post["id"], "failed")
-    assert failed["error"]["code"] == "GraphAuthError"
+    assert failed["error"]["code"] == "GraphInvalidRequestError"
     body = assert_problem(
         await alice.client.post(f"/v1/posts/{post['id']}/cancel"), 409, "post_not_scheduled"
     )
     assert body["current_status"] == "failed"
 
-    fresh = await sandbox.issue_token(account["ig_user_id"])
-    reconnected = await alice.client.post(
-        "/v1/accounts", json={"ig_user_id": account["ig_user_id"], "access_token": fresh}
-    )
-    assert reconnected.status_code == 200
     response = await alice.client.post(f"/v1/posts/{post['id']}/retry")
     assert response.status_code == 202, response.text
     assert response.json()["error"] is None

@@ -19,6 +19,7 @@ from api.deps import AppServices
 from chronogram.contracts import webhook_endpoint_workflow_id
 from sandbox.admin_client import SandboxAdmin
 from tests.api.helpers import ApiUser, assert_problem, at, connect, schedule_ok, wait_for
+from tests.support.graph_sandbox import refuse_next_container
 from tests.support.receiver import WebhookReceiver, webhook_receiver
 from tests.support.smtp import MailSink
 
@@ -68,11 +69,11 @@ async def test_a_publish_a_reschedule_a_cancel_and_a_failure_send_exactly_their_
         await alice.client.post(f"/v1/posts/{cancelled['id']}/cancel", json={"reason": "typo"})
     ).status_code == 202
 
-    # A revoked token fails the post for good (on an account of its own).
+    # Instagram refusing the request fails the post for good (on an account of its own).
     other = await connect(alice.client, sandbox)
     token = await sandbox.issue_token(other["ig_user_id"])
     await alice.client.post("/v1/accounts", json={"ig_user_id": other["ig_user_id"], "access_token": token})
-    await sandbox.revoke_token(token)
+    await refuse_next_container(sandbox, other["ig_user_id"])
     failed = await schedule_ok(alice.client, other["id"], [media], publish_at=at(0))
 
     await wait_for(alice.client, published["id"], "published", within=30)
@@ -102,10 +103,8 @@ async def test_a_publish_a_reschedule_a_cancel_and_a_failure_send_exactly_their_
     assert data["permalink"] is None or data["permalink"].startswith("https://")
     assert data["ig_media_id"] and data["lag_seconds"] is not None and data["account_id"] == account["id"]
     failure = [r.payload for r in receiver.accepted() if r.payload["type"] == "post.failed"][0]["data"]
-    assert failure["error"]["code"] == "GraphAuthError"
-    assert (
-        "Reconnect" in failure["error"]["what_to_do"] and str(failed["id"]) in failure["error"]["what_to_do"]
-    )
+    assert failure["error"]["code"] == "GraphInvalidRequestError"
+    assert "edit it (caption, tags, media)" in failure["error"]["what_to_do"]
     # No token anywhere in what was sent.
     for r in receiver.received:
         assert token not in r.body.decode() and "access_token" not in r.body.decode()
@@ -226,14 +225,12 @@ async def test_failures_are_emailed_by_default_and_the_choice_is_the_users(
     settings = await alice.client.get("/v1/notification-settings")
     assert settings.json()["email_event_types"][0] == "post.failed"
     account = ready["account"]
-    token = await sandbox.issue_token(account["ig_user_id"])
-    await alice.client.post("/v1/accounts", json={"ig_user_id": account["ig_user_id"], "access_token": token})
-    await sandbox.revoke_token(token)
+    await refuse_next_container(sandbox, account["ig_user_id"])
     failed = await schedule_ok(alice.client, account["id"], [ready["media"]], publish_at=at(0))
     email = await _mail_for(services, mail_sink, alice, within=30)
     assert email["Subject"] == f"[Chronogram] Post {failed['id']} failed to publish"
     text = email.get_content()
-    assert "GraphAuthError" in text and "What to do: Reconnect" in text and token not in text
+    assert "GraphInvalidRequestError" in text and "What to do: Instagram refused the post as it is" in text
 
     changed = await alice.client.put("/v1/notification-settings", json={"email_event_types": []})
     assert changed.status_code == 200 and changed.json() == {"email_event_types": []}
