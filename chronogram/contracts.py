@@ -615,6 +615,9 @@ class DeliveryOutcome(StrEnum):
     GONE = "gone"  # the endpoint answered 410 Gone: it is disabled
     SKIPPED = "skipped"  # nothing to send: delivered already, or the endpoint is disabled or deleted
     FAILED = "failed"  # retries spent
+    # A batch's first attempt failed (no answer, or not 2xx nor 410), recorded with its next retry: the delivery
+    # goes on alone, retried on its schedule (WebhookDeliveryInterface.deliver_batch).
+    RETRY = "retry"
 
 
 @dataclass(frozen=True)
@@ -650,6 +653,23 @@ class DeliveryReport:
 
 
 @dataclass(frozen=True)
+class DeliveryBatch:
+    """The first attempt of several deliveries of one endpoint, sent side by side: at most one per ordering key,
+    so that a post's events still go one after the other."""
+
+    endpoint_id: int
+    delivery_ids: list[int]
+    retry: RetrySchedule
+
+
+@dataclass(frozen=True)
+class DeliveryBatchReport:
+    """One outcome per delivery, in the batch's order: DELIVERED, GONE, SKIPPED, or RETRY."""
+
+    outcomes: list[DeliveryOutcome]
+
+
+@dataclass(frozen=True)
 class GiveUpInput:
     """A delivery whose retries are spent; ``endpoint_id`` set: the endpoint is disabled and its owner told."""
 
@@ -668,6 +688,10 @@ class WebhookDeliveryInterface:
 
     @activity.defn
     async def give_up_delivery(self, request: GiveUpInput) -> None:
+        raise NotImplementedError
+
+    @activity.defn
+    async def deliver_batch(self, request: DeliveryBatch) -> DeliveryBatchReport:
         raise NotImplementedError
 
 
