@@ -2,7 +2,7 @@
 10 s timeout, recorded in the delivery log, and counted (chronogram_notification_deliveries_total, and the latency
 from the event to its delivery).
 
-The first attempts of an endpoint's ready deliveries go together (``deliver_batch``: one read, the requests side
+The first attempts of an endpoint's due deliveries go together (``deliver_due``: one read, the requests side
 by side, one write); a delivery whose first attempt failed goes on alone (``deliver_webhook``): an attempt that
 fails raises a retryable ApplicationError, and Temporal retries it on the schedule the workflow gives
 (RetrySchedule). The attempt's row says when the next one is due. Nothing here logs or raises a secret: the
@@ -25,8 +25,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from chronogram.contracts import (
-    DeliveryBatch,
-    DeliveryBatchReport,
+    DeliverDueInput,
+    DeliverDueReport,
     DeliveryOutcome,
     DeliveryRef,
     DeliveryReport,
@@ -113,26 +113,35 @@ class WebhookActivities(WebhookDeliveryInterface):
         return DeliveryReport(outcome)
 
     @activity.defn
-    async def deliver_batch(self, request: DeliveryBatch) -> DeliveryBatchReport:
-        """The first attempt of each delivery, all side by side: one read, the requests at once, one write. A
-        failed attempt is recorded with its next retry (the first interval of the schedule) and reported RETRY:
-        the workflow retries it alone. Raises only for what is not the receiver's (the database), and the workflow
-        then delivers each one alone."""
-        jobs = await asyncio.to_thread(
-            deliveries.webhook_jobs, self._engine, request.delivery_ids, self._cipher
+    async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
+        """The first attempt of each due delivery (one per post), all side by side: one read, the requests at
+        once, one write. A failed attempt is recorded with its next retry (the schedule's first interval) and
+        reported RETRY: the workflow retries it alone. Raises only for what is not the receiver's (the database):
+        the workflow then runs it again, and it reads again what is still pending."""
+        heads, more = await asyncio.to_thread(
+            deliveries.due_heads,
+            self._engine,
+            request.endpoint_id,
+            busy_keys=request.busy_keys,
+            limit=request.limit,
         )
-        todo = [jobs[delivery_id] for delivery_id in request.delivery_ids if delivery_id in jobs]
+        keys = dict(heads)
+        jobs = await asyncio.to_thread(deliveries.webhook_jobs, self._engine, list(keys), self._cipher)
+        todo = list(jobs.values())
         # Again at every attempt (the name may resolve elsewhere now), once per URL: a batch is one endpoint's.
         refusals = {url: await self._refusal(url) for url in {job.url for job in todo}}
         sent = await asyncio.gather(*(self._send(job, request.retry, refusals[job.url]) for job in todo))
-        retry_at = next_retry_at(request.retry, attempt=1, first_scheduled=activity.info().scheduled_time)
+        retry_at = next_retry_at(request.retry, attempt=1, first_scheduled=datetime.now(UTC))
         judged = [_judge(job, result, retry_at) for job, result in zip(todo, sent, strict=True)]
         await asyncio.to_thread(deliveries.record_attempts, self._engine, [attempt for attempt, _ in judged])
         outcomes = [(job, outcome) for job, (_, outcome) in zip(todo, judged, strict=True)]
         await self._after(outcomes)
         by_id = {job.delivery_id: outcome for job, outcome in outcomes}
-        return DeliveryBatchReport(
-            [by_id.get(delivery_id, DeliveryOutcome.SKIPPED) for delivery_id in request.delivery_ids]
+        return DeliverDueReport(
+            delivery_ids=list(keys),
+            ordering_keys=list(keys.values()),
+            outcomes=[by_id.get(delivery_id, DeliveryOutcome.SKIPPED) for delivery_id in keys],
+            more=more,
         )
 
     @activity.defn

@@ -615,8 +615,8 @@ class DeliveryOutcome(StrEnum):
     GONE = "gone"  # the endpoint answered 410 Gone: it is disabled
     SKIPPED = "skipped"  # nothing to send: delivered already, or the endpoint is disabled or deleted
     FAILED = "failed"  # retries spent
-    # A batch's first attempt failed (no answer, or not 2xx nor 410), recorded with its next retry: the delivery
-    # goes on alone, retried on its schedule (WebhookDeliveryInterface.deliver_batch).
+    # A first attempt in a batch failed (no answer, or neither 2xx nor 410), recorded with its next retry: the
+    # delivery goes on alone, retried on its schedule (WebhookDeliveryInterface.deliver_due).
     RETRY = "retry"
 
 
@@ -653,20 +653,26 @@ class DeliveryReport:
 
 
 @dataclass(frozen=True)
-class DeliveryBatch:
-    """The first attempt of several deliveries of one endpoint, sent side by side: at most one per ordering key,
-    so that a post's events still go one after the other."""
+class DeliverDueInput:
+    """Send the first attempt of the endpoint's due deliveries, at most ``limit``, side by side: for each ordering
+    key the oldest pending delivery only (a post's events go one after the other), none of ``busy_keys`` (their
+    earlier delivery is being retried)."""
 
     endpoint_id: int
-    delivery_ids: list[int]
+    busy_keys: list[int]
+    limit: int
     retry: RetrySchedule
 
 
 @dataclass(frozen=True)
-class DeliveryBatchReport:
-    """One outcome per delivery, in the batch's order: DELIVERED, GONE, SKIPPED, or RETRY."""
+class DeliverDueReport:
+    """The deliveries attempted, each with its ordering key and outcome (DELIVERED, GONE, SKIPPED, or RETRY: it
+    failed, its next retry is recorded); ``more``: due deliveries were left for the next round."""
 
+    delivery_ids: list[int]
+    ordering_keys: list[int]
     outcomes: list[DeliveryOutcome]
+    more: bool
 
 
 @dataclass(frozen=True)
@@ -691,7 +697,7 @@ class WebhookDeliveryInterface:
         raise NotImplementedError
 
     @activity.defn
-    async def deliver_batch(self, request: DeliveryBatch) -> DeliveryBatchReport:
+    async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
         raise NotImplementedError
 
 

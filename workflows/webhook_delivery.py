@@ -2,16 +2,18 @@
 other in the order of their sequence numbers, different posts' side by side.
 
 The deliveries are rows (chronogram.notifications.deliveries); the workflow's input is the endpoint's id only, and
-a ``wake`` signal says "look again". The first attempts of every delivery ready at one moment (at most one per
-post) go out together in one activity (``deliver_batch``): a burst of events costs a few activities, not one each.
-A delivery whose first attempt failed then goes on alone, one activity retried by Temporal on the endpoint's
-schedule (exponential, capped, for about three days, counted from the first attempt); so does every delivery of a
-batch whose activity itself failed (a worker killed mid-batch): nothing is lost, the next attempt sends the same
-event with the same ``webhook-id``. When the retries are spent, the endpoint is disabled and its owner told. Idle,
-the workflow waits a little for more, then ends; the dispatcher starts it again when needed. Long runs continue as
-new, so that a history stays small.
+a ``wake`` signal says "look again". One activity (``deliver_due``) reads what is due and sends the first attempts
+of all of it side by side, at most one delivery per post (the oldest pending), leaving out the posts whose earlier
+delivery is being retried: a burst of events costs one activity per round, not one, or two, each. A delivery
+whose first attempt failed then goes on alone, one activity retried by Temporal on the endpoint's schedule
+(exponential, capped, for about three days, counted from the first attempt), holding up its post's later events
+only. A ``deliver_due`` activity that fails (a worker killed in it) is retried as a whole, and reads again what is
+still pending: nothing is lost, an event sent again carries the same ``webhook-id``. When the retries are spent,
+the endpoint is disabled and its owner told. Idle, the workflow waits a little for more, then ends; the
+dispatcher starts it again when needed. Long runs continue as new, so that a history stays small.
 
-Histories recorded before the batches (no ``delivery-batches`` marker) replay the one-activity-per-delivery path.
+Histories recorded before the batches (no ``delivery-batches`` marker) replay the path of that time: a read of the
+due deliveries, then lanes of one activity per delivery (``_run_lanes``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
         WEBHOOK_ENDPOINT_WORKFLOW,
         WEBHOOK_WAKE_SIGNAL,
-        DeliveryBatch,
+        DeliverDueInput,
         DeliveryOutcome,
         DeliveryRef,
         DueDeliveriesInput,
@@ -40,13 +42,11 @@ with workflow.unsafe.imports_passed_through():
         WebhookEndpointResult,
     )
 
-# Deliveries read per look (before the batches: BATCH), and delivered before the run continues as new (a
-# delivery is a few events).
+# Deliveries read per batch, and delivered before the run continues as new (a delivery is a few events).
 BATCH = 50
-DUE_LIMIT = 500
 DELIVERIES_PER_RUN = 500
-# First attempts per deliver_batch activity; a larger set goes as several, side by side.
-BATCH_SIZE = 100
+# First attempts per deliver_due activity (its requests go side by side).
+BATCH_SIZE = 200
 _BATCHES_PATCH = "delivery-batches"
 # How long an idle endpoint's workflow waits for a wake-up before it ends: a burst arrives as several.
 IDLE_LINGER = timedelta(seconds=60)
@@ -80,10 +80,6 @@ class WebhookEndpointWorkflow:
     def __init__(self) -> None:
         self._woken = False
         self._changed = False  # a delivery lane finished
-        self._batched = False  # the delivery-batches patch: first attempts go in batches
-        # First attempts waiting for the next batch, each with what its lane awaits.
-        self._queued: list[tuple[int, asyncio.Future[DeliveryOutcome | None]]] = []
-        self._batching: asyncio.Task[None] | None = None
 
     @workflow.signal(name=WEBHOOK_WAKE_SIGNAL)
     def wake(self, signal: WakeSignal) -> None:
@@ -91,13 +87,94 @@ class WebhookEndpointWorkflow:
 
     @workflow.run
     async def run(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        if workflow.patched(_BATCHES_PATCH):
+            return await self._run_batches(request)
+        return await self._run_lanes(request)
+
+    async def _run_batches(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        """Rounds of ``deliver_due``; a post whose first attempt failed is retried alone (``_retry``), and its
+        later events wait for it."""
+        delivered = 0
+        disabled = False
+        lingered = False
+        retrying: dict[int, asyncio.Task[tuple[int, bool]]] = {}  # by ordering key
+        while True:
+            self._woken = self._changed = False
+            for key, task in list(retrying.items()):
+                if task.done():
+                    del retrying[key]
+                    count, stopped = task.result()
+                    delivered += count
+                    disabled = disabled or stopped
+            draining = (
+                disabled or delivered >= DELIVERIES_PER_RUN or workflow.info().is_continue_as_new_suggested()
+            )
+            if draining:
+                if retrying:
+                    await workflow.wait_condition(lambda: self._changed)
+                    continue
+                if disabled:
+                    return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.DISABLED)
+                workflow.continue_as_new(request)
+            report = await workflow.execute_activity_method(
+                WebhookDeliveryInterface.deliver_due,
+                DeliverDueInput(
+                    endpoint_id=request.endpoint_id,
+                    busy_keys=sorted(retrying),
+                    limit=BATCH_SIZE,
+                    retry=request.retry,
+                ),
+                # The requests go side by side: one request's timeout, and time to read and record them.
+                start_to_close_timeout=timedelta(seconds=request.retry.request_timeout_seconds + 20),
+                # Retried whole (a worker lost in it, the database): it reads again what is still pending.
+                retry_policy=_DATABASE,
+                summary="deliver what is due",
+            )
+            for delivery_id, key, outcome in zip(
+                report.delivery_ids, report.ordering_keys, report.outcomes, strict=True
+            ):
+                if outcome is DeliveryOutcome.DELIVERED:
+                    delivered += 1
+                elif outcome is DeliveryOutcome.GONE:
+                    disabled = True
+                elif outcome is DeliveryOutcome.RETRY:
+                    retrying[key] = asyncio.create_task(self._retry(request, delivery_id))
+            if report.delivery_ids:
+                lingered = False
+            if report.more:
+                continue  # a post's next event, or more than one batch
+            if retrying:
+                await workflow.wait_condition(lambda: self._woken or self._changed)
+                continue
+            # A wake that came while the batch was out is remembered: the next look is at once.
+            if lingered and not self._woken:
+                return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.IDLE)
+            try:
+                await workflow.wait_condition(lambda: self._woken, timeout=IDLE_LINGER)
+            except TimeoutError:
+                lingered = True  # one last look, then end
+
+    async def _retry(self, request: WebhookEndpointInput, delivery_id: int) -> tuple[int, bool]:
+        """A delivery whose first attempt failed, alone on the rest of its schedule: (delivered or not, whether
+        the endpoint is disabled now)."""
+        try:
+            # Its attempt was recorded with its next retry one initial interval from now.
+            await workflow.sleep(timedelta(seconds=request.retry.initial_seconds), summary="retry later")
+            later = WebhookEndpointInput(request.endpoint_id, after_first_attempt(request.retry))
+            outcome = await self._deliver(later, delivery_id)
+            if outcome is None or outcome is DeliveryOutcome.GONE:
+                return 0, True
+            return (1 if outcome is DeliveryOutcome.DELIVERED else 0), False
+        finally:
+            self._changed = True
+
+    async def _run_lanes(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
         """One lane per ordering key (a post): a lane delivers its deliveries one after the other, and lanes run
         side by side, so that a post whose delivery keeps failing holds up its own later events only."""
         delivered = 0
         disabled = False
         lingered = False
         lanes: dict[int, asyncio.Task[tuple[int, bool]]] = {}
-        self._batched = workflow.patched(_BATCHES_PATCH)
         while True:
             self._woken = self._changed = False
             for key, lane in list(lanes.items()):
@@ -118,9 +195,7 @@ class WebhookEndpointWorkflow:
                 workflow.continue_as_new(request)
             due = await workflow.execute_activity_method(
                 WebhookDeliveryInterface.due_deliveries,
-                DueDeliveriesInput(
-                    endpoint_id=request.endpoint_id, limit=DUE_LIMIT if self._batched else BATCH
-                ),
+                DueDeliveriesInput(endpoint_id=request.endpoint_id, limit=BATCH),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_DATABASE,
                 summary="read pending deliveries",
@@ -160,15 +235,6 @@ class WebhookEndpointWorkflow:
     async def _deliver(self, request: WebhookEndpointInput, delivery_id: int) -> DeliveryOutcome | None:
         """The delivery's outcome; None when its retries are spent (the endpoint is then disabled)."""
         retry = request.retry
-        if self._batched:
-            first = await self._first_attempt(request, delivery_id)
-            if first is DeliveryOutcome.RETRY:
-                # Recorded with its next retry one initial interval from now: the rest of the schedule from there.
-                await workflow.sleep(timedelta(seconds=retry.initial_seconds), summary="retry later")
-                retry = after_first_attempt(retry)
-            elif first is not None:
-                return first
-            # None: the batch itself failed; the delivery starts its schedule over, alone.
         try:
             report = await workflow.execute_activity_method(
                 WebhookDeliveryInterface.deliver_webhook,
@@ -189,49 +255,3 @@ class WebhookEndpointWorkflow:
             )
             return None
         return report.outcome
-
-    async def _first_attempt(self, request: WebhookEndpointInput, delivery_id: int) -> DeliveryOutcome | None:
-        """The delivery's first attempt, in the next batch; None if the batch's activity failed."""
-        outcome: asyncio.Future[DeliveryOutcome | None] = asyncio.get_running_loop().create_future()
-        self._queued.append((delivery_id, outcome))
-        if self._batching is None or self._batching.done():
-            self._batching = asyncio.create_task(self._send_queued(request))
-        return await outcome
-
-    async def _send_queued(self, request: WebhookEndpointInput) -> None:
-        # Conditions are checked once every ready coroutine has run: by then, every lane that could go on in this
-        # workflow task has queued its delivery, and they all go in one batch.
-        await workflow.wait_condition(lambda: True)
-        queued, self._queued = self._queued, []
-        self._batching = None
-        await asyncio.gather(
-            *(
-                self._send_batch(request, queued[start : start + BATCH_SIZE])
-                for start in range(0, len(queued), BATCH_SIZE)
-            )
-        )
-
-    async def _send_batch(
-        self, request: WebhookEndpointInput, batch: list[tuple[int, asyncio.Future[DeliveryOutcome | None]]]
-    ) -> None:
-        retry = request.retry
-        outcomes: list[DeliveryOutcome | None]
-        try:
-            report = await workflow.execute_activity_method(
-                WebhookDeliveryInterface.deliver_batch,
-                DeliveryBatch(
-                    endpoint_id=request.endpoint_id,
-                    delivery_ids=[delivery_id for delivery_id, _ in batch],
-                    retry=retry,
-                ),
-                # The requests go side by side: one request's timeout, and time to read and record them.
-                start_to_close_timeout=timedelta(seconds=retry.request_timeout_seconds + 20),
-                # Once: a failed batch (a worker lost, the database) becomes deliveries retried one by one.
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                summary=f"deliver {len(batch)}",
-            )
-            outcomes = list(report.outcomes)
-        except ActivityError:
-            outcomes = [None] * len(batch)
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            future.set_result(outcome)

@@ -144,6 +144,27 @@ def due_deliveries(engine: Engine, endpoint_id: int, *, limit: int) -> list[tupl
     return [(row.id, row.post_id if row.post_id is not None else -row.id) for row in rows]
 
 
+def due_heads(
+    engine: Engine, endpoint_id: int, *, busy_keys: Sequence[int], limit: int, read: int = 2000
+) -> tuple[list[tuple[int, int]], bool]:
+    """What may go out now, in event order: for each ordering key but ``busy_keys``, its oldest pending delivery,
+    at most ``limit`` of them; and whether more is due (a key's later delivery, or past the limit)."""
+    busy = set(busy_keys)
+    heads: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    rows = due_deliveries(engine, endpoint_id, limit=read)
+    more = len(rows) == read
+    for delivery_id, key in rows:
+        if key in busy:
+            continue
+        if key in taken or len(heads) >= limit:
+            more = True
+            continue
+        heads.append((delivery_id, key))
+        taken.add(key)
+    return heads, more
+
+
 @dataclass(frozen=True)
 class WebhookJob:
     """One attempt's material: the body is the stored payload, byte for byte the same on every attempt."""

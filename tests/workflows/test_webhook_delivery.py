@@ -23,8 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from chronogram.contracts import (
-    DeliveryBatch,
-    DeliveryBatchReport,
+    DeliverDueInput,
+    DeliverDueReport,
     DeliveryOutcome,
     DeliveryRef,
     DeliveryReport,
@@ -87,19 +87,29 @@ class FakeEndpoint:
         self.delivered.append(request.delivery_id)
         return DeliveryReport(DeliveryOutcome.DELIVERED)
 
-    @activity.defn(name="deliver_batch")
-    async def deliver_batch(self, request: DeliveryBatch) -> DeliveryBatchReport:
-        self.batches.append(list(request.delivery_ids))
+    @activity.defn(name="deliver_due")
+    async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
         if self.failing_batches:
             self.failing_batches -= 1
             raise RuntimeError("the worker was lost")
+        heads: dict[int, int] = {}  # key -> its oldest pending delivery
+        more = False
+        for delivery_id in self.pending:
+            key = self.posts.get(delivery_id, -delivery_id)
+            if key in request.busy_keys:
+                continue
+            if key in heads or len(heads) >= request.limit:
+                more = True
+            else:
+                heads[key] = delivery_id
+        self.batches.append(list(heads.values()))
         outcomes = []
-        for delivery_id in request.delivery_ids:
+        for delivery_id in heads.values():
             try:
                 outcomes.append((await self.deliver_webhook(DeliveryRef(delivery_id, request.retry))).outcome)
             except ApplicationError:
                 outcomes.append(DeliveryOutcome.RETRY)
-        return DeliveryBatchReport(outcomes)
+        return DeliverDueReport(list(heads.values()), list(heads), outcomes, more)
 
     @activity.defn(name="give_up_delivery")
     async def give_up_delivery(self, request: GiveUpInput) -> None:
@@ -142,7 +152,7 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
             activities=[
                 endpoint.due_deliveries,
                 endpoint.deliver_webhook,
-                endpoint.deliver_batch,
+                endpoint.deliver_due,
                 endpoint.give_up_delivery,
                 endpoint.send_email,
             ],
@@ -175,23 +185,19 @@ async def test_a_burst_goes_out_in_a_few_batches_a_posts_events_still_one_after_
     result = await harness.run()
     assert result == WebhookEndpointResult(1, 253, EndpointStop.IDLE)
     assert sorted(harness.endpoint.delivered) == list(range(1, 254))
-    # The first look's 251 lanes in batches of at most 100, then the long lane's two later events.
-    assert sorted(len(batch) for batch in harness.endpoint.batches[:3]) == [51, 100, 100]
-    assert len(harness.endpoint.batches) == 5
-    assert harness.endpoint.batches[-2:] == [[252], [253]]
+    # 251 posts' first events in batches of at most 200, then the long lane's two later events one by one.
+    assert [len(batch) for batch in harness.endpoint.batches if batch] == [200, 51, 1, 1]
+    assert harness.endpoint.batches[2:4] == [[252], [253]]
     assert len(harness.endpoint.attempts) == 253  # no attempt outside the batches
 
 
-async def test_a_failed_batch_becomes_deliveries_retried_one_by_one(harness: Harness) -> None:
+async def test_a_failed_batch_is_run_again_and_loses_nothing(harness: Harness) -> None:
     harness.endpoint.pending = [1, 2, 3]
     harness.endpoint.posts = {1: 10, 2: 10, 3: 20}
     harness.endpoint.failing_batches = 1
     result = await harness.run()
     assert result == WebhookEndpointResult(1, 3, EndpointStop.IDLE)
-    delivered = harness.endpoint.delivered
-    assert sorted(delivered) == [1, 2, 3] and delivered.index(1) < delivered.index(2)
-    assert harness.endpoint.batches[0] == [1, 3]  # failed: 1 and 3 were then delivered alone
-    assert harness.endpoint.attempts[:2] == [1, 3] or harness.endpoint.attempts[:2] == [3, 1]
+    assert harness.endpoint.delivered == [1, 3, 2] and harness.endpoint.batches[:2] == [[1, 3], [2]]
 
 
 async def test_retries_spent_for_the_whole_window_give_up_and_disable(harness: Harness) -> None:
@@ -284,6 +290,6 @@ def _recorded(path: Path) -> tuple[set[str], list[str]]:
 def test_both_sides_of_the_batches_patch_are_recorded() -> None:
     """The old history delivers one activity per delivery; the new one records the marker and batches."""
     before_patches, before_activities = _recorded(BEFORE_BATCHES)
-    assert _BATCHES_PATCH not in before_patches and "deliver_batch" not in before_activities
+    assert _BATCHES_PATCH not in before_patches and "deliver_due" not in before_activities
     patches, activities = _recorded(HISTORY)
-    assert _BATCHES_PATCH in patches and "deliver_batch" in activities
+    assert _BATCHES_PATCH in patches and "deliver_due" in activities and "due_deliveries" not in activities
