@@ -12,12 +12,16 @@ signing secrets are decrypted for the request's headers only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine
@@ -48,6 +52,8 @@ from chronogram.notifications.url_policy import UrlPolicy, UrlRefused
 from chronogram.observability.metrics import NotificationOutcome, count_delivery
 from chronogram.settings import Settings
 
+T = TypeVar("T")
+
 USER_AGENT = "Chronogram-Webhooks/1"
 # A receiver's answer is not read beyond this: its body is never stored, only its status.
 _GONE = 410
@@ -75,16 +81,29 @@ class WebhookActivities(WebhookDeliveryInterface):
     """Async (httpx); the database calls run in threads."""
 
     def __init__(
-        self, engine: Engine, http: httpx.AsyncClient, cipher: TokenCipher, policy: UrlPolicy
+        self,
+        engine: Engine,
+        http: httpx.AsyncClient,
+        cipher: TokenCipher,
+        policy: UrlPolicy,
+        executor: Executor | None = None,
     ) -> None:
         self._engine = engine
         self._http = http
         self._cipher = cipher
         self._policy = policy
+        # The notifications' own threads for the database (the worker's): never queued behind the publishing
+        # activities' database calls on the event loop's default pool.
+        self._executor = executor
+
+    async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(call, *args, **kwargs)
+        )
 
     @activity.defn
     async def due_deliveries(self, request: DueDeliveriesInput) -> DueDeliveries:
-        due = await asyncio.to_thread(
+        due = await self._db(
             deliveries.due_deliveries, self._engine, request.endpoint_id, limit=request.limit
         )
         return DueDeliveries(delivery_ids=[d for d, _ in due], ordering_keys=[k for _, k in due])
@@ -93,9 +112,7 @@ class WebhookActivities(WebhookDeliveryInterface):
     async def deliver_webhook(self, request: DeliveryRef) -> DeliveryReport:
         """One attempt; a failed one raises, for Temporal to retry on the request's schedule."""
         try:
-            job = await asyncio.to_thread(
-                deliveries.webhook_job, self._engine, request.delivery_id, self._cipher
-            )
+            job = await self._db(deliveries.webhook_job, self._engine, request.delivery_id, self._cipher)
         except deliveries.DeliveryGone:
             return DeliveryReport(DeliveryOutcome.SKIPPED)
         sent = await self._send(job, request.retry, await self._refusal(job.url))
@@ -103,7 +120,7 @@ class WebhookActivities(WebhookDeliveryInterface):
         attempt, outcome = _judge(
             job, sent, next_retry_at(request.retry, attempt=info.attempt, first_scheduled=info.scheduled_time)
         )
-        await asyncio.to_thread(deliveries.record_attempts, self._engine, [attempt])
+        await self._db(deliveries.record_attempts, self._engine, [attempt])
         await self._after([(job, outcome)])
         if outcome is DeliveryOutcome.RETRY:
             raise ApplicationError(
@@ -118,22 +135,14 @@ class WebhookActivities(WebhookDeliveryInterface):
         once, one write. A failed attempt is recorded with its next retry (the schedule's first interval) and
         reported RETRY: the workflow retries it alone. Raises only for what is not the receiver's (the database):
         the workflow then runs it again, and it reads again what is still pending."""
-        heads, more = await asyncio.to_thread(
-            deliveries.due_heads,
-            self._engine,
-            request.endpoint_id,
-            busy_keys=request.busy_keys,
-            limit=request.limit,
-        )
-        keys = dict(heads)
-        jobs = await asyncio.to_thread(deliveries.webhook_jobs, self._engine, list(keys), self._cipher)
+        keys, more, jobs = await self._db(self._read_due, request)
         todo = list(jobs.values())
         # Again at every attempt (the name may resolve elsewhere now), once per URL: a batch is one endpoint's.
         refusals = {url: await self._refusal(url) for url in {job.url for job in todo}}
         sent = await asyncio.gather(*(self._send(job, request.retry, refusals[job.url]) for job in todo))
         retry_at = next_retry_at(request.retry, attempt=1, first_scheduled=datetime.now(UTC))
         judged = [_judge(job, result, retry_at) for job, result in zip(todo, sent, strict=True)]
-        await asyncio.to_thread(deliveries.record_attempts, self._engine, [attempt for attempt, _ in judged])
+        await self._db(deliveries.record_attempts, self._engine, [attempt for attempt, _ in judged])
         outcomes = [(job, outcome) for job, (_, outcome) in zip(todo, judged, strict=True)]
         await self._after(outcomes)
         by_id = {job.delivery_id: outcome for job, outcome in outcomes}
@@ -144,13 +153,22 @@ class WebhookActivities(WebhookDeliveryInterface):
             more=more,
         )
 
+    def _read_due(
+        self, request: DeliverDueInput
+    ) -> tuple[dict[int, int], bool, dict[int, deliveries.WebhookJob]]:
+        heads, more = deliveries.due_heads(
+            self._engine, request.endpoint_id, busy_keys=request.busy_keys, limit=request.limit
+        )
+        keys = dict(heads)
+        return keys, more, deliveries.webhook_jobs(self._engine, list(keys), self._cipher)
+
     @activity.defn
     async def give_up_delivery(self, request: GiveUpInput) -> None:
-        channel = await asyncio.to_thread(deliveries.give_up, self._engine, request.delivery_id)
+        channel = await self._db(deliveries.give_up, self._engine, request.delivery_id)
         if channel is not None:
             count_delivery(channel, NotificationOutcome.GIVEN_UP)
         if request.endpoint_id is not None:
-            await asyncio.to_thread(
+            await self._db(
                 deliveries.disable_endpoint,
                 self._engine,
                 request.endpoint_id,
@@ -198,7 +216,7 @@ class WebhookActivities(WebhookDeliveryInterface):
             else:
                 count_delivery(DeliveryChannel.WEBHOOK, NotificationOutcome.FAILED_ATTEMPT)
         for endpoint_id in sorted(gone):
-            await asyncio.to_thread(
+            await self._db(
                 deliveries.disable_endpoint,
                 self._engine,
                 endpoint_id,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
 from api.deps import AppServices
@@ -31,6 +32,19 @@ POST_TYPES = [
     "post.failed",
     "post.first_comment_failed",
 ]
+
+
+def deliveries_counted(outcome: str, channel: str = "webhook") -> float:
+    """chronogram_notification_deliveries_total as the worker (in this process) counts it."""
+    labels = {"channel": channel, "outcome": outcome}
+    return REGISTRY.get_sample_value("chronogram_notification_deliveries_total", labels) or 0.0
+
+
+def latencies_observed(channel: str = "webhook") -> float:
+    return (
+        REGISTRY.get_sample_value("chronogram_notification_latency_seconds_count", {"channel": channel})
+        or 0.0
+    )
 
 
 @pytest_asyncio.fixture
@@ -115,6 +129,8 @@ async def test_a_receiver_down_for_a_while_gets_everything_after_it_returns(
     alice: ApiUser, ready: dict[str, Any], receiver: WebhookReceiver
 ) -> None:
     webhook = await subscribe(alice, receiver, ["post.scheduled", "post.cancelled"])
+    failed_before, delivered_before = deliveries_counted("failed_attempt"), deliveries_counted("delivered")
+    latencies_before = latencies_observed()
     await receiver.stop()  # connection refused, then 503s
     posts = [await schedule_ok(alice.client, ready["account"]["id"], [ready["media"]]) for _ in range(3)]
     for post in posts[:2]:
@@ -144,6 +160,11 @@ async def test_a_receiver_down_for_a_while_gets_everything_after_it_returns(
     statuses = [a["status_code"] for d in log for a in d["attempts"]]
     assert 503 in statuses and 200 in statuses
     assert all(d["attempts"][-1]["latency_ms"] is not None for d in log)
+    # Counted (at least: the worker is shared with the other tests): every failed attempt, and the five
+    # deliveries with their latency from the event.
+    assert deliveries_counted("failed_attempt") - failed_before >= len(statuses) - 5 > 0
+    assert deliveries_counted("delivered") - delivered_before >= 5
+    assert latencies_observed() - latencies_before >= 5
 
 
 async def test_test_ping_rotation_and_redelivery(alice: ApiUser, receiver: WebhookReceiver) -> None:
@@ -178,6 +199,7 @@ async def test_410_gone_disables_the_webhook_and_tells_the_owner_by_email(
     alice: ApiUser, receiver: WebhookReceiver, mail_sink: MailSink, services: AppServices
 ) -> None:
     webhook = await subscribe(alice, receiver)
+    gone_before = deliveries_counted("gone")
     receiver.status = 410
     assert (await alice.client.post(f"/v1/webhooks/{webhook['id']}/test")).status_code == 202
     for _ in range(100):
@@ -187,6 +209,7 @@ async def test_410_gone_disables_the_webhook_and_tells_the_owner_by_email(
         await asyncio.sleep(0.1)
     assert body["enabled"] is False and "410" in body["disabled_reason"]
     assert len(receiver.received) == 1  # no retry after 410
+    assert deliveries_counted("gone") - gone_before == 1
     email = await _mail_for(services, mail_sink, alice)
     assert "webhook was disabled" in email["Subject"] and email["X-Chronogram-Event-Id"].startswith("evt_")
     assert assert_problem(
