@@ -42,7 +42,8 @@ with workflow.unsafe.imports_passed_through():
         WebhookEndpointResult,
     )
 
-# Deliveries read per batch, and delivered before the run continues as new (a delivery is a few events).
+# Deliveries read per look by the lanes of before the batches, and delivered before the run continues as new (a
+# delivery is a few events).
 BATCH = 50
 DELIVERIES_PER_RUN = 500
 # First attempts per deliver_due activity (its requests go side by side).

@@ -153,7 +153,7 @@ def due_heads(
     heads: list[tuple[int, int]] = []
     taken: set[int] = set()
     rows = due_deliveries(engine, endpoint_id, limit=read)
-    more = len(rows) == read
+    more = False
     for delivery_id, key in rows:
         if key in busy:
             continue
@@ -162,7 +162,8 @@ def due_heads(
             continue
         heads.append((delivery_id, key))
         taken.add(key)
-    return heads, more
+    # Rows beyond those read may be due too; not when every row read waits on a retry (that would spin).
+    return heads, more or (len(rows) == read and bool(heads))
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class FakeEndpoint:
     delivered: list[int] = field(default_factory=list)
     given_up: list[GiveUpInput] = field(default_factory=list)
     batches: list[list[int]] = field(default_factory=list)
-    # deliver_batch activities that fail (a worker lost mid-batch) before this many have run
+    # deliver_due activities that fail (a worker lost in one) before one succeeds
     failing_batches: int = 0
 
     @activity.defn(name="due_deliveries")
