@@ -4,6 +4,7 @@ the dispatcher's fan-out makes one delivery per subscribed endpoint, once."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -193,7 +194,7 @@ def test_what_is_due_goes_one_event_per_post_and_waits_for_a_post_being_retried(
         endpoint_id = endpoint.id
     first, second = post_ids
     with engine.begin() as connection:
-        lifecycle.cancel(connection, first, "c:1", reason=None)
+        lifecycle.cancel(connection, first, f"c:{uuid.uuid4().hex}", reason=None)
     deliveries.fan_out(engine, email=False)
     due = deliveries.due_deliveries(engine, endpoint_id, limit=10)
     assert [key for _, key in due] == [first, second, first]  # event order
