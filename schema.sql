@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS instagram_accounts (
     status_reason            TEXT,
     status_detail            TEXT,
     status_changed_at        TIMESTAMPTZ,
+    -- How late outages may make this account's posts (publish_at + this many seconds); NULL: the default (24 h).
+    max_lateness_seconds     INTEGER,
     CONSTRAINT instagram_accounts_pkey PRIMARY KEY (id),
     CONSTRAINT instagram_accounts_owner_id_ig_user_id_key UNIQUE (owner_id, ig_user_id),
     -- Target of posts' (owner_id, account_id) foreign key: a post can only use an account of its own owner.
@@ -158,6 +160,11 @@ CREATE TABLE IF NOT EXISTS posts (
     published_at         TIMESTAMPTZ,
     created_at           TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at           TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- How late outages may make this post; NULL: its account's setting. 0: on time or not at all.
+    max_lateness_seconds INTEGER,
+    -- "<workflow run id>/<attempt>" of the latest media_publish call sent, written just before sending it: a
+    -- publish attempt that died without sending its call is a plain retry, not an unclear outcome.
+    last_publish_call    TEXT,
     CONSTRAINT posts_pkey PRIMARY KEY (id),
     CONSTRAINT posts_ig_container_id_key UNIQUE (ig_container_id),
     CONSTRAINT posts_ig_media_id_key UNIQUE (ig_media_id),
@@ -401,6 +408,18 @@ BEGIN
                    WHERE attrelid = 'instagram_accounts'::regclass AND attname = 'status_changed_at'
                      AND NOT attisdropped) THEN
         ALTER TABLE instagram_accounts ADD COLUMN status_changed_at TIMESTAMPTZ;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'instagram_accounts'::regclass AND attname = 'max_lateness_seconds' AND NOT attisdropped) THEN
+        ALTER TABLE instagram_accounts ADD COLUMN max_lateness_seconds INTEGER;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'posts'::regclass AND attname = 'max_lateness_seconds' AND NOT attisdropped) THEN
+        ALTER TABLE posts ADD COLUMN max_lateness_seconds INTEGER;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'posts'::regclass AND attname = 'last_publish_call' AND NOT attisdropped) THEN
+        ALTER TABLE posts ADD COLUMN last_publish_call TEXT;
     END IF;
 END
 $$;

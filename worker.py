@@ -82,6 +82,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                     http=http,
                     storage=make_minio(settings),
                     engine=engine,
+                    temporal=client,
                     breakers=breakers,
                     on_graph_call=count_graph_call,
                 ),

@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 from minio import Minio
 from sqlalchemy import Engine
+from temporalio.client import Client
 
 from activities.account_tokens import AccountTokens
 from activities.instagram import InstagramActivities
 from activities.media import MediaActivities
 from activities.notifications import EmailActivities, WebhookActivities
+from activities.run_history import RunHistory
 from activities.store import PostStore
 from chronogram.accounts import TokenSchedule
 from chronogram.contracts import ACTIVITY_INTERFACES, NOTIFICATION_ACTIVITY_INTERFACES, activity_names
@@ -30,13 +32,14 @@ def build_activities(
     http: httpx.AsyncClient,
     storage: Minio,
     engine: Engine,
+    temporal: Client,
     breakers: BreakerRegistry | None = None,
     on_graph_call: CallHook | None = None,
 ) -> list[Callable[..., Any]]:
-    """Every activity the contracts declare, bound to shared clients: what the worker registers. ``breakers``: the
-    worker's Graph API circuit breakers (none: every call is sent); ``on_graph_call`` hears of every Graph API
-    call (the worker's metrics)."""
-    store = PostStore(engine)
+    """Every activity the contracts declare, bound to shared clients: what the worker registers. ``temporal``: the
+    worker's client (a run reads its own history); ``breakers``: the worker's Graph API circuit breakers (none:
+    every call is sent); ``on_graph_call`` hears of every Graph API call (the worker's metrics)."""
+    store = PostStore(engine, settings.default_max_lateness_seconds)
     media = MediaActivities(storage, settings.media_bucket, engine)
     graph = GraphClient.from_settings(http, settings, breakers=breakers, on_call=on_graph_call)
     cipher = TokenCipher.from_settings(settings)
@@ -44,7 +47,7 @@ def build_activities(
     tokens = AccountTokens(graph, engine, cipher, login=settings.login, schedule=token_schedule(settings))
     return [
         getattr(implementation, name)
-        for implementation in (store, media, instagram, tokens)
+        for implementation in (store, media, instagram, tokens, RunHistory(temporal))
         for interface in ACTIVITY_INTERFACES
         if isinstance(implementation, interface)
         for name in activity_names(interface)

@@ -52,9 +52,11 @@ from chronogram.instagram import (
     CarouselVideoItemSpec,
     ContainerSpec,
     ContainerStatusCode,
+    ErrorClass,
     GraphAPIError,
     GraphClient,
     ImageSpec,
+    OutcomeUnknownError,
     ReelSpec,
     StorySpec,
     UserTag,
@@ -74,6 +76,10 @@ _HEARTBEAT_EVERY = 2.0
 # The workflow wakes a few seconds before the publish time; a longer hold means the worker's clock and Temporal's
 # disagree, and then publishing a little early beats stalling until the activity times out.
 _LONGEST_HOLD = timedelta(seconds=30)
+# A throttled media_publish is retried by an attempt that reads the container first (PUBLISHED: nothing is sent
+# again), after the wait the throttle announced, or this long when it announced none: the low end of Meta's
+# "retry within 30 s to 2 min" (reference §8.4), rather than the minutes a throttle on a read is given.
+_THROTTLED_PUBLISH_WAIT = timedelta(seconds=30)
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -117,6 +123,26 @@ def as_application_error(error: GraphAPIError, *, retryable: bool | None = None)
         non_retryable=not (error.retryable if retryable is None else retryable),
         next_retry_delay=error.retry_after,
     )
+
+
+def _checked_retry(error: GraphAPIError, *, unannounced_wait: timedelta | None = None) -> ApplicationError:
+    """An unclear answer to a call that the next attempt checks before repeating (the publish reads the container,
+    the comment looks for itself first): retried as the transient or throttled failure it was, never as final.
+    ``unannounced_wait`` replaces the default wait of a throttle that announced none."""
+    throttled = isinstance(error, OutcomeUnknownError) and error.underlying is ErrorClass.THROTTLED
+    wait = error.retry_after
+    if throttled and error.details.retry_after_assumed and unannounced_wait is not None:
+        wait = unannounced_wait
+    return ApplicationError(
+        cap_error_text(f"{error.user_message} [{error}]"),
+        type=ErrorType.GRAPH_THROTTLED if throttled else ErrorType.GRAPH_TRANSIENT,
+        next_retry_delay=wait,
+    )
+
+
+def _publish_call(attempt: int) -> str:
+    """What posts.last_publish_call holds for this workflow run's publish ``attempt``."""
+    return f"{activity.info().workflow_run_id}/{attempt}"
 
 
 # One query for the post and its account, since every Graph call at publish time starts here; built once, so
@@ -195,19 +221,25 @@ class InstagramActivities(InstagramInterface):
     @marks_account_on_auth_error
     @keeps_heartbeat
     async def reconcile_publish(self, request: ReconcileInput) -> ReconcileResult:
-        """Whether a publish whose outcome is unknown went live: the container's status is the documented truth."""
+        """Whether a publish whose outcome is unknown went live: the container's status is the documented truth.
+        Given the attempt, also whether that attempt's media_publish call was sent at all."""
         context = await self._context(request.post_id)
         token = self._token(context)
+        call_sent = (
+            None
+            if request.attempt is None
+            else context.post.last_publish_call == _publish_call(request.attempt)
+        )
         try:
             status = await self._graph.get_container(container_id=request.container_id, access_token=token)
             if status.status_code is not ContainerStatusCode.PUBLISHED:
-                return ReconcileResult(status_code=status.status_code)
+                return ReconcileResult(status_code=status.status_code, call_sent=call_sent)
             media_id = context.post.ig_media_id or await self._find_published_media(context, request, token)
         except GraphAPIError as error:
             raise as_application_error(error) from None
         if media_id and not context.post.ig_media_id:
             await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media_id)
-        return ReconcileResult(status_code=status.status_code, media_id=media_id)
+        return ReconcileResult(status_code=status.status_code, media_id=media_id, call_sent=call_sent)
 
     async def _find_published_media(
         self, context: _PostContext, request: ReconcileInput, token: str
@@ -270,7 +302,9 @@ class InstagramActivities(InstagramInterface):
     @keeps_heartbeat
     async def publish(self, request: PublishInput) -> PublishResult:
         """Calls media_publish at most once per activity (the workflow never retries this activity). Checks
-        first: a container that is already PUBLISHED is never published again."""
+        first: a container that is already PUBLISHED is never published again. Every failure before the call is
+        raised as what it was (a plain retry for the workflow); the call is recorded as sent before it is sent.
+        A throttled call is retried no sooner than Meta's commit window, by a new attempt that reads first."""
         context = await self._context(request.post_id)
         token = self._token(context)
         try:
@@ -287,10 +321,30 @@ class InstagramActivities(InstagramInterface):
         if unusable is not None:
             raise as_application_error(unusable)
         await _hold_until(request.not_before)
+        call = _publish_call(request.attempt)
+        if activity.info().attempt > 1 and context.post.last_publish_call == call:
+            # An earlier attempt of this activity sent the call and died: only the workflow may settle that.
+            raise ApplicationError(
+                f"an earlier attempt sent media_publish for container {request.container_id} without an answer",
+                type=ErrorType.OUTCOME_UNKNOWN,
+                non_retryable=True,
+            )
+        if request.deadline is not None and datetime.now(UTC) > request.deadline:
+            raise ApplicationError(
+                f"the post's deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC passed before media_publish was "
+                "sent; nothing was published",
+                type=ErrorType.PUBLISH_DEADLINE_PASSED,
+                non_retryable=True,
+            )
+        await asyncio.to_thread(self._save_publish_call, request.post_id, call)
         try:
             media = await self._graph.publish(
                 ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token
             )
+        except OutcomeUnknownError as error:
+            if error.underlying is ErrorClass.THROTTLED:
+                raise _checked_retry(error, unannounced_wait=_THROTTLED_PUBLISH_WAIT) from None
+            raise as_application_error(error) from None
         except GraphAPIError as error:
             raise as_application_error(error) from None
         observe_publish_lag(context.post.publish_at)
@@ -319,6 +373,9 @@ class InstagramActivities(InstagramInterface):
             comment = await self._graph.create_comment(
                 media_id=request.media_id, message=message, access_token=token
             )
+        except OutcomeUnknownError as error:
+            # The next attempt looks for this comment before creating one: an unclear answer is a safe retry.
+            raise _checked_retry(error) from None
         except GraphAPIError as error:
             raise as_application_error(error) from None
         await asyncio.to_thread(self._save_post, request.post_id, ig_first_comment_id=comment.id)
@@ -422,6 +479,13 @@ class InstagramActivities(InstagramInterface):
                 lifecycle.record_container(
                     connection, post_id=post_id, position=position, container_id=container_id
                 )
+            except lifecycle.PostMissing as missing:
+                raise post_not_found(missing.post_id) from None
+
+    def _save_publish_call(self, post_id: int, call: str) -> None:
+        with self._engine.begin() as connection:
+            try:
+                lifecycle.record_publish_call(connection, post_id=post_id, call=call)
             except lifecycle.PostMissing as missing:
                 raise post_not_found(missing.post_id) from None
 

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio import activity
 
 from activities.rows import post_with_media, refused_transition
 from chronogram import lifecycle
 from chronogram.contracts import (
+    DEFAULT_MAX_LATENESS_SECONDS,
     EventKind,
     EventRecord,
     FinishInput,
@@ -22,18 +23,30 @@ from chronogram.contracts import (
     PublishPlan,
 )
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing
+from chronogram.models import InstagramAccount
 
 
 class PostStore(PostStoreInterface):
     """Blocking (SQLAlchemy): registered with the worker's thread pool."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, default_max_lateness_seconds: int = DEFAULT_MAX_LATENESS_SECONDS
+    ) -> None:
         self._engine = engine
+        self._default_max_lateness = default_max_lateness_seconds
 
     @activity.defn
     def load_plan(self, request: PostRef) -> PublishPlan:
         with Session(self._engine) as session:
             post, rows = post_with_media(session, request.post_id)
+            account_lateness = session.exec(
+                select(InstagramAccount.max_lateness_seconds).where(InstagramAccount.id == post.account_id)
+            ).first()
+            lateness = next(
+                value
+                for value in (post.max_lateness_seconds, account_lateness, self._default_max_lateness)
+                if value is not None
+            )
             return PublishPlan(
                 post_id=request.post_id,
                 account_id=post.account_id,
@@ -43,6 +56,7 @@ class PostStore(PostStoreInterface):
                     for item, asset in rows
                 ],
                 has_first_comment=bool(post.first_comment),
+                max_lateness_seconds=lateness,
             )
 
     @activity.defn

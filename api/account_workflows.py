@@ -55,9 +55,9 @@ async def account_gone(services: AppServices, account_id: int) -> None:
 
 
 async def resume_waiting_posts(services: AppServices, account_id: int, reconnected_at: datetime) -> int:
-    """Tell each scheduled post of a reconnected account: one waiting for the reconnect goes on at once. Returns
-    how many were told."""
-    post_ids = await run_in_threadpool(_scheduled_posts, services, account_id)
+    """Tell each scheduled or publishing post of a reconnected account: one waiting for the reconnect goes on at
+    once. Returns how many were told."""
+    post_ids = await run_in_threadpool(_open_posts, services, account_id)
     signal = AccountReconnected(account_id=account_id, reconnected_at=reconnected_at)
 
     async def tell(post_id: int) -> bool:
@@ -89,10 +89,14 @@ async def ensure_token_workflows(services: AppServices) -> int:
         after = batch[-1][0]
 
 
-def _scheduled_posts(services: AppServices, account_id: int) -> list[int]:
+def _open_posts(services: AppServices, account_id: int) -> list[int]:
+    # Publishing ones too: an authentication error can meet a post at its publish call.
     with Session(services.engine) as session:
         rows = session.exec(
-            select(Post.id).where(Post.account_id == account_id, Post.status == PostStatus.SCHEDULED)
+            select(Post.id).where(
+                Post.account_id == account_id,
+                col(Post.status).in_((PostStatus.SCHEDULED, PostStatus.PUBLISHING)),
+            )
         ).all()
         return [row for row in rows if row is not None]
 

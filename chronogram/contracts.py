@@ -6,7 +6,7 @@ Kept light (no I/O, no heavy imports) because workflow code imports it inside th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -52,6 +52,13 @@ class ErrorType(StrEnum):
     ILLEGAL_TRANSITION = "IllegalTransition"
     # Decided by the workflow.
     PUBLISH_OUTCOME_UNKNOWN = "PublishOutcomeUnknown"
+    # Transient failures (Instagram, storage, database) lasted past the post's deadline (publish_at + max lateness).
+    PUBLISH_DEADLINE_PASSED = "PublishDeadlinePassed"
+    # The code of the event recorded when a post starts waiting out such failures, and of the one when it resumes.
+    PUBLISH_DELAYED = "PublishDelayed"
+    PUBLISH_RESUMED = "PublishResumed"
+    # Instagram refused the first comment for good (a live post is left without it).
+    FIRST_COMMENT_REFUSED = "FirstCommentRefused"
     TIMEOUT = "Timeout"
     # Notifications: an attempt that will be retried (chronogram.notifications).
     WEBHOOK_DELIVERY_FAILED = "WebhookDeliveryFailed"
@@ -98,6 +105,9 @@ USER_ID = SearchAttributeKey.for_keyword("UserId")
 USERNAME = SearchAttributeKey.for_keyword("Username")
 # Set by a run that ends failed: why (an ErrorType value). A retried post's new run starts without it.
 ERROR_CODE = SearchAttributeKey.for_keyword("ErrorCode")
+# Set while a post waits out an outage (since when); unset once the service answers again:
+#   DelayedSince IS NOT NULL  lists every delayed post.
+DELAYED_SINCE = SearchAttributeKey.for_datetime("DelayedSince")
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     POST_STATUS,
@@ -107,7 +117,15 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     USER_ID,
     USERNAME,
     ERROR_CODE,
+    DELAYED_SINCE,
 )
+
+# The workflow's own metric (through the Temporal SDK's metric meter, served on the worker's metrics port with
+# the SDK's): the time from the start of a post's preparation to its containers being ready, by post type.
+PREPARATION_METRIC = "chronogram_preparation"
+
+# How late a post may go out when outages delay it, unless its account or the post says otherwise.
+DEFAULT_MAX_LATENESS_SECONDS = 24 * 3600
 
 
 def post_workflow_id(post_id: int | str) -> str:
@@ -224,10 +242,28 @@ class PublishStep(StrEnum):
     WAITING = "ready; waiting for publish time"
     PUBLISHING = "publishing"
     RECONCILING = "checking whether the post went live"
+    DELAYED = "delayed"
     FINISHING = "fetching permalink and posting first comment"
     # The account's token failed (AccountSignal.ACCOUNT_RECONNECTED resumes the post): see AccountReconnected.
     WAITING_FOR_RECONNECT = "waiting for reconnect"
     DONE = "done"
+
+
+class Service(StrEnum):
+    """What a delayed post is waiting for: the words of "delayed: Instagram unavailable since ..."."""
+
+    INSTAGRAM = "Instagram"
+    STORAGE = "media storage"
+
+
+@dataclass
+class PublishDelay:
+    service: Service
+    since: datetime
+    last_error: str
+
+    def describe(self) -> str:
+        return f"delayed: {self.service.value} unavailable since {self.since.astimezone(UTC).strftime('%H:%M UTC')}"
 
 
 @dataclass
@@ -244,6 +280,10 @@ class PostState:
     publish_attempts: int = 0
     last_error: str | None = None
     refused_signals: list[RefusedSignal] = field(default_factory=list)
+    # While the post waits out an outage: what is unavailable, since when, and the latest failure.
+    delay: PublishDelay | None = None
+    # The latest moment the post may go out (publish_at + max lateness), known once preparation has begun.
+    deadline: datetime | None = None
 
 
 # --- Activities ------------------------------------------------------------------------------------------------
@@ -270,6 +310,8 @@ class PublishPlan:
     post_type: PostType
     media: list[PlannedMedia]
     has_first_comment: bool
+    # The post's, else its account's, else the default; None only in plans recorded before deadlines.
+    max_lateness_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -346,6 +388,8 @@ class PublishInput:
     attempt: int
     # The publish time, when the workflow woke before it: the activity holds media_publish until then.
     not_before: datetime | None = None
+    # The post's deadline: the activity sends no media_publish call after it.
+    deadline: datetime | None = None
 
 
 class PublishOutcome(StrEnum):
@@ -364,12 +408,17 @@ class ReconcileInput:
     post_id: int
     container_id: str
     attempted_at: datetime
+    # The publish attempt whose outcome is unclear: the answer says whether its media_publish call was sent.
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
 class ReconcileResult:
     status_code: ContainerStatusCode
     media_id: str | None = None
+    # False when the attempt asked about never sent its media_publish call (a worker died before it): then a
+    # FINISHED container is a plain retry. None when not asked (no attempt given).
+    call_sent: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -420,6 +469,26 @@ class PostStoreInterface:
 
     @activity.defn
     def finish(self, request: FinishInput) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RunRef:
+    workflow_id: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class CancellationRequester:
+    """Who asked Temporal to cancel a run, as its history says (empty when it does not)."""
+
+    identity: str = ""
+    cause: str = ""
+
+
+class RunHistoryInterface:
+    @activity.defn
+    async def who_cancelled(self, request: RunRef) -> CancellationRequester:
         raise NotImplementedError
 
 
@@ -546,6 +615,7 @@ ACTIVITY_INTERFACES: tuple[type, ...] = (
     MediaInterface,
     InstagramInterface,
     AccountTokensInterface,
+    RunHistoryInterface,
 )
 
 

@@ -27,6 +27,9 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("instagram_accounts", "status_reason"),
     ("instagram_accounts", "status_detail"),
     ("instagram_accounts", "status_changed_at"),
+    ("instagram_accounts", "max_lateness_seconds"),
+    ("posts", "max_lateness_seconds"),
+    ("posts", "last_publish_call"),
 )
 """Columns added to tables after their release, as (table, column). Creating what is missing leaves an existing
 table as it is, so create_schema adds these to the databases made before them: schema.sql's closing section on

@@ -400,6 +400,16 @@ def record_container(
         raise PostMissing(post_id)
 
 
+_SAVE_PUBLISH_CALL = update(_POSTS).where(_POSTS.c.id == bindparam("post"))
+
+
+def record_publish_call(connection: Connection, *, post_id: int, call: str) -> None:
+    """A media_publish call is about to be sent (``call``: "<run id>/<attempt>"). Committed before the call, so a
+    publish attempt whose worker died reads back whether its call can have reached Instagram."""
+    if connection.execute(_SAVE_PUBLISH_CALL.values(last_publish_call=call), {"post": post_id}).rowcount == 0:
+        raise PostMissing(post_id)
+
+
 # Built once: it runs for every post at its publish time.
 _SAVE_PUBLISHED = {
     column: update(_POSTS).where(_POSTS.c.id == bindparam("post"))

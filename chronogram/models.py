@@ -312,6 +312,8 @@ class InstagramAccount(SQLModel, table=True):
     status_reason: AccountStatusReason | None = _column(Column(TextEnum(AccountStatusReason), nullable=True))
     status_detail: str | None = _text(nullable=True)
     status_changed_at: datetime | None = _timestamp(nullable=True)
+    # Added after release (chronogram.db.ADDED_COLUMNS). None: DEFAULT_MAX_LATENESS_SECONDS.
+    max_lateness_seconds: int | None = _column(Column(Integer(), nullable=True))
 
     def set_access_token(self, cipher: TokenCipher, token: str | SecretStr) -> None:
         self.access_token_ciphertext = cipher.encrypt(token)
@@ -455,6 +457,10 @@ class Post(SQLModel, table=True):
     published_at: datetime | None = _timestamp(nullable=True)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
+    # Added after release (chronogram.db.ADDED_COLUMNS). None: the account's setting.
+    max_lateness_seconds: int | None = _column(Column(Integer(), nullable=True))
+    # "<run id>/<attempt>" of the latest media_publish call sent (activities.instagram.publish).
+    last_publish_call: str | None = _text(nullable=True)
 
 
 class PostMedia(SQLModel, table=True):

@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     # workflow code runs sandboxed in the test suites, where a non-deterministic call is caught before it ships.
     worker_workflow_sandbox: bool = False
     worker_graceful_shutdown: timedelta = timedelta(seconds=30)
+    # How long a workflow task waits for the worker that ran the workflow last (its sticky queue) before any worker
+    # may take it: a killed worker's posts resume elsewhere after this, not after the SDK's 10 s.
+    worker_sticky_queue_timeout: timedelta = timedelta(seconds=2)
+
+    # Publishing: how late outages may make a post whose account and post set no max lateness of their own.
+    default_max_lateness_seconds: int = Field(default=24 * 3600, ge=0)
 
     # Observability (docs/operations.md). Traces follow the standard OTEL_* variables instead: spans are exported
     # over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.

@@ -109,6 +109,7 @@ class WorkerTuning(TypedDict):
     max_concurrent_workflow_tasks: int
     max_cached_workflows: int
     graceful_shutdown_timeout: timedelta
+    sticky_queue_schedule_to_start_timeout: timedelta
     workflow_runner: WorkflowRunner
 
 
@@ -120,6 +121,7 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_cached_workflows=settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+        sticky_queue_schedule_to_start_timeout=settings.worker_sticky_queue_timeout,
         workflow_runner=workflow_runner(settings),
     )
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -17,12 +18,17 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState, T
 
 with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
+        DEFAULT_MAX_LATENESS_SECONDS,
+        DELAYED_SINCE,
         ERROR_CODE,
         NON_RETRYABLE_ERRORS,
         POST_STATUS,
+        PREPARATION_METRIC,
         PUBLISH_AT,
         SCHEDULED_POST_WORKFLOW,
         SIGNAL_INPUTS,
+        AccountSignal,
+        CancellationRequester,
         CancelRequest,
         ContainerCheck,
         ContainerRef,
@@ -41,16 +47,21 @@ with workflow.unsafe.imports_passed_through():
         PostStatus,
         PostStoreInterface,
         PostType,
+        PublishDelay,
         PublishInput,
         PublishNowRequest,
         PublishOutcome,
         PublishPlan,
+        PublishResult,
         PublishStep,
         ReconcileInput,
         RefusedSignal,
         RescheduleRequest,
+        RunHistoryInterface,
+        RunRef,
         ScheduledPostInput,
         ScheduledPostResult,
+        Service,
         SignalOutcome,
         SignalOutcomeQuery,
         SignalRefusal,
@@ -90,6 +101,8 @@ _QUOTA_RECHECK = timedelta(minutes=15)
 _PREPARE_AHEAD = timedelta(minutes=10)
 # Instagram activities heartbeat every 2 s: a worker that dies mid-call is replaced within this, not minutes.
 _HEARTBEAT = timedelta(seconds=10)
+# Media preparation heartbeats once per media (an image is rendered in a few seconds).
+_PREPARE_HEARTBEAT = timedelta(seconds=30)
 # Under load a Temporal timer fires up to about a second late (measured in bench/README.md). So the last wait ends
 # this much early; marking the post publishing and checking the quota happen meanwhile, and the publish activity
 # holds media_publish until publish_at on the worker's clock. The same patch fetches the permalink and posts the
@@ -111,6 +124,90 @@ _ERROR_CODE_PATCH = "error-code-search-attribute"
 _KEPT_SIGNAL_OUTCOMES = 100
 # Errors after which the publish is documented as not done, and no retry can make it succeed.
 _FINAL_PUBLISH_ERRORS = (ErrorType.GRAPH_AUTH, ErrorType.GRAPH_INVALID_REQUEST, ErrorType.INVALID_MEDIA)
+
+# An authentication or permission error (the account's token expired or was revoked, a permission withdrawn)
+# makes the post wait for its account to be reconnected, until its deadline, instead of failing it at once: the
+# activity has marked the account needs_reconnect, and reconnecting it signals account_reconnected.
+_RECONNECT_PATCH = "wait-for-reconnect"
+
+# A cancellation requested through Temporal (the Web UI's "Request Cancellation", `temporal workflow cancel`)
+# while the post is scheduled cancels it like the API's cancel: the post ends cancelled, with an event naming who
+# asked. Once publishing has begun the run is cancelled as before, and the reconciler hands the post to a fresh run.
+_TEMPORAL_CANCEL_PATCH = "temporal-cancellation-cancels-the-post"
+
+# --- Lateness deadline (issue 12), behind one patch taken as preparation begins ---------------------------------
+# Transient and throttled failures of Instagram, storage and the database delay a post until its deadline,
+# publish_at + max lateness, instead of failing it after a count of attempts. Each call first runs on its usual
+# retry policy; when that runs out the post is marked delayed (an event, its step, the DelayedSince search
+# attribute) and the same call goes on with the patient policy below until the deadline. Those retries are the
+# server's, not history events: a day-long outage costs a post a handful of events.
+_DEADLINE_PATCH = "publish-deadline"
+_PATIENT_INTERVAL = timedelta(seconds=15)
+# 0 lateness means "on time or not at all": on time within this much.
+_ON_TIME_GRACE = timedelta(minutes=1)
+# With a deadline, a failure before media_publish is sent is retried by the server (the activity re-reads the
+# container, and refuses to send if an earlier attempt of it sent the call); everything the call answered goes
+# back to the workflow.
+_PUBLISH_TIMEOUT = timedelta(seconds=120)
+_PUBLISH_BEFORE_CALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=6,
+    non_retryable_error_types=[
+        *_NEVER_RETRY_TYPES,
+        ErrorType.OUTCOME_UNKNOWN,
+        ErrorType.CONTAINER_NOT_READY,
+        ErrorType.PUBLISH_QUOTA_REACHED,
+        ErrorType.PUBLISH_DEADLINE_PASSED,
+    ],
+)
+_COMMENT_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=1), maximum_attempts=10, non_retryable_error_types=_NEVER_RETRY_TYPES
+)
+
+_T = TypeVar("_T")
+# A call's retry policy and its time budget (schedule-to-close), as the deadline logic sets them.
+_Call = Callable[[RetryPolicy, timedelta | None], Awaitable[_T]]
+
+
+def _prompt(policy: RetryPolicy) -> RetryPolicy:
+    """A call's first retries with a deadline: about half a minute of them, never more than _PATIENT_INTERVAL
+    apart, before the post is marked delayed (the earlier policies waited up to a minute between attempts)."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=_PATIENT_INTERVAL,
+        maximum_attempts=6,
+        non_retryable_error_types=policy.non_retryable_error_types,
+    )
+
+
+def _patient(policy: RetryPolicy) -> RetryPolicy:
+    """``policy`` without a maximum of attempts, at most _PATIENT_INTERVAL apart (longer when a throttle says so):
+    the service is probed at a bounded rate and used again within that interval of its recovery."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=_PATIENT_INTERVAL,
+        non_retryable_error_types=policy.non_retryable_error_types,
+    )
+
+
+def _retry_hint(error: ActivityError) -> timedelta | None:
+    """How long the failed call asked to wait (a throttle's Retry-After or Meta's estimated time to regain
+    access), as the activity passed it on."""
+    cause = error.cause
+    return cause.next_retry_delay if isinstance(cause, ApplicationError) else None
+
+
+def _gave_up_retrying(error: ActivityError) -> bool:
+    """The activity's policy ran out of attempts or time on a failure it would have retried (transient, throttled,
+    a timeout): not a failure of the post, only a delay."""
+    return error.retry_state in (RetryState.MAXIMUM_ATTEMPTS_REACHED, RetryState.TIMEOUT)
+
+
+class _Cancelled(Exception):
+    """A cancellation arrived while the post waited out an outage during its preparation."""
 
 
 class _PostFailed(Exception):
@@ -163,6 +260,11 @@ class ScheduledPostWorkflow:
         self._signal_outcomes: dict[str, SignalOutcome] = {}
         self._publish_not_before: datetime | None = None
         self._patched_for_punctuality = False
+        self._deadline_mode = False
+        self._lateness: timedelta | None = None
+        self._step_before_delay = PublishStep.SCHEDULED
+        # How many times the account was reconnected during this run (signal account_reconnected).
+        self._reconnects = 0
 
     # --- messages --------------------------------------------------------------------------------------------
 
@@ -208,6 +310,11 @@ class ScheduledPostWorkflow:
         if isinstance(await self._receive(PostSignal.PUBLISH_NOW, request), PublishNowRequest):
             self._publish_now = True
             self._wake = True
+
+    @workflow.signal(name=AccountSignal.ACCOUNT_RECONNECTED)
+    def account_reconnected(self, *_request: object) -> None:
+        # Sent by the API to the account's open posts once it is reconnected; any input will do.
+        self._reconnects += 1
 
     async def _receive(
         self, signal: PostSignal, values: tuple[object, ...]
@@ -265,6 +372,10 @@ class ScheduledPostWorkflow:
         self._show_details()
         try:
             result = await self._schedule_and_publish()
+        except asyncio.CancelledError:
+            if self._state.status is not PostStatus.SCHEDULED or not workflow.patched(_TEMPORAL_CANCEL_PATCH):
+                raise
+            result = await self._finish_cancelled(await self._temporal_cancellation())
         except _PostFailed as failure:
             await self._finish_failed(failure)
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -278,8 +389,11 @@ class ScheduledPostWorkflow:
         await self._wait_until(lambda: self._state.publish_at - _PREPARE_AHEAD)
         if cancel := self._cancel_request():
             return await self._finish_cancelled(cancel)
+        self._deadline_mode = workflow.patched(_DEADLINE_PATCH)
         try:
             plan, container_id = await self._prepare()
+        except _Cancelled:
+            return await self._finish_cancelled(self._cancel or CancelRequest())
         except ActivityError as error:
             await self._begin_publishing("preparing the media failed")
             raise _PostFailed(_error_type(error), _error_message(error)) from None
@@ -302,7 +416,25 @@ class ScheduledPostWorkflow:
             media_id = await self._publish_exactly_once(plan, container_id)
         except ActivityError as error:
             raise _PostFailed(_error_type(error), _error_message(error)) from None
+        if self._deadline_mode:
+            return await self._finish_published_until_deadline(plan, media_id)
         return await self._finish_published(plan, media_id)
+
+    async def _temporal_cancellation(self) -> CancelRequest:
+        info = workflow.info()
+        try:
+            requester: CancellationRequester = await workflow.execute_activity_method(
+                RunHistoryInterface.who_cancelled,
+                RunRef(workflow_id=info.workflow_id, run_id=info.run_id),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="who asked for the cancellation?",
+            )
+        except ActivityError:
+            requester = CancellationRequester()
+        who = f" by {requester.identity}" if requester.identity else ""
+        why = f" ({requester.cause})" if requester.cause else ""
+        return CancelRequest(reason=f"cancelled in Temporal{who}{why}")
 
     def _cancel_request(self) -> CancelRequest | None:
         return self._cancel  # read through a call: a signal may have set it during any await
@@ -322,6 +454,17 @@ class ScheduledPostWorkflow:
                 pass
 
     async def _prepare(self) -> tuple[PublishPlan, str]:
+        began = workflow.now()
+        plan, container_id = await self._prepare_media_and_containers()
+        # A metric, not a command: it is not recorded in the history, and replaying emits nothing.
+        workflow.metric_meter().create_histogram_timedelta(
+            PREPARATION_METRIC,
+            description="Time from the start of a post's preparation to its containers being ready",
+            unit="duration",
+        ).with_additional_attributes({"post_type": plan.post_type.value}).record(workflow.now() - began)
+        return plan, container_id
+
+    async def _prepare_media_and_containers(self) -> tuple[PublishPlan, str]:
         self._set_step(PublishStep.PREPARING_MEDIA)
         plan: PublishPlan = await workflow.execute_activity_method(
             PostStoreInterface.load_plan,
@@ -330,12 +473,22 @@ class ScheduledPostWorkflow:
             retry_policy=_DATABASE_RETRY,
             summary="load post",
         )
-        await workflow.execute_activity_method(
-            MediaInterface.prepare_media,
-            PostRef(self._state.post_id),
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES),
-            summary=f"validate and render {len(plan.media)} media",
+        if self._deadline_mode:
+            lateness = plan.max_lateness_seconds
+            self._lateness = timedelta(seconds=DEFAULT_MAX_LATENESS_SECONDS if lateness is None else lateness)
+        await self._persist(
+            Service.STORAGE,
+            lambda policy, budget: workflow.execute_activity_method(
+                MediaInterface.prepare_media,
+                PostRef(self._state.post_id),
+                start_to_close_timeout=timedelta(minutes=5),
+                schedule_to_close_timeout=budget,
+                # It heartbeats before each media: a worker that dies rendering is replaced in seconds, not minutes.
+                heartbeat_timeout=_PREPARE_HEARTBEAT if self._deadline_mode else None,
+                retry_policy=policy,
+                summary=f"validate and render {len(plan.media)} media",
+            ),
+            RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NEVER_RETRY_TYPES),
         )
         return plan, await self._create_containers(plan)
 
@@ -399,6 +552,8 @@ class ScheduledPostWorkflow:
         for _ in range(_MAX_CONTAINER_SETS):
             await self._wait_for_quota()
             try:
+                if self._deadline_mode:
+                    return await self._publish_container_until_deadline(container_id)
                 return await self._publish_container(container_id)
             except _NeedNewContainer:
                 container_id = await self._create_containers(plan)
@@ -408,21 +563,36 @@ class ScheduledPostWorkflow:
 
     async def _wait_for_quota(self) -> None:
         while True:
-            quota = await workflow.execute_activity_method(
-                InstagramInterface.get_publishing_quota,
-                PostRef(self._state.post_id),
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=RetryPolicy(
-                    maximum_interval=timedelta(seconds=60), non_retryable_error_types=_NEVER_RETRY_TYPES
+            quota_policy = RetryPolicy(
+                maximum_interval=timedelta(seconds=60),
+                # With a deadline, a few minutes of failures mark the post delayed before it retries on.
+                maximum_attempts=8 if self._deadline_mode else 0,
+                non_retryable_error_types=_NEVER_RETRY_TYPES,
+            )
+            quota = await self._persist(
+                Service.INSTAGRAM,
+                lambda policy, budget: workflow.execute_activity_method(
+                    InstagramInterface.get_publishing_quota,
+                    PostRef(self._state.post_id),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    schedule_to_close_timeout=budget,
+                    heartbeat_timeout=_HEARTBEAT,
+                    retry_policy=policy,
+                    summary="check publishing quota",
                 ),
-                summary="check publishing quota",
+                quota_policy,
             )
             if quota.usage < quota.total:
                 return
             self._set_step(PublishStep.WAITING_FOR_QUOTA)
             self._state.last_error = f"publishing quota used up ({quota.usage}/{quota.total} in 24 h)"
-            await workflow.sleep(_QUOTA_RECHECK, summary="publishing quota used up; re-checking")
+            pause = _QUOTA_RECHECK
+            if self._deadline_mode:
+                left = self._time_left()
+                if left <= timedelta(0):
+                    raise self._deadline_failure("the account's publishing quota stayed used up")
+                pause = min(pause, left)
+            await workflow.sleep(pause, summary="publishing quota used up; re-checking")
 
     async def _create_containers(self, plan: PublishPlan) -> str:
         self._set_step(PublishStep.CREATING_CONTAINERS)
@@ -447,32 +617,55 @@ class ScheduledPostWorkflow:
 
     async def _create_container(self, request: CreateContainerInput) -> ContainerRef:
         what = "carousel item" if request.position is not None else "container"
-        ref = await workflow.execute_activity_method(
-            InstagramInterface.create_container,
-            request,
-            start_to_close_timeout=timedelta(seconds=90),
-            heartbeat_timeout=_HEARTBEAT,
-            retry_policy=_CREATE_RETRY,
-            summary=f"create {what}" + (f" #{request.position + 1}" if request.position is not None else ""),
+        ref = await self._persist(
+            Service.INSTAGRAM,
+            lambda policy, budget: workflow.execute_activity_method(
+                InstagramInterface.create_container,
+                request,
+                start_to_close_timeout=timedelta(seconds=90),
+                schedule_to_close_timeout=budget,
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=policy,
+                summary=f"create {what}"
+                + (f" #{request.position + 1}" if request.position is not None else ""),
+            ),
+            _CREATE_RETRY,
         )
         self._state.container_ids.append(ref.container_id)
         return ref
 
     async def _wait_until_ready(self, container_id: str) -> None:
-        for round_number in range(1, _CONTAINER_WAIT_ROUNDS + 1):
+        round_number = 0
+        while round_number < _CONTAINER_WAIT_ROUNDS:
+            round_number += 1
+            budget = _CONTAINER_WAIT_BUDGET
+            started = workflow.now()
+            if self._deadline_mode:
+                left = self._time_left()
+                if left <= timedelta(0):
+                    raise self._deadline_failure(f"Instagram was still processing container {container_id}")
+                budget = min(budget, left)
             try:
                 await workflow.execute_activity_method(
                     InstagramInterface.check_container_ready,
                     ContainerCheck(post_id=self._state.post_id, container_id=container_id),
                     start_to_close_timeout=timedelta(seconds=30),
                     heartbeat_timeout=_HEARTBEAT,
-                    schedule_to_close_timeout=_CONTAINER_WAIT_BUDGET,
+                    schedule_to_close_timeout=budget,
                     retry_policy=_POLL_RETRY,
                     summary=f"wait for container {container_id}",
                 )
+                await self._resumed()
                 return
             except ActivityError as error:
-                if not self._round_ran_out(error):
+                if self._deadline_mode and _gave_up_retrying(error):
+                    if _error_type(error) is not ErrorType.CONTAINER_NOT_READY:
+                        # Instagram failed, not the container: a delay, and this round does not count.
+                        cut_by_deadline = budget < _CONTAINER_WAIT_BUDGET
+                        await self._delayed(Service.INSTAGRAM, error, started, patient=cut_by_deadline)
+                        round_number -= 1
+                        continue
+                elif not self._round_ran_out(error):
                     raise
                 if round_number == _CONTAINER_WAIT_ROUNDS:
                     raise _PostFailed(
@@ -543,30 +736,370 @@ class ScheduledPostWorkflow:
                 return media_id
             return published.media_id
 
+    async def _publish_container_until_deadline(self, container_id: str) -> str | None:
+        """The exactly-once publish, bounded by the post's deadline instead of a count of calls. Only a call that
+        was really sent and answered unclearly is settled by re-reading the container for a while; a failure
+        before the call, or an answer documenting that nothing was published, is a plain retry."""
+        while True:
+            self._set_step(PublishStep.PUBLISHING)
+            self._state.publish_attempts += 1
+            attempt = self._state.publish_attempts
+            attempted_at = workflow.now()
+            deadline = self._deadline()
+            request = PublishInput(
+                post_id=self._state.post_id,
+                container_id=container_id,
+                attempt=attempt,
+                not_before=self._publish_not_before,
+                deadline=deadline,
+            )
+            try:
+                published = await self._persist(
+                    Service.INSTAGRAM, _publish_call(request), _PUBLISH_BEFORE_CALL_RETRY
+                )
+            except _PostFailed as failure:
+                if failure.code is ErrorType.PUBLISH_DEADLINE_PASSED:
+                    # An attempt cut short by the deadline may have sent its call: read before failing.
+                    status_code, media_id = await self._reconcile(container_id, attempted_at, attempt)
+                    if status_code is ContainerStatusCode.PUBLISHED:
+                        return media_id
+                raise
+            except ActivityError as error:
+                kind = _error_type(error)
+                self._state.last_error = f"{kind}: {_error_message(error)}"
+                if kind is ErrorType.PUBLISH_DEADLINE_PASSED:
+                    raise self._deadline_failure(_error_message(error)) from None
+                if kind is ErrorType.CONTAINER_NOT_READY:
+                    await self._wait_until_ready(container_id)  # 9007/2207027: documented as not published
+                    continue
+                if kind is ErrorType.PUBLISH_QUOTA_REACHED:
+                    await self._wait_for_quota()  # 9/2207042: documented as not published
+                    continue
+                if kind is ErrorType.CONTAINER_UNUSABLE:
+                    raise _NeedNewContainer() from None  # read before the call: ERROR or EXPIRED, unpublished
+                if kind is not ErrorType.OUTCOME_UNKNOWN:
+                    raise  # final (auth, invalid request, media): documented as not done
+                status_code, media_id = await self._reconcile(container_id, attempted_at, attempt)
+                if status_code is ContainerStatusCode.PUBLISHED:
+                    return media_id
+                if status_code in (ContainerStatusCode.ERROR, ContainerStatusCode.EXPIRED):
+                    raise _NeedNewContainer() from None
+                if status_code is ContainerStatusCode.IN_PROGRESS:
+                    await self._wait_until_ready(container_id)
+                continue
+            if published.outcome is PublishOutcome.ALREADY_PUBLISHED and published.media_id is None:
+                _status, media_id = await self._reconcile(container_id, attempted_at)
+                return media_id
+            return published.media_id
+
     async def _reconcile(
-        self, container_id: str, attempted_at: datetime
+        self, container_id: str, attempted_at: datetime, attempt: int | None = None
     ) -> tuple[ContainerStatusCode, str | None]:
         """Settle an unclear publish by reading the container; FINISHED is re-read for a while, as a publish may
-        still be committing on Meta's side."""
+        still be committing on Meta's side, unless the attempt asked about never sent its call."""
         self._set_step(PublishStep.RECONCILING)
         for check in range(_RECONCILE_RECHECKS + 1):
-            result = await workflow.execute_activity_method(
-                InstagramInterface.reconcile_publish,
-                ReconcileInput(
-                    post_id=self._state.post_id, container_id=container_id, attempted_at=attempted_at
+            result = await self._persist(
+                Service.INSTAGRAM,
+                lambda policy, budget: workflow.execute_activity_method(
+                    InstagramInterface.reconcile_publish,
+                    ReconcileInput(
+                        post_id=self._state.post_id,
+                        container_id=container_id,
+                        attempted_at=attempted_at,
+                        attempt=attempt,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    heartbeat_timeout=_HEARTBEAT,
+                    schedule_to_close_timeout=budget,
+                    retry_policy=policy,
+                    summary=f"did container {container_id} go live?",
                 ),
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=_HEARTBEAT,
-                schedule_to_close_timeout=timedelta(minutes=30),
-                retry_policy=_READ_RETRY,
-                summary=f"did container {container_id} go live?",
+                _READ_RETRY,
+                timedelta(minutes=30),
+                # Settling a call that may have gone out is never cut short by the deadline.
+                bounded=False,
             )
-            if result.status_code is not ContainerStatusCode.FINISHED or check == _RECONCILE_RECHECKS:
+            if (
+                result.status_code is not ContainerStatusCode.FINISHED
+                or check == _RECONCILE_RECHECKS
+                or result.call_sent is False
+            ):
                 return result.status_code, result.media_id
             await workflow.sleep(_RECONCILE_PAUSE, summary="container not published yet; re-checking")
         raise AssertionError("unreachable")
 
+    # --- the lateness deadline -------------------------------------------------------------------------------
+
+    async def _persist(
+        self,
+        service: Service,
+        call: _Call[_T],
+        policy: RetryPolicy,
+        budget: timedelta | None = None,
+        *,
+        bounded: bool = True,
+    ) -> _T:
+        """``call`` on ``policy`` (with ``budget`` as its schedule-to-close timeout); with a deadline, until it
+        succeeds, fails for good, or the deadline passes: once the policy gives up on a transient failure the
+        post is marked delayed and the call goes on with the patient policy. ``bounded`` False: the call goes on
+        past the deadline (settling an unclear publish)."""
+        if not self._deadline_mode:
+            return await call(policy, budget)
+        started = workflow.now()
+        while True:
+            delayed = self._state.delay is not None
+            left = self._time_left() if bounded else None
+            limit = budget if not delayed else None
+            if left is not None:
+                limit = left if limit is None else min(limit, left)
+            attempt = call(_patient(policy) if delayed else _prompt(policy), limit)
+            reconnects = self._reconnects
+            try:
+                result = await (self._unless_cancelled(attempt) if delayed else attempt)
+            except ActivityError as error:
+                if (
+                    _error_type(error) is ErrorType.GRAPH_AUTH
+                    and bounded
+                    and workflow.patched(_RECONNECT_PATCH)
+                ):
+                    await self._wait_for_reconnect(error, reconnects)
+                    continue
+                if not _gave_up_retrying(error):
+                    raise
+                await self._delayed(service, error, started, bounded=bounded, patient=delayed)
+                continue
+            await self._resumed()
+            return result
+
+    async def _wait_for_reconnect(self, error: ActivityError, reconnects: int) -> None:
+        """Instagram refused the account's token (expired, revoked, a permission withdrawn): wait, until the post's
+        deadline, for the account to be reconnected, then try the call again (an authentication error means the
+        call did nothing). A reconnect that came while the call was out counts at once."""
+        message = _error_message(error)
+        self._state.last_error = cap_error_text(f"{ErrorType.GRAPH_AUTH}: {message}")
+        if self._reconnects > reconnects:
+            return
+        since = workflow.now()
+        step_before = self._state.step
+        self._set_step(PublishStep.WAITING_FOR_RECONNECT)
+        workflow.upsert_search_attributes([DELAYED_SINCE.value_set(since)])
+        deadline = self._deadline()
+        await self._record(
+            EventKind.ERROR,
+            f"waiting for the account to be reconnected (Instagram refused its token: {message}); the post goes "
+            f"on once it is, until {_iso(deadline) if deadline else 'its publish time'}",
+            error_code=ErrorType.GRAPH_AUTH,
+        )
+        left = self._time_left()
+        reconnected = False
+        if left > timedelta(0):
+            try:
+                # A cancellation ends the wait while one can still be accepted (before publishing).
+                await workflow.wait_condition(
+                    lambda: self._reconnects > reconnects or self._cancel_request() is not None,
+                    timeout=left,
+                    timeout_summary="waiting for the account to be reconnected",
+                )
+                reconnected = self._reconnects > reconnects
+            except builtins.TimeoutError:
+                pass
+        workflow.upsert_search_attributes([DELAYED_SINCE.value_unset()])
+        if not reconnected:
+            if self._cancel_request() is not None and self._state.status is PostStatus.SCHEDULED:
+                raise _Cancelled()
+            raise _PostFailed(
+                ErrorType.GRAPH_AUTH,
+                f"Instagram refused the account's token ({message}) and the account was not reconnected before "
+                f"this post's deadline, {_iso(deadline) if deadline else 'its publish time'}, so it was not "
+                "published. Reconnect the account (POST /v1/accounts with a new token), then retry the post.",
+            )
+        self._set_step(step_before)
+        await self._record(
+            EventKind.ATTEMPT,
+            f"resumed: the account was reconnected after {_span(workflow.now() - since)}",
+            error_code=ErrorType.PUBLISH_RESUMED,
+        )
+
+    async def _unless_cancelled(self, attempt: Awaitable[_T]) -> _T:
+        """A delayed call, given up when the post is cancelled meanwhile (only possible before publishing)."""
+        task = asyncio.ensure_future(attempt)
+        await workflow.wait_condition(lambda: task.done() or self._cancel_request() is not None)
+        if task.done():
+            return task.result()
+        task.cancel()
+        try:
+            await task
+        except (ActivityError, asyncio.CancelledError):
+            pass
+        raise _Cancelled()
+
+    def _deadline(self) -> datetime | None:
+        if self._lateness is None:
+            return None
+        deadline = self._state.publish_at + max(self._lateness, _ON_TIME_GRACE)
+        self._state.deadline = deadline
+        return deadline
+
+    def _time_left(self) -> timedelta:
+        deadline = self._deadline()
+        return timedelta.max if deadline is None else deadline - workflow.now()
+
+    def _deadline_failure(self, what: str) -> _PostFailed:
+        deadline = self._deadline()
+        lateness = self._lateness or timedelta(0)
+        last = f" Last error: {self._state.last_error}." if self._state.last_error else ""
+        return _PostFailed(
+            ErrorType.PUBLISH_DEADLINE_PASSED,
+            f"{what} until this post's deadline, {_iso(deadline) if deadline else 'its publish time'} (its publish "
+            f"time plus {_span(lateness)} of allowed lateness), so it was not published.{last} Schedule it again "
+            "when the service is back, or allow more lateness (max_lateness_seconds) on the post or its account.",
+        )
+
+    async def _delayed(
+        self,
+        service: Service,
+        error: ActivityError,
+        started: datetime,
+        *,
+        bounded: bool = True,
+        patient: bool = False,
+    ) -> None:
+        """A call's retries ran out on a transient failure: past the deadline the post fails; before it the post
+        is delayed, which is announced once per outage (an event, the step, a search attribute). A throttle's
+        wait is kept before the call goes on; when the wait, or the next patient retry, would end past the
+        deadline, the post waits for the deadline and fails then (never before it, never calling meanwhile)."""
+        message = f"{_error_type(error)}: {_error_message(error)}"
+        self._state.last_error = cap_error_text(message)
+        since = self._state.delay.since if self._state.delay else started
+        if bounded and self._time_left() <= timedelta(0):
+            raise self._deadline_failure(f"{service.value} was unavailable from {_iso(since)}")
+        if self._state.delay is None:
+            await self._announce_delay(service, started, message)
+        else:
+            self._state.delay.last_error = self._state.last_error
+            self._show_details()
+        wait = _retry_hint(error)
+        left = self._time_left() if bounded else None
+        out_of_time = patient and error.retry_state is RetryState.TIMEOUT
+        if left is not None and ((wait is not None and wait >= left) or out_of_time):
+            await self._pause(left, "waiting until the post's deadline")
+            raise self._deadline_failure(f"{service.value} was unavailable from {_iso(since)}")
+        if wait is not None:
+            await self._pause(wait, f"{service.value} asked to wait")
+
+    async def _pause(self, span: timedelta, summary: str) -> None:
+        """A durable wait that a cancellation ends, while one can still be accepted (before publishing)."""
+        if self._state.status is not PostStatus.SCHEDULED:
+            await workflow.sleep(span, summary=summary)
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: self._cancel_request() is not None, timeout=span, timeout_summary=summary
+            )
+        except builtins.TimeoutError:
+            return
+        raise _Cancelled()
+
+    async def _announce_delay(self, service: Service, started: datetime, message: str) -> None:
+        self._state.delay = PublishDelay(
+            service=service, since=started, last_error=self._state.last_error or ""
+        )
+        self._step_before_delay = self._state.step
+        self._set_step(PublishStep.DELAYED)
+        workflow.upsert_search_attributes([DELAYED_SINCE.value_set(started)])
+        deadline = self._deadline()
+        until = f"retrying until {_iso(deadline)}" if deadline else "retrying"
+        await self._record(
+            EventKind.ERROR,
+            f"{self._state.delay.describe()}; {until} (last error: {message})",
+            error_code=ErrorType.PUBLISH_DELAYED,
+        )
+
+    async def _resumed(self) -> None:
+        delay = self._state.delay
+        if delay is None:
+            return
+        self._state.delay = None
+        workflow.upsert_search_attributes([DELAYED_SINCE.value_unset()])
+        self._set_step(self._step_before_delay)
+        await self._record(
+            EventKind.ATTEMPT,
+            f"resumed: {delay.service.value} answered again after {_span(workflow.now() - delay.since)}",
+            error_code=ErrorType.PUBLISH_RESUMED,
+        )
+
     # --- after publishing: best effort, never fails a live post -----------------------------------------------
+
+    async def _finish_published_until_deadline(
+        self, plan: PublishPlan, media_id: str | None
+    ) -> ScheduledPostResult:
+        """Permalink and first comment together; a first comment that Instagram keeps failing transiently is
+        retried (it looks for itself before each attempt) until the post's deadline, after the post is marked
+        published; only a refusal, or the deadline, leaves the post without it, recorded as such."""
+        self._set_step(PublishStep.FINISHING)
+        self._state.media_id = media_id
+        comment_pending = False
+        if media_id and plan.has_first_comment:
+            permalink, comment_pending = await asyncio.gather(
+                self._fetch_permalink(media_id), self._first_comment(media_id, _COMMENT_RETRY, None)
+            )
+        else:
+            permalink = await self._fetch_permalink(media_id) if media_id else None
+        self._state.permalink = permalink
+        await self._store_ending(
+            FinishInput(
+                post_id=self._state.post_id,
+                status=PostStatus.PUBLISHED,
+                media_id=media_id,
+                permalink=permalink,
+            )
+        )
+        self._set_status(PostStatus.PUBLISHED)
+        if comment_pending and media_id:
+            left = self._time_left()
+            if left > timedelta(0) and await self._first_comment(media_id, _patient(_COMMENT_RETRY), left):
+                await self._record(
+                    EventKind.ERROR,
+                    f"first comment not posted: Instagram kept failing until the post's deadline "
+                    f"(last error: {self._state.last_error}); the post is live without it",
+                    error_code=ErrorType.FIRST_COMMENT_REFUSED,
+                )
+            elif left <= timedelta(0):
+                await self._record(
+                    EventKind.ERROR,
+                    "first comment not posted: the post's deadline had passed; the post is live without it",
+                    error_code=ErrorType.FIRST_COMMENT_REFUSED,
+                )
+        self._set_step(PublishStep.DONE)
+        return ScheduledPostResult(
+            post_id=self._state.post_id, status=PostStatus.PUBLISHED, media_id=media_id, permalink=permalink
+        )
+
+    async def _first_comment(self, media_id: str, policy: RetryPolicy, budget: timedelta | None) -> bool:
+        """Posts the first comment; True when the policy gave up on transient failures (it may be tried again),
+        False when done or refused for good (recorded)."""
+        try:
+            await workflow.execute_activity_method(
+                InstagramInterface.post_first_comment,
+                MediaRef(post_id=self._state.post_id, media_id=media_id),
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=budget,
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=policy,
+                summary="post first comment",
+            )
+        except ActivityError as error:
+            self._state.last_error = f"first comment failed: {_error_message(error)}"
+            if _gave_up_retrying(error):
+                return True
+            await self._record(
+                EventKind.ERROR,
+                f"first comment not posted: Instagram refused it ({_error_message(error)}); the post is live "
+                "without it",
+                error_code=ErrorType.FIRST_COMMENT_REFUSED,
+            )
+        return False
 
     async def _fetch_permalink(self, media_id: str) -> str | None:
         try:
@@ -690,9 +1223,29 @@ class ScheduledPostWorkflow:
             lines.append(f"**Containers:** {', '.join(state.container_ids)}")
         if state.media_id:
             lines.append(f"**Media:** {state.media_id}")
+        if state.delay is not None:
+            lines.append(f"**{state.delay.describe()}**")
+        if state.deadline is not None:
+            lines.append(f"**Deadline:** {_iso(state.deadline)}")
         if state.last_error:
             lines.append(f"**Last error:** {state.last_error}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _publish_call(request: PublishInput) -> _Call[PublishResult]:
+    def call(policy: RetryPolicy, budget: timedelta | None) -> Awaitable[PublishResult]:
+        return workflow.execute_activity_method(
+            InstagramInterface.publish,
+            request,
+            start_to_close_timeout=_PUBLISH_TIMEOUT,
+            heartbeat_timeout=_HEARTBEAT,
+            # An attempt begun before the deadline may finish: the activity sends no call after it.
+            schedule_to_close_timeout=None if budget is None else budget + _PUBLISH_TIMEOUT,
+            retry_policy=policy,
+            summary=f"publish container {request.container_id} (attempt {request.attempt})",
+        )
+
+    return call
 
 
 def _decode_signal(
@@ -708,6 +1261,14 @@ def _decode_signal(
     except Exception:  # whatever the converter refuses is malformed input
         return None
     return request if isinstance(request, SIGNAL_INPUTS[signal]) else None
+
+
+def _span(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    if minutes < 1:
+        return f"{int(span.total_seconds())} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def _minutes(span: timedelta) -> int:

@@ -58,10 +58,18 @@ class Connected:
 
 
 def connect_account(
-    session: Session, *, owner_id: int, ig_user_id: str, username: str, token: ConnectedToken
+    session: Session,
+    *,
+    owner_id: int,
+    ig_user_id: str,
+    username: str,
+    token: ConnectedToken,
+    max_lateness_seconds: int | None = None,
+    lateness_sent: bool = False,
 ) -> Connected:
     """Insert the account, or replace the token and username of the one already connected (a reconnect: the
-    account becomes active again); either way one account event (and one more for an exchange)."""
+    account becomes active again); either way one account event (and one more for an exchange). A max lateness
+    sent with it is stored (``lateness_sent``: also when it is null, which clears it)."""
     now = datetime.now(UTC)
     for _attempt in range(2):
         account = session.exec(
@@ -80,6 +88,7 @@ def connect_account(
                 token_expires_at=token.expires_at,
                 token_issued_at=now,
                 status_changed_at=now,
+                max_lateness_seconds=max_lateness_seconds,
             )
         elif account.disconnecting_since is not None:
             assert account.id is not None
@@ -87,6 +96,8 @@ def connect_account(
             raise AccountDisconnecting(account.id)
         else:
             was_needing_reconnect = account.status is AccountStatus.NEEDS_RECONNECT
+            if lateness_sent:
+                account.max_lateness_seconds = max_lateness_seconds
             account.username = username
         session.add(account)
         try:
@@ -211,6 +222,19 @@ def disconnecting_accounts(session: Session, *, limit: int) -> list[int]:
     ).all()
     session.commit()
     return [row for row in rows if row is not None]
+
+
+def update_settings(
+    session: Session, *, account_id: int, max_lateness_seconds: int | None
+) -> InstagramAccount:
+    account = session.get(InstagramAccount, account_id)
+    assert account is not None, "the route resolved the account"
+    account.max_lateness_seconds = max_lateness_seconds
+    account.updated_at = datetime.now(UTC)
+    session.add(account)
+    session.commit()
+    session.refresh(account)
+    return account
 
 
 def delete_account(session: Session, *, account_id: int) -> list[Post]:

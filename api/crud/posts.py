@@ -69,6 +69,7 @@ class NewPost:
     # Per carousel item, aligned with media_ids: {"alt_text": ..., "user_tags": [...]}.
     items: Sequence[dict[str, Any]] | None = None
     reel_options: ReelOptions | None = None
+    max_lateness_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def create_post(
         user_tags=new.user_tags,
         alt_text=new.alt_text,
         reel_options=new.reel_options,
+        max_lateness_seconds=new.max_lateness_seconds,
         # In UTC, as the column reads back: the creation's answer is built from this object, a replay's from the
         # stored row, and both must say the same.
         publish_at=new.publish_at.astimezone(UTC),

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from api.crud import accounts as crud
 from api.deps import CurrentUser, OwnedAccountDep, ServicesDep, SessionDep
 from api.openapi import problems
-from api.schemas.accounts import AccountCreate, AccountDetail, AccountList, AccountOut
+from api.schemas.accounts import AccountCreate, AccountDetail, AccountList, AccountOut, AccountUpdate
 from api.use_cases import accounts
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=problems(401))
@@ -41,6 +41,8 @@ async def connect_account(
         owner_id=user.user_id,
         ig_user_id=body.ig_user_id,
         token=body.access_token.get_secret_value(),
+        max_lateness_seconds=body.max_lateness_seconds,
+        lateness_sent="max_lateness_seconds" in body.model_fields_set,
     )
     if not connected.created:
         response.status_code = status.HTTP_200_OK
@@ -66,6 +68,21 @@ async def list_accounts(user: CurrentUser, session: SessionDep, services: Servic
 )
 async def get_account(account: OwnedAccountDep, services: ServicesDep) -> AccountDetail:
     return await accounts.account_detail(services, account)
+
+
+@router.patch(
+    "/{account_id}",
+    response_model=AccountOut,
+    summary="Change an account's settings",
+    description="`max_lateness_seconds`: how late outages may make the account's posts that set none themselves "
+    "(read as each post's preparation begins, 10 minutes before its time); null restores the default, 24 h.",
+    responses=problems(404, 415, 422),
+)
+async def update_account(
+    account: OwnedAccountDep, body: AccountUpdate, session: SessionDep, services: ServicesDep
+) -> AccountOut:
+    updated = await accounts.update_account(session, account, body)
+    return AccountOut.from_row(updated, lead=services.settings.token_refresh_lead)
 
 
 @router.delete(

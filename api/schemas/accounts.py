@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
+from api.schemas.posts import MaxLateness
 from chronogram.accounts import status_of
 from chronogram.enums import AccountEventKind, AccountStatus, AccountStatusReason
 from chronogram.instagram import PublishingLimit
@@ -51,6 +52,23 @@ class AccountCreate(BaseModel):
         description="A Graph API token for that account (printable ASCII, no spaces); verified now, stored "
         "encrypted, never returned",
     )
+    max_lateness_seconds: MaxLateness | None = Field(
+        default=None,
+        description="The default of the account's posts; omitted or null: 86400 (24 h). When reconnecting, "
+        "omitted keeps the account's setting",
+    )
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"max_lateness_seconds": 3600}]}
+    )
+
+    max_lateness_seconds: MaxLateness | None = Field(
+        default=None,
+        description="For the account's posts that set none themselves, from their next preparation on; null: the "
+        "default (86400, 24 h)",
+    )
 
 
 _ACCOUNT_EXAMPLE: dict[str, Any] = {
@@ -64,6 +82,7 @@ _ACCOUNT_EXAMPLE: dict[str, Any] = {
     "status_detail": None,
     "token_expires_at": "2026-06-30T09:00:00Z",
     "disconnecting_since": None,
+    "max_lateness_seconds": None,
 }
 
 
@@ -100,6 +119,10 @@ class AccountOut(BaseModel):
         description="Set once a disconnection (DELETE) has begun: the account takes no new posts and is deleted "
         "once its posts' workflows have ended",
     )
+    max_lateness_seconds: int | None = Field(
+        description="How late outages may make the account's posts (seconds after publish_at) when a post sets "
+        "none; null: the default, 86400 (24 h)"
+    )
 
     @classmethod
     def from_row(cls, row: InstagramAccount, *, lead: timedelta, now: datetime | None = None) -> AccountOut:
@@ -117,6 +140,7 @@ class AccountOut(BaseModel):
             status_detail=view.detail,
             token_expires_at=row.token_expires_at,
             disconnecting_since=row.disconnecting_since,
+            max_lateness_seconds=row.max_lateness_seconds,
         )
 
 

@@ -53,6 +53,8 @@ class PostFields(Protocol):
     @property
     def reel_options(self) -> Mapping[str, object] | None: ...
     @property
+    def max_lateness_seconds(self) -> int | None: ...
+    @property
     def ig_media_id(self) -> str | None: ...
     @property
     def permalink(self) -> str | None: ...
@@ -130,6 +132,9 @@ class PostOut(BaseModel):
     user_tags: list[dict[str, Any]]
     alt_text: str | None
     reel_options: dict[str, Any] | None
+    max_lateness_seconds: int | None = Field(
+        description="How late outages may make the post, in seconds after publish_at; null: the account's setting"
+    )
     media: list[PostMediaOut]
     ig_media_id: str | None = Field(description="Instagram's id of the published media")
     permalink: str | None
@@ -158,6 +163,7 @@ def _post_fields(post: PostFields, media: Sequence[PostMediaFields]) -> dict[str
         "user_tags": [dict(tag) for tag in post.user_tags],
         "alt_text": post.alt_text,
         "reel_options": dict(post.reel_options) if post.reel_options is not None else None,
+        "max_lateness_seconds": post.max_lateness_seconds,
         "media": [PostMediaOut.from_row(item) for item in media],
         "ig_media_id": post.ig_media_id,
         "permalink": post.permalink,
@@ -184,9 +190,17 @@ class LiveState(BaseModel):
 
     status: PostStatus
     step: str = Field(
-        description="e.g. 'waiting to prepare', 'ready; waiting for publish time', 'publishing'"
+        description="e.g. 'waiting to prepare', 'ready; waiting for publish time', 'publishing'; while an outage "
+        "delays the post, why and since when: 'delayed: Instagram unavailable since 09:02 UTC'"
     )
     publish_at: datetime
+    delayed_since: datetime | None = Field(
+        default=None, description="While an outage delays the post: since when (its last error: last_error)"
+    )
+    deadline: datetime | None = Field(
+        default=None,
+        description="The latest the post may go out (publish_at + max lateness); known once its preparation began",
+    )
     publish_attempts: int
     last_error: str | None
     media_id: str | None
@@ -200,8 +214,10 @@ class LiveState(BaseModel):
     def from_state(cls, state: PostState) -> LiveState:
         return cls(
             status=state.status,
-            step=state.step.value,
+            step=state.delay.describe() if state.delay is not None else state.step.value,
             publish_at=state.publish_at,
+            delayed_since=state.delay.since if state.delay is not None else None,
+            deadline=state.deadline,
             publish_attempts=state.publish_attempts,
             last_error=state.last_error,
             media_id=state.media_id,

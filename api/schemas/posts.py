@@ -35,6 +35,20 @@ Caption = Annotated[
 ]
 AltText = Annotated[str, Field(max_length=MAX_ALT_TEXT_CHARS)]
 LocationId = Annotated[str, Field(pattern=r"^[0-9]{1,32}$", description="A Facebook Page id with a location")]
+# At most 30 days: a container prepared for the post lives 24 h, and a longer wait is a new post.
+MAX_LATENESS_SECONDS = 30 * 24 * 3600
+# Shared with api.schemas.accounts.
+MaxLateness = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_LATENESS_SECONDS,
+        description="How late an outage (of Instagram, or of Chronogram's storage or database) may make the post, "
+        "in seconds after publish_at: until then failures only delay it; past it the post fails with the error "
+        "code PublishDeadlinePassed. 0: on time (within a minute) or not at all. At most 2592000 (30 days)",
+        examples=[3600],
+    ),
+]
 
 
 class UserTagIn(BaseModel):
@@ -161,6 +175,9 @@ class PostCreate(BaseModel):
         description="CAROUSEL only: per-item alt text and user tags",
     )
     reel_options: ReelOptionsIn | None = Field(default=None, description="REELS only")
+    max_lateness_seconds: MaxLateness | None = Field(
+        default=None, description="Omitted or null: the account's max_lateness_seconds (default 24 h)"
+    )
 
     def stored_content(self) -> StoredContent:
         """The post's content as it is stored."""
@@ -200,6 +217,11 @@ class PostUpdate(BaseModel):
     alt_text: AltText | None = None
     items: list[CarouselItemIn] | None = Field(default=None, max_length=CAROUSEL_MAX_ITEMS)
     reel_options: ReelOptionsIn | None = None
+    max_lateness_seconds: MaxLateness | None = Field(
+        default=None,
+        description="null: the account's setting. Read when the post's preparation begins (10 minutes before "
+        "publish_at), and locked from then on like its content",
+    )
 
     def content_fields(self) -> set[str]:
         """The content fields sent (everything sent but ``publish_at``)."""

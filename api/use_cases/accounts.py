@@ -21,7 +21,7 @@ from api.crud import accounts as crud
 from api.crud import posts as post_crud
 from api.deps import AppServices
 from api.errors import ApiError, account_disconnecting
-from api.schemas.accounts import AccountDetail, AccountEventOut, AccountOut, PublishingQuota
+from api.schemas.accounts import AccountDetail, AccountEventOut, AccountOut, AccountUpdate, PublishingQuota
 from chronogram.contracts import CancelRequest
 from chronogram.enums import PostStatus
 from chronogram.instagram import GraphAPIError, GraphAuthError, GraphInvalidRequestError
@@ -34,7 +34,14 @@ _T = TypeVar("_T")
 
 
 async def connect_account(
-    services: AppServices, session: Session, *, owner_id: int, ig_user_id: str, token: str
+    services: AppServices,
+    session: Session,
+    *,
+    owner_id: int,
+    ig_user_id: str,
+    token: str,
+    max_lateness_seconds: int | None = None,
+    lateness_sent: bool = False,
 ) -> crud.Connected:
     """Verify that ``token`` acts for ``ig_user_id`` and store it encrypted, long-lived where the platform allows
     and with its expiry where it can be known: a new account, or the one already connected with its token
@@ -82,6 +89,8 @@ async def connect_account(
                 expires_at=lasting.expires_at,
                 exchanged=lasting.exchanged,
             ),
+            max_lateness_seconds=max_lateness_seconds,
+            lateness_sent=lateness_sent,
         )
     except crud.AccountDisconnecting as refused:
         raise account_disconnecting(refused.account_id) from None
@@ -149,6 +158,17 @@ async def long_lived(services: AppServices, token: str) -> LastingToken:
         expires_at = now + grant.expires_in if grant.expires_in is not None else None
         return LastingToken(grant.access_token, expires_at, exchanged=True)
     return LastingToken(token, info.expires_at, exchanged=False)
+
+
+async def update_account(
+    session: Session, account: InstagramAccount, body: AccountUpdate
+) -> InstagramAccount:
+    if not body.model_fields_set:
+        raise ApiError(422, "empty_update", "send at least one field to change")
+    assert account.id is not None
+    return await run_in_threadpool(
+        crud.update_settings, session, account_id=account.id, max_lateness_seconds=body.max_lateness_seconds
+    )
 
 
 async def account_detail(services: AppServices, account: InstagramAccount) -> AccountDetail:

@@ -53,6 +53,7 @@ def checked_new_post(
         media_ids=body.media_ids,
         # Within the tolerance, a moment ago means now: the workflow would publish at once either way.
         publish_at=max(publish_at, now),
+        max_lateness_seconds=body.max_lateness_seconds,
         **body.stored_content(),
     )
 

@@ -109,6 +109,8 @@ class GraphErrorDetails:
     retry_after: timedelta | None = None
     # For OutcomeUnknownError: how the same failure would have been classified on a call without side effects.
     underlying: ErrorClass | None = None
+    # True when ``retry_after`` is this module's default for a throttle that announced no wait of its own.
+    retry_after_assumed: bool = False
 
 
 class GraphAPIError(Exception):
@@ -177,7 +179,7 @@ class GraphTransientError(GraphAPIError):
     error_class = ErrorClass.TRANSIENT
     kind = ErrorType.GRAPH_TRANSIENT
     retryable = True
-    _fallback_user_message = "Instagram is temporarily unavailable; the post will be retried."
+    _fallback_user_message = "Instagram is temporarily unavailable."
 
 
 class GraphThrottledError(GraphAPIError):
@@ -186,7 +188,7 @@ class GraphThrottledError(GraphAPIError):
     error_class = ErrorClass.THROTTLED
     kind = ErrorType.GRAPH_THROTTLED
     retryable = True
-    _fallback_user_message = "Instagram is rate limiting this account; the post will be retried later."
+    _fallback_user_message = "Instagram is rate limiting this account."
 
 
 class PublishQuotaReachedError(GraphAPIError):
@@ -390,7 +392,11 @@ def error_for(details: GraphErrorDetails) -> GraphAPIError:
 def _build(details: GraphErrorDetails, base: ErrorClass) -> GraphAPIError:
     d = details
     if base is ErrorClass.THROTTLED and d.retry_after is None:
-        d = replace(d, retry_after=_THROTTLE_WAIT_BY_CODE.get(d.code or 0, _DEFAULT_THROTTLE_WAIT))
+        d = replace(
+            d,
+            retry_after=_THROTTLE_WAIT_BY_CODE.get(d.code or 0, _DEFAULT_THROTTLE_WAIT),
+            retry_after_assumed=True,
+        )
     if d.operation.unsafe and base in (
         ErrorClass.TRANSIENT,
         ErrorClass.THROTTLED,

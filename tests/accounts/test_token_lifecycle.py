@@ -184,3 +184,70 @@ async def test_the_token_workflow_runs_while_the_account_is_connected_and_ends_w
         WorkflowExecutionStatus.CANCELED,
         WorkflowExecutionStatus.COMPLETED,
     )
+
+
+async def test_a_post_waits_for_its_account_to_be_reconnected_then_publishes_once(
+    user: User, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    account = await sandbox.create_account("waiting")
+    connected = await connect(
+        user, account.ig_user_id, await sandbox.issue_token(account.ig_user_id, lifetime="long")
+    )
+    account_id = connected["id"]
+    await sandbox.revoke_token(stored_token(services, account_id))
+    response = await schedule(user, account_id, in_seconds=3)
+    assert response.status_code == 201, response.text
+    post_id = response.json()["id"]
+
+    async def waiting() -> dict[str, Any] | None:
+        post: dict[str, Any] = (await user.client.get(f"/v1/posts/{post_id}")).json()
+        live = post.get("live") or {}
+        return post if live.get("step") == "waiting for reconnect" else None
+
+    post = await until(waiting, within=30)
+    assert post is not None, "the post did not wait for its account"
+    assert post["status"] == "scheduled"
+    assert (await detail(user, account_id))["status"] == "needs_reconnect"
+    await asyncio.sleep(2)  # past its time: still waiting, not failed
+    assert (await user.client.get(f"/v1/posts/{post_id}")).json()["status"] == "scheduled"
+    assert await sandbox.published(account.ig_user_id) == []
+
+    fresh = await sandbox.issue_token(account.ig_user_id, lifetime="long")
+    await connect(user, account.ig_user_id, fresh, expected=200)
+
+    async def published() -> bool:
+        return bool((await user.client.get(f"/v1/posts/{post_id}")).json()["status"] == "published")
+
+    assert await until(published, within=30)
+    assert len(await sandbox.published(account.ig_user_id)) == 1
+    messages = [
+        event["message"] for event in (await user.client.get(f"/v1/posts/{post_id}")).json()["events"]
+    ]
+    assert any(message.startswith("waiting for the account to be reconnected") for message in messages)
+    assert any(message.startswith("resumed: the account was reconnected") for message in messages)
+
+
+async def test_a_post_due_after_its_token_would_have_expired_twice_publishes(
+    user: User, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    # The issue's "a post 90 days ahead on a 60-day token", with the sandbox's tokens living 8 s: the post is due
+    # 2.5 lifetimes after the token it was scheduled with, which the sandbox refuses by then.
+    account = await sandbox.create_account("far_ahead")
+    connected = await connect(
+        user, account.ig_user_id, await sandbox.issue_token(account.ig_user_id, lifetime="short")
+    )
+    account_id = connected["id"]
+    first = stored_token(services, account_id)
+    response = await schedule(user, account_id, in_seconds=2.5 * TOKEN_LIFETIME.total_seconds())
+    assert response.status_code == 201, response.text
+    post_id = response.json()["id"]
+
+    async def published() -> bool:
+        return bool((await user.client.get(f"/v1/posts/{post_id}")).json()["status"] == "published")
+
+    assert await until(published, within=60)
+    assert len(await sandbox.published(account.ig_user_id)) == 1
+    assert stored_token(services, account_id) != first
+    body = await detail(user, account_id)
+    assert body["status"] == "active"
+    assert len([event for event in body["events"] if event["kind"] == "token_refreshed"]) >= 2

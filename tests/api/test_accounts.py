@@ -43,6 +43,7 @@ async def test_connect_verifies_and_stores_the_token_encrypted(
         "status_detail",
         "token_expires_at",
         "disconnecting_since",
+        "max_lateness_seconds",
     }
     assert body["disconnecting_since"] is None
     assert body["status"] == "active" and body["status_reason"] is None

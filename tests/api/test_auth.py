@@ -38,7 +38,7 @@ async def test_every_v1_route_is_documented_as_protected(app: FastAPI) -> None:
         if path.startswith("/v1")
         for method, operation in item.items()
     ]
-    assert len(operations) == 29  # 18, and the 11 of /v1/webhooks and /v1/notification-settings
+    assert len(operations) == 30  # 19, and the 11 of /v1/webhooks and /v1/notification-settings
     for path, method, operation in operations:
         assert operation.get("security") == [{"ApiKey": []}], (method, path)
         assert "401" in operation["responses"], (method, path)

@@ -36,7 +36,7 @@ async def test_allow_lists_every_method_of_the_path(app: FastAPI, alice: ApiUser
         ("DELETE", "/v1/posts/7", "GET, PATCH"),
         ("PUT", "/v1/media", "GET, POST"),
         ("PATCH", "/v1/media/7", "GET, DELETE"),
-        ("PUT", "/v1/accounts/7", "GET, DELETE"),
+        ("PUT", "/v1/accounts/7", "GET, PATCH, DELETE"),
         ("DELETE", "/v1/keys", "GET, POST"),
     ],
 )

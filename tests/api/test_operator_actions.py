@@ -1,6 +1,6 @@
-"""Operators' actions in Temporal (cancel, terminate) on a post's workflow leave the database true within one
-reconciler pass: a cancellation finishes the post as cancelled, naming who asked; a terminated run is replaced by a
-fresh one, which publishes exactly once."""
+"""Operators' actions in Temporal (cancel, terminate) on a post's workflow leave the database true: a cancellation
+finishes the post as cancelled, naming who asked (the run itself); a terminated run is replaced by a fresh one
+within one reconciler pass, which publishes exactly once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from api import reconciler
 from api.deps import AppServices
-from chronogram.contracts import post_workflow_id
+from chronogram.contracts import POST_STATUS, post_workflow_id
 from chronogram.enums import PostStatus
 from chronogram.models import Post
 from sandbox.admin_client import SandboxAdmin
@@ -47,17 +47,18 @@ async def test_a_cancellation_requested_in_temporal_cancels_the_post(
     alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
 ) -> None:
     account, post = await _post(alice, sandbox)
-    await services.temporal.get_workflow_handle(post_workflow_id(post["id"])).cancel()
-    await _closed(services, post["id"])
-
-    assert post["id"] in await reconciler.repair_unfinished_runs(services, closed_after=None)
-    detail = await wait_for(alice.client, post["id"], "cancelled", within=1)
+    handle = services.temporal.get_workflow_handle(post_workflow_id(post["id"]))
+    await handle.cancel()
+    # The run itself finishes the post as cancelled: status, search attribute, an event naming who asked.
+    assert await _closed(services, post["id"]) is WorkflowExecutionStatus.COMPLETED
+    await wait_for(alice.client, post["id"], "cancelled", within=5)
     messages = await _messages(alice, post["id"])
     assert any(
         message.startswith(f"cancelled in Temporal by {services.temporal.identity}") for message in messages
     )
-    assert detail["live"] is None or detail["live"]["status"] != "scheduled"
-    # Once only: the next pass finds nothing to repair.
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(POST_STATUS) == "cancelled"
+    # Nothing left for the reconciler.
     assert post["id"] not in await reconciler.repair_unfinished_runs(services, closed_after=None)
     assert await sandbox.published(account["ig_user_id"]) == []
 

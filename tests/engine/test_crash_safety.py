@@ -24,6 +24,7 @@ from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.engine.conftest import PROJECT_ROOT, engine_env, start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
+from tests.support.stack import connect_when_healthy
 from workflows import ScheduledPostWorkflow
 
 
@@ -138,6 +139,36 @@ async def test_worker_killed_inside_an_activity(
     await assert_published_exactly_once(sandbox_admin, ig)
 
 
+async def test_worker_killed_before_media_publish_was_sent_resumes_within_seconds(
+    workers: Workers, engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin
+) -> None:
+    """Killed while the publish activity holds its call until publish_at: nothing reached Instagram, so another
+    worker publishes as soon as the dead one's heartbeat is missed, without re-reading the container for
+    minutes (the "did it go live?" path is for calls really sent)."""
+    ig, _ = ig_account
+    first = workers.start()
+    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=10))
+    await wait_for_started_activity(handle, "publish")
+    publish_at = (await handle.query(ScheduledPostWorkflow.state)).publish_at
+    first.kill()
+    assert not await sandbox_admin.calls(endpoint="media_publish", ig_user_id=ig.ig_user_id)
+    workers.start()
+    result = await asyncio.wait_for(handle.result(), timeout=90)
+    assert result.status is PostStatus.PUBLISHED
+    await assert_published_exactly_once(sandbox_admin, ig)
+    [published] = await sandbox_admin.published(ig.ig_user_id)
+    lag = datetime.fromisoformat(published["published_at"]) - publish_at
+    # The heartbeat timeout (10 s), a new worker's start, the retry: well under the old two minutes.
+    assert lag < timedelta(seconds=30), f"published {lag.total_seconds():.1f} s late"
+    history = await handle.fetch_history()
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "reconcile_publish" not in scheduled
+
+
 async def test_worker_killed_while_marking_the_post_publishing(
     workers: Workers,
     engine_client: Client,
@@ -218,7 +249,6 @@ async def test_dev_server_restart_while_posts_sleep(
     """A server with persisted state is stopped while posts sleep and started again later: every post publishes,
     once. (Its own server and namespace: the session's shared server must not be stopped.)"""
     from chronogram.contracts import SEARCH_ATTRIBUTES
-    from chronogram.temporal import connect_temporal
     from devstack.processes import free_port
     from devstack.services import TemporalDevServer
 
@@ -237,7 +267,7 @@ async def test_dev_server_restart_while_posts_sleep(
     server = start_server()
     pool = Workers(settings, server_log)
     try:
-        client = await connect_temporal(settings)
+        client = await connect_when_healthy(settings)
         accounts = []
         for index in range(3):
             account = await sandbox_admin.create_account(f"restart_{index}")
@@ -256,7 +286,7 @@ async def test_dev_server_restart_while_posts_sleep(
         server.process.stop()
         await asyncio.sleep(15)  # the publish time passes while the server is down
         server = start_server()
-        client = await connect_temporal(settings)
+        client = await connect_when_healthy(settings)
         for handle in handles:
             restarted = client.get_workflow_handle(handle.id, result_type=ScheduledPostResult)
             result = await asyncio.wait_for(restarted.result(), timeout=90)

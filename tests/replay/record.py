@@ -46,7 +46,8 @@ async def record(scenario: Scenario, client: Client, env: WorkflowEnvironment | 
         now = await env.get_current_time() if env else None
         from datetime import UTC, datetime
 
-        publish_at = (now or datetime.now(UTC)) + scenario.delay
+        world.base = now or datetime.now(UTC)
+        publish_at = world.base + scenario.delay
         handle = await start_post_workflow(
             client,
             post_id=abs(hash(scenario.name)) % 1_000_000,

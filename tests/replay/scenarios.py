@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import WorkflowHandle
 
 from chronogram.contracts import (
+    AccountReconnected,
+    AccountSignal,
     CancelRequest,
     PublishNowRequest,
+    PublishStep,
     QuotaReport,
     RescheduleRequest,
     ScheduledPostResult,
@@ -64,6 +67,18 @@ async def _cancel_when_prepared(handle: Handle) -> None:
     while (await handle.query(ScheduledPostWorkflow.state)).step.value != "ready; waiting for publish time":
         await asyncio.sleep(0.1)
     await handle.signal(ScheduledPostWorkflow.cancel, CancelRequest(reason="prepared, then cancelled"))
+
+
+async def _cancel_in_temporal(handle: Handle) -> None:
+    await handle.cancel()
+
+
+async def _reconnect_when_waiting(handle: Handle) -> None:
+    while (await handle.query(ScheduledPostWorkflow.state)).step is not PublishStep.WAITING_FOR_RECONNECT:
+        await asyncio.sleep(0.1)
+    await handle.signal(
+        AccountSignal.ACCOUNT_RECONNECTED, AccountReconnected(account_id=1, reconnected_at=datetime.now(UTC))
+    )
 
 
 def _gated() -> Script:
@@ -116,8 +131,18 @@ SCENARIOS = [
         delay=timedelta(hours=1),
         needs_time_skipping=True,
     ),
+    # The account is never reconnected: the post waits for it until its deadline (no lateness: one minute).
     Scenario(
-        "failed_auth", lambda: Script(create_errors=[graph_error("GraphAuthError")]), expect_failure=True
+        "failed_auth",
+        lambda: Script(create_errors=[graph_error("GraphAuthError")], max_lateness_seconds=0),
+        needs_time_skipping=True,
+        expect_failure=True,
+    ),
+    Scenario("cancelled_in_temporal", delay=timedelta(days=30), during_sleep=_cancel_in_temporal),
+    Scenario(
+        "published_after_reconnect",
+        lambda: Script(create_errors=[graph_error("GraphAuthError")]),
+        during_sleep=_reconnect_when_waiting,
     ),
     Scenario(
         "failed_media_rejected",
@@ -153,14 +178,41 @@ SCENARIOS = [
         ),
         needs_time_skipping=True,
     ),
+    # Failed after three before the publish deadline (before-publish-deadline/failed_after_unconfirmed_publishes).
     Scenario(
-        "failed_after_unconfirmed_publishes",
+        "published_after_failed_publishes",
         lambda: Script(
             publish_faults=[
                 PublishFault(graph_error("GraphTransientError", retryable=True)) for _ in range(3)
             ]
         ),
         needs_time_skipping=True,
+    ),
+    Scenario(
+        "delayed_then_published",
+        lambda: Script(graph_outage=(timedelta(minutes=15), timedelta(hours=2))),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
+    ),
+    Scenario(
+        "delayed_while_publishing_then_published",
+        lambda: Script(graph_outage=(timedelta(minutes=29), timedelta(hours=1))),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
+    ),
+    Scenario(
+        "failed_deadline_passed",
+        lambda: Script(graph_outage=(timedelta(minutes=15), timedelta(hours=5)), max_lateness_seconds=3600),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
         expect_failure=True,
+    ),
+    Scenario(
+        "first_comment_retried",
+        lambda: Script(
+            comment_errors=[graph_error("GraphTransientError", retryable=True) for _ in range(12)]
+        ),
+        delay=timedelta(minutes=30),
+        needs_time_skipping=True,
     ),
 ]

@@ -24,9 +24,12 @@ from tests.replay.scenarios import SCENARIOS
 from workflows import ScheduledPostWorkflow
 from workflows.scheduled_post import (
     _CONTAINER_ROUNDS_PATCH,
+    _DEADLINE_PATCH,
     _ERROR_CODE_PATCH,
     _MALFORMED_SIGNAL_PATCH,
     _PUBLISH_NOW_TIME_PATCH,
+    _RECONNECT_PATCH,
+    _TEMPORAL_CANCEL_PATCH,
     _WAKE_EARLY_PATCH,
 )
 
@@ -70,18 +73,48 @@ def test_histories_from_before_signal_outcomes_replay_beside_new_ones() -> None:
     """Recorded before signals carried request ids and events sequences; the malformed-signal refusal records
     its marker only where a signal was malformed."""
     before = sorted((HISTORY_DIR / "before-signal-outcomes").glob("*.json"))
-    added_since = {"malformed_signals_refused", "container_waited_for_further_rounds"}
-    assert {path.stem for path in before} == {s.name for s in SCENARIOS} - added_since
+    added_since = {
+        "malformed_signals_refused",
+        "container_waited_for_further_rounds",
+        *_ADDED_WITH_DEADLINES,
+        *_ADDED_SINCE_DEADLINES,
+    }
+    assert {path.stem for path in before} == (
+        {s.name for s in SCENARIOS} - added_since
+    ) | _GONE_WITH_DEADLINES
     assert all(_MALFORMED_SIGNAL_PATCH not in _patches(path) for path in before)
     with_marker = {path.stem for path in CURRENT if _MALFORMED_SIGNAL_PATCH in _patches(path)}
     assert with_marker == {"malformed_signals_refused"}
+
+
+# Scenarios the publish deadline added, and the one it ended (three failed publishes no longer fail a post).
+_ADDED_WITH_DEADLINES = {
+    "published_after_failed_publishes",
+    "delayed_then_published",
+    "delayed_while_publishing_then_published",
+    "failed_deadline_passed",
+    "first_comment_retried",
+}
+_GONE_WITH_DEADLINES = {"failed_after_unconfirmed_publishes"}
+_ADDED_SINCE_DEADLINES = {"published_after_reconnect", "cancelled_in_temporal"}
+
+
+def test_both_sides_of_the_deadline_patch_are_recorded() -> None:
+    """Posts recorded before the deadline replay the attempt counts; every post prepared since records it."""
+    before = sorted((HISTORY_DIR / "before-publish-deadline").glob("*.json"))
+    assert {path.stem for path in before} == (
+        {s.name for s in SCENARIOS} - _ADDED_WITH_DEADLINES - _ADDED_SINCE_DEADLINES
+    ) | _GONE_WITH_DEADLINES
+    assert all(_DEADLINE_PATCH not in _patches(path) for path in HISTORIES if path.parent != HISTORY_DIR)
+    with_marker = {path.stem for path in CURRENT if _DEADLINE_PATCH in _patches(path)}
+    assert with_marker == {path.stem for path in CURRENT} - {"cancelled", "cancelled_in_temporal"}  # asleep
 
 
 def test_publish_now_histories_from_both_sides_of_its_time_patch_are_recorded() -> None:
     with_marker = {
         str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _PUBLISH_NOW_TIME_PATCH in _patches(path)
     }
-    assert with_marker == {"publish_now.json"}
+    assert with_marker == {"publish_now.json", "before-publish-deadline/publish_now.json"}
     assert (HISTORY_DIR / "before-signal-outcomes" / "publish_now.json").exists()
 
 
@@ -96,7 +129,13 @@ def test_failed_runs_record_the_error_code_patch_and_the_older_ones_still_replay
     with_marker = {path.stem for path in CURRENT if _ERROR_CODE_PATCH in _patches(path)}
     assert with_marker == {path.stem for path in CURRENT if path.stem.startswith("failed")}
     before = sorted((HISTORY_DIR / "before-error-code").glob("*.json"))
-    assert {path.stem for path in before} == with_marker
+    # The failed scenarios of the time (failed_after_unconfirmed_publishes became a publish with the deadline).
+    assert {path.stem for path in before} == {
+        "failed_after_unconfirmed_publishes",
+        "failed_auth",
+        "failed_container_error",
+        "failed_media_rejected",
+    }
     assert all(_ERROR_CODE_PATCH not in _patches(path) for path in before)
     upserted = [
         event["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"]["indexedFields"]
@@ -104,6 +143,23 @@ def test_failed_runs_record_the_error_code_patch_and_the_older_ones_still_replay
         if event["eventType"] == "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"
     ]
     assert any("ErrorCode" in fields for fields in upserted)
+
+
+def test_only_an_authentication_error_records_the_reconnect_patch() -> None:
+    """A refused token waits for the account's reconnect (published_after_reconnect), or for the deadline
+    (failed_auth); an earlier failed_auth failed at once and still replays (before-*/failed_auth.json)."""
+    with_marker = {
+        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _RECONNECT_PATCH in _patches(path)
+    }
+    assert with_marker == {"failed_auth.json", "published_after_reconnect.json"}
+    assert (HISTORY_DIR / "before-publish-deadline" / "failed_auth.json").exists()
+
+
+def test_only_a_cancellation_requested_in_temporal_records_its_patch() -> None:
+    with_marker = {
+        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _TEMPORAL_CANCEL_PATCH in _patches(path)
+    }
+    assert with_marker == {"cancelled_in_temporal.json"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])

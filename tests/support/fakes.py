@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from chronogram.contracts import (
+    CancellationRequester,
     ContainerCheck,
     ContainerRef,
     ContainerReport,
@@ -38,6 +39,7 @@ from chronogram.contracts import (
     QuotaReport,
     ReconcileInput,
     ReconcileResult,
+    RunRef,
 )
 from chronogram.enums import PostStatus, PostType
 
@@ -67,6 +69,10 @@ class Script:
     quota_reads: list[QuotaReport] = field(default_factory=list)  # successive answers; the last one repeats
     publish_faults: list[PublishFault] = field(default_factory=list)
     expire_after_failed_publish: bool = False
+    # Every Graph call fails (HTTP 500, code 2) from ``start`` to ``end``, measured from FakeWorld.base.
+    graph_outage: tuple[timedelta, timedelta] | None = None
+    comment_errors: list[ApplicationError] = field(default_factory=list)
+    max_lateness_seconds: int | None = None
 
 
 @dataclass
@@ -86,10 +92,24 @@ class FakeWorld:
         self.comments: list[str] = []
         self.finished: list[FinishInput] = []
         self.events: list[EventRecord] = []
+        self.failed_calls = 0
         self._ends_as = list(self.script.container_ends_as)
+        # Server time when the post was scheduled: the origin of Script.graph_outage.
+        self.base: datetime | None = None
 
     def _log(self, name: str, arg: Any) -> None:
         self.calls.append(Call(name, activity.info().current_attempt_scheduled_time, arg))
+
+    def _graph(self, name: str, arg: Any) -> None:
+        """Log a Graph call, and fail it during the scripted outage (as the sandbox's outage switch does)."""
+        self._log(name, arg)
+        outage, base = self.script.graph_outage, self.base
+        if outage is None or base is None:
+            return
+        now = activity.info().current_attempt_scheduled_time
+        if base + outage[0] <= now < base + outage[1]:
+            self.failed_calls += 1
+            raise graph_error("GraphTransientError", retryable=True)
 
     def called(self, name: str) -> list[Call]:
         return [call for call in self.calls if call.name == name]
@@ -109,6 +129,7 @@ class FakeWorld:
                     for i in range(world.script.media_count)
                 ],
                 has_first_comment=world.script.first_comment,
+                max_lateness_seconds=world.script.max_lateness_seconds,
             )
 
         @activity.defn(name="begin_publishing")
@@ -141,7 +162,7 @@ class FakeWorld:
 
         @activity.defn(name="get_publishing_quota")
         async def get_publishing_quota(request: PostRef) -> QuotaReport:
-            world._log("get_publishing_quota", request)
+            world._graph("get_publishing_quota", request)
             reads = world.script.quota_reads
             if len(reads) > 1:
                 return reads.pop(0)
@@ -149,7 +170,7 @@ class FakeWorld:
 
         @activity.defn(name="create_container")
         async def create_container(request: CreateContainerInput) -> ContainerRef:
-            world._log("create_container", request)
+            world._graph("create_container", request)
             if world.script.create_errors:
                 raise world.script.create_errors.pop(0)
             container_id = f"c{len(world.containers) + 1}"
@@ -159,7 +180,7 @@ class FakeWorld:
 
         @activity.defn(name="check_container_ready")
         async def check_container_ready(request: ContainerCheck) -> ContainerReport:
-            world._log("check_container_ready", request)
+            world._graph("check_container_ready", request)
             cid = request.container_id
             if world.containers[cid] == "IN_PROGRESS":
                 world._polls[cid] += 1
@@ -174,7 +195,7 @@ class FakeWorld:
 
         @activity.defn(name="publish")
         async def publish(request: PublishInput) -> PublishResult:
-            world._log("publish", request)
+            world._graph("publish", request)
             cid = request.container_id
             if world.containers[cid] == "PUBLISHED":
                 return PublishResult(outcome=PublishOutcome.ALREADY_PUBLISHED, media_id=None)
@@ -191,23 +212,30 @@ class FakeWorld:
 
         @activity.defn(name="reconcile_publish")
         async def reconcile_publish(request: ReconcileInput) -> ReconcileResult:
-            world._log("reconcile_publish", request)
+            world._graph("reconcile_publish", request)
             status = world.containers[request.container_id]
             media_id = f"m-{request.container_id}" if status == "PUBLISHED" else None
             return ReconcileResult(status_code=ContainerStatusCode(status), media_id=media_id)
 
         @activity.defn(name="fetch_permalink")
         async def fetch_permalink(request: MediaRef) -> PermalinkResult:
-            world._log("fetch_permalink", request)
+            world._graph("fetch_permalink", request)
             return PermalinkResult(permalink=f"https://www.instagram.com/p/{request.media_id}/")
 
         @activity.defn(name="post_first_comment")
         async def post_first_comment(request: MediaRef) -> FirstCommentResult:
-            world._log("post_first_comment", request)
+            world._graph("post_first_comment", request)
+            if world.script.comment_errors:
+                raise world.script.comment_errors.pop(0)
             world.comments.append(request.media_id)
             return FirstCommentResult(comment_id=f"comment-{request.media_id}", created=True)
 
+        @activity.defn(name="who_cancelled")
+        async def who_cancelled(request: RunRef) -> CancellationRequester:
+            return CancellationRequester(identity=f"operator of {request.workflow_id}", cause="")
+
         return [
+            who_cancelled,
             load_plan,
             begin_publishing,
             record_event,

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+from temporalio.client import Client
 
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
 from chronogram.settings import Settings
 from chronogram.storage import ensure_bucket, make_minio
+from chronogram.temporal import connect_temporal
 from worker import run_worker
 
 
@@ -54,3 +56,17 @@ async def background_worker(settings: Settings, *, settle: float) -> AsyncIterat
     finally:
         stop.set()
         await task
+
+
+async def connect_when_healthy(settings: Settings, within: float = 30.0) -> Client:
+    """A client of a dev server just (re)started: its frontend can answer "not healthy yet" for a moment after the
+    port opens, longer on a busy machine."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + within
+    while True:
+        try:
+            return await connect_temporal(settings)
+        except RuntimeError as error:
+            if "not healthy" not in str(error) or loop.time() > give_up:
+                raise
+        await asyncio.sleep(0.5)

@@ -4,17 +4,11 @@ Graph API error class, with activities replaced by a stateful in-memory world (t
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
-import pytest_asyncio
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from chronogram.contracts import (
     PUBLISH_AT,
@@ -23,73 +17,15 @@ from chronogram.contracts import (
     PublishNowRequest,
     QuotaReport,
     RescheduleRequest,
-    ScheduledPostResult,
     SignalOutcome,
     SignalOutcomeQuery,
     SignalRefusal,
     SignalVerdict,
 )
 from chronogram.enums import PostStatus, PostType
-from chronogram.scheduling import start_post_workflow
-from tests.support.fakes import FakeWorld, PublishFault, Script, graph_error
+from tests.support.fakes import PublishFault, Script, graph_error
+from tests.workflows.conftest import TOLERANCE
 from workflows import ScheduledPostWorkflow
-
-TOLERANCE = timedelta(seconds=5)
-# The workflow wakes this much before publish_at and the publish activity holds media_publish until publish_at.
-WAKE_EARLY = timedelta(seconds=3)
-
-
-@dataclass
-class Running:
-    env: WorkflowEnvironment
-    world: FakeWorld
-    handle: WorkflowHandle[ScheduledPostWorkflow, ScheduledPostResult]
-    publish_at: datetime
-
-    def begin_time(self) -> datetime:
-        return self.world.called("begin_publishing")[0].at
-
-    def assert_published_on_time(self, publish_at: datetime) -> None:
-        """Woke just before ``publish_at``, and told the publish activity to hold the call until then."""
-        assert publish_at - WAKE_EARLY <= self.begin_time() <= publish_at + TOLERANCE
-        first_publish = self.world.called("publish")[0]
-        assert first_publish.arg.not_before == publish_at
-        assert publish_at - WAKE_EARLY <= first_publish.at <= publish_at + TOLERANCE
-
-
-@pytest_asyncio.fixture
-async def schedule(
-    time_skipping_env: WorkflowEnvironment,
-) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
-    """Start a post ``delay`` ahead on a fresh task queue with a worker running the fakes of ``script``."""
-    workers: list[Worker] = []
-
-    async def start(delay: timedelta, script: Script | None = None) -> Running:
-        world = FakeWorld(script)
-        task_queue = f"posts-{uuid.uuid4()}"
-        worker = Worker(
-            time_skipping_env.client,
-            task_queue=task_queue,
-            workflows=[ScheduledPostWorkflow],
-            activities=world.activities(),
-        )
-        await worker.__aenter__()
-        workers.append(worker)
-        publish_at = await time_skipping_env.get_current_time() + delay
-        handle = await start_post_workflow(
-            time_skipping_env.client,
-            post_id=int(uuid.uuid4().int % 1_000_000_000),
-            account_id=1,
-            username="shop",
-            post_type=world.script.post_type,
-            publish_at=publish_at,
-            task_queue=task_queue,
-        )
-        return Running(time_skipping_env, world, handle, publish_at)
-
-    yield start
-    for worker in workers:
-        await worker.__aexit__(None, None, None)
 
 
 async def test_post_ninety_days_ahead_publishes_at_its_time(schedule) -> None:
@@ -248,7 +184,6 @@ async def test_quota_used_up_waits_for_the_rolling_window(schedule) -> None:
 @pytest.mark.parametrize(
     ("kind", "where"),
     [
-        ("GraphAuthError", "create"),
         ("GraphInvalidRequestError", "create"),
         ("InvalidMediaError", "create"),
         ("MediaRejected", "prepare"),
@@ -270,6 +205,22 @@ async def test_non_retryable_errors_fail_the_post_with_a_reason(schedule, kind: 
     assert state.status is PostStatus.FAILED and state.last_error and kind in state.last_error
     # Media and containers are prepared ahead of time: the user hears of the problem before the publish time.
     assert run.world.called("finish")[0].at <= run.publish_at - timedelta(minutes=9)
+
+
+async def test_a_refused_token_waits_for_a_reconnect_until_the_deadline(schedule) -> None:
+    # The account is never reconnected (published_after_reconnect, a recorded scenario, is the other side).
+    script = Script(create_errors=[graph_error("GraphAuthError")], max_lateness_seconds=3600)
+    run = await schedule(timedelta(hours=1), script)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run.handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "GraphAuthError"
+    assert "was not reconnected before this post's deadline" in str(cause)
+    ended = run.world.called("finish")[0].at
+    assert run.publish_at + timedelta(minutes=59) <= ended <= run.publish_at + timedelta(minutes=62)
+    assert run.world.published == []
+    messages = [call.arg.message for call in run.world.called("record_event")]
+    assert any(message.startswith("waiting for the account to be reconnected") for message in messages)
 
 
 async def test_prepared_ahead_then_published_on_time(schedule) -> None:
@@ -317,7 +268,9 @@ async def test_publish_that_went_live_despite_an_error_is_not_published_again(
     assert result.status is PostStatus.PUBLISHED
     assert result.media_id == "m-c1"
     assert run.world.published == ["c1"]
-    assert len(run.world.called("publish")) == 1
+    # An unclear answer is settled by reading the container; a throttle or transient failure is retried by an
+    # attempt that reads the container first, finds it PUBLISHED and sends nothing.
+    assert len(run.world.called("publish")) == (1 if error.type == "OutcomeUnknownError" else 2)
     assert run.world.comments == ["m-c1"]
 
 
@@ -345,14 +298,17 @@ async def test_expired_container_after_a_failed_publish_gets_a_new_one(schedule)
     assert run.world.published == ["c2"]
 
 
-async def test_gives_up_after_three_unconfirmed_publishes_without_publishing(schedule) -> None:
-    faults = [PublishFault(graph_error("GraphTransientError", retryable=True)) for _ in range(3)]
+@pytest.mark.parametrize("kind", ["GraphTransientError", "OutcomeUnknownError"])
+async def test_publish_attempts_are_bounded_by_the_deadline_not_a_count(schedule, kind: str) -> None:
+    """Three failed publishes used to fail the post (PublishOutcomeUnknown); a fourth attempt now publishes it."""
+    faults = [PublishFault(graph_error(kind, retryable=kind == "GraphTransientError")) for _ in range(3)]
     run = await schedule(timedelta(hours=1), Script(publish_faults=faults))
-    with pytest.raises(WorkflowFailureError):
-        await run.handle.result()
-    assert run.world.published == []
-    assert len(run.world.called("publish")) == 3
-    assert run.world.finished[-1].error_code == "PublishOutcomeUnknown"
+    result = await run.handle.result()
+    assert result.status is PostStatus.PUBLISHED
+    assert run.world.published == ["c1"]
+    assert len(run.world.called("publish")) == 4
+    # Only a call that went out unanswered is settled by reading the container.
+    assert len(run.world.called("reconcile_publish")) == (0 if kind == "GraphTransientError" else 3 * 5)
 
 
 # --- signals typed by hand, and each request's outcome -------------------------------------------------------------
