@@ -82,11 +82,14 @@ async def test_a_publish_a_reschedule_a_cancel_and_a_failure_send_exactly_their_
         await alice.client.post(f"/v1/posts/{cancelled['id']}/cancel", json={"reason": "typo"})
     ).status_code == 202
 
-    # A revoked token fails the post for good (on an account of its own).
+    # A request Instagram refuses fails the post for good (on an account of its own; a revoked token would make
+    # it wait for a reconnect).
     other = await connect(alice.client, sandbox)
     token = await sandbox.issue_token(other["ig_user_id"])
     await alice.client.post("/v1/accounts", json={"ig_user_id": other["ig_user_id"], "access_token": token})
-    await sandbox.revoke_token(token)
+    await sandbox.add_fault(
+        "error", endpoint="media_create", ig_user_id=other["ig_user_id"], code=100, http_status=400, count=1
+    )
     failed = await schedule_ok(alice.client, other["id"], [media], publish_at=at(0))
 
     await wait_for(alice.client, published["id"], "published", within=30)
@@ -116,10 +119,8 @@ async def test_a_publish_a_reschedule_a_cancel_and_a_failure_send_exactly_their_
     assert data["permalink"] is None or data["permalink"].startswith("https://")
     assert data["ig_media_id"] and data["lag_seconds"] is not None and data["account_id"] == account["id"]
     failure = [r.payload for r in receiver.accepted() if r.payload["type"] == "post.failed"][0]["data"]
-    assert failure["error"]["code"] == "GraphAuthError"
-    assert (
-        "Reconnect" in failure["error"]["what_to_do"] and str(failed["id"]) in failure["error"]["what_to_do"]
-    )
+    assert failure["error"]["code"] == "GraphInvalidRequestError"
+    assert "edit it" in failure["error"]["what_to_do"]
     # No token anywhere in what was sent.
     for r in receiver.received:
         assert token not in r.body.decode() and "access_token" not in r.body.decode()
@@ -251,12 +252,17 @@ async def test_failures_are_emailed_by_default_and_the_choice_is_the_users(
     account = ready["account"]
     token = await sandbox.issue_token(account["ig_user_id"])
     await alice.client.post("/v1/accounts", json={"ig_user_id": account["ig_user_id"], "access_token": token})
-    await sandbox.revoke_token(token)
+    # Refused by Instagram: failed at once (a revoked token would make the post wait for a reconnect).
+    await sandbox.add_fault(
+        "error", endpoint="media_create", ig_user_id=account["ig_user_id"], code=100, http_status=400, count=1
+    )
     failed = await schedule_ok(alice.client, account["id"], [ready["media"]], publish_at=at(0))
     email = await _mail_for(services, mail_sink, alice, within=30)
     assert email["Subject"] == f"[Chronogram] Post {failed['id']} failed to publish"
     text = email.get_content()
-    assert "GraphAuthError" in text and "What to do: Reconnect" in text and token not in text
+    assert (
+        "GraphInvalidRequestError" in text and "What to do: Instagram refused" in text and token not in text
+    )
 
     changed = await alice.client.put("/v1/notification-settings", json={"email_event_types": []})
     assert changed.status_code == 200 and changed.json() == {"email_event_types": []}
