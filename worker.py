@@ -37,6 +37,9 @@ from workflows import NOTIFICATION_WORKFLOWS, WORKFLOWS
 
 log = logging.getLogger("chronogram.worker")
 _NOTIFICATION_THREADS = 20
+# The notifications' database calls (dispatcher, webhook activities): apart from the publishing activities' calls
+# on the event loop's default pool and from slow mail servers on the pool above.
+_NOTIFICATION_DB_THREADS = 4
 
 
 SERVICE_NAME = "chronogram-worker"
@@ -61,6 +64,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     with (
         ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor,
         ThreadPoolExecutor(max_workers=_NOTIFICATION_THREADS) as notification_executor,
+        ThreadPoolExecutor(max_workers=_NOTIFICATION_DB_THREADS) as notification_db,
     ):
         # Webhooks get a client of their own: receivers are arbitrary servers, never the Graph API's pool; no
         # proxy from the environment, no redirects (a redirect could lead past the URL policy).
@@ -89,7 +93,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 client,
                 task_queue=NOTIFICATIONS_TASK_QUEUE,
                 workflows=NOTIFICATION_WORKFLOWS,
-                activities=build_notification_activities(settings, http=webhook_http, engine=engine),
+                activities=build_notification_activities(
+                    settings, http=webhook_http, engine=engine, executor=notification_db
+                ),
                 # Threads of their own (email, database): a slow mail server never holds a post's activity up.
                 activity_executor=notification_executor,
                 max_concurrent_activities=_NOTIFICATION_THREADS,
@@ -107,7 +113,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             )
             async with worker, notifications, endpoint as port:
                 dispatcher = asyncio.create_task(
-                    Dispatcher(settings, client, engine).run(stop), name="notification-dispatcher"
+                    Dispatcher(settings, client, engine, executor=notification_db).run(stop),
+                    name="notification-dispatcher",
                 )
                 # Start-up objects (modules, clients) live as long as the process: keeping them out of the full
                 # collections shortens the pauses that stall every workflow on this event loop.

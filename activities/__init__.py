@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import httpx
@@ -54,11 +55,12 @@ def build_activities(
 
 
 def build_notification_activities(
-    settings: Settings, *, http: httpx.AsyncClient, engine: Engine
+    settings: Settings, *, http: httpx.AsyncClient, engine: Engine, executor: Executor | None = None
 ) -> list[Callable[..., Any]]:
-    """Every notification activity the contracts declare: what the worker registers on the notifications' queue."""
+    """Every notification activity the contracts declare: what the worker registers on the notifications' queue.
+    ``executor``: the threads of their database calls (default: the event loop's)."""
     webhooks = WebhookActivities(
-        engine, http, TokenCipher.from_settings(settings), UrlPolicy.from_settings(settings)
+        engine, http, TokenCipher.from_settings(settings), UrlPolicy.from_settings(settings), executor
     )
     email = EmailActivities(engine, settings)
     return [

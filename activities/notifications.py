@@ -1,6 +1,10 @@
-"""Delivery activities: one webhook attempt (signed, 10 s timeout, recorded in the delivery log) and one email.
+"""Delivery activities: a batch of first webhook attempts, one webhook attempt, and one email; each attempt signed,
+10 s timeout, recorded in the delivery log, and counted (chronogram_notification_deliveries_total, and the latency
+from the event to its delivery).
 
-An attempt that fails raises a retryable ApplicationError; Temporal retries it on the schedule the workflow gives
+The first attempts of an endpoint's due deliveries go together (``deliver_due``: one read, the requests side
+by side, one write); a delivery whose first attempt failed goes on alone (``deliver_webhook``): an attempt that
+fails raises a retryable ApplicationError, and Temporal retries it on the schedule the workflow gives
 (RetrySchedule). The attempt's row says when the next one is due. Nothing here logs or raises a secret: the
 signing secrets are decrypted for the request's headers only.
 """
@@ -8,11 +12,16 @@ signing secrets are decrypted for the request's headers only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine
@@ -20,6 +29,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from chronogram.contracts import (
+    DeliverDueInput,
+    DeliverDueReport,
     DeliveryOutcome,
     DeliveryRef,
     DeliveryReport,
@@ -33,12 +44,15 @@ from chronogram.contracts import (
     cap_error_text,
 )
 from chronogram.crypto import TokenCipher
-from chronogram.enums import DeliveryStatus
+from chronogram.enums import DeliveryChannel, DeliveryStatus
 from chronogram.notifications import deliveries
 from chronogram.notifications.email import render_email
 from chronogram.notifications.signing import signed_headers
 from chronogram.notifications.url_policy import UrlPolicy, UrlRefused
+from chronogram.observability.metrics import NotificationOutcome, count_delivery
 from chronogram.settings import Settings
+
+T = TypeVar("T")
 
 USER_AGENT = "Chronogram-Webhooks/1"
 # A receiver's answer is not read beyond this: its body is never stored, only its status.
@@ -54,38 +68,127 @@ def next_retry_at(schedule: RetrySchedule, *, attempt: int, first_scheduled: dat
     return due
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """What one request came to: the receiver's status code, or why there was none."""
+
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+
+
 class WebhookActivities(WebhookDeliveryInterface):
     """Async (httpx); the database calls run in threads."""
 
     def __init__(
-        self, engine: Engine, http: httpx.AsyncClient, cipher: TokenCipher, policy: UrlPolicy
+        self,
+        engine: Engine,
+        http: httpx.AsyncClient,
+        cipher: TokenCipher,
+        policy: UrlPolicy,
+        executor: Executor | None = None,
     ) -> None:
         self._engine = engine
         self._http = http
         self._cipher = cipher
         self._policy = policy
+        # The notifications' own threads for the database (the worker's): never queued behind the publishing
+        # activities' database calls on the event loop's default pool.
+        self._executor = executor
+
+    async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(call, *args, **kwargs)
+        )
 
     @activity.defn
     async def due_deliveries(self, request: DueDeliveriesInput) -> DueDeliveries:
-        due = await asyncio.to_thread(
+        due = await self._db(
             deliveries.due_deliveries, self._engine, request.endpoint_id, limit=request.limit
         )
         return DueDeliveries(delivery_ids=[d for d, _ in due], ordering_keys=[k for _, k in due])
 
     @activity.defn
     async def deliver_webhook(self, request: DeliveryRef) -> DeliveryReport:
+        """One attempt; a failed one raises, for Temporal to retry on the request's schedule."""
         try:
-            job = await asyncio.to_thread(
-                deliveries.webhook_job, self._engine, request.delivery_id, self._cipher
-            )
+            job = await self._db(deliveries.webhook_job, self._engine, request.delivery_id, self._cipher)
         except deliveries.DeliveryGone:
             return DeliveryReport(DeliveryOutcome.SKIPPED)
-        status_code: int | None = None
-        error: str | None = None
+        sent = await self._send(job, request.retry, await self._refusal(job.url))
+        info = activity.info()
+        attempt, outcome = _judge(
+            job, sent, next_retry_at(request.retry, attempt=info.attempt, first_scheduled=info.scheduled_time)
+        )
+        await self._db(deliveries.record_attempts, self._engine, [attempt])
+        await self._after([(job, outcome)])
+        if outcome is DeliveryOutcome.RETRY:
+            raise ApplicationError(
+                f"webhook delivery {job.delivery_id} failed: {attempt.error}",
+                type=ErrorType.WEBHOOK_DELIVERY_FAILED,
+            )
+        return DeliveryReport(outcome)
+
+    @activity.defn
+    async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
+        """The first attempt of each due delivery (one per post), all side by side: one read, the requests at
+        once, one write. A failed attempt is recorded with its next retry (the schedule's first interval) and
+        reported RETRY: the workflow retries it alone. Raises only for what is not the receiver's (the database):
+        the workflow then runs it again, and it reads again what is still pending."""
+        keys, more, jobs = await self._db(self._read_due, request)
+        todo = list(jobs.values())
+        # Again at every attempt (the name may resolve elsewhere now), once per URL: a batch is one endpoint's.
+        refusals = {url: await self._refusal(url) for url in {job.url for job in todo}}
+        sent = await asyncio.gather(*(self._send(job, request.retry, refusals[job.url]) for job in todo))
+        retry_at = next_retry_at(request.retry, attempt=1, first_scheduled=datetime.now(UTC))
+        judged = [_judge(job, result, retry_at) for job, result in zip(todo, sent, strict=True)]
+        await self._db(deliveries.record_attempts, self._engine, [attempt for attempt, _ in judged])
+        outcomes = [(job, outcome) for job, (_, outcome) in zip(todo, judged, strict=True)]
+        await self._after(outcomes)
+        by_id = {job.delivery_id: outcome for job, outcome in outcomes}
+        return DeliverDueReport(
+            delivery_ids=list(keys),
+            ordering_keys=list(keys.values()),
+            outcomes=[by_id.get(delivery_id, DeliveryOutcome.SKIPPED) for delivery_id in keys],
+            more=more,
+        )
+
+    def _read_due(
+        self, request: DeliverDueInput
+    ) -> tuple[dict[int, int], bool, dict[int, deliveries.WebhookJob]]:
+        heads, more = deliveries.due_heads(
+            self._engine, request.endpoint_id, busy_keys=request.busy_keys, limit=request.limit
+        )
+        keys = dict(heads)
+        return keys, more, deliveries.webhook_jobs(self._engine, list(keys), self._cipher)
+
+    @activity.defn
+    async def give_up_delivery(self, request: GiveUpInput) -> None:
+        channel = await self._db(deliveries.give_up, self._engine, request.delivery_id)
+        if channel is not None:
+            count_delivery(channel, NotificationOutcome.GIVEN_UP)
+        if request.endpoint_id is not None:
+            await self._db(
+                deliveries.disable_endpoint,
+                self._engine,
+                request.endpoint_id,
+                reason="deliveries kept failing for the whole retry window",
+            )
+
+    async def _refusal(self, url: str) -> UrlRefused | None:
+        try:
+            await self._policy.check(url)
+        except UrlRefused as refused:
+            return refused
+        return None
+
+    async def _send(
+        self, job: deliveries.WebhookJob, retry: RetrySchedule, refused: UrlRefused | None
+    ) -> _Sent:
+        if refused is not None:
+            return _Sent(status_code=None, error=str(refused), latency_ms=0)
         started = time.monotonic()
         try:
-            # Again at every attempt: the name may resolve elsewhere now than when the endpoint was made.
-            await self._policy.check(job.url)
             headers = signed_headers(
                 event_id=job.event_id, timestamp=datetime.now(UTC), body=job.body, secrets_in_use=job.secrets
             )
@@ -93,71 +196,56 @@ class WebhookActivities(WebhookDeliveryInterface):
                 job.url,
                 content=job.body.encode("utf-8"),
                 headers={**headers, "content-type": "application/json", "user-agent": USER_AGENT},
-                timeout=request.retry.request_timeout_seconds,
+                timeout=retry.request_timeout_seconds,
                 follow_redirects=False,
             )
-            status_code = response.status_code
-        except UrlRefused as refused:
-            error = str(refused)
         except httpx.HTTPError as failure:
             error = f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
-        latency_ms = int((time.monotonic() - started) * 1000)
-        if status_code is not None and 200 <= status_code < 300:
-            await self._record(job.delivery_id, status_code, latency_ms, None, None, DeliveryStatus.DELIVERED)
-            return DeliveryReport(DeliveryOutcome.DELIVERED)
-        if status_code == _GONE:
-            await self._record(
-                job.delivery_id, status_code, latency_ms, "410 Gone", None, DeliveryStatus.FAILED
-            )
-            await asyncio.to_thread(
+            return _Sent(status_code=None, error=error, latency_ms=_since(started))
+        return _Sent(status_code=response.status_code, error=None, latency_ms=_since(started))
+
+    async def _after(self, outcomes: list[tuple[deliveries.WebhookJob, DeliveryOutcome]]) -> None:
+        """Counted, and an endpoint that answered 410 disabled (its owner told)."""
+        gone: set[int] = set()
+        for job, outcome in outcomes:
+            if outcome is DeliveryOutcome.DELIVERED:
+                count_delivery(DeliveryChannel.WEBHOOK, NotificationOutcome.DELIVERED, job.occurred_at)
+            elif outcome is DeliveryOutcome.GONE:
+                count_delivery(DeliveryChannel.WEBHOOK, NotificationOutcome.GONE)
+                gone.add(job.endpoint_id)
+            else:
+                count_delivery(DeliveryChannel.WEBHOOK, NotificationOutcome.FAILED_ATTEMPT)
+        for endpoint_id in sorted(gone):
+            await self._db(
                 deliveries.disable_endpoint,
                 self._engine,
-                job.endpoint_id,
+                endpoint_id,
                 reason="the endpoint answered 410 Gone",
             )
-            return DeliveryReport(DeliveryOutcome.GONE)
-        if error is None:
-            error = f"answered HTTP {status_code}"
-        info = activity.info()
-        retry_at = next_retry_at(request.retry, attempt=info.attempt, first_scheduled=info.scheduled_time)
-        await self._record(
-            job.delivery_id, status_code, latency_ms, cap_error_text(error), retry_at, DeliveryStatus.PENDING
-        )
-        raise ApplicationError(
-            f"webhook delivery {job.delivery_id} failed: {cap_error_text(error)}",
-            type=ErrorType.WEBHOOK_DELIVERY_FAILED,
-        )
 
-    @activity.defn
-    async def give_up_delivery(self, request: GiveUpInput) -> None:
-        await asyncio.to_thread(deliveries.give_up, self._engine, request.delivery_id)
-        if request.endpoint_id is not None:
-            await asyncio.to_thread(
-                deliveries.disable_endpoint,
-                self._engine,
-                request.endpoint_id,
-                reason="deliveries kept failing for the whole retry window",
-            )
 
-    async def _record(
-        self,
-        delivery_id: int,
-        status_code: int | None,
-        latency_ms: int,
-        error: str | None,
-        retry_at: datetime | None,
-        outcome: DeliveryStatus,
-    ) -> None:
-        await asyncio.to_thread(
-            deliveries.record_attempt,
-            self._engine,
-            delivery_id,
-            status_code=status_code,
-            latency_ms=latency_ms,
-            error=error,
-            next_retry_at=retry_at,
-            outcome=outcome,
-        )
+def _judge(
+    job: deliveries.WebhookJob, sent: _Sent, retry_at: datetime | None
+) -> tuple[deliveries.Attempt, DeliveryOutcome]:
+    """The attempt's line in the log and its outcome: a 2xx delivers, a 410 disables the endpoint, anything else
+    is to be retried (at ``retry_at``, None if the window ends first)."""
+    code = sent.status_code
+    if code is not None and 200 <= code < 300:
+        return deliveries.Attempt(
+            job.delivery_id, code, sent.latency_ms, None, None, DeliveryStatus.DELIVERED
+        ), DeliveryOutcome.DELIVERED
+    if code == _GONE:
+        return deliveries.Attempt(
+            job.delivery_id, code, sent.latency_ms, "410 Gone", None, DeliveryStatus.FAILED
+        ), DeliveryOutcome.GONE
+    error = cap_error_text(sent.error if sent.error is not None else f"answered HTTP {code}")
+    return deliveries.Attempt(
+        job.delivery_id, code, sent.latency_ms, error, retry_at, DeliveryStatus.PENDING
+    ), DeliveryOutcome.RETRY
+
+
+def _since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 class EmailActivities(EmailInterface):
@@ -190,6 +278,7 @@ class EmailActivities(EmailInterface):
                 next_retry_at=retry_at,
                 outcome=DeliveryStatus.PENDING,
             )
+            count_delivery(DeliveryChannel.EMAIL, NotificationOutcome.FAILED_ATTEMPT)
             raise ApplicationError(
                 f"email delivery {job.delivery_id} failed: {error}", type=ErrorType.EMAIL_DELIVERY_FAILED
             ) from None
@@ -202,6 +291,7 @@ class EmailActivities(EmailInterface):
             next_retry_at=None,
             outcome=DeliveryStatus.DELIVERED,
         )
+        count_delivery(DeliveryChannel.EMAIL, NotificationOutcome.DELIVERED, job.occurred_at)
         return DeliveryReport(DeliveryOutcome.DELIVERED)
 
     def _send(self, message: EmailMessage) -> None:

@@ -685,6 +685,9 @@ class DeliveryOutcome(StrEnum):
     GONE = "gone"  # the endpoint answered 410 Gone: it is disabled
     SKIPPED = "skipped"  # nothing to send: delivered already, or the endpoint is disabled or deleted
     FAILED = "failed"  # retries spent
+    # A first attempt in a batch failed (no answer, or neither 2xx nor 410), recorded with its next retry: the
+    # delivery goes on alone, retried on its schedule (WebhookDeliveryInterface.deliver_due).
+    RETRY = "retry"
 
 
 @dataclass(frozen=True)
@@ -720,6 +723,29 @@ class DeliveryReport:
 
 
 @dataclass(frozen=True)
+class DeliverDueInput:
+    """Send the first attempt of the endpoint's due deliveries, at most ``limit``, side by side: for each ordering
+    key the oldest pending delivery only (a post's events go one after the other), none of ``busy_keys`` (their
+    earlier delivery is being retried)."""
+
+    endpoint_id: int
+    busy_keys: list[int]
+    limit: int
+    retry: RetrySchedule
+
+
+@dataclass(frozen=True)
+class DeliverDueReport:
+    """The deliveries attempted, each with its ordering key and outcome (DELIVERED, GONE, SKIPPED, or RETRY: it
+    failed, its next retry is recorded); ``more``: due deliveries were left for the next round."""
+
+    delivery_ids: list[int]
+    ordering_keys: list[int]
+    outcomes: list[DeliveryOutcome]
+    more: bool
+
+
+@dataclass(frozen=True)
 class GiveUpInput:
     """A delivery whose retries are spent; ``endpoint_id`` set: the endpoint is disabled and its owner told."""
 
@@ -738,6 +764,10 @@ class WebhookDeliveryInterface:
 
     @activity.defn
     async def give_up_delivery(self, request: GiveUpInput) -> None:
+        raise NotImplementedError
+
+    @activity.defn
+    async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
         raise NotImplementedError
 
 

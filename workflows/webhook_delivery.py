@@ -2,11 +2,18 @@
 other in the order of their sequence numbers, different posts' side by side.
 
 The deliveries are rows (chronogram.notifications.deliveries); the workflow's input is the endpoint's id only, and
-a ``wake`` signal says "look again". Each delivery is one activity, retried by Temporal on the endpoint's schedule
-(exponential, capped, for about three days): a worker killed mid-delivery loses nothing, the next attempt sends
-the same event with the same ``webhook-id``. When the retries are spent, the endpoint is disabled and its owner
-told. Idle, the workflow waits a little for more, then ends; the dispatcher starts it again when needed. Long
-runs continue as new, so that a history stays small.
+a ``wake`` signal says "look again". One activity (``deliver_due``) reads what is due and sends the first attempts
+of all of it side by side, at most one delivery per post (the oldest pending), leaving out the posts whose earlier
+delivery is being retried: a burst of events costs one activity per round, not one, or two, each. A delivery
+whose first attempt failed then goes on alone, one activity retried by Temporal on the endpoint's schedule
+(exponential, capped, for about three days, counted from the first attempt), holding up its post's later events
+only. A ``deliver_due`` activity that fails (a worker killed in it) is retried as a whole, and reads again what is
+still pending: nothing is lost, an event sent again carries the same ``webhook-id``. When the retries are spent,
+the endpoint is disabled and its owner told. Idle, the workflow waits a little for more, then ends; the
+dispatcher starts it again when needed. Long runs continue as new, so that a history stays small.
+
+Histories recorded before the batches (no ``delivery-batches`` marker) replay the path of that time: a read of the
+due deliveries, then lanes of one activity per delivery (``_run_lanes``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
         WEBHOOK_ENDPOINT_WORKFLOW,
         WEBHOOK_WAKE_SIGNAL,
+        DeliverDueInput,
         DeliveryOutcome,
         DeliveryRef,
         DueDeliveriesInput,
@@ -34,9 +42,13 @@ with workflow.unsafe.imports_passed_through():
         WebhookEndpointResult,
     )
 
-# Deliveries read per batch, and delivered before the run continues as new (a delivery is a few events).
+# Deliveries read per look by the lanes of before the batches, and delivered before the run continues as new (a
+# delivery is a few events).
 BATCH = 50
 DELIVERIES_PER_RUN = 500
+# First attempts per deliver_due activity (its requests go side by side).
+BATCH_SIZE = 200
+_BATCHES_PATCH = "delivery-batches"
 # How long an idle endpoint's workflow waits for a wake-up before it ends: a burst arrives as several.
 IDLE_LINGER = timedelta(seconds=60)
 _DATABASE = RetryPolicy(maximum_interval=timedelta(seconds=30))
@@ -47,6 +59,20 @@ def delivery_retry(schedule: RetrySchedule) -> RetryPolicy:
         initial_interval=timedelta(seconds=schedule.initial_seconds),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=schedule.max_interval_seconds),
+    )
+
+
+def after_first_attempt(schedule: RetrySchedule) -> RetrySchedule:
+    """The schedule of the attempts after a failed first one, started one initial interval later: the same
+    instants as the whole schedule's second attempt onwards (waits doubling from twice the initial one, capped),
+    and the same end of the window."""
+    return RetrySchedule(
+        initial_seconds=min(schedule.initial_seconds * 2, schedule.max_interval_seconds),
+        max_interval_seconds=schedule.max_interval_seconds,
+        window_seconds=max(
+            schedule.window_seconds - schedule.initial_seconds, schedule.request_timeout_seconds
+        ),
+        request_timeout_seconds=schedule.request_timeout_seconds,
     )
 
 
@@ -62,6 +88,88 @@ class WebhookEndpointWorkflow:
 
     @workflow.run
     async def run(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        if workflow.patched(_BATCHES_PATCH):
+            return await self._run_batches(request)
+        return await self._run_lanes(request)
+
+    async def _run_batches(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        """Rounds of ``deliver_due``; a post whose first attempt failed is retried alone (``_retry``), and its
+        later events wait for it."""
+        delivered = 0
+        disabled = False
+        lingered = False
+        retrying: dict[int, asyncio.Task[tuple[int, bool]]] = {}  # by ordering key
+        while True:
+            self._woken = self._changed = False
+            for key, task in list(retrying.items()):
+                if task.done():
+                    del retrying[key]
+                    count, stopped = task.result()
+                    delivered += count
+                    disabled = disabled or stopped
+            draining = (
+                disabled or delivered >= DELIVERIES_PER_RUN or workflow.info().is_continue_as_new_suggested()
+            )
+            if draining:
+                if retrying:
+                    await workflow.wait_condition(lambda: self._changed)
+                    continue
+                if disabled:
+                    return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.DISABLED)
+                workflow.continue_as_new(request)
+            report = await workflow.execute_activity_method(
+                WebhookDeliveryInterface.deliver_due,
+                DeliverDueInput(
+                    endpoint_id=request.endpoint_id,
+                    busy_keys=sorted(retrying),
+                    limit=BATCH_SIZE,
+                    retry=request.retry,
+                ),
+                # The requests go side by side: one request's timeout, and time to read and record them.
+                start_to_close_timeout=timedelta(seconds=request.retry.request_timeout_seconds + 20),
+                # Retried whole (a worker lost in it, the database): it reads again what is still pending.
+                retry_policy=_DATABASE,
+                summary="deliver what is due",
+            )
+            for delivery_id, key, outcome in zip(
+                report.delivery_ids, report.ordering_keys, report.outcomes, strict=True
+            ):
+                if outcome is DeliveryOutcome.DELIVERED:
+                    delivered += 1
+                elif outcome is DeliveryOutcome.GONE:
+                    disabled = True
+                elif outcome is DeliveryOutcome.RETRY:
+                    retrying[key] = asyncio.create_task(self._retry(request, delivery_id))
+            if report.delivery_ids:
+                lingered = False
+            if report.more:
+                continue  # a post's next event, or more than one batch
+            if retrying:
+                await workflow.wait_condition(lambda: self._woken or self._changed)
+                continue
+            # A wake that came while the batch was out is remembered: the next look is at once.
+            if lingered and not self._woken:
+                return WebhookEndpointResult(request.endpoint_id, delivered, EndpointStop.IDLE)
+            try:
+                await workflow.wait_condition(lambda: self._woken, timeout=IDLE_LINGER)
+            except TimeoutError:
+                lingered = True  # one last look, then end
+
+    async def _retry(self, request: WebhookEndpointInput, delivery_id: int) -> tuple[int, bool]:
+        """A delivery whose first attempt failed, alone on the rest of its schedule: (delivered or not, whether
+        the endpoint is disabled now)."""
+        try:
+            # Its attempt was recorded with its next retry one initial interval from now.
+            await workflow.sleep(timedelta(seconds=request.retry.initial_seconds), summary="retry later")
+            later = WebhookEndpointInput(request.endpoint_id, after_first_attempt(request.retry))
+            outcome = await self._deliver(later, delivery_id)
+            if outcome is None or outcome is DeliveryOutcome.GONE:
+                return 0, True
+            return (1 if outcome is DeliveryOutcome.DELIVERED else 0), False
+        finally:
+            self._changed = True
+
+    async def _run_lanes(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
         """One lane per ordering key (a post): a lane delivers its deliveries one after the other, and lanes run
         side by side, so that a post whose delivery keeps failing holds up its own later events only."""
         delivered = 0

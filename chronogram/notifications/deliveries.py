@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import SecretStr
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, insert, select, update
 
 from chronogram.crypto import TokenCipher
 from chronogram.enums import DeliveryChannel, DeliveryStatus, NotificationType
@@ -144,6 +144,28 @@ def due_deliveries(engine: Engine, endpoint_id: int, *, limit: int) -> list[tupl
     return [(row.id, row.post_id if row.post_id is not None else -row.id) for row in rows]
 
 
+def due_heads(
+    engine: Engine, endpoint_id: int, *, busy_keys: Sequence[int], limit: int, read: int = 2000
+) -> tuple[list[tuple[int, int]], bool]:
+    """What may go out now, in event order: for each ordering key but ``busy_keys``, its oldest pending delivery,
+    at most ``limit`` of them; and whether more is due (a key's later delivery, or past the limit)."""
+    busy = set(busy_keys)
+    heads: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    rows = due_deliveries(engine, endpoint_id, limit=read)
+    more = False
+    for delivery_id, key in rows:
+        if key in busy:
+            continue
+        if key in taken or len(heads) >= limit:
+            more = True
+            continue
+        heads.append((delivery_id, key))
+        taken.add(key)
+    # Rows beyond those read may be due too; not when every row read waits on a retry (that would spin).
+    return heads, more or (len(rows) == read and bool(heads))
+
+
 @dataclass(frozen=True)
 class WebhookJob:
     """One attempt's material: the body is the stored payload, byte for byte the same on every attempt."""
@@ -153,6 +175,7 @@ class WebhookJob:
     owner_id: int
     url: str
     event_id: str
+    occurred_at: datetime
     body: str
     secrets: Sequence[SecretStr]
 
@@ -161,44 +184,96 @@ class DeliveryGone(Exception):
     """The delivery, its endpoint, or the endpoint's enabled state is gone: nothing to send."""
 
 
-def webhook_job(engine: Engine, delivery_id: int, cipher: TokenCipher) -> WebhookJob:
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(
-                _DELIVERIES.c.status,
-                _ENDPOINTS.c.id,
-                _ENDPOINTS.c.owner_id,
-                _ENDPOINTS.c.url,
-                _ENDPOINTS.c.enabled,
-                _ENDPOINTS.c.secret_ciphertext,
-                _ENDPOINTS.c.previous_secret_ciphertext,
-                _ENDPOINTS.c.previous_secret_expires_at,
-                _EVENTS.c.event_id,
-                _EVENTS.c.payload,
-            )
-            .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
-            .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
-            .where(_DELIVERIES.c.id == delivery_id)
-        ).first()
-    if row is None or not row.enabled or row.status != DeliveryStatus.PENDING:
-        raise DeliveryGone(f"delivery {delivery_id} has nothing left to send")
-    secrets = [cipher.decrypt(row.secret_ciphertext)]
-    expires = row.previous_secret_expires_at
-    if row.previous_secret_ciphertext and expires is not None and _aware(expires) > datetime.now(UTC):
-        secrets.append(cipher.decrypt(row.previous_secret_ciphertext))
-    return WebhookJob(
-        delivery_id=delivery_id,
-        endpoint_id=row.id,
-        owner_id=row.owner_id,
-        url=row.url,
-        event_id=row.event_id,
-        body=canonical_body(row.payload),
-        secrets=secrets,
+_WEBHOOK_JOB = (
+    select(
+        _DELIVERIES.c.id.label("delivery_id"),
+        _DELIVERIES.c.status,
+        _ENDPOINTS.c.id,
+        _ENDPOINTS.c.owner_id,
+        _ENDPOINTS.c.url,
+        _ENDPOINTS.c.enabled,
+        _ENDPOINTS.c.secret_ciphertext,
+        _ENDPOINTS.c.previous_secret_ciphertext,
+        _ENDPOINTS.c.previous_secret_expires_at,
+        _EVENTS.c.event_id,
+        _EVENTS.c.occurred_at,
+        _EVENTS.c.payload,
     )
+    .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
+    .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
+)
+
+
+def webhook_job(engine: Engine, delivery_id: int, cipher: TokenCipher) -> WebhookJob:
+    job = webhook_jobs(engine, [delivery_id], cipher).get(delivery_id)
+    if job is None:
+        raise DeliveryGone(f"delivery {delivery_id} has nothing left to send")
+    return job
+
+
+def webhook_jobs(engine: Engine, delivery_ids: Sequence[int], cipher: TokenCipher) -> dict[int, WebhookJob]:
+    """The material of several attempts in one read, by delivery id; a delivery with nothing left to send (sent
+    already, its endpoint disabled or deleted) is left out."""
+    if not delivery_ids:
+        return {}
+    with engine.connect() as connection:
+        rows = connection.execute(_WEBHOOK_JOB.where(_DELIVERIES.c.id.in_(delivery_ids))).all()
+    now = datetime.now(UTC)
+    decrypted: dict[str, SecretStr] = {}  # a batch is one endpoint's: its secrets are decrypted once
+
+    def decrypt(ciphertext: str) -> SecretStr:
+        if ciphertext not in decrypted:
+            decrypted[ciphertext] = cipher.decrypt(ciphertext)
+        return decrypted[ciphertext]
+
+    jobs = {}
+    for row in rows:
+        if not row.enabled or row.status != DeliveryStatus.PENDING:
+            continue
+        secrets = [decrypt(row.secret_ciphertext)]
+        expires = row.previous_secret_expires_at
+        if row.previous_secret_ciphertext and expires is not None and _aware(expires) > now:
+            secrets.append(decrypt(row.previous_secret_ciphertext))
+        jobs[row.delivery_id] = WebhookJob(
+            delivery_id=row.delivery_id,
+            endpoint_id=row.id,
+            owner_id=row.owner_id,
+            url=row.url,
+            event_id=row.event_id,
+            occurred_at=_aware(row.occurred_at),
+            body=canonical_body(row.payload),
+            secrets=secrets,
+        )
+    return jobs
 
 
 def canonical_body(payload: object) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's line in the delivery log, and the delivery's state after it: ``outcome`` PENDING with
+    ``next_retry_at`` when another attempt is to come."""
+
+    delivery_id: int
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    next_retry_at: datetime | None
+    outcome: DeliveryStatus
+
+
+_UPDATE_AFTER_ATTEMPT = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("b_delivery"), _DELIVERIES.c.status == DeliveryStatus.PENDING)
+    .values(
+        attempts=_DELIVERIES.c.attempts + 1,
+        status=bindparam("b_status"),
+        next_retry_at=bindparam("b_next_retry_at"),
+        finished_at=bindparam("b_finished_at"),
+    )
+)
 
 
 def record_attempt(
@@ -211,38 +286,57 @@ def record_attempt(
     next_retry_at: datetime | None,
     outcome: DeliveryStatus,
 ) -> None:
+    record_attempts(
+        engine,
+        [Attempt(delivery_id, status_code, latency_ms, error, next_retry_at, outcome)],
+    )
+
+
+def record_attempts(engine: Engine, attempts: Sequence[Attempt]) -> None:
+    """Several attempts in one transaction (one commit, one wait for SQLite's writer lock)."""
+    if not attempts:
+        return
     now = datetime.now(UTC)
     with engine.begin() as connection:
         connection.execute(
-            insert(_ATTEMPTS).values(
-                delivery_id=delivery_id,
-                attempted_at=now,
-                status_code=status_code,
-                latency_ms=latency_ms,
-                error=error,
-                next_retry_at=next_retry_at,
-            )
+            insert(_ATTEMPTS),
+            [
+                {
+                    "delivery_id": a.delivery_id,
+                    "attempted_at": now,
+                    "status_code": a.status_code,
+                    "latency_ms": a.latency_ms,
+                    "error": a.error,
+                    "next_retry_at": a.next_retry_at,
+                }
+                for a in attempts
+            ],
         )
         connection.execute(
-            update(_DELIVERIES)
-            .where(_DELIVERIES.c.id == delivery_id, _DELIVERIES.c.status == DeliveryStatus.PENDING)
-            .values(
-                attempts=_DELIVERIES.c.attempts + 1,
-                status=outcome,
-                next_retry_at=next_retry_at if outcome is DeliveryStatus.PENDING else None,
-                finished_at=None if outcome is DeliveryStatus.PENDING else now,
-            )
+            _UPDATE_AFTER_ATTEMPT,
+            [
+                {
+                    "b_delivery": a.delivery_id,
+                    "b_status": a.outcome,
+                    "b_next_retry_at": a.next_retry_at if a.outcome is DeliveryStatus.PENDING else None,
+                    "b_finished_at": None if a.outcome is DeliveryStatus.PENDING else now,
+                }
+                for a in attempts
+            ],
         )
 
 
-def give_up(engine: Engine, delivery_id: int) -> None:
-    """The delivery's retries are spent: failed, with no retry to come."""
+def give_up(engine: Engine, delivery_id: int) -> DeliveryChannel | None:
+    """The delivery's retries are spent: failed, with no retry to come. Its channel, or None if it was no longer
+    pending."""
     with engine.begin() as connection:
-        connection.execute(
+        channel = connection.execute(
             update(_DELIVERIES)
             .where(_DELIVERIES.c.id == delivery_id, _DELIVERIES.c.status == DeliveryStatus.PENDING)
             .values(status=DeliveryStatus.FAILED, next_retry_at=None, finished_at=datetime.now(UTC))
-        )
+            .returning(_DELIVERIES.c.channel)
+        ).scalar_one_or_none()
+    return DeliveryChannel(channel) if channel is not None else None
 
 
 def disable_endpoint(engine: Engine, endpoint_id: int, *, reason: str) -> bool:
@@ -276,6 +370,7 @@ class EmailJob:
     to: str
     event_type: NotificationType
     event_id: str
+    occurred_at: datetime
     payload: dict[str, object]
 
 
@@ -283,7 +378,12 @@ def email_job(engine: Engine, delivery_id: int) -> EmailJob:
     with engine.connect() as connection:
         row = connection.execute(
             select(
-                _DELIVERIES.c.status, _USERS.c.email, _EVENTS.c.type, _EVENTS.c.event_id, _EVENTS.c.payload
+                _DELIVERIES.c.status,
+                _USERS.c.email,
+                _EVENTS.c.type,
+                _EVENTS.c.event_id,
+                _EVENTS.c.occurred_at,
+                _EVENTS.c.payload,
             )
             .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
             .join(_USERS, _USERS.c.id == _EVENTS.c.owner_id)
@@ -301,6 +401,7 @@ def email_job(engine: Engine, delivery_id: int) -> EmailJob:
         to=row.email,
         event_type=NotificationType(row.type),
         event_id=row.event_id,
+        occurred_at=_aware(row.occurred_at),
         payload=dict(row.payload),
     )
 

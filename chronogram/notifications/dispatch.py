@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +41,7 @@ from chronogram.notifications import deliveries
 from chronogram.settings import Settings
 
 log = logging.getLogger("chronogram.notifications")
+T = TypeVar("T")
 
 
 def retry_schedule(settings: Settings) -> RetrySchedule:
@@ -85,16 +90,22 @@ async def start_email(client: Client, delivery_id: int, retry: RetrySchedule) ->
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, client: Client, engine: Engine) -> None:
+    def __init__(
+        self, settings: Settings, client: Client, engine: Engine, *, executor: Executor | None = None
+    ) -> None:
         self._settings = settings
         self._client = client
         self._engine = engine
+        self._executor = executor  # threads for the database (default: the event loop's)
         self._retry = retry_schedule(settings)
         self._email = bool(settings.smtp_host)
 
+    async def _db(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
     async def dispatch_once(self) -> int:
         """Fan out the outbox's new events and wake their workflows; the number of events dispatched."""
-        made = await asyncio.to_thread(deliveries.fan_out, self._engine, email=self._email)
+        made = await self._db(functools.partial(deliveries.fan_out, self._engine, email=self._email))
         for endpoint_id in sorted(made.endpoint_ids):
             await wake_endpoint(self._client, endpoint_id, self._retry)
         for delivery_id in made.email_delivery_ids:
@@ -102,9 +113,9 @@ class Dispatcher:
         return made.events
 
     async def sweep(self) -> None:
-        for endpoint_id in await asyncio.to_thread(deliveries.endpoints_with_pending, self._engine):
+        for endpoint_id in await self._db(functools.partial(deliveries.endpoints_with_pending, self._engine)):
             await wake_endpoint(self._client, endpoint_id, self._retry, signal=False)
-        for delivery_id in await asyncio.to_thread(deliveries.pending_emails, self._engine):
+        for delivery_id in await self._db(functools.partial(deliveries.pending_emails, self._engine)):
             await start_email(self._client, delivery_id, self._retry)
 
     async def run(self, stop: asyncio.Event) -> None:

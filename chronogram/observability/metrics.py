@@ -35,13 +35,14 @@ from prometheus_client.registry import REGISTRY
 from sqlalchemy import Connection, Engine, Pool, event, func, select
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from chronogram.enums import PostStatus
+from chronogram.enums import DeliveryChannel, PostStatus
 from chronogram.instagram.breaker import BreakerRegistry, BreakerState
 from chronogram.lifecycle import StatusChange, observe
 from chronogram.models import Post, table_of
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
+    "count_delivery",
     "count_graph_call",
     "install_transition_metrics",
     "render",
@@ -116,6 +117,37 @@ GRAPH_CIRCUIT_STATE = Gauge(
     "Graph API circuit breaker state per host: 0 closed, 1 half-open, 2 open.",
     ["host"],
 )
+
+# Notifications (webhooks and email), counted by the delivery activities (activities/notifications.py).
+NOTIFICATION_DELIVERIES = Counter(
+    "chronogram_notification_deliveries",
+    "Notification delivery attempts and ends by channel (webhook, email) and outcome: delivered, failed_attempt "
+    "(to be retried), gone (a webhook answered 410 Gone: its endpoint is disabled), given_up (retries spent for "
+    "the whole window; a webhook's endpoint is disabled).",
+    ["channel", "outcome"],
+)
+NOTIFICATION_LATENCY = Histogram(
+    "chronogram_notification_latency_seconds",
+    "From an event's occurred_at (its transition's commit) to its delivery (the receiver's 2xx, the mail server's "
+    "acceptance), by channel; retried deliveries included.",
+    ["channel"],
+    buckets=_LAG_BUCKETS,
+)
+
+
+class NotificationOutcome(StrEnum):
+    DELIVERED = "delivered"
+    FAILED_ATTEMPT = "failed_attempt"
+    GONE = "gone"
+    GIVEN_UP = "given_up"
+
+
+# Every series exists from the start, at zero: a ratio or an increase over them needs no first event.
+for _channel in DeliveryChannel:
+    NOTIFICATION_LATENCY.labels(_channel.value)
+    for _outcome in NotificationOutcome:
+        if _outcome is not NotificationOutcome.GONE or _channel is DeliveryChannel.WEBHOOK:
+            NOTIFICATION_DELIVERIES.labels(_channel.value, _outcome.value)
 
 # How late a scheduled post may be before it counts as overdue: the workflow wakes a few seconds early and
 # publishing takes a few calls.
@@ -224,6 +256,19 @@ def observe_publish_lag(publish_at: datetime, published: datetime | None = None)
 def _aware(moment: datetime) -> datetime:
     # SQLite gives naive datetimes back; every time the project stores is UTC.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# --- notification deliveries ---------------------------------------------------------------------------------
+
+
+def count_delivery(
+    channel: DeliveryChannel, outcome: NotificationOutcome, occurred_at: datetime | None = None
+) -> None:
+    """One attempt's or one delivery's outcome; ``occurred_at`` (the event's) with DELIVERED: its latency."""
+    NOTIFICATION_DELIVERIES.labels(channel.value, outcome.value).inc()
+    if outcome is NotificationOutcome.DELIVERED and occurred_at is not None:
+        latency = (datetime.now(UTC) - _aware(occurred_at)).total_seconds()
+        NOTIFICATION_LATENCY.labels(channel.value).observe(max(latency, 0.0))
 
 
 # --- gauges read at scrape time -------------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ def test_the_rules_cover_what_operators_are_paged_for() -> None:
         "rule ChronogramNoWorkerPolling",
         "rule ChronogramWorkflowTasksFailing",
         "rule ChronogramGraphCircuitOpen",
+        "rule ChronogramWebhookEndpointsDisabled",
+        "rule ChronogramWebhookFailuresHigh",
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
 from api.deps import AppServices
@@ -32,6 +33,19 @@ POST_TYPES = [
     "post.failed",
     "post.first_comment_failed",
 ]
+
+
+def deliveries_counted(outcome: str, channel: str = "webhook") -> float:
+    """chronogram_notification_deliveries_total as the worker (in this process) counts it."""
+    labels = {"channel": channel, "outcome": outcome}
+    return REGISTRY.get_sample_value("chronogram_notification_deliveries_total", labels) or 0.0
+
+
+def latencies_observed(channel: str = "webhook") -> float:
+    return (
+        REGISTRY.get_sample_value("chronogram_notification_latency_seconds_count", {"channel": channel})
+        or 0.0
+    )
 
 
 @pytest_asyncio.fixture
@@ -114,6 +128,8 @@ async def test_a_receiver_down_for_a_while_gets_everything_after_it_returns(
     alice: ApiUser, ready: dict[str, Any], receiver: WebhookReceiver
 ) -> None:
     webhook = await subscribe(alice, receiver, ["post.scheduled", "post.cancelled"])
+    failed_before, delivered_before = deliveries_counted("failed_attempt"), deliveries_counted("delivered")
+    latencies_before = latencies_observed()
     await receiver.stop()  # connection refused, then 503s
     posts = [await schedule_ok(alice.client, ready["account"]["id"], [ready["media"]]) for _ in range(3)]
     for post in posts[:2]:
@@ -143,6 +159,11 @@ async def test_a_receiver_down_for_a_while_gets_everything_after_it_returns(
     statuses = [a["status_code"] for d in log for a in d["attempts"]]
     assert 503 in statuses and 200 in statuses
     assert all(d["attempts"][-1]["latency_ms"] is not None for d in log)
+    # Counted (at least: the worker is shared with the other tests): every failed attempt, and the five
+    # deliveries with their latency from the event.
+    assert deliveries_counted("failed_attempt") - failed_before >= len(statuses) - 5 > 0
+    assert deliveries_counted("delivered") - delivered_before >= 5
+    assert latencies_observed() - latencies_before >= 5
 
 
 async def test_test_ping_rotation_and_redelivery(alice: ApiUser, receiver: WebhookReceiver) -> None:
@@ -177,6 +198,7 @@ async def test_410_gone_disables_the_webhook_and_tells_the_owner_by_email(
     alice: ApiUser, receiver: WebhookReceiver, mail_sink: MailSink, services: AppServices
 ) -> None:
     webhook = await subscribe(alice, receiver)
+    gone_before = deliveries_counted("gone")
     receiver.status = 410
     assert (await alice.client.post(f"/v1/webhooks/{webhook['id']}/test")).status_code == 202
     for _ in range(100):
@@ -186,6 +208,7 @@ async def test_410_gone_disables_the_webhook_and_tells_the_owner_by_email(
         await asyncio.sleep(0.1)
     assert body["enabled"] is False and "410" in body["disabled_reason"]
     assert len(receiver.received) == 1  # no retry after 410
+    assert deliveries_counted("gone") - gone_before == 1
     email = await _mail_for(services, mail_sink, alice)
     assert "webhook was disabled" in email["Subject"] and email["X-Chronogram-Event-Id"].startswith("evt_")
     assert assert_problem(
@@ -225,12 +248,19 @@ async def test_failures_are_emailed_by_default_and_the_choice_is_the_users(
     settings = await alice.client.get("/v1/notification-settings")
     assert settings.json()["email_event_types"][0] == "post.failed"
     account = ready["account"]
-    await refuse_next_container(sandbox, account["ig_user_id"])
+    token = await sandbox.issue_token(account["ig_user_id"])
+    await alice.client.post("/v1/accounts", json={"ig_user_id": account["ig_user_id"], "access_token": token})
+    # Refused by Instagram: failed at once (a revoked token would make the post wait for a reconnect).
+    await sandbox.add_fault(
+        "error", endpoint="media_create", ig_user_id=account["ig_user_id"], code=100, http_status=400, count=1
+    )
     failed = await schedule_ok(alice.client, account["id"], [ready["media"]], publish_at=at(0))
     email = await _mail_for(services, mail_sink, alice, within=30)
     assert email["Subject"] == f"[Chronogram] Post {failed['id']} failed to publish"
     text = email.get_content()
-    assert "GraphInvalidRequestError" in text and "What to do: Instagram refused the post as it is" in text
+    assert (
+        "GraphInvalidRequestError" in text and "What to do: Instagram refused" in text and token not in text
+    )
 
     changed = await alice.client.put("/v1/notification-settings", json={"email_event_types": []})
     assert changed.status_code == 200 and changed.json() == {"email_event_types": []}

@@ -4,6 +4,7 @@ the dispatcher's fan-out makes one delivery per subscribed endpoint, once."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from sqlmodel import Session
 from chronogram import lifecycle
 from chronogram.contracts import ErrorType
 from chronogram.crypto import TokenCipher
-from chronogram.enums import EventKind, NotificationType, PostType
+from chronogram.enums import DeliveryStatus, EventKind, NotificationType, PostType
 from chronogram.lifecycle import Note
 from chronogram.models import NotificationDelivery, NotificationEvent, WebhookEndpoint, table_of
 from chronogram.notifications import deliveries, outbox
@@ -163,3 +164,55 @@ def test_fan_out_delivers_each_event_once_to_each_subscribed_endpoint(
         NotificationType.POST_CANCELLED,
         NotificationType.POST_SCHEDULED,
     ]
+
+
+def test_what_is_due_goes_one_event_per_post_and_waits_for_a_post_being_retried(
+    engine: Engine, cipher: TokenCipher
+) -> None:
+    with Session(engine) as session:
+        owner = add_user(session)
+        account = add_account(session, owner, cipher, token=TOKEN)
+        post_ids = []
+        for hour in (9, 10):
+            values = {
+                "owner_id": account.owner_id,
+                "account_id": id_of(account),
+                "type": PostType.IMAGE,
+                "publish_at": datetime(2027, 3, 1, hour, 0, tzinfo=UTC),
+                "user_tags": [],
+            }
+            post_ids.append(lifecycle.schedule(session.connection(), post=values).post_id)
+        endpoint = WebhookEndpoint(
+            owner_id=id_of(owner),
+            url="https://example.com/hook",
+            event_types=["post.scheduled", "post.cancelled"],
+            secret_ciphertext=cipher.encrypt("whsec_x"),
+        )
+        session.add(endpoint)
+        session.commit()
+        assert endpoint.id is not None
+        endpoint_id = endpoint.id
+    first, second = post_ids
+    with engine.begin() as connection:
+        lifecycle.cancel(connection, first, f"c:{uuid.uuid4().hex}", reason=None)
+    deliveries.fan_out(engine, email=False)
+    due = deliveries.due_deliveries(engine, endpoint_id, limit=10)
+    assert [key for _, key in due] == [first, second, first]  # event order
+
+    heads, more = deliveries.due_heads(engine, endpoint_id, busy_keys=[], limit=10)
+    assert heads == due[:2] and more  # the first post's second event waits for its first
+    assert deliveries.due_heads(engine, endpoint_id, busy_keys=[first], limit=10) == ([due[1]], False)
+    assert deliveries.due_heads(engine, endpoint_id, busy_keys=[], limit=1) == ([due[0]], True)
+
+    jobs = deliveries.webhook_jobs(engine, [d for d, _ in due], cipher)
+    assert sorted(jobs) == sorted(d for d, _ in due) and all(j.occurred_at.tzinfo for j in jobs.values())
+    deliveries.record_attempts(
+        engine,
+        [
+            deliveries.Attempt(due[0][0], 200, 5, None, None, DeliveryStatus.DELIVERED),
+            deliveries.Attempt(due[1][0], 503, 5, "answered HTTP 503", None, DeliveryStatus.PENDING),
+        ],
+    )
+    # Delivered: no longer due, and nothing to send; the one that failed is due again, with the first post's next.
+    assert due[0][0] not in deliveries.webhook_jobs(engine, [due[0][0]], cipher)
+    assert deliveries.due_heads(engine, endpoint_id, busy_keys=[], limit=10) == ([due[1], due[2]], False)

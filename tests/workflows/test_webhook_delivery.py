@@ -1,10 +1,12 @@
 """WebhookEndpointWorkflow and EmailNotificationWorkflow on the time-skipping test server, with the activities
-replaced by an in-memory endpoint: deliveries go out one at a time in order, a failing one is retried on the
-schedule and holds the ones behind it, retries spent for the whole window give up and disable the endpoint, 410
+replaced by an in-memory endpoint: a post's deliveries go out one at a time in order, first attempts of different
+posts together in batches, a failing one is retried on the schedule and holds the ones behind it, a failed batch
+becomes deliveries retried one by one, retries spent for the whole window give up and disable the endpoint, 410
 stops, and a long run continues as new."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -21,6 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from chronogram.contracts import (
+    DeliverDueInput,
+    DeliverDueReport,
     DeliveryOutcome,
     DeliveryRef,
     DeliveryReport,
@@ -38,6 +42,7 @@ from chronogram.contracts import (
 )
 from chronogram.temporal import DATA_CONVERTER
 from workflows import EmailNotificationWorkflow, WebhookEndpointWorkflow
+from workflows.webhook_delivery import _BATCHES_PATCH
 
 # Three days of retries, as in production: the time-skipping server makes them seconds.
 SCHEDULE = RetrySchedule(
@@ -59,6 +64,9 @@ class FakeEndpoint:
     attempts: list[int] = field(default_factory=list)
     delivered: list[int] = field(default_factory=list)
     given_up: list[GiveUpInput] = field(default_factory=list)
+    batches: list[list[int]] = field(default_factory=list)
+    # deliver_due activities that fail (a worker lost in one) before one succeeds
+    failing_batches: int = 0
 
     @activity.defn(name="due_deliveries")
     async def due_deliveries(self, request: DueDeliveriesInput) -> DueDeliveries:
@@ -78,6 +86,30 @@ class FakeEndpoint:
         self.pending.remove(request.delivery_id)
         self.delivered.append(request.delivery_id)
         return DeliveryReport(DeliveryOutcome.DELIVERED)
+
+    @activity.defn(name="deliver_due")
+    async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
+        if self.failing_batches:
+            self.failing_batches -= 1
+            raise RuntimeError("the worker was lost")
+        heads: dict[int, int] = {}  # key -> its oldest pending delivery
+        more = False
+        for delivery_id in self.pending:
+            key = self.posts.get(delivery_id, -delivery_id)
+            if key in request.busy_keys:
+                continue
+            if key in heads or len(heads) >= request.limit:
+                more = True
+            else:
+                heads[key] = delivery_id
+        self.batches.append(list(heads.values()))
+        outcomes = []
+        for delivery_id in heads.values():
+            try:
+                outcomes.append((await self.deliver_webhook(DeliveryRef(delivery_id, request.retry))).outcome)
+            except ApplicationError:
+                outcomes.append(DeliveryOutcome.RETRY)
+        return DeliverDueReport(list(heads.values()), list(heads), outcomes, more)
 
     @activity.defn(name="give_up_delivery")
     async def give_up_delivery(self, request: GiveUpInput) -> None:
@@ -120,6 +152,7 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
             activities=[
                 endpoint.due_deliveries,
                 endpoint.deliver_webhook,
+                endpoint.deliver_due,
                 endpoint.give_up_delivery,
                 endpoint.send_email,
             ],
@@ -141,6 +174,30 @@ async def test_a_posts_events_go_in_order_and_a_failing_one_holds_only_its_posts
     assert delivered.index(1) < delivered.index(2) < delivered.index(3)  # post 10 in order
     assert delivered.index(4) < delivered.index(2)  # post 20 did not wait for post 10's retries
     assert harness.endpoint.attempts.count(2) == 5 and harness.endpoint.attempts.count(3) == 1
+
+
+async def test_a_burst_goes_out_in_a_few_batches_a_posts_events_still_one_after_the_other(
+    harness: Harness,
+) -> None:
+    # 250 posts with one event each, and one post with three.
+    harness.endpoint.pending = list(range(1, 254))
+    harness.endpoint.posts = {d: d for d in range(1, 251)} | {251: 1000, 252: 1000, 253: 1000}
+    result = await harness.run()
+    assert result == WebhookEndpointResult(1, 253, EndpointStop.IDLE)
+    assert sorted(harness.endpoint.delivered) == list(range(1, 254))
+    # 251 posts' first events in batches of at most 200, then the long lane's two later events one by one.
+    assert [len(batch) for batch in harness.endpoint.batches if batch] == [200, 51, 1, 1]
+    assert harness.endpoint.batches[2:4] == [[252], [253]]
+    assert len(harness.endpoint.attempts) == 253  # no attempt outside the batches
+
+
+async def test_a_failed_batch_is_run_again_and_loses_nothing(harness: Harness) -> None:
+    harness.endpoint.pending = [1, 2, 3]
+    harness.endpoint.posts = {1: 10, 2: 10, 3: 20}
+    harness.endpoint.failing_batches = 1
+    result = await harness.run()
+    assert result == WebhookEndpointResult(1, 3, EndpointStop.IDLE)
+    assert harness.endpoint.delivered == [1, 3, 2] and harness.endpoint.batches[:2] == [[1, 3], [2]]
 
 
 async def test_retries_spent_for_the_whole_window_give_up_and_disable(harness: Harness) -> None:
@@ -184,10 +241,10 @@ async def test_an_email_that_keeps_failing_is_given_up(harness: Harness) -> None
 # A recorded history of the endpoint's workflow (lanes, a retry, a wake-up while delivering): it must replay with
 # the current code, so that a change to the workflow's commands is caught before an endpoint's running workflow
 # meets it. Re-record (CHRONOGRAM_RECORD_HISTORIES=1) only with a change meant to alter histories, behind
-# workflow.patched(), keeping the old file.
-HISTORY = (
-    Path(__file__).resolve().parents[1] / "replay" / "notification_histories" / "webhook_endpoint_lanes.json"
-)
+# workflow.patched(), keeping the old file in a before-<patch> folder: those replay forever too.
+HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "notification_histories"
+HISTORY = HISTORIES / "webhook_endpoint_lanes.json"
+BEFORE_BATCHES = HISTORIES / "before-delivery-batches" / "webhook_endpoint_lanes.json"
 
 
 async def test_the_recorded_endpoint_history_replays(harness: Harness) -> None:
@@ -207,6 +264,32 @@ async def test_the_recorded_endpoint_history_replays(harness: Harness) -> None:
         await handle.result()
         HISTORY.parent.mkdir(parents=True, exist_ok=True)
         HISTORY.write_text(json.dumps((await handle.fetch_history()).to_json_dict(), indent=1) + "\n")
-    history = WorkflowHistory.from_json("webhook_endpoint_lanes", json.loads(HISTORY.read_text()))
     replayer = Replayer(workflows=[WebhookEndpointWorkflow], data_converter=DATA_CONVERTER)
-    await replayer.replay_workflow(history)
+    for path in (HISTORY, BEFORE_BATCHES):
+        history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+        await replayer.replay_workflow(history)
+
+
+def _recorded(path: Path) -> tuple[set[str], list[str]]:
+    """The patches a history's markers name, and the activities it scheduled, in order."""
+    events = json.loads(path.read_text())["events"]
+    patches = {
+        json.loads(base64.b64decode(marker["details"]["patch-data"]["payloads"][0]["data"]))["id"]
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+        and (marker := event["markerRecordedEventAttributes"])["markerName"] == "core_patch"
+    }
+    activities = [
+        event["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    ]
+    return patches, activities
+
+
+def test_both_sides_of_the_batches_patch_are_recorded() -> None:
+    """The old history delivers one activity per delivery; the new one records the marker and batches."""
+    before_patches, before_activities = _recorded(BEFORE_BATCHES)
+    assert _BATCHES_PATCH not in before_patches and "deliver_due" not in before_activities
+    patches, activities = _recorded(HISTORY)
+    assert _BATCHES_PATCH in patches and "deliver_due" in activities and "due_deliveries" not in activities
