@@ -215,6 +215,9 @@ class BenchStack:
             "API_MAX_IMAGE_UPLOAD_BYTES": str(self.config.api_max_image_upload_bytes),
             # The punctuality scenario's webhook receiver runs in the benchmark's process, on http://127.0.0.1.
             "WEBHOOK_ALLOW_HTTP_LOCALHOST": "true",
+            # Any free port for the workers' metrics and health endpoint: a run never collides with a worker
+            # already on the default port, nor its several workers with each other.
+            "WORKER_METRICS_PORT": "0",
             **self.config.extra_env,
         }
         # Nothing CHRONOGRAM_* from the caller's shell leaks into the children: the run is reproducible.
