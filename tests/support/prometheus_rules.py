@@ -1,9 +1,9 @@
 """Reads the Prometheus alert rules and the Grafana dashboard in ops/ the way a test checks them: the structure
 Prometheus requires of a rules file, and the metric names every PromQL expression uses.
 
-Not a PromQL parser: a tokenizer that knows PromQL's strings, label matchers, range and subquery brackets,
-functions, aggregation modifiers and keywords, which is all that finding the metric names takes. (promtool would
-check more, but building it takes Prometheus' whole module graph; this keeps the check in the Python suite.)
+Expressions are parsed with promql-parser (GreptimeTeam's port of Prometheus' PromQL parser, from PyPI): a
+syntax error fails the check, and the metric names are read from the tree. (promtool would check the same, but
+building it takes Prometheus' whole module graph.)
 """
 
 from __future__ import annotations
@@ -15,18 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import yaml
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MODIFIER_GROUP = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 _IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_KEYWORDS = frozenset(
-    {
-        "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-        "offset", "atan2", "inf", "nan", "start", "end",
-    }
-)  # fmt: skip
 _RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
 
 
@@ -41,36 +34,23 @@ class RulesError(ValueError):
 
 
 def metric_names(expr: str) -> set[str]:
-    """The metric names an expression selects."""
-    _check_balanced(expr)
-    text = _STRING.sub('""', expr)
-    text = re.sub(r"\{[^{}]*\}", " ", text)  # label matchers (strings already blanked)
-    text = re.sub(r"\[[^\[\]]*\]", " ", text)  # ranges and subqueries
-    previous = None
-    while previous != text:  # nested modifier groups cannot occur, but by (...) may follow another
-        previous, text = text, _MODIFIER_GROUP.sub(" ", text)
-    names = set()
-    for match in _IDENTIFIER.finditer(text):
-        name = match.group(0)
-        if name.lower() in _KEYWORDS or text[match.end() :].lstrip().startswith("("):
-            continue  # a keyword, or a function / aggregation call
-        if match.start() > 0 and (text[match.start() - 1].isdigit() or text[match.start() - 1] == "."):
-            continue  # the exponent or unit of a number (1e3)
-        names.add(name)
+    """The metric names an expression selects; RulesError where PromQL would refuse it (parsed by promql-parser,
+    a maintained port of Prometheus' own parser)."""
+    try:
+        tree = promql_parser.parse(expr)
+    except ValueError as error:
+        raise RulesError(f"{expr!r}: {error}") from None
+    names: set[str] = set()
+
+    def selected(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            matchers = node.matchers.matchers if node.matchers else []
+            names.update(m.value for m in matchers if m.name == "__name__")
+
+    promql_parser.walk(tree, selected)
     return names
-
-
-def _check_balanced(expr: str) -> None:
-    stack: list[str] = []
-    pairs = {")": "(", "]": "[", "}": "{"}
-    for char in _STRING.sub('""', expr):
-        if char in "([{":
-            stack.append(char)
-        elif char in pairs:
-            if not stack or stack.pop() != pairs[char]:
-                raise RulesError(f"unbalanced {char!r} in {expr!r}")
-    if stack:
-        raise RulesError(f"unclosed {stack[-1]!r} in {expr!r}")
 
 
 def rule_expressions(path: Path) -> list[Expression]:
