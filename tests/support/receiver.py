@@ -47,8 +47,11 @@ class WebhookReceiver:
     received: list[Received] = field(default_factory=list)
     # The webhook-id of every request, on arrival (before it is answered).
     arrivals: list[str] = field(default_factory=list)
-    # Requests to hold unanswered until ``release`` is set (a receiver that hangs mid-delivery).
+    # Requests to hold unanswered until ``release`` is set (a receiver that hangs mid-delivery): the next ``hold``
+    # ones, or of those only the ones whose body ``hold_only`` accepts; ``held`` lists their webhook-ids.
     hold: int = 0
+    hold_only: Callable[[bytes], bool] | None = None
+    held: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
@@ -80,8 +83,9 @@ class WebhookReceiver:
                 break
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
         self.arrivals.append(headers.get("webhook-id", ""))
-        if self.hold > 0:
+        if self.hold > 0 and (self.hold_only is None or self.hold_only(body)):
             self.hold -= 1
+            self.held.append(headers.get("webhook-id", ""))
             await self.release.wait()
         verified = False
         for secret in self.secrets:
