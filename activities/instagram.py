@@ -62,6 +62,7 @@ from chronogram.instagram import (
     UserTag,
 )
 from chronogram.models import InstagramAccount, MediaAsset, Post, PostMedia
+from chronogram.observability.logs import remember_account
 from chronogram.observability.metrics import QUOTA_WAITS, observe_publish_lag
 
 # Meta fetches the media while the container is IN_PROGRESS; a day covers that and the container's own lifetime.
@@ -395,6 +396,7 @@ class InstagramActivities(InstagramInterface):
             if row is None:
                 raise post_not_found(post_id)
             post, ig_user_id, username, ciphertext = row
+            remember_account(post_id, post.account_id)
             if ig_user_id is None or username is None or ciphertext is None:
                 raise ApplicationError(
                     f"the Instagram account of post {post_id} was disconnected",

@@ -24,6 +24,7 @@ from chronogram.contracts import (
 )
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing
 from chronogram.models import InstagramAccount
+from chronogram.observability.logs import remember_account
 
 
 class PostStore(PostStoreInterface):
@@ -39,6 +40,7 @@ class PostStore(PostStoreInterface):
     def load_plan(self, request: PostRef) -> PublishPlan:
         with Session(self._engine) as session:
             post, rows = post_with_media(session, request.post_id)
+            remember_account(request.post_id, post.account_id)
             account_lateness = session.exec(
                 select(InstagramAccount.max_lateness_seconds).where(InstagramAccount.id == post.account_id)
             ).first()

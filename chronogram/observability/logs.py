@@ -19,6 +19,8 @@ import contextvars
 import logging
 import re
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,11 +32,20 @@ from pythonjsonlogger.json import JsonFormatter
 from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError
 
+from chronogram.contracts import ACCOUNT_ID
 from chronogram.enums import PostStatus
 from chronogram.observability.metrics import Outcome
 from chronogram.settings import LogFormat, Settings
 
-__all__ = ["CONTEXT_FIELDS", "bind", "bind_live", "configure_logging", "current_context", "log_outcome"]
+__all__ = [
+    "CONTEXT_FIELDS",
+    "bind",
+    "bind_live",
+    "configure_logging",
+    "current_context",
+    "log_outcome",
+    "remember_account",
+]
 
 outcomes = logging.getLogger("chronogram.outcomes")
 
@@ -95,6 +106,29 @@ def bind_live(fields: Mapping[str, Any]) -> Iterator[None]:
         _live.reset(token)
 
 
+# The account of each post an activity of this process read lately (post id -> account id), so that every line
+# about the post names its account: activities know their post from the workflow id, not its account.
+_ACCOUNTS: OrderedDict[int, int] = OrderedDict()
+_ACCOUNTS_KEPT = 10_000
+_ACCOUNTS_LOCK = threading.Lock()
+
+
+def remember_account(post_id: int, account_id: int) -> None:
+    """Called where an activity reads a post: later lines about the post carry its account id."""
+    with _ACCOUNTS_LOCK:
+        _ACCOUNTS[post_id] = account_id
+        _ACCOUNTS.move_to_end(post_id)
+        while len(_ACCOUNTS) > _ACCOUNTS_KEPT:
+            _ACCOUNTS.popitem(last=False)
+
+
+def _account_of(post_id: object) -> int | None:
+    if not isinstance(post_id, int):
+        return None
+    with _ACCOUNTS_LOCK:
+        return _ACCOUNTS.get(post_id)
+
+
 class ContextFilter(logging.Filter):
     """Sets every context field on the record (None when unknown), so that both formats can show them."""
 
@@ -113,6 +147,8 @@ class ContextFilter(logging.Filter):
             match = _POST_WORKFLOW.match(fields["workflow_id"])
             if match:
                 fields["post_id"] = int(match.group(1))
+        if fields["account_id"] is None:
+            fields["account_id"] = _account_of(fields["post_id"])
         for name, value in fields.items():
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
@@ -129,7 +165,11 @@ def _temporal_context() -> dict[str, Any]:
         }
     if workflow.in_workflow():
         winfo = workflow.info()
-        return {"workflow_id": winfo.workflow_id, "run_id": winfo.run_id}
+        fields: dict[str, Any] = {"workflow_id": winfo.workflow_id, "run_id": winfo.run_id}
+        account = winfo.typed_search_attributes.get(ACCOUNT_ID)  # set at the start of a post's workflow
+        if account is not None and account.isdigit():
+            fields["account_id"] = int(account)
+        return fields
     return {}
 
 

@@ -240,6 +240,11 @@ async def test_metrics_logs_and_trace_of_published_failed_and_cancelled_posts(
     assert fail_line["account_id"] == doomed_account
     cancel_line = outcome_lines[cancelled["id"]]
     assert cancel_line["reason"] == "sold out"
+    # Every line the failed post's activities logged (its failed container call among them) names its account.
+    activity_lines = [line for line in lines if line.get("post_id") == failed["id"] and line.get("activity")]
+    assert activity_lines and all(line["account_id"] == doomed_account for line in activity_lines), (
+        activity_lines
+    )
     access = [line for line in lines if line["logger"] == "chronogram.access"]
     assert access and all(line["request_id"] and "duration_ms" in line for line in access)
     assert any(line.get("user_id") == alice.user_id and line["route"] == "/v1/posts" for line in access)
