@@ -119,5 +119,7 @@ async def test_worker_killed_during_a_delivery_still_delivers(
             ).all()
             return [DeliveryStatus(status) for status in rows]
 
-    assert await asyncio.to_thread(statuses) == [DeliveryStatus.DELIVERED, DeliveryStatus.DELIVERED]
+    # This post's two, and any of other tests' posts on the shared account: all delivered, none left pending.
+    delivered = await asyncio.to_thread(statuses)
+    assert len(delivered) >= 2 and set(delivered) == {DeliveryStatus.DELIVERED}, delivered
     engine.dispose()
