@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# make dev TEMPORAL=server: the production Temporal server on PostgreSQL (and the app database on PostgreSQL).
+TEMPORAL ?= dev
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
@@ -13,6 +15,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make dev      bring up Temporal (+ Web UI), MinIO, the Graph API sandbox, the worker and the API"
+	@echo "make dev TEMPORAL=server   the same on the production Temporal server and PostgreSQL (README: Production-like)"
 	@echo "make test     lint, type-check and run the test suite against real servers (what CI runs)"
 	@echo "make tools    build or fetch the pinned servers into the tool cache"
 	@echo "make lint     ruff, mypy and the import layers only;  make format  apply ruff's fixes and formatting"
@@ -31,7 +34,7 @@ tools: $(STAMP)
 	$(PY) -m devstack.tools
 
 dev: tools
-	$(PY) -m devstack
+	$(PY) -m devstack --temporal $(TEMPORAL)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -27,6 +27,7 @@ from api.crud import accounts as account_crud
 from api.crud import posts as crud
 from api.crud import workflow_starts
 from api.deps import AppServices
+from api.reconciler_lease import reconciler_lease
 from api.use_cases import accounts
 from chronogram.enums import PostStatus
 
@@ -168,11 +169,16 @@ async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
     while True:
         began = datetime.now(UTC)
         try:
-            while len(await reconcile_once(services, grace=grace)) == _RECONCILE_BATCH:
-                pass  # a full batch: there may be more
-            await repair_unfinished_runs(services, closed_after=closed_after)
-            closed_after = began - _VISIBILITY_MARGIN
-            await finish_disconnections(services)
+            # With several API processes, one pass at a time (api.reconciler_lease); the others skip theirs.
+            async with reconciler_lease(services.engine) as leading:
+                if leading:
+                    while len(await reconcile_once(services, grace=grace)) == _RECONCILE_BATCH:
+                        pass  # a full batch: there may be more
+                    await repair_unfinished_runs(services, closed_after=closed_after)
+                    closed_after = began - _VISIBILITY_MARGIN
+                    await finish_disconnections(services)
+                else:
+                    log.info("reconciler: another API process is reconciling; this pass is skipped")
         except Exception:
             log.exception("reconciler pass failed")
         if settings.api_reconcile_interval_seconds == 0:

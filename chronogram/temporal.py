@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from datetime import timedelta
 from typing import Any, TypedDict
@@ -9,6 +10,7 @@ from typing import Any, TypedDict
 from pydantic import TypeAdapter
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
@@ -74,6 +76,35 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
         interceptors=[TracingInterceptor()],
         runtime=runtime,
     )
+
+
+async def ensure_namespace(client: Client, namespace: str, *, retention: timedelta) -> bool:
+    """Register ``namespace`` unless it exists (the production server starts with none; the dev server with
+    ``default``); returns whether it was registered. A namespace registered on a production server reaches every
+    frontend's cache within seconds: this waits until the client's frontend describes it."""
+    try:
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+        return False
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    request = RegisterNamespaceRequest(namespace=namespace)
+    request.workflow_execution_retention_period.FromTimedelta(retention)
+    try:
+        await client.workflow_service.register_namespace(request)
+    except RPCError as refused:
+        if refused.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+        return False
+    for _ in range(120):
+        try:
+            await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+            return True
+        except RPCError as not_yet:
+            if not_yet.status != RPCStatusCode.NOT_FOUND:
+                raise
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"namespace {namespace} registered but not visible after 30 s")
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

@@ -1,9 +1,13 @@
 """The run command: bring up Chronogram's whole stack locally, as child processes with prefixed logs.
 
-    python -m devstack          # (what `make dev` runs)
+    python -m devstack                      # (what `make dev` runs)
+    python -m devstack --temporal server    # (`make dev TEMPORAL=server`): production-like
 
 Starts what is not configured as external: the Temporal dev server (state in .data/temporal.db, Web UI),
-MinIO (data in .data/minio), the Graph API sandbox, then the worker and the API. Setting
+MinIO (data in .data/minio), the Graph API sandbox, then the worker and the API. With ``--temporal server``, the
+production Temporal server (frontend, history, matching and worker services, built into the tool cache) on
+PostgreSQL (a cluster in .data/postgres) replaces the dev server, and the application database is a database on
+that same PostgreSQL instead of SQLite. Setting
 CHRONOGRAM_TEMPORAL_ADDRESS, CHRONOGRAM_S3_ENDPOINT or CHRONOGRAM_GRAPH_API_BASE_URL (environment or .env) points
 at an existing service instead, and nothing local is started for it. Ctrl-C stops everything, in reverse order.
 """
@@ -31,15 +35,17 @@ from chronogram.contracts import SEARCH_ATTRIBUTES
 from chronogram.db import make_engine
 from chronogram.settings import DATA_DIR, PROJECT_ROOT, Settings
 from chronogram.storage import ensure_bucket, make_minio
-from chronogram.temporal import connect_temporal, ensure_search_attributes
+from chronogram.temporal import connect_temporal, ensure_namespace, ensure_search_attributes
 from devstack import tools
 from devstack.processes import LineSink, ManagedProcess, ProcessFailed, port_in_use
-from devstack.services import MinioServer, TemporalDevServer
+from devstack.services import SERVER_PORTS, MinioServer, PostgresServer, TemporalDevServer, TemporalServer
 
 TEMPORAL_PORT, TEMPORAL_UI_PORT, TEMPORAL_METRICS_PORT = 7233, 8233, 8234
 MINIO_PORT, MINIO_CONSOLE_PORT = 9000, 9001
 SANDBOX_PORT = 8900
 MAIL_PORT = 1025
+# Production-like (--temporal server): PostgreSQL beside any system one on 5432.
+POSTGRES_PORT = 5433
 PID_FILE = DATA_DIR / "devstack.pid"
 # Dev-server namespaces default to 24 h retention, after which the histories replay tests want are gone.
 DEV_RETENTION = timedelta(days=30)
@@ -70,6 +76,8 @@ class Stack:
     notes: list[str] = field(default_factory=list)
     child_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     temporal_log_level: str = "error"
+    # "dev": the dev server (SQLite); "server": the production server on PostgreSQL, as is the app database.
+    temporal_kind: str = "dev"
 
     def external(self, name: str) -> bool:
         return name in self.settings.model_fields_set
@@ -90,11 +98,13 @@ class Stack:
 def _wanted_ports(stack: Stack) -> dict[int, str]:
     ports = {stack.settings.api_port: "API", stack.settings.worker_metrics_port: "worker metrics"}
     if not stack.external("temporal_address"):
-        ports |= {
-            TEMPORAL_PORT: "Temporal frontend",
-            TEMPORAL_UI_PORT: "Temporal Web UI",
-            TEMPORAL_METRICS_PORT: "Temporal server metrics",
-        }
+        ports |= {TEMPORAL_PORT: "Temporal frontend", TEMPORAL_METRICS_PORT: "Temporal server metrics"}
+        if stack.temporal_kind == "dev":
+            ports[TEMPORAL_UI_PORT] = "Temporal Web UI"
+        else:
+            ports |= dict.fromkeys(SERVER_PORTS.values(), "Temporal server (internal)")
+    if stack.temporal_kind == "server":
+        ports[POSTGRES_PORT] = "PostgreSQL"
     if not stack.external("s3_endpoint"):
         ports |= {MINIO_PORT: "MinIO", MINIO_CONSOLE_PORT: "MinIO console"}
     if not stack.external("graph_api_base_url"):
@@ -141,6 +151,9 @@ async def _prepare_temporal(settings: Settings, *, ours: bool) -> list[str]:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+    if ours:
+        # The production server starts with no namespace at all; the dev server with "default".
+        await ensure_namespace(client, settings.temporal_namespace, retention=DEV_RETENTION)
     added = await ensure_search_attributes(client, settings.temporal_namespace)
     if not ours:
         return added  # someone else's cluster: its retention is its operators' decision
@@ -175,8 +188,37 @@ def bring_up(stack: Stack) -> None:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     PID_FILE.write_text(f"{os.getpid()}\n")
 
+    postgres: PostgresServer | None = None
+    if stack.temporal_kind == "server":
+        stack.say(f"starting PostgreSQL on port {POSTGRES_PORT} (data in .data/postgres) ...")
+        postgres = PostgresServer.start(sink=stack.sink, data_dir=DATA_DIR / "postgres", port=POSTGRES_PORT)
+        stack.children.append(postgres.process)
+        stack.urls.append(
+            ("PostgreSQL", f"{postgres.url}  (databases chronogram, temporal, temporal_visibility)")
+        )
     if stack.external("temporal_address"):
         stack.say(f"using external Temporal at {settings.temporal_address}")
+    elif postgres is not None:
+        tools.temporal_server()  # builds on the first run (minutes); say so instead of looking stuck
+        stack.say(
+            "starting the Temporal server (frontend, history, matching, worker; state in PostgreSQL) ..."
+        )
+        server = TemporalServer.start(
+            sink=stack.sink,
+            postgres=postgres,
+            config_dir=DATA_DIR / "temporal-server",
+            port=TEMPORAL_PORT,
+            metrics_port=TEMPORAL_METRICS_PORT,
+            log_level=stack.temporal_log_level,
+        )
+        stack.children.append(server.process)
+        settings = settings.model_copy(update={"temporal_address": server.address})
+        stack.child_env["CHRONOGRAM_TEMPORAL_ADDRESS"] = server.address
+        stack.urls.append(("Temporal server metrics", server.metrics_url))
+        stack.notes.append(
+            "No Web UI with the production server: `temporal workflow list --address "
+            f"{server.address}` (the CLI from the tool cache), or run temporalio/ui against it"
+        )
     else:
         tools.temporal_cli()  # builds on the first run; say so instead of looking stuck
         stack.say("starting the Temporal dev server (state in .data/temporal.db) ...")
@@ -251,7 +293,10 @@ def bring_up(stack: Stack) -> None:
     if not stack.external("webhook_allow_http_localhost"):
         stack.child_env["CHRONOGRAM_WEBHOOK_ALLOW_HTTP_LOCALHOST"] = "true"
 
-    database = "external" if stack.external("database_url") else "SQLite"
+    if postgres is not None and not stack.external("database_url"):
+        settings = settings.model_copy(update={"database_url": postgres.url})
+        stack.child_env["CHRONOGRAM_DATABASE_URL"] = postgres.url
+    database = "external" if stack.external("database_url") else ("PostgreSQL" if postgres else "SQLite")
     stack.say(f"application database: {database} ({_redacted(settings.database_url)})")
     dev_key = ensure_dev_user(make_engine(settings.database_url))
     stack.notes.append(
@@ -294,8 +339,20 @@ def main(argv: list[str] | None = None) -> int:
         choices=["debug", "info", "warn", "error"],
         help="the dev server's own log level (default error: at warn it is chatty, above all while stopping)",
     )
+    parser.add_argument(
+        "--temporal",
+        default="dev",
+        choices=["dev", "server"],
+        help="dev: the Temporal dev server on SQLite (default); server: the production Temporal server on "
+        "PostgreSQL, and the application database on PostgreSQL too (`make dev TEMPORAL=server`)",
+    )
     args = parser.parse_args(argv)
-    stack = Stack(settings=Settings(), sink=_Sink(sys.stdout), temporal_log_level=args.temporal_log_level)
+    stack = Stack(
+        settings=Settings(),
+        sink=_Sink(sys.stdout),
+        temporal_log_level=args.temporal_log_level,
+        temporal_kind=args.temporal,
+    )
     reason = _already_running(stack)
     if reason:
         print(reason, file=sys.stderr)

@@ -5,6 +5,7 @@ Starting is synchronous and blocks until the server answers, so callers never ra
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack import tools
 from devstack.processes import LineSink, ManagedProcess, ProcessFailed, port_in_use
@@ -245,3 +247,212 @@ class PostgresServer:
         result = subprocess.run(createdb, capture_output=True, text=True, check=False)
         if result.returncode != 0 and "already exists" not in result.stderr:
             raise RuntimeError(f"createdb failed: {result.stderr.strip()}")
+
+
+# The production server's own ports besides the frontend's: history, matching and worker (gRPC and membership),
+# the frontend's membership and HTTP ports. Away from everything the project uses (7233 and 8233-8234 are the dev
+# server's, 8000 the API's, 9000-9001 MinIO's, 8900 the sandbox's, 9464 the worker's).
+SERVER_PORTS = {
+    "frontend_membership": 7933,
+    "frontend_http": 7243,
+    "history": 7934,
+    "history_membership": 7944,
+    "matching": 7935,
+    "matching_membership": 7945,
+    "worker": 7939,
+    "worker_membership": 7949,
+}
+# Embedded in temporal-sql-tool: the module's schema/postgresql/v12 directories.
+TEMPORAL_SCHEMAS = {"temporal": "postgresql/v12/temporal", "visibility": "postgresql/v12/visibility"}
+# Dynamic config of the production server as the project runs it. Search attributes added at start-up are visible
+# at once (as on the dev server; they are added once per namespace, so the extra reads cost nothing afterwards).
+SERVER_DYNAMIC_CONFIG: dict[str, object] = {
+    "system.forceSearchAttributesCacheRefreshOnRead": True,
+    "frontend.persistenceMaxQPS": 10000,
+    "history.persistenceMaxQPS": 45000,
+}
+
+
+@dataclass
+class TemporalServer:
+    """The production Temporal server: frontend, history, matching and worker services (one process here; the
+    same binary and config split them across hosts), PostgreSQL for persistence and SQL visibility."""
+
+    process: ManagedProcess
+    port: int
+    metrics_port: int
+    config_dir: Path
+
+    @property
+    def address(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://localhost:{self.metrics_port}/metrics"
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        sink: LineSink,
+        postgres: PostgresServer,
+        config_dir: Path,
+        port: int,
+        metrics_port: int,
+        other_ports: dict[str, int] | None = None,
+        databases: tuple[str, str] = ("temporal", "temporal_visibility"),
+        history_shards: int = 4,
+        log_level: str = "warn",
+        dynamic_config: dict[str, object] | None = None,
+        timeout: float = 120.0,
+    ) -> TemporalServer:
+        """Apply the schemas (safe to rerun: only missing versions are applied), write the config into
+        ``config_dir`` and start the server; returns once its frontend port is open (the caller then registers
+        namespaces: :func:`chronogram.temporal.ensure_namespace`). ``other_ports`` overrides
+        :data:`SERVER_PORTS` (tests and benchmarks pass free ports). ``history_shards`` is fixed for the life of
+        the database."""
+        tool = tools.temporal_server()
+        apply_schemas(postgres, databases)
+        ports = {**SERVER_PORTS, **(other_ports or {})}
+        config_dir.mkdir(parents=True, exist_ok=True)
+        (config_dir / "dynamicconfig.yaml").write_text(
+            _as_yaml(
+                {
+                    name: [{"value": value}]
+                    for name, value in {**SERVER_DYNAMIC_CONFIG, **(dynamic_config or {})}.items()
+                }
+            )
+        )
+        (config_dir / "development.yaml").write_text(
+            _as_yaml(
+                server_config(
+                    postgres=postgres,
+                    databases=databases,
+                    port=port,
+                    metrics_port=metrics_port,
+                    ports=ports,
+                    history_shards=history_shards,
+                    log_level=log_level,
+                    dynamic_config_file=config_dir / "dynamicconfig.yaml",
+                )
+            )
+        )
+        argv = [
+            str(tool.path), "--root", str(config_dir), "--config", ".", "--env", "development",
+            "--allow-no-auth", "start",
+        ]  # fmt: skip
+        process = ManagedProcess("temporal", argv, sink=sink).start()
+        process.wait_until_ready(lambda: port_in_use(port), timeout=timeout, what=f"frontend on port {port}")
+        return cls(process=process, port=port, metrics_port=metrics_port, config_dir=config_dir)
+
+
+def _as_yaml(document: dict[str, Any]) -> str:
+    # JSON is YAML: the server reads it as its config without a YAML library here.
+    return (
+        "# Generated by devstack.services (Chronogram); edits are overwritten at the next start.\n"
+        + json.dumps(document, indent=2)
+    )
+
+
+def server_config(
+    *,
+    postgres: PostgresServer,
+    databases: tuple[str, str],
+    port: int,
+    metrics_port: int,
+    ports: dict[str, int],
+    history_shards: int,
+    log_level: str,
+    dynamic_config_file: Path,
+) -> dict[str, Any]:
+    """The server's static config (the layout of the module's config/development-postgres12.yaml)."""
+
+    def store(database: str, connections: int) -> dict[str, Any]:
+        return {
+            "sql": {
+                "pluginName": "postgres12",
+                "databaseName": database,
+                "connectAddr": f"{LOCALHOST}:{postgres.port}",
+                "connectProtocol": "tcp",
+                "user": postgres.user,
+                "password": "",
+                "maxConns": connections,
+                "maxIdleConns": connections,
+                "maxConnLifetime": "1h",
+            }
+        }
+
+    def service(grpc: int, membership: int, **more: int) -> dict[str, Any]:
+        return {"rpc": {"grpcPort": grpc, "membershipPort": membership, "bindOnIP": LOCALHOST, **more}}
+
+    return {
+        "log": {"stdout": True, "level": log_level, "format": "console"},
+        "persistence": {
+            "defaultStore": "postgres-default",
+            "visibilityStore": "postgres-visibility",
+            "numHistoryShards": history_shards,
+            "datastores": {
+                "postgres-default": store(databases[0], 20),
+                "postgres-visibility": store(databases[1], 10),
+            },
+        },
+        "global": {
+            "membership": {"maxJoinDuration": "30s", "broadcastAddress": LOCALHOST},
+            # The module's sample puts metrics on 127.0.0.1:8000, the API's port.
+            "metrics": {
+                "prometheus": {
+                    "framework": "tally",
+                    "timerType": "histogram",
+                    "listenAddress": f"{LOCALHOST}:{metrics_port}",
+                }
+            },
+        },
+        "services": {
+            "frontend": service(port, ports["frontend_membership"], httpPort=ports["frontend_http"]),
+            "history": service(ports["history"], ports["history_membership"]),
+            "matching": service(ports["matching"], ports["matching_membership"]),
+            "worker": service(ports["worker"], ports["worker_membership"]),
+        },
+        "clusterMetadata": {
+            "enableGlobalNamespace": False,
+            "failoverVersionIncrement": 10,
+            "masterClusterName": "active",
+            "currentClusterName": "active",
+            "clusterInformation": {
+                "active": {
+                    "enabled": True,
+                    "initialFailoverVersion": 1,
+                    "rpcName": "frontend",
+                    "rpcAddress": f"{LOCALHOST}:{port}",
+                }
+            },
+        },
+        "dcRedirectionPolicy": {"policy": "noop"},
+        "dynamicConfigClient": {"filepath": str(dynamic_config_file), "pollInterval": "10s"},
+    }
+
+
+def apply_schemas(
+    postgres: PostgresServer, databases: tuple[str, str] = ("temporal", "temporal_visibility")
+) -> None:
+    """Create the server's two databases and bring their schemas to the tool's latest version; safe to rerun
+    (``setup-schema -v 0.0`` only adds the version tables when missing, ``update-schema`` applies only the
+    versions the database lacks)."""
+    sql_tool = tools.temporal_sql_tool()
+    for database, schema in zip(databases, TEMPORAL_SCHEMAS.values(), strict=True):
+        base = [
+            str(sql_tool), "--plugin", "postgres12", "--ep", LOCALHOST, "--port", str(postgres.port),
+            "--user", postgres.user, "--db", database,
+        ]  # fmt: skip
+        created = subprocess.run([*base, "create-database"], capture_output=True, text=True, check=False)
+        if created.returncode != 0 and "already exists" not in created.stdout + created.stderr:
+            raise ProcessFailed(f"temporal-sql-tool create-database {database}: {_tail(created)}")
+        for step in (["setup-schema", "-v", "0.0"], ["update-schema", "--schema-name", schema]):
+            result = subprocess.run([*base, *step], capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise ProcessFailed(f"temporal-sql-tool {' '.join(step)} on {database}: {_tail(result)}")
+
+
+def _tail(result: subprocess.CompletedProcess[str]) -> str:
+    return "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])

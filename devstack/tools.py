@@ -1,4 +1,5 @@
-"""Pinned external tools: the Temporal CLI dev server, the Java time-skipping test server, MinIO, PostgreSQL.
+"""Pinned external tools: the Temporal CLI dev server, the production Temporal server and its schema tool, the
+Java time-skipping test server, MinIO, PostgreSQL.
 
 Built or downloaded once into a cache outside the clone (``~/.cache/chronogram/tools`` or
 ``$CHRONOGRAM_TOOLS_DIR``), one directory per tool and version, so every clone, CI run and later session
@@ -36,6 +37,10 @@ TEMPORAL_CLI_VERSION = "1.5.1"  # newest tag `go install` can build: later tags 
 # of the upstream repository (2026-02-12).
 MINIO_MODULE_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 TEMPORAL_TEST_SERVER_VERSION = "1.38.0"
+# The production (multi-service) Temporal server: the version the dev server above embeds, so that what is tested
+# on one is what runs on the other. Built from the Go module proxy with its schema tool; the PostgreSQL schemas it
+# applies (schema/postgresql/v12) are embedded in the tool.
+TEMPORAL_SERVER_VERSION = "1.29.1"
 POSTGRES_DEBIAN_PACKAGE = "postgresql"
 
 _TEST_SERVER_POM = Path(__file__).with_name("temporal-test-server.pom.xml")
@@ -262,6 +267,41 @@ def temporal_test_server(*, install: bool = True) -> Tool:
     )
 
 
+def temporal_server(*, install: bool = True) -> Tool:
+    """The production Temporal server (``temporal-server``) and, in the same directory, its schema tool
+    (``temporal-sql-tool``), built together from the module proxy (``go install``).
+
+    Go's module and build caches are Go's own per-user ones (``go env GOMODCACHE GOCACHE``), not the clone's: a
+    second clone finds the binaries here and builds nothing, and a rebuild after the cache directory was deleted
+    reuses the downloaded modules. Needs Go; the module's go.mod names the toolchain it wants, which Go fetches
+    itself (GOTOOLCHAIN=auto)."""
+
+    def build(scratch: Path) -> None:
+        if shutil.which("go") is None:
+            raise ToolError(
+                f"Go is needed to build the Temporal server {TEMPORAL_SERVER_VERSION}: install Go 1.23+ "
+                "(https://go.dev/dl), or run on the dev server (the default)"
+            )
+        module = "go.temporal.io/server"
+        for package, name in (("cmd/server", "temporal-server"), ("cmd/tools/sql", "temporal-sql-tool")):
+            _go_install(f"{module}/{package}", f"v{TEMPORAL_SERVER_VERSION}", scratch)
+            (scratch / package.rsplit("/", 1)[-1]).rename(scratch / name)
+
+    return _cached_or_built(
+        "temporal-server",
+        "temporal-server",
+        TEMPORAL_SERVER_VERSION,
+        "Temporal server",
+        build,
+        install=install,
+    )
+
+
+def temporal_sql_tool(*, install: bool = True) -> Path:
+    """The schema tool built beside :func:`temporal_server`."""
+    return temporal_server(install=install).path.with_name("temporal-sql-tool")
+
+
 def _postgres_bindir() -> Path | None:
     on_path = shutil.which("pg_ctl")
     if on_path:
@@ -300,6 +340,7 @@ def postgres_server(*, install: bool = True) -> Tool:
 
 PROVIDERS = {
     "temporal": temporal_cli,
+    "temporal-server": temporal_server,
     "temporal-test-server": temporal_test_server,
     "minio": minio_server,
     "postgres": postgres_server,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -19,42 +18,18 @@ from temporalio.client import Client, WorkflowHandle
 from chronogram.contracts import PublishStep, ScheduledPostResult
 from chronogram.enums import PostStatus, PostType
 from chronogram.settings import Settings
-from devstack.processes import ManagedProcess
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.engine.conftest import PROJECT_ROOT, engine_env, start_seeded
+from tests.engine.conftest import engine_env, start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
 from tests.support.stack import connect_when_healthy
+from tests.support.workers import Workers
 from workflows import ScheduledPostWorkflow
-
-
-class Workers:
-    """Production workers as separate processes, so that they can be killed the way a machine dies."""
-
-    def __init__(self, settings: Settings, sink: TextIO, env: Mapping[str, str] | None = None) -> None:
-        self._env = {**engine_env(settings), "PATH": "/usr/bin:/bin", **(env or {})}
-        self._sink = sink
-        self.running: list[ManagedProcess] = []
-
-    def start(self) -> ManagedProcess:
-        process = ManagedProcess(
-            f"worker-{len(self.running) + 1}",
-            [sys.executable, "worker.py"],
-            sink=self._sink,
-            env=self._env,
-            cwd=PROJECT_ROOT,
-        ).start()
-        self.running.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.running:
-            process.stop()
 
 
 @pytest_asyncio.fixture
 async def workers(engine_settings: Settings, server_log: TextIO) -> AsyncIterator[Workers]:
-    pool = Workers(engine_settings, server_log)
+    pool = Workers(engine_env(engine_settings), server_log)
     yield pool
     pool.stop_all()
 
@@ -265,7 +240,7 @@ async def test_dev_server_restart_while_posts_sleep(
         update={"temporal_address": f"127.0.0.1:{port}", "temporal_namespace": "default"}
     )
     server = start_server()
-    pool = Workers(settings, server_log)
+    pool = Workers(engine_env(settings), server_log)
     try:
         client = await connect_when_healthy(settings)
         accounts = []

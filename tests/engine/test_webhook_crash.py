@@ -21,11 +21,11 @@ from chronogram.models import InstagramAccount, NotificationDelivery
 from chronogram.notifications import outbox
 from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAccount
-from tests.engine.conftest import start_seeded
-from tests.engine.test_crash_safety import Workers
+from tests.engine.conftest import engine_env, start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
 from tests.support.receiver import WebhookReceiver, webhook_receiver
+from tests.support.workers import Workers
 
 WEBHOOK_ENV = {
     "CHRONOGRAM_WEBHOOK_ALLOW_HTTP_LOCALHOST": "true",
@@ -40,7 +40,7 @@ WEBHOOK_ENV = {
 
 @pytest_asyncio.fixture
 async def workers(engine_settings: Settings, server_log: TextIO) -> AsyncIterator[Workers]:
-    pool = Workers(engine_settings, server_log, env=WEBHOOK_ENV)
+    pool = Workers({**engine_env(engine_settings), **WEBHOOK_ENV}, server_log)
     yield pool
     pool.stop_all()
 
