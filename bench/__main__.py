@@ -72,11 +72,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the application database: a fresh SQLite file (the default backend) or a local PostgreSQL server",
     )
     parser.add_argument(
+        "--temporal",
+        choices=["dev", "server"],
+        default="dev",
+        help="the Temporal server: the dev server (SQLite; the default) or the production server on PostgreSQL "
+        "(built into the tool cache on first use); each run uses a fresh namespace",
+    )
+    parser.add_argument(
         "--temporal-config",
         action="append",
         default=[],
         metavar="NAME=JSON",
-        help="a dynamic config value for the dev server, e.g. --temporal-config "
+        help="a dynamic config value for the Temporal server, e.g. --temporal-config "
         "'history.timerProcessorMaxTimeShift=\"100ms\"' (recorded in the JSON)",
     )
     parser.add_argument(
@@ -111,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema_version": report.SCHEMA_VERSION,
         "mode": params.mode,
         "label": args.label,
+        "temporal_server": args.temporal,
         "scenarios_run": names,
         "started_at": started_at.isoformat(),
         "machine": report.machine(),
@@ -127,11 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(item.split("=", 1) for item in args.set)
         config = StackConfig(
             database=args.db,
+            temporal=args.temporal,
             workers=args.workers,
             temporal_dynamic_config=dict(item.split("=", 1) for item in args.temporal_config),
             extra_env={name.upper().removeprefix("CHRONOGRAM_"): value for name, value in overrides.items()},
         )
-        progress.say("starting the stack: Temporal dev server, MinIO, sandbox, API, worker, bare worker ...")
+        server = "Temporal dev server" if args.temporal == "dev" else "Temporal server on PostgreSQL"
+        progress.say(f"starting the stack: {server}, MinIO, sandbox, API, worker, bare worker ...")
         with running_stack(log, config, args.workdir) as stack:
             progress.say(f"stack up in {sum(stack.startup_seconds.values()):.1f} s")
             document["stack"] = _describe_stack(stack, config)
@@ -201,7 +211,14 @@ def _describe(error: BaseException) -> str:
 def _describe_stack(stack: BenchStack, config: StackConfig) -> dict[str, Any]:
     settings = stack.settings
     return {
-        "temporal": "dev server (temporal server start-dev), headless, SQLite file in WAL mode, namespace default",
+        "temporal": (
+            "dev server (temporal server start-dev), headless, SQLite file in WAL mode"
+            if config.temporal == "dev"
+            else "production server (temporal-server start: frontend, history, matching, worker in one process), "
+            "PostgreSQL persistence and SQL visibility on a fresh local cluster"
+        )
+        + f", fresh namespace {stack.namespace}",
+        "temporal_server": config.temporal,
         "temporal_dynamic_config": config.temporal_dynamic_config,
         "app_database": "SQLite, a fresh file (the default backend)"
         if config.database == "sqlite"

@@ -211,7 +211,10 @@ def _ratios(level: dict[str, Any]) -> str:
 
 
 def table(document: dict[str, Any]) -> str:
-    lines: list[str] = []
+    server = document.get("temporal_server", "dev")
+    lines: list[str] = [
+        f"Temporal: {'the dev server (SQLite)' if server == 'dev' else 'the production server (PostgreSQL)'}"
+    ]
     figures = []
     for name, result in document["scenarios"].items():
         figures += [(name, label, value) for label, value in key_figures(name, result)]

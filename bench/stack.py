@@ -1,6 +1,7 @@
 """The real stack for one benchmark run, on free ports, as child processes that die with the benchmark.
 
-The Temporal dev server (headless, state in a fresh SQLite file), MinIO (fresh data directory), the Graph API
+The Temporal dev server (headless, state in a fresh SQLite file) or, with ``temporal="server"``, the production
+Temporal server on a fresh local PostgreSQL cluster; either way the run has a fresh namespace of its own. MinIO (fresh data directory), the Graph API
 sandbox (no processing delay, no call throttling, a publishing quota no scenario reaches), the production worker
 (``python worker.py``), the API (``uvicorn api.main:app``) and the bare worker of bench.baseline. The worker and
 the API are configured only through ``CHRONOGRAM_*`` environment variables, as in production; the application
@@ -9,7 +10,9 @@ database is a fresh SQLite file (the default backend).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -19,17 +22,30 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
+import psycopg
+
 from bench import baseline
+from bench.baseline import connect_plain
+from bench.procinfo import file_size
 from chronogram.contracts import SEARCH_ATTRIBUTES
 from chronogram.crypto import TokenCipher
 from chronogram.settings import PROJECT_ROOT, Settings
 from chronogram.storage import ensure_bucket, make_minio
+from chronogram.temporal import ensure_namespace, ensure_search_attributes
 from devstack import tools
 from devstack.processes import ManagedProcess, ProcessFailed, free_port, port_in_use
-from devstack.services import LOCALHOST, MinioServer, PostgresServer, TemporalDevServer
+from devstack.services import (
+    LOCALHOST,
+    MinioServer,
+    PostgresServer,
+    TemporalDevServer,
+    TemporalServer,
+    free_server_ports,
+)
 
 ACCESS_KEY = "chronogram-bench"
 SECRET_KEY = "chronogram-bench-secret"
@@ -46,10 +62,13 @@ class StackConfig:
     api_max_image_upload_bytes: int = 16 * 1024 * 1024
     # "sqlite" (the default backend: a fresh file) or "postgres" (a throwaway local server, as in production).
     database: str = "sqlite"
+    # "dev": the Temporal dev server (SQLite); "server": the production server on a local PostgreSQL cluster (the
+    # app database's, when that is PostgreSQL too).
+    temporal: str = "dev"
     # Worker processes, for the product and, alike, for the bare baseline. One is the default deployment; more
     # shows whether a limit is that of one Python process (its GIL) or of the system.
     workers: int = 1
-    # Temporal dynamic config for the dev server (--dynamic-config-value NAME=JSON), e.g.
+    # Temporal dynamic config (--dynamic-config-value NAME=JSON on the dev server; the server's file), e.g.
     # {"history.timerProcessorMaxTimeShift": '"100ms"'}. Empty: the server's defaults, what is measured otherwise.
     temporal_dynamic_config: dict[str, str] = field(default_factory=dict)
     # Every other CHRONOGRAM_* setting stays at its default, so the figures are those of a default deployment.
@@ -61,7 +80,7 @@ class BenchStack:
     workdir: Path
     log: TextIO
     config: StackConfig
-    temporal: TemporalDevServer | None = None
+    temporal: TemporalDevServer | TemporalServer | None = None
     minio: MinioServer | None = None
     postgres: PostgresServer | None = None
     sandbox: ManagedProcess | None = None
@@ -75,6 +94,8 @@ class BenchStack:
     api_url: str = ""
     api_key: str = ""
     startup_seconds: dict[str, float] = field(default_factory=dict)
+    # A fresh namespace per run, on either server: nothing of an earlier run is in the figures.
+    namespace: str = field(default_factory=lambda: f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -85,6 +106,19 @@ class BenchStack:
     @property
     def temporal_db(self) -> Path:
         return self.workdir / "temporal.db"
+
+    def temporal_database_bytes(self) -> int:
+        """What Temporal keeps on disk: the dev server's SQLite file, or the production server's two PostgreSQL
+        databases (all namespaces': this run's is the only one)."""
+        if not isinstance(self.temporal, TemporalServer):
+            return file_size(self.temporal_db)
+        assert self.postgres is not None
+        with psycopg.connect(self.postgres.url.replace("postgresql+psycopg", "postgresql")) as connection:
+            row = connection.execute(
+                "SELECT sum(pg_database_size(datname)) FROM pg_database"
+                " WHERE datname IN ('temporal', 'temporal_visibility')"
+            ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def processes(self) -> dict[str, ManagedProcess]:
         named = {
@@ -112,10 +146,10 @@ class BenchStack:
     # --- bring-up ---------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.config.database == "postgres" or self.config.temporal == "server":
+            self._timed("postgres", self._start_postgres)
         self._timed("temporal", self._start_temporal)
         self._timed("minio", self._start_minio)
-        if self.config.database == "postgres":
-            self._timed("postgres", self._start_postgres)
         self._timed("sandbox", self._start_sandbox)
         self._configure()
         self._timed("api", self._start_api)
@@ -131,6 +165,21 @@ class BenchStack:
         self.startup_seconds[name] = round(time.monotonic() - began, 2)
 
     def _start_temporal(self) -> None:
+        if self.config.temporal == "server":
+            assert self.postgres is not None
+            self.temporal = TemporalServer.start(
+                sink=self.log,
+                postgres=self.postgres,
+                config_dir=self.workdir / "temporal-server",
+                port=free_port(),
+                metrics_port=free_port(),
+                other_ports=free_server_ports(),
+                log_level="error",
+                dynamic_config={
+                    name: json.loads(value) for name, value in self.config.temporal_dynamic_config.items()
+                },
+            )
+            return
         tools.temporal_cli()  # builds it on a machine that never ran `make tools`
         if self.config.temporal_dynamic_config:
             self.temporal = self._start_temporal_with_dynamic_config()
@@ -201,8 +250,10 @@ class BenchStack:
         self.api_url = f"http://{LOCALHOST}:{api_port}"
         values = {
             "TEMPORAL_ADDRESS": self.temporal.address,
-            "TEMPORAL_NAMESPACE": "default",
-            "DATABASE_URL": self.postgres.url if self.postgres else f"sqlite:///{self.app_db}",
+            "TEMPORAL_NAMESPACE": self.namespace,
+            "DATABASE_URL": self.postgres.url
+            if self.config.database == "postgres"
+            else f"sqlite:///{self.app_db}",
             "S3_ENDPOINT": self.minio.endpoint,
             "S3_ACCESS_KEY": ACCESS_KEY,
             "S3_SECRET_KEY": SECRET_KEY,
@@ -226,6 +277,20 @@ class BenchStack:
         # model_validate, not the constructor: exactly these values and the defaults, nothing from the environment.
         self.settings = Settings.model_validate({key.lower(): value for key, value in values.items()})
         ensure_bucket(make_minio(self.settings), BUCKET)
+        asyncio.run(self._register_namespace())
+
+    async def _register_namespace(self) -> None:
+        deadline = time.monotonic() + 90
+        while True:  # a server just started can answer "not healthy yet" for a moment
+            try:
+                client = await connect_plain(self.settings)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        await ensure_namespace(client, self.namespace, retention=timedelta(days=1))
+        await ensure_search_attributes(client, self.namespace)
 
     def _start_api(self) -> None:
         argv = [

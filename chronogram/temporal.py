@@ -80,8 +80,9 @@ async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None
 
 async def ensure_namespace(client: Client, namespace: str, *, retention: timedelta) -> bool:
     """Register ``namespace`` unless it exists (the production server starts with none; the dev server with
-    ``default``); returns whether it was registered. A namespace registered on a production server reaches every
-    frontend's cache within seconds: this waits until the client's frontend describes it."""
+    ``default``); returns whether it was registered. A namespace just registered on a production server reaches
+    the caches of its services within seconds (the namespace registry refreshes every 10 s by default): this
+    waits until the frontend and the operator service both know it, so that search attributes can be added."""
     try:
         await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
         return False
@@ -95,16 +96,18 @@ async def ensure_namespace(client: Client, namespace: str, *, retention: timedel
     except RPCError as refused:
         if refused.status != RPCStatusCode.ALREADY_EXISTS:
             raise
-        return False
-    for _ in range(120):
+    for _ in range(240):
         try:
             await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+            await client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace=namespace)
+            )
             return True
         except RPCError as not_yet:
-            if not_yet.status != RPCStatusCode.NOT_FOUND:
+            if not_yet.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 raise
         await asyncio.sleep(0.25)
-    raise RuntimeError(f"namespace {namespace} registered but not visible after 30 s")
+    raise RuntimeError(f"namespace {namespace} registered but not known to the server after 60 s")
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

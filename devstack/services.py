@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import urllib.request
 from dataclasses import dataclass
@@ -262,6 +264,25 @@ SERVER_PORTS = {
     "worker": 7939,
     "worker_membership": 7949,
 }
+
+
+def free_server_ports() -> dict[str, int]:
+    """Free ports for :data:`SERVER_PORTS`' roles (tests and benchmarks run several servers side by side). Below
+    32768: the server records its membership ports in a smallint column."""
+    chosen: dict[str, int] = {}
+    candidates = random.sample(range(20000, 32768), 200)
+    for port in candidates:
+        if len(chosen) == len(SERVER_PORTS):
+            break
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOCALHOST, port))
+            except OSError:
+                continue
+        chosen[list(SERVER_PORTS)[len(chosen)]] = port
+    return chosen
+
+
 # Embedded in temporal-sql-tool: the module's schema/postgresql/v12 directories.
 TEMPORAL_SCHEMAS = {"temporal": "postgresql/v12/temporal", "visibility": "postgresql/v12/visibility"}
 # Dynamic config of the production server as the project runs it. Search attributes added at start-up are visible

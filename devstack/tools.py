@@ -284,7 +284,7 @@ def temporal_server(*, install: bool = True) -> Tool:
             )
         module = "go.temporal.io/server"
         for package, name in (("cmd/server", "temporal-server"), ("cmd/tools/sql", "temporal-sql-tool")):
-            _go_install(f"{module}/{package}", f"v{TEMPORAL_SERVER_VERSION}", scratch)
+            _go_install(f"{module}/{package}", f"v{TEMPORAL_SERVER_VERSION}", scratch, ldflags="-s -w")
             (scratch / package.rsplit("/", 1)[-1]).rename(scratch / name)
 
     return _cached_or_built(

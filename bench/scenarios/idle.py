@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.client import make_accounts, new_http, post_body
 from bench.context import Bench, create_posts, in_thread, settle_workers
-from bench.procinfo import CpuMeter, file_size, mib, rss_bytes
+from bench.procinfo import CpuMeter, mib, rss_bytes
 from bench.stats import summary_ms
 
 NAME = "idle"
@@ -82,7 +82,8 @@ async def run(bench: Bench) -> dict[str, Any]:
         "database_bytes": {
             "app": await in_thread(bench.db.size_bytes, bench.stack.app_db),
             "app_backend": bench.stack.config.database,
-            "temporal_sqlite": file_size(bench.stack.temporal_db),
+            "temporal_backend": bench.stack.config.temporal,
+            "temporal": await in_thread(bench.stack.temporal_database_bytes),
         },
         "goals": [
             {

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from devstack.processes import free_port
-from devstack.services import SERVER_PORTS, PostgresServer, TemporalServer
+from devstack.services import PostgresServer, TemporalServer, free_server_ports
 
 
 @contextmanager
@@ -22,7 +22,7 @@ def temporal_server(postgres: PostgresServer, *, sink: TextIO, config_dir: Path)
         config_dir=config_dir,
         port=free_port(),
         metrics_port=free_port(),
-        other_ports={name: free_port() for name in SERVER_PORTS},
+        other_ports=free_server_ports(),
         log_level="error",
     )
     try:
