@@ -252,7 +252,7 @@ class BenchStack:
             "TEMPORAL_ADDRESS": self.temporal.address,
             "TEMPORAL_NAMESPACE": self.namespace,
             "DATABASE_URL": self.postgres.url
-            if self.config.database == "postgres"
+            if self.postgres is not None and self.config.database == "postgres"
             else f"sqlite:///{self.app_db}",
             "S3_ENDPOINT": self.minio.endpoint,
             "S3_ACCESS_KEY": ACCESS_KEY,
