@@ -3,6 +3,8 @@
     python -m bench                       # full run (what `make bench` runs); results in bench/results/latest.json
     python -m bench --quick               # smoke run with tiny counts, about a minute; bench/results/quick.json
     python -m bench --only burst idle     # some scenarios only
+    python -m bench --temporal server     # on the production Temporal server (PostgreSQL) instead of the dev server
+    python -m bench --only scaleout --temporal server --db postgres --workers 2 --apis 2   # scale-out
 
 Brings up the Temporal dev server, MinIO, the Graph API sandbox, the worker and the API on free ports in a
 temporary directory, runs the scenarios in order, prints a table and writes the JSON. The servers' logs go to
@@ -28,7 +30,7 @@ from bench.context import Bench, settle_workers
 from bench.params import FULL, QUICK, Params
 from bench.procinfo import MachineMeter
 from bench.progress import Progress
-from bench.scenarios import SCENARIOS
+from bench.scenarios import DEFAULT_SCENARIOS, SCENARIOS
 from bench.stack import SANDBOX_QUOTA, BenchStack, StackConfig, running_stack
 from chronogram.settings import PROJECT_ROOT
 from chronogram.temporal import connect_temporal
@@ -45,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
     mode.add_argument("--full", action="store_true", help="the issue's counts (the default)")
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO",
-                        help=f"run only these, in the usual order ({', '.join(SCENARIOS)})")  # fmt: skip
+                        help=f"run only these, in the usual order ({', '.join(SCENARIOS)}; scaleout only when named)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="the JSON (default bench/results/latest.json, quick.json)")
     parser.add_argument(
         "--set",
@@ -93,6 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="worker processes for the product and for the bare baseline alike (default 1)",
     )
     parser.add_argument(
+        "--apis",
+        type=int,
+        default=1,
+        help="API processes (default 1; the scaleout scenario wants 2, with --db postgres)",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="keep the run's databases and MinIO data here (default: a deleted temp dir)",
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     params = (QUICK if args.quick else FULL).with_changes(args.param)
     out: Path = args.out or RESULTS / ("quick.json" if args.quick else "latest.json")
     log_path = out.with_suffix(".log")
-    names = [name for name in SCENARIOS if not args.only or name in args.only]
+    names = [name for name in SCENARIOS if name in args.only] if args.only else list(DEFAULT_SCENARIOS)
     progress = Progress()
     started_at = datetime.now(UTC)
     began = time.monotonic()
@@ -137,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             database=args.db,
             temporal=args.temporal,
             workers=args.workers,
+            apis=args.apis,
             temporal_dynamic_config=dict(item.split("=", 1) for item in args.temporal_config),
             extra_env={name.upper().removeprefix("CHRONOGRAM_"): value for name, value in overrides.items()},
         )
@@ -230,7 +239,7 @@ def _describe_stack(stack: BenchStack, config: StackConfig) -> dict[str, Any]:
             "buc_call_throttling": "off",
             "log_level": "warning",
         },
-        "api": "uvicorn api.main:app, one process, access log off",
+        "api": f"uvicorn api.main:app x {config.apis}, access log off",
         "worker": f"python worker.py x {config.workers}",
         "worker_settings": {
             "max_concurrent_activities": settings.worker_max_concurrent_activities,

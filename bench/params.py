@@ -43,6 +43,12 @@ class Params:
     slow_window_s: float
     # posts are created through the API by this many concurrent clients (outside the measured scheduling runs)
     create_concurrency: int = 16
+    # 7. scale-out (only when named: --only scaleout): a burst over two workers and two APIs, one worker killed
+    # once this share of the posts is published
+    scaleout_posts: int = 1000
+    scaleout_accounts: int = 100
+    scaleout_lead_s: float = 150
+    scaleout_kill_at: float = 0.25
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,4 +122,7 @@ QUICK = Params(
     slow_uploads=10,
     slow_window_s=2,
     create_concurrency=4,
+    scaleout_posts=40,
+    scaleout_accounts=5,
+    scaleout_lead_s=15,
 )

@@ -159,7 +159,7 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{rss.get('worker')} / {rss.get('temporal')} / {rss.get('api')} MiB",
             ),
             (
-                "idle CPU worker / dev server / API",
+                "idle CPU worker / Temporal / API",
                 f"{cores.get('worker', 0) * 100:.2f} / {cores.get('temporal', 0) * 100:.2f} / {cores.get('api', 0) * 100:.2f} % of a core",
             ),
             (
@@ -168,7 +168,7 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
             ),
             (
                 "database size app / Temporal",
-                f"{result['database_bytes']['app'] / 2**20:.1f} / {result['database_bytes']['temporal_sqlite'] / 2**20:.1f} MiB",
+                f"{result['database_bytes']['app'] / 2**20:.1f} / {result['database_bytes']['temporal'] / 2**20:.1f} MiB",
             ),
         ]
     if name == "media":
@@ -196,6 +196,28 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{_listing(one['list'])}; {one['refused']} refused (429) in {refusal} ms at most",
             ),
             (f"... {many['uploads']} slow uploads, {many['users']} users", _listing(many["list"])),
+        ]
+    if name == "scaleout":
+        held, others = result["lag_held_by_killed_worker"], result["lag_others"]
+        return [
+            (
+                "posts / workers / APIs",
+                f"{result['posts']} / {result['workers']} / {result['apis']}, "
+                f"one worker SIGKILLed {result['killed_at_s_after_instant']} s after the instant",
+            ),
+            (
+                "exactly once",
+                f"{result['exactly_once']} ({result['sandbox_media']} media, {result['duplicates']} duplicates)",
+            ),
+            (
+                f"lag of the {held['count']} posts the dead worker held p50 / p99 / max",
+                f"{held['p50_s']} / {held['p99_s']} / {held['max_s']} s",
+            ),
+            (
+                "lag of the others p50 / p99 / max",
+                f"{others['p50_s']} / {others['p99_s']} / {others['max_s']} s",
+            ),
+            ("what the held posts lost", ", ".join(f"{k}: {v}" for k, v in result["what_they_lost"].items())),
         ]
     return []
 

@@ -68,6 +68,9 @@ class StackConfig:
     # Worker processes, for the product and, alike, for the bare baseline. One is the default deployment; more
     # shows whether a limit is that of one Python process (its GIL) or of the system.
     workers: int = 1
+    # API processes (uvicorn api.main:app), each on a port of its own; the scale-out scenario spreads its
+    # requests over all of them (the others use the first). More than one wants the PostgreSQL app database.
+    apis: int = 1
     # Temporal dynamic config (--dynamic-config-value NAME=JSON on the dev server; the server's file), e.g.
     # {"history.timerProcessorMaxTimeShift": '"100ms"'}. Empty: the server's defaults, what is measured otherwise.
     temporal_dynamic_config: dict[str, str] = field(default_factory=dict)
@@ -88,6 +91,8 @@ class BenchStack:
     api: ManagedProcess | None = None
     bare_worker: ManagedProcess | None = None
     extra_workers: list[ManagedProcess] = field(default_factory=list)
+    extra_apis: list[ManagedProcess] = field(default_factory=list)
+    extra_api_urls: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     sandbox_url: str = ""
@@ -132,6 +137,8 @@ class BenchStack:
         }
         for index, process in enumerate(self.extra_workers, start=2):
             named[process.name + str(index // 2 + 1)] = process
+        for index, process in enumerate(self.extra_apis, start=2):
+            named[f"api{index}"] = process
         return {name: process for name, process in named.items() if process is not None}
 
     def pids(self) -> dict[str, int]:
@@ -153,6 +160,8 @@ class BenchStack:
         self._timed("sandbox", self._start_sandbox)
         self._configure()
         self._timed("api", self._start_api)
+        for _ in range(self.config.apis - 1):
+            self._timed("extra_apis", self._start_extra_api)
         self._timed("worker", self._start_worker)
         self._timed("bare_worker", self._start_bare_worker)
         for _ in range(self.config.workers - 1):
@@ -302,6 +311,39 @@ class BenchStack:
         ]  # fmt: skip
         self.api = self._python_child("api", argv)
         self.api.wait_until_ready(lambda: _http_ok(f"{self.api_url}/readyz"), timeout=90, what="/readyz")
+
+    def _start_extra_api(self) -> None:
+        port = free_port()
+        url = f"http://{LOCALHOST}:{port}"
+        argv = [
+            sys.executable, "-m", "uvicorn", "api.main:app", "--host", LOCALHOST, "--port", str(port),
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        api = self._python_child("api", argv)
+        self.extra_apis.append(api)
+        api.wait_until_ready(lambda: _http_ok(f"{url}/readyz"), timeout=90, what="/readyz")
+        self.extra_api_urls.append(url)
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [self.api_url, *self.extra_api_urls]
+
+    def product_workers(self) -> list[ManagedProcess]:
+        """Every process of the product's worker, the first one first."""
+        first = [self.worker] if self.worker is not None else []
+        return first + [process for process in self.extra_workers if process.name == "worker"]
+
+    def replace_worker(self, dead: ManagedProcess) -> ManagedProcess:
+        """Start a worker in place of ``dead`` (killed by a scenario), so that later scenarios have as many."""
+        worker = self._python_child("worker", [sys.executable, "worker.py"])
+        worker.wait_until_ready(
+            lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
+        )
+        if dead is self.worker:
+            self.worker = worker
+        else:
+            self.extra_workers[self.extra_workers.index(dead)] = worker
+        return worker
 
     def _start_worker(self) -> None:
         worker = self.worker = self._python_child("worker", [sys.executable, "worker.py"])
