@@ -6,23 +6,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
-from chronogram.contracts import ScheduledPostResult
 from chronogram.crypto import TokenCipher
 from chronogram.db import make_engine
-from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
 from chronogram.storage import make_minio
 from chronogram.temporal import connect_temporal
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.support.factories import PostSeed, Seeder
+from tests.support.factories import Seeder
 from tests.support.graph_sandbox import sandbox_server
+from tests.support.publishing import start_seeded as start_seeded  # the engine suites' way to start a post
 from tests.support.stack import background_worker, suite_settings
 
 
@@ -74,24 +72,6 @@ async def ig_account(sandbox_admin: SandboxAdmin, seeder: Seeder) -> tuple[Sandb
         seeder.account, ig_user_id=account.ig_user_id, username=account.username, token=account.access_token
     )
     return account, account_id
-
-
-async def start_seeded(
-    client: Client, seeder: Seeder, account: tuple[SandboxAccount, int], seed: PostSeed
-) -> tuple[int, WorkflowHandle[Any, ScheduledPostResult]]:
-    """The post ``seed`` describes, stored for ``account`` (as ``ig_account`` gives it), and its workflow
-    started: the post's id and the workflow's handle."""
-    ig, account_id = account
-    post_id = await asyncio.to_thread(seeder.post, account_id, seed)
-    handle = await start_post_workflow(
-        client,
-        post_id=post_id,
-        account_id=account_id,
-        username=ig.username,
-        post_type=seed.post_type,
-        publish_at=seed.publish_at,
-    )
-    return post_id, handle
 
 
 @pytest_asyncio.fixture

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import pytest
 import pytest_asyncio
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
 from chronogram.contracts import PublishStep, ScheduledPostResult
@@ -22,6 +20,11 @@ from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.engine.conftest import engine_env, start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
+from tests.support.publishing import (
+    assert_published_exactly_once,
+    wait_for_graph_call,
+    wait_for_started_activity,
+)
 from tests.support.stack import connect_when_healthy
 from tests.support.workers import Workers
 from workflows import ScheduledPostWorkflow
@@ -43,41 +46,6 @@ async def schedule(
     seed = PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1080)], datetime.now(UTC) + delay)
     _post_id, handle = await start_seeded(client, seeder, account, seed)
     return handle
-
-
-async def wait_for_started_activity(
-    handle: WorkflowHandle[Any, Any], activity_type: str, within: float = 30
-) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        description = await handle.describe()
-        for pending in description.raw_description.pending_activities:
-            if (
-                pending.activity_type.name == activity_type
-                and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-            ):
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"activity {activity_type} never started")
-
-
-async def wait_for_graph_call(
-    admin: SandboxAdmin, ig: SandboxAccount, endpoint: str, within: float = 30
-) -> None:
-    """The activity being started is not enough: the publish activity holds its call until publish_at, and a
-    worker killed before the call reaches Instagram tests a different (slower, reconciling) path."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await admin.calls(endpoint=endpoint, ig_user_id=ig.ig_user_id):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"Instagram never received {endpoint}")
-
-
-async def assert_published_exactly_once(admin: SandboxAdmin, ig: SandboxAccount) -> None:
-    published = await admin.published(ig.ig_user_id)
-    assert len(published) == 1, f"{len(published)} media published"
-    assert len(published[0]["comments"]) == 1, f"{len(published[0]['comments'])} first comments"
 
 
 # Each activity with the fault that holds it open long enough to kill the worker inside it. The commit_then_*

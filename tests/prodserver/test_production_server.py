@@ -17,14 +17,14 @@ from chronogram.enums import PostStatus, PostType
 from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from scripts.latest_runs import latest_runs
-from tests.engine.conftest import start_seeded
-from tests.engine.test_crash_safety import (
+from tests.support.factories import PostSeed, Seeder
+from tests.support.media import Upload
+from tests.support.publishing import (
     assert_published_exactly_once,
+    start_seeded,
     wait_for_graph_call,
     wait_for_started_activity,
 )
-from tests.support.factories import PostSeed, Seeder
-from tests.support.media import Upload
 from tests.support.stack import background_worker
 from tests.support.workers import Workers
 

@@ -1,0 +1,69 @@
+"""Posts on the real stack, for the suites that run the engine (tests/engine, tests/prodserver): a post seeded
+and its workflow started, what a test waits for while it runs, and the sandbox's verdict on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowHandle
+
+from chronogram.contracts import ScheduledPostResult
+from chronogram.scheduling import start_post_workflow
+from sandbox.admin_client import SandboxAccount, SandboxAdmin
+from tests.support.factories import PostSeed, Seeder
+
+
+async def start_seeded(
+    client: Client, seeder: Seeder, account: tuple[SandboxAccount, int], seed: PostSeed
+) -> tuple[int, WorkflowHandle[Any, ScheduledPostResult]]:
+    """The post ``seed`` describes, stored for ``account`` (as ``ig_account`` gives it), and its workflow
+    started: the post's id and the workflow's handle."""
+    ig, account_id = account
+    post_id = await asyncio.to_thread(seeder.post, account_id, seed)
+    handle = await start_post_workflow(
+        client,
+        post_id=post_id,
+        account_id=account_id,
+        username=ig.username,
+        post_type=seed.post_type,
+        publish_at=seed.publish_at,
+    )
+    return post_id, handle
+
+
+async def wait_for_started_activity(
+    handle: WorkflowHandle[Any, Any], activity_type: str, within: float = 30
+) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        for pending in description.raw_description.pending_activities:
+            if (
+                pending.activity_type.name == activity_type
+                and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            ):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"activity {activity_type} never started")
+
+
+async def wait_for_graph_call(
+    admin: SandboxAdmin, ig: SandboxAccount, endpoint: str, within: float = 30
+) -> None:
+    """The activity being started is not enough: the publish activity holds its call until publish_at, and a
+    worker killed before the call reaches Instagram tests a different (slower, reconciling) path."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await admin.calls(endpoint=endpoint, ig_user_id=ig.ig_user_id):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"Instagram never received {endpoint}")
+
+
+async def assert_published_exactly_once(admin: SandboxAdmin, ig: SandboxAccount) -> None:
+    published = await admin.published(ig.ig_user_id)
+    assert len(published) == 1, f"{len(published)} media published"
+    assert len(published[0]["comments"]) == 1, f"{len(published[0]['comments'])} first comments"
