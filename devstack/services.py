@@ -289,6 +289,8 @@ TEMPORAL_SCHEMAS = {"temporal": "postgresql/v12/temporal", "visibility": "postgr
 # at once (as on the dev server; they are added once per namespace, so the extra reads cost nothing afterwards).
 SERVER_DYNAMIC_CONFIG: dict[str, object] = {
     "system.forceSearchAttributesCacheRefreshOnRead": True,
+    # As docker-compose.temporal.yml: ids fit SQL visibility's columns.
+    "limit.maxIDLength": 255,
     "frontend.persistenceMaxQPS": 10000,
     "history.persistenceMaxQPS": 45000,
 }

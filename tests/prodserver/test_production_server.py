@@ -28,6 +28,20 @@ from tests.support.publishing import (
 from tests.support.stack import background_worker
 from tests.support.workers import Workers
 
+# The queries of docs/operations.md, with times filled in: SQL visibility must accept each (it refuses ORDER BY,
+# and supports less than Elasticsearch would).
+OPERATOR_QUERIES = (
+    "PostStatus='failed' AND CloseTime > '2026-01-01T00:00:00Z'",
+    "PostStatus='failed' AND ErrorCode='GraphAuthError'",
+    "ExecutionStatus='Running' AND PostStatus='scheduled' AND PublishAt < '2026-01-01T00:00:00Z'",
+    "ExecutionStatus='Running' AND PostStatus='scheduled' "
+    "AND PublishAt BETWEEN '2026-01-01T00:00:00Z' AND '2026-01-01T01:00:00Z'",
+    "ExecutionStatus='Running' AND AccountId='3'",
+    "ExecutionStatus='Running' AND UserId='42'",
+    "ExecutionStatus='Running' AND Username='acme_bakery'",
+    "ExecutionStatus='Running' AND DelayedSince IS NOT NULL",
+)
+
 
 def _seed(delay: timedelta) -> PostSeed:
     return PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1080)], datetime.now(UTC) + delay)
@@ -64,6 +78,9 @@ async def test_a_post_is_published_and_found_by_the_visibility_queries(
     services = cast(AppServices, SimpleNamespace(temporal=prod_client))
     since = datetime.now(UTC) - timedelta(hours=1)
     assert post_id not in await temporal_gateway.runs_ended_unfinished(services, closed_after=since)
+    for operator_query in OPERATOR_QUERIES:
+        await prod_client.count_workflows(operator_query)
+        [_ async for _ in prod_client.list_workflows(operator_query, page_size=10)]
 
 
 async def test_a_killed_workers_post_in_flight_is_published_once_by_another(
