@@ -9,12 +9,16 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
+import psycopg
+import pytest
+from sqlalchemy import make_url
 from temporalio.client import Client
 
 from api import temporal_gateway
 from api.deps import AppServices
 from chronogram.enums import PostStatus, PostType
 from chronogram.settings import Settings
+from devstack.services import PostgresServer, apply_schemas
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from scripts.latest_runs import latest_runs
 from tests.support.factories import PostSeed, Seeder
@@ -104,3 +108,24 @@ async def test_a_killed_workers_post_in_flight_is_published_once_by_another(
     result = await asyncio.wait_for(handle.result(), timeout=150)
     assert result.status is PostStatus.PUBLISHED
     await assert_published_exactly_once(prod_sandbox, ig)
+
+
+@pytest.mark.usefixtures("temporal_prod_server")
+def test_the_schemas_apply_again_on_a_running_server(postgres_server: PostgresServer) -> None:
+    """What every `make dev TEMPORAL=server` does on the databases of the previous one: nothing to apply, no error,
+    the version unchanged."""
+
+    def versions() -> list[tuple[str, str]]:
+        found = []
+        for database in ("temporal", "temporal_visibility"):
+            url = make_url(postgres_server.url).set(drivername="postgresql", database=database)
+            with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
+                row = connection.execute("SELECT db_name, curr_version FROM schema_version").fetchone()
+                assert row is not None
+                found.append((str(row[0]), str(row[1])))
+        return found
+
+    before = versions()
+    apply_schemas(postgres_server)
+    assert versions() == before
+    assert all(version not in ("", "0.0") for _, version in before)
