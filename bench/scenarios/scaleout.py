@@ -110,12 +110,16 @@ async def run(bench: Bench) -> dict[str, Any]:
         for media in truth
         if media["caption"] in by_caption
     }
+    closed = await _closed(bench, post_ids, instant)
+    done_of = {post_id: (closed[post_id] - instant).total_seconds() for post_id in closed}
     losses = await _losses(bench.temporal, post_ids, killed_at, victim_identity)
     held = {post_id for post_id, reasons in losses.items() if reasons["lost"]}
     ran_there = {post_id for post_id, reasons in losses.items() if reasons["ran_on_victim"]}
     reasons = Counter(reason for post_id in held for reason in losses[post_id]["lost"])
     held_lags = [lag_of[post_id] for post_id in held if post_id in lag_of]
     other_lags = [lag for post_id, lag in lag_of.items() if post_id not in held]
+    held_done = [done_of[post_id] for post_id in held if post_id in done_of]
+    other_done = [done for post_id, done in done_of.items() if post_id not in held]
     slowest_held = max(held, key=lambda post_id: lag_of.get(post_id, 0.0), default=None)
     result: dict[str, Any] = {
         "path": "api",
@@ -140,6 +144,10 @@ async def run(bench: Bench) -> dict[str, Any]:
         "lag_all": _lags(list(lag_of.values())),
         "lag_held_by_killed_worker": _lags(held_lags),
         "lag_others": _lags(other_lags),
+        # From the instant to the workflow's completion (first comment posted, post marked published): what a
+        # task lost after media_publish costs shows here, not in the publish lag.
+        "completion_held_by_killed_worker": _lags(held_done),
+        "completion_others": _lags(other_done),
         "slowest_held_post": None
         if slowest_held is None
         else {
@@ -186,6 +194,24 @@ async def _create_across_apis(
         for number in range(min(bench.params.create_concurrency, len(bodies))):
             group.create_task(client(number % len(urls)))
     return [post for post in created if post is not None], per_api
+
+
+async def _closed(bench: Bench, post_ids: list[int], instant: datetime) -> dict[int, datetime]:
+    """Each post's workflow close time, once visibility lists them all (it trails the histories)."""
+    wanted = {post_workflow_id(post_id): post_id for post_id in post_ids}
+    since = (instant - timedelta(seconds=5)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    query = f"WorkflowType='ScheduledPostWorkflow' AND ExecutionStatus='Completed' AND CloseTime >= '{since}'"
+    closed: dict[int, datetime] = {}
+
+    async def listed() -> tuple[bool, str]:
+        closed.clear()
+        async for execution in bench.temporal.list_workflows(query):
+            if execution.id in wanted and execution.close_time is not None:
+                closed[wanted[execution.id]] = execution.close_time
+        return len(closed) == len(wanted), f"{len(closed)}/{len(wanted)} workflows completed"
+
+    await wait_for(bench.progress, f"{NAME} (closing)", listed, give_up_after=120, interval=1)
+    return closed
 
 
 async def _losses(
