@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from devstack import tools
 from devstack.processes import LineSink, ManagedProcess, ProcessFailed, port_in_use
 
@@ -328,15 +330,21 @@ class TemporalServer:
         history_shards: int = 4,
         log_level: str = "warn",
         dynamic_config: dict[str, object] | None = None,
+        synchronous_commit: bool = True,
         timeout: float = 120.0,
     ) -> TemporalServer:
         """Apply the schemas (safe to rerun: only missing versions are applied), write the config into
         ``config_dir`` and start the server; returns once its frontend port is open (the caller then registers
         namespaces: :func:`chronogram.temporal.ensure_namespace`). ``other_ports`` overrides
         :data:`SERVER_PORTS` (tests and benchmarks pass free ports). ``history_shards`` is fixed for the life of
-        the database."""
+        the database. ``synchronous_commit=False`` sets PostgreSQL's ``synchronous_commit`` off for the server's
+        databases: a commit no longer waits for its fsync, so a crash of the machine (not of a process) may lose
+        the last moments' commits, never corrupt them: the durability of the dev server's SQLite in WAL mode with
+        ``synchronous=normal``, for benchmarks that compare the two."""
         tool = tools.temporal_server()
         apply_schemas(postgres, databases)
+        if not synchronous_commit:
+            _without_synchronous_commit(postgres, databases)
         ports = {**SERVER_PORTS, **(other_ports or {})}
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "dynamicconfig.yaml").write_text(
@@ -475,6 +483,13 @@ def apply_schemas(
             result = subprocess.run([*base, *step], capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise ProcessFailed(f"temporal-sql-tool {' '.join(step)} on {database}: {_tail(result)}")
+
+
+def _without_synchronous_commit(postgres: PostgresServer, databases: tuple[str, str]) -> None:
+    conninfo = postgres.url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        for database in databases:
+            connection.execute(f'ALTER DATABASE "{database}" SET synchronous_commit TO off')
 
 
 def _tail(result: subprocess.CompletedProcess[str]) -> str:
