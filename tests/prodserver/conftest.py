@@ -33,12 +33,6 @@ from tests.support.workers import Workers
 NAMESPACE = "prodserver"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.parent.name == "prodserver":
-            item.add_marker(pytest.mark.prodserver)
-
-
 @pytest.fixture(scope="session")
 def temporal_prod_server(
     postgres_server: PostgresServer, server_log: TextIO, tmp_path_factory: pytest.TempPathFactory

@@ -32,6 +32,8 @@ from tests.support.publishing import (
 from tests.support.stack import background_worker
 from tests.support.workers import Workers
 
+pytestmark = pytest.mark.prodserver
+
 # The queries of docs/operations.md, with times filled in: SQL visibility must accept each (it refuses ORDER BY,
 # and supports less than Elasticsearch would).
 OPERATOR_QUERIES = (
