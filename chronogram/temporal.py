@@ -96,7 +96,7 @@ async def ensure_namespace(client: Client, namespace: str, *, retention: timedel
     except RPCError as refused:
         if refused.status != RPCStatusCode.ALREADY_EXISTS:
             raise
-    for _ in range(240):
+    for _ in range(480):  # a busy machine's server can take a minute
         try:
             await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
             await client.operator_service.list_search_attributes(
@@ -107,7 +107,7 @@ async def ensure_namespace(client: Client, namespace: str, *, retention: timedel
             if not_yet.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 raise
         await asyncio.sleep(0.25)
-    raise RuntimeError(f"namespace {namespace} registered but not known to the server after 60 s")
+    raise RuntimeError(f"namespace {namespace} registered but not known to the server after 120 s")
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

@@ -79,7 +79,7 @@ def prod_settings(
 async def prod_client(prod_settings: Settings) -> Client:
     """A client of the namespace, registered (the production server starts with none) with the search
     attributes."""
-    client = await connect_when_healthy(prod_settings, within=90)
+    client = await connect_when_healthy(prod_settings, within=180)
     await ensure_namespace(client, NAMESPACE, retention=timedelta(days=1))
     await ensure_search_attributes(client, NAMESPACE)
     return client
