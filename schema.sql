@@ -423,3 +423,25 @@ BEGIN
     END IF;
 END
 $$;
+
+-- A published post's insights, read at +1 h, +24 h and +7 d by its PostMetricsWorkflow (workflows/post_metrics.py).
+-- One row per reading; a retried reading overwrites its row. A reading that failed keeps its error, no values.
+CREATE TABLE IF NOT EXISTS post_metrics (
+    post_id             BIGINT NOT NULL,
+    checkpoint          TEXT NOT NULL,
+    captured_at         TIMESTAMPTZ NOT NULL,
+    reach               INTEGER,
+    likes               INTEGER,
+    comments            INTEGER,
+    saved               INTEGER,
+    shares              INTEGER,
+    views               INTEGER,
+    total_interactions  INTEGER,
+    error_code          TEXT,
+    error_message       TEXT,
+    CONSTRAINT post_metrics_pkey PRIMARY KEY (post_id, checkpoint),
+    CONSTRAINT post_metrics_post_id_fkey FOREIGN KEY (post_id) REFERENCES posts (id) ON DELETE CASCADE,
+    CONSTRAINT post_metrics_checkpoint_check CHECK (checkpoint IN ('1h', '24h', '7d')),
+    CONSTRAINT post_metrics_error_or_values_check CHECK (error_code IS NULL OR total_interactions IS NULL)
+);
+COMMENT ON TABLE post_metrics IS 'A published post''s insights as read at +1 h, +24 h and +7 d; a reading that failed keeps its error instead of values.';

@@ -95,3 +95,15 @@ class AccountEventKind(StrEnum):
     TOKEN_EXCHANGED = "token_exchanged"
     TOKEN_REFRESHED = "token_refreshed"
     NEEDS_RECONNECT = "needs_reconnect"
+
+
+class MetricsCheckpoint(StrEnum):
+    """When a published post's insights are read (workflows/post_metrics.py): its age at each reading."""
+
+    HOUR = "1h"
+    DAY = "24h"
+    WEEK = "7d"
+
+    @property
+    def seconds(self) -> int:
+        return {"1h": 3600, "24h": 86400, "7d": 7 * 86400}[self.value]

@@ -221,9 +221,7 @@ async def test_no_follower_metrics_below_100_followers_and_only_the_last_30_days
     assert all(end.tzinfo is not None and end.astimezone(UTC) < now for end in ends)
 
 
-async def test_another_users_insights_are_refused(
-    raw: Graph, account: SandboxAccount, admin: SandboxAdmin
-) -> None:
+async def test_another_users_insights_are_refused(raw: Graph, admin: SandboxAdmin) -> None:
     other = await admin.create_account("another_shop")
     response = await raw.get(f"{other.ig_user_id}/insights", metric="reach", period="day")
     assert response.status_code == 400
