@@ -15,6 +15,7 @@ from temporalio.common import SearchAttributeKey
 
 # Re-exported: workflow code takes every value it needs from this module alone.
 from chronogram.enums import EventKind as EventKind
+from chronogram.enums import MetricsCheckpoint as MetricsCheckpoint
 from chronogram.enums import PostStatus as PostStatus
 from chronogram.enums import PostType as PostType
 
@@ -610,12 +611,67 @@ class AccountTokensInterface:
         raise NotImplementedError
 
 
+# --- PostMetricsWorkflow: one per published post, reading its insights at +1 h, +24 h and +7 d ---------------
+# Started by the post's workflow as an abandoned child when the post is published, so that the post's own workflow
+# still ends there. Its input and history hold the post id and times only: the activity reads the token itself.
+
+POST_METRICS_WORKFLOW = "PostMetricsWorkflow"
+
+
+def post_metrics_workflow_id(post_id: int | str) -> str:
+    return f"post-metrics-{post_id}"
+
+
+@dataclass(frozen=True)
+class PostMetricsInput:
+    post_id: int
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class PostMetricsResult:
+    post_id: int
+    captured: list[MetricsCheckpoint] = field(default_factory=list)
+    # Readings that ended without values: Instagram kept failing or refused, or had no data yet.
+    missed: list[MetricsCheckpoint] = field(default_factory=list)
+
+
+class CaptureOutcome(StrEnum):
+    CAPTURED = "captured"
+    # Instagram answered an empty data set (data not ready yet, or no longer kept, as for a story after 24 h).
+    UNAVAILABLE = "unavailable"
+    # Instagram refused, or kept failing until the last attempt; the error is stored with the reading.
+    FAILED = "failed"
+    # The post was deleted, or its account disconnected: no reading now or later.
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class CaptureMetricsInput:
+    post_id: int
+    checkpoint: MetricsCheckpoint
+    # The attempt (the workflow's retry policy's maximum) on which a transient failure is stored instead of raised.
+    final_attempt: int = 1
+
+
+@dataclass(frozen=True)
+class CaptureMetricsResult:
+    outcome: CaptureOutcome
+
+
+class PostMetricsInterface:
+    @activity.defn
+    async def capture_metrics(self, request: CaptureMetricsInput) -> CaptureMetricsResult:
+        raise NotImplementedError
+
+
 ACTIVITY_INTERFACES: tuple[type, ...] = (
     PostStoreInterface,
     MediaInterface,
     InstagramInterface,
     AccountTokensInterface,
     RunHistoryInterface,
+    PostMetricsInterface,
 )
 
 

@@ -14,7 +14,14 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
@@ -22,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         DELAYED_SINCE,
         ERROR_CODE,
         NON_RETRYABLE_ERRORS,
+        POST_METRICS_WORKFLOW,
         POST_STATUS,
         PREPARATION_METRIC,
         PUBLISH_AT,
@@ -41,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         InstagramInterface,
         MediaInterface,
         MediaRef,
+        PostMetricsInput,
         PostRef,
         PostSignal,
         PostState,
@@ -67,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         SignalRefusal,
         SignalVerdict,
         cap_error_text,
+        post_metrics_workflow_id,
     )
 
 # Retry policies follow the side effect of each call.
@@ -134,6 +144,10 @@ _RECONNECT_PATCH = "wait-for-reconnect"
 # while the post is scheduled cancels it like the API's cancel: the post ends cancelled, with an event naming who
 # asked. Once publishing has begun the run is cancelled as before, and the reconciler hands the post to a fresh run.
 _TEMPORAL_CANCEL_PATCH = "temporal-cancellation-cancels-the-post"
+
+# A published post's insights are read at +1 h, +24 h and +7 d by a PostMetricsWorkflow of its own, started here
+# as an abandoned child once the post is finished, so that this run still ends at publish (issue 17).
+_POST_METRICS_PATCH = "post-metrics"
 
 # --- Lateness deadline (issue 12), behind one patch taken as preparation begins ---------------------------------
 # Transient and throttled failures of Instagram, storage and the database delay a post until its deadline,
@@ -416,9 +430,26 @@ class ScheduledPostWorkflow:
             media_id = await self._publish_exactly_once(plan, container_id)
         except ActivityError as error:
             raise _PostFailed(_error_type(error), _error_message(error)) from None
+        published_at = workflow.now()
         if self._deadline_mode:
-            return await self._finish_published_until_deadline(plan, media_id)
-        return await self._finish_published(plan, media_id)
+            result = await self._finish_published_until_deadline(plan, media_id)
+        else:
+            result = await self._finish_published(plan, media_id)
+        if media_id and workflow.patched(_POST_METRICS_PATCH):
+            await self._start_post_metrics(published_at)
+        return result
+
+    async def _start_post_metrics(self, published_at: datetime) -> None:
+        try:
+            await workflow.start_child_workflow(
+                POST_METRICS_WORKFLOW,
+                PostMetricsInput(self._state.post_id, published_at),
+                id=post_metrics_workflow_id(self._state.post_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary="insights at +1 h, +24 h and +7 d",
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # an earlier run of this post started it
 
     async def _temporal_cancellation(self) -> CancelRequest:
         info = workflow.info()

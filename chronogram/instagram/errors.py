@@ -84,6 +84,8 @@ class Operation(StrEnum):
     REFRESH_TOKEN = "refresh_token"
     EXCHANGE_TOKEN = "exchange_token"
     DEBUG_TOKEN = "debug_token"
+    MEDIA_INSIGHTS = "media_insights"
+    USER_INSIGHTS = "user_insights"
 
     @property
     def unsafe(self) -> bool:
