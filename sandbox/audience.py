@@ -136,9 +136,9 @@ def media_engagement(
     )
 
 
-def online_followers(profile: AudienceProfile, at: datetime) -> int:
-    """Followers online during the hour starting at ``at``."""
-    share = profile.affinity_at(at) / profile.max_affinity()
+def online_followers(profile: AudienceProfile, at: datetime, max_affinity: float | None = None) -> int:
+    """Followers online during the hour starting at ``at`` (``max_affinity``: the profile's, if known)."""
+    share = profile.affinity_at(at) / (max_affinity or profile.max_affinity())
     return round(profile.followers * profile.online_rate * share)
 
 
@@ -152,5 +152,6 @@ def new_followers(profile: AudienceProfile, day_end: datetime) -> int:
 def account_reach(profile: AudienceProfile, day_end: datetime) -> int:
     """Accounts reached in the 24 hours before ``day_end``: a day's audience, whether or not anything was posted."""
     start = day_end - timedelta(days=1)
-    online = sum(online_followers(profile, start + timedelta(hours=h)) for h in range(24))
+    peak = profile.max_affinity()
+    online = sum(online_followers(profile, start + timedelta(hours=h), peak) for h in range(24))
     return round(online * profile.reach_rate)

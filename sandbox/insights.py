@@ -195,7 +195,8 @@ def _user_insights(call: Call, ig_user_id: str) -> dict[str, Any]:
         else:
             metric_ends = ends
         entry = _entry(name, period)
-        values = [(end, _user_value(profile, name, period, end)) for end in metric_ends]
+        peak = profile.max_affinity()
+        values = [(end, _user_value(profile, name, period, end, peak)) for end in metric_ends]
         if total_value and name != "online_followers":
             entry["total_value"] = {"value": sum(value for _, value in values if isinstance(value, int))}
         else:
@@ -218,10 +219,14 @@ def _period_ends(since: datetime, until: datetime, available_until: datetime) ->
     return ends
 
 
-def _user_value(profile: AudienceProfile, name: str, period: str, end: datetime) -> int | dict[str, int]:
+def _user_value(
+    profile: AudienceProfile, name: str, period: str, end: datetime, peak: float
+) -> int | dict[str, int]:
     if name == "online_followers":
         start = end - timedelta(days=1)
-        return {str(hour): online_followers(profile, start + timedelta(hours=hour)) for hour in range(24)}
+        return {
+            str(hour): online_followers(profile, start + timedelta(hours=hour), peak) for hour in range(24)
+        }
     if name == "follower_count":
         return new_followers(profile, end)
     days = _PERIOD_DAYS[period]
