@@ -14,7 +14,7 @@ from temporalio.client import Client
 from activities.account_tokens import AccountTokens
 from activities.instagram import InstagramActivities
 from activities.media import MediaActivities
-from activities.metrics import PostMetricsActivities
+from activities.metrics import PostMetricsActivities, PostMetricsStarter
 from activities.notifications import EmailActivities, WebhookActivities
 from activities.run_history import RunHistory
 from activities.store import PostStore
@@ -49,7 +49,15 @@ def build_activities(
     metrics = PostMetricsActivities(graph, engine, cipher)
     return [
         getattr(implementation, name)
-        for implementation in (store, media, instagram, tokens, RunHistory(temporal), metrics)
+        for implementation in (
+            store,
+            media,
+            instagram,
+            tokens,
+            RunHistory(temporal),
+            metrics,
+            PostMetricsStarter(temporal),
+        )
         for interface in ACTIVITY_INTERFACES
         if isinstance(implementation, interface)
         for name in activity_names(interface)

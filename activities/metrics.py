@@ -18,14 +18,22 @@ from sqlalchemy import Engine, bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.instagram import as_application_error
 from chronogram.contracts import (
+    POST_METRICS_WORKFLOW,
+    TASK_QUEUE,
     CaptureMetricsInput,
     CaptureMetricsResult,
     CaptureOutcome,
+    PostMetricsInput,
     PostMetricsInterface,
+    PostMetricsStarterInterface,
     cap_error_text,
+    post_metrics_workflow_id,
 )
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus, PostType
@@ -124,3 +132,27 @@ class PostMetricsActivities(PostMetricsInterface):
 
         written = await asyncio.to_thread(write)
         return CaptureMetricsResult(outcome if written else CaptureOutcome.GONE)
+
+
+class PostMetricsStarter(PostMetricsStarterInterface):
+    """Starts a published post's PostMetricsWorkflow from its ScheduledPostWorkflow: a workflow of its own, not a
+    child, so that the post's run ends at publish and nothing ties the two runs' lifetimes together."""
+
+    def __init__(self, temporal: Client, task_queue: str = TASK_QUEUE) -> None:
+        self._temporal = temporal
+        self._task_queue = task_queue
+
+    @activity.defn
+    async def start_post_metrics(self, request: PostMetricsInput) -> None:
+        try:
+            await self._temporal.start_workflow(
+                POST_METRICS_WORKFLOW,
+                request,
+                id=post_metrics_workflow_id(request.post_id),
+                task_queue=self._task_queue,
+                # Once per post: a retried activity, or a later run of the post, finds it started (or done).
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary="insights at +1 h, +24 h and +7 d",
+            )
+        except WorkflowAlreadyStartedError:
+            pass

@@ -612,8 +612,8 @@ class AccountTokensInterface:
 
 
 # --- PostMetricsWorkflow: one per published post, reading its insights at +1 h, +24 h and +7 d ---------------
-# Started by the post's workflow as an abandoned child when the post is published, so that the post's own workflow
-# still ends there. Its input and history hold the post id and times only: the activity reads the token itself.
+# Started by an activity of the post's workflow when the post is published (start_post_metrics), so that the
+# post's own workflow still ends there. Its input and history hold the post id and times only: the activity reads the token itself.
 
 POST_METRICS_WORKFLOW = "PostMetricsWorkflow"
 
@@ -665,6 +665,13 @@ class PostMetricsInterface:
         raise NotImplementedError
 
 
+class PostMetricsStarterInterface:
+    @activity.defn
+    async def start_post_metrics(self, request: PostMetricsInput) -> None:
+        """Starts the post's PostMetricsWorkflow; does nothing if it was already started."""
+        raise NotImplementedError
+
+
 ACTIVITY_INTERFACES: tuple[type, ...] = (
     PostStoreInterface,
     MediaInterface,
@@ -672,6 +679,7 @@ ACTIVITY_INTERFACES: tuple[type, ...] = (
     AccountTokensInterface,
     RunHistoryInterface,
     PostMetricsInterface,
+    PostMetricsStarterInterface,
 )
 
 

@@ -14,14 +14,7 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    RetryState,
-    TimeoutError,
-    WorkflowAlreadyStartedError,
-)
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
@@ -29,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         DELAYED_SINCE,
         ERROR_CODE,
         NON_RETRYABLE_ERRORS,
-        POST_METRICS_WORKFLOW,
         POST_STATUS,
         PREPARATION_METRIC,
         PUBLISH_AT,
@@ -50,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         MediaInterface,
         MediaRef,
         PostMetricsInput,
+        PostMetricsStarterInterface,
         PostRef,
         PostSignal,
         PostState,
@@ -76,7 +69,6 @@ with workflow.unsafe.imports_passed_through():
         SignalRefusal,
         SignalVerdict,
         cap_error_text,
-        post_metrics_workflow_id,
     )
 
 # Retry policies follow the side effect of each call.
@@ -145,8 +137,8 @@ _RECONNECT_PATCH = "wait-for-reconnect"
 # asked. Once publishing has begun the run is cancelled as before, and the reconciler hands the post to a fresh run.
 _TEMPORAL_CANCEL_PATCH = "temporal-cancellation-cancels-the-post"
 
-# A published post's insights are read at +1 h, +24 h and +7 d by a PostMetricsWorkflow of its own, started here
-# as an abandoned child once the post is finished, so that this run still ends at publish (issue 17).
+# A published post's insights are read at +1 h, +24 h and +7 d by a PostMetricsWorkflow of its own, started by an
+# activity once the post is finished, so that this run still ends at publish (issue 17).
 _POST_METRICS_PATCH = "post-metrics"
 
 # --- Lateness deadline (issue 12), behind one patch taken as preparation begins ---------------------------------
@@ -441,15 +433,15 @@ class ScheduledPostWorkflow:
 
     async def _start_post_metrics(self, published_at: datetime) -> None:
         try:
-            await workflow.start_child_workflow(
-                POST_METRICS_WORKFLOW,
+            await workflow.execute_activity_method(
+                PostMetricsStarterInterface.start_post_metrics,
                 PostMetricsInput(self._state.post_id, published_at),
-                id=post_metrics_workflow_id(self._state.post_id),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary="insights at +1 h, +24 h and +7 d",
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_FINISHING_RETRY,
+                summary="start reading its insights",
             )
-        except WorkflowAlreadyStartedError:
-            pass  # an earlier run of this post started it
+        except ActivityError:
+            pass  # the post is published all the same; it only goes without insights
 
     async def _temporal_cancellation(self) -> CancelRequest:
         info = workflow.info()
