@@ -8,7 +8,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, Text, cast, func, select, type_coerce
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -70,9 +70,21 @@ def time_zone(name: str) -> ZoneInfo:
 
 
 def _history(services: AppServices, account_id: int) -> list[Reading]:
+    """Every reading with values of the account's published posts. Read as plain numbers and text (the epoch of
+    published_at computed by the database), not through the models' column types: at 10,000 posts their
+    per-row conversions were most of the route's time."""
     posts, metrics = table_of(Post), table_of(PostMetrics)
+    if services.engine.dialect.name == "postgresql":
+        epoch = cast(func.extract("epoch", posts.c.published_at), BigInteger)
+    else:
+        epoch = cast(func.strftime("%s", posts.c.published_at), BigInteger)
     query = (
-        select(posts.c.id, posts.c.published_at, metrics.c.checkpoint, metrics.c.total_interactions)
+        select(
+            posts.c.id,
+            epoch,
+            type_coerce(metrics.c.checkpoint, Text),
+            metrics.c.total_interactions,
+        )
         .join(metrics, metrics.c.post_id == posts.c.id)
         .where(
             posts.c.account_id == account_id,
@@ -80,8 +92,74 @@ def _history(services: AppServices, account_id: int) -> list[Reading]:
             metrics.c.total_interactions.is_not(None),
         )
     )
+    checkpoints = {checkpoint.value: checkpoint for checkpoint in MetricsCheckpoint}
     with services.engine.connect() as connection:
-        return [Reading(*row) for row in connection.execute(query)]
+        return [
+            Reading(post_id, datetime.fromtimestamp(seconds, UTC), checkpoints[checkpoint], total)
+            for post_id, seconds, checkpoint, total in connection.execute(query)
+        ]
+
+
+def _fingerprint(services: AppServices, account_id: int) -> tuple[int, str]:
+    """What changes whenever a reading of the account's posts is added, replaced or deleted: their count and the
+    latest time one was taken (one aggregate, computed inside the database)."""
+    posts, metrics = table_of(Post), table_of(PostMetrics)
+    query = (
+        select(func.count(), type_coerce(func.max(metrics.c.captured_at), Text))
+        .select_from(metrics.join(posts, metrics.c.post_id == posts.c.id))
+        .where(posts.c.account_id == account_id, posts.c.status == PostStatus.PUBLISHED.value)
+    )
+    with services.engine.connect() as connection:
+        count, latest = connection.execute(query).one()
+    return int(count), str(latest)
+
+
+class _HistoryCache:
+    """Each account's best slots from history, per time zone, while its readings stay the same (per API
+    process, bounded): the answer changes only when a reading is taken, a few times a day per post."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, str], tuple[tuple[int, str], int, list[best_times.Slot]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(
+        self, key: tuple[int, str], fingerprint: tuple[int, str]
+    ) -> tuple[int, list[best_times.Slot]] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != fingerprint:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1], entry[2]
+
+    def put(
+        self, key: tuple[int, str], fingerprint: tuple[int, str], analyzed: int, slots: list[best_times.Slot]
+    ) -> None:
+        with self._lock:
+            self._entries[key] = (fingerprint, analyzed, slots)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+HISTORY_CACHE = _HistoryCache()
+
+
+def _history_slots(
+    services: AppServices, account_id: int, zone_name: str
+) -> tuple[int, list[best_times.Slot]]:
+    fingerprint = _fingerprint(services, account_id)
+    cached = HISTORY_CACHE.get((account_id, zone_name), fingerprint)
+    if cached is not None:
+        return cached
+    readings = _history(services, account_id)
+    analyzed = best_times.posts_with_readings(readings)
+    slots = best_times.slots_from_history(readings, ZoneInfo(zone_name))
+    HISTORY_CACHE.put((account_id, zone_name), fingerprint, analyzed, slots)
+    return analyzed, slots
 
 
 class AudienceCache:
@@ -137,9 +215,7 @@ async def _audience(services: AppServices, account: InstagramAccount) -> list[tu
 async def optimal_times(services: AppServices, account: InstagramAccount, zone_name: str) -> OptimalTimes:
     assert account.id is not None
     zone = time_zone(zone_name)
-    readings = await run_in_threadpool(_history, services, account.id)
-    analyzed = best_times.posts_with_readings(readings)
-    slots = best_times.slots_from_history(readings, zone)
+    analyzed, slots = await run_in_threadpool(_history_slots, services, account.id, zone_name)
     source = Source.HISTORY if slots else Source.NONE
     audience_error = None
     if analyzed < best_times.MIN_HISTORY_POSTS:
