@@ -46,7 +46,7 @@ async def test_media_insights_shape_and_growth_with_age(
     assert early.status_code == 200, early.text
     assert early.json() == {"data": []}
 
-    seen = []
+    seen: list[tuple[int, dict[str, Any]]] = []
     for hours in (1, 24, 24 * 7):
         await admin.advance_clock(hours * 3600 - (sum(seen_hours for seen_hours, _ in seen) * 3600))
         response = await raw.get(f"{media_id}/insights", metric=metrics)
