@@ -5,10 +5,13 @@ timer fires; a reading Instagram refuses is stored with its error and never touc
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.metrics import PostMetricsActivities
 from chronogram.contracts import (
@@ -30,6 +33,7 @@ from chronogram.enums import MetricsCheckpoint, PostStatus, PostType
 from chronogram.instagram import GraphClient
 from chronogram.instagram.models import ImageSpec
 from chronogram.models import Post, PostMetrics
+from chronogram.temporal import DATA_CONVERTER
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.graph.media_server import MediaServer, StandardMedia, publish_standard_media
 from tests.support.factories import add_account, add_user, id_of
@@ -139,6 +143,7 @@ async def run_metrics(
 
 
 TASK_QUEUE = f"post-metrics-{uuid.uuid4()}"
+RECORD_TO = Path(__file__).parents[1] / "replay" / "metrics_histories" / "three_readings.json"
 
 
 @pytest_asyncio.fixture
@@ -187,9 +192,14 @@ async def test_insights_are_read_at_one_hour_one_day_and_one_week(
     for row in taken:
         parts = (row.likes, row.comments, row.saved, row.shares)
         assert sum(part or 0 for part in parts) == row.total_interactions
-    # Read on the sandbox's clock, by the token the activity decrypted (the history holds neither).
-    history = (await handle.fetch_history()).to_json()
-    assert post.account.access_token not in history
+    # Read by the token the activity decrypted: the history never holds it. It replays with the current code, and
+    # is the one tests/replay keeps (re-record with CHRONOGRAM_RECORD_METRICS_HISTORY=1).
+    history = await handle.fetch_history()
+    assert post.account.access_token not in history.to_json()
+    await Replayer(workflows=[PostMetricsWorkflow], data_converter=DATA_CONVERTER).replay_workflow(history)
+    if os.environ.get("CHRONOGRAM_RECORD_METRICS_HISTORY"):
+        RECORD_TO.parent.mkdir(exist_ok=True)
+        RECORD_TO.write_text(json.dumps(json.loads(history.to_json()), indent=1, sort_keys=True) + "\n")
 
 
 async def test_a_refused_reading_is_stored_with_its_error_and_the_next_one_is_taken(
