@@ -1,14 +1,17 @@
-"""Media files made in memory: JPEG and PNG by Pillow, MP4 as hand-built ISO base media boxes.
+"""Media files made in memory: JPEG and PNG by Pillow, real MP4 and MOV videos encoded by PyAV, and MP4 headers
+as hand-built ISO base media boxes (a file that looks like a video and decodes to nothing).
 
 Each maker returns the file's bytes; Upload bundles them with what the API would have measured on upload, for
 callers that put media into storage and the database themselves."""
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import Any
 
+import av
 from PIL import Image
 
 JPEG_COLOR = (30, 120, 200)
@@ -80,6 +83,70 @@ def mp4(
     return ftyp + moov + _box(b"mdat", b"\x00" * padding)
 
 
+VIDEO_COLOR = (220, 140, 30)
+
+
+@functools.lru_cache(maxsize=64)
+def video(
+    seconds: float = 4.0,
+    *,
+    width: int = 180,
+    height: int = 320,
+    fps: int = 30,
+    codec: str = "libx264",
+    container: str = "mp4",
+    audio: bool = True,
+    rotation: int = 0,
+    color: tuple[int, int, int] = VIDEO_COLOR,
+) -> bytes:
+    """A real video encoded by PyAV: ``seconds`` of frames at ``fps``, plain ``color`` except for a white bar that
+    moves right one pixel per frame, AAC silence when ``audio``. ``container`` "mp4" or "mov" (QuickTime);
+    ``codec`` "libx264", "libx265" or "mpeg4" (MPEG-4 Part 2, which Instagram refuses); ``rotation`` (90, 180,
+    270) is written as the display matrix a phone writes. Cached: the same arguments return the same bytes."""
+    out = io.BytesIO()
+    frames = max(1, round(seconds * fps))
+    with av.open(out, "w", format=container) as muxer:
+        stream = muxer.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx265":
+            stream.options = {"x265-params": "log-level=none"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        sound = muxer.add_stream("aac", rate=44100, layout="mono") if audio else None
+        picture = Image.new("RGB", (width, height), color)
+        for index in range(frames):
+            frame_picture = picture.copy()
+            frame_picture.paste((255, 255, 255), (index % width, 0, index % width + 1, height))
+            frame = av.VideoFrame.from_image(frame_picture)
+            frame.pts = index
+            muxer.mux(stream.encode(frame))
+        muxer.mux(stream.encode(None))
+        if sound is not None:
+            samples = sound.codec_context.frame_size or 1024
+            for index in range(int(seconds * 44100) // samples + 1):
+                chunk = av.AudioFrame(format=sound.codec_context.format.name, layout="mono", samples=samples)
+                for plane in chunk.planes:
+                    plane.update(bytes(plane.buffer_size))
+                chunk.sample_rate, chunk.pts = 44100, index * samples
+                muxer.mux(sound.encode(chunk))
+            muxer.mux(sound.encode(None))
+    return out.getvalue()
+
+
+def mov(seconds: float = 4.0, **options: Any) -> bytes:
+    """A real QuickTime video (``video`` with container "mov")."""
+    return video(seconds, container="mov", **options)
+
+
+def broken_video() -> bytes:
+    """An MP4 whose header is intact and whose pictures are garbage: sniffed as a video, decoded as nothing."""
+    data = bytearray(video(4.0, audio=False))
+    at = data.index(b"mdat") + 4
+    data[at : at + 4096] = bytes(4096)
+    data[at + 4096 :] = b"\xff" * (len(data) - at - 4096)
+    return bytes(data)
+
+
 @dataclass(frozen=True)
 class Upload:
     """A file as the API stores it: its bytes, its content type and what was measured of it."""
@@ -95,6 +162,8 @@ class Upload:
         return cls(jpeg(width, height, color), "image/jpeg", width, height)
 
     @classmethod
-    def mp4(cls, duration_ms: int = 8000) -> Upload:
-        """The duration is what the upload recorded; the file itself declares none."""
-        return cls(mp4(), "video/mp4", duration_ms=duration_ms)
+    def mp4(cls, duration_ms: int = 8000, width: int = 180, height: int = 320) -> Upload:
+        """A real H.264 MP4 of that duration, with what the upload's probe measured of it."""
+        return cls(
+            video(duration_ms / 1000, width=width, height=height), "video/mp4", width, height, duration_ms
+        )
