@@ -21,14 +21,9 @@ from chronogram.contracts import (
 from chronogram.enums import PostType
 from chronogram.media_rules import MediaRejected, check_aspect_ratio, check_video, render_image, sniff_video
 from chronogram.models import MediaAsset
+from chronogram.previews import rendition_key
 
-
-def rendition_key(asset: MediaAsset) -> str:
-    """Where the Instagram-ready copy of an asset lives. Keyed by content, so identical uploads share one and a
-    retried activity overwrites its own earlier attempt."""
-    if asset.is_video:
-        return asset.object_key  # videos go to Instagram as uploaded: Meta transcodes them itself
-    return f"renditions/{asset.sha256}.jpg"
+__all__ = ["MediaActivities", "rendition_key"]
 
 
 class MediaActivities(MediaInterface):

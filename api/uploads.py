@@ -26,6 +26,8 @@ from starlette.requests import ClientDisconnect
 from api.errors import ApiError
 from chronogram.contracts import MediaKind
 from chronogram.media_rules import MAX_PIXELS, MediaRejected, inspect_image, sniff_video
+from chronogram.previews import image_preview
+from chronogram.video_probe import ProbeBusy, probe_video
 
 FILE_FIELD = "file"
 _SNIFF_BYTES = 16
@@ -34,6 +36,10 @@ _WRITE_BATCH_BYTES = 256 * 1024
 _IMAGE_TYPES = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 _VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov"}
 _NEITHER = "the file is neither an image (JPEG, PNG or WebP) nor a video (MP4 or MOV)"
+# A file the probe could not read as a video at all: its type is not one we take (415), rather than a bad value.
+_UNSUPPORTED_VIDEO_CODES = frozenset(
+    {"video_undecodable", "unsupported_video_format", "video_without_picture"}
+)
 # EXIF orientations that turn the picture a quarter: width and height swap on screen.
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 
@@ -53,6 +59,14 @@ class Examined:
     extension: str
     width: int | None = None
     height: int | None = None
+    duration_ms: int | None = None
+    rotation: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    frame_rate: float | None = None
+    has_audio: bool | None = None
+    # The small JPEG stored beside the original: a video's thumbnail (its first frame), an image's preview.
+    preview: bytes | None = None
 
 
 @dataclass
@@ -262,10 +276,7 @@ def examine(received: ReceivedFile) -> Examined:
     Blocking (reads the file, decodes images): call it in a thread.
     """
     if received.kind is MediaKind.VIDEO:
-        content_type = sniff_video(received.head)
-        assert content_type is not None
-        # Duration and codecs need a demuxer (ffprobe), which is not available: Instagram reports those.
-        return Examined(content_type=content_type, extension=_VIDEO_EXTENSIONS[content_type])
+        return _examine_video(received)
     received.file.seek(0)
     data = received.file.read()
     received.file.seek(0)
@@ -277,7 +288,45 @@ def examine(received: ReceivedFile) -> Examined:
         message = _NEITHER if rejected.code == "unsupported_media" else rejected.message
         raise ApiError(status, rejected.code, message, field=FILE_FIELD) from None
     content_type, extension = _IMAGE_TYPES[image_format]
-    return Examined(content_type=content_type, extension=extension, width=width, height=height)
+    return Examined(
+        content_type=content_type,
+        extension=extension,
+        width=width,
+        height=height,
+        preview=image_preview(data),
+    )
+
+
+def _examine_video(received: ReceivedFile) -> Examined:
+    """Probe the video in a bounded child process (chronogram.video_probe): what it measures is stored, and a
+    file that FFmpeg cannot decode is refused now rather than by Instagram minutes before its time."""
+    content_type = sniff_video(received.head)
+    assert content_type is not None
+    try:
+        probe = probe_video(received.file)
+    except MediaRejected as rejected:
+        status = 415 if rejected.code in _UNSUPPORTED_VIDEO_CODES else 422
+        raise ApiError(status, rejected.code, rejected.message, field=FILE_FIELD) from None
+    except ProbeBusy:
+        raise ApiError(
+            503,
+            "upload_capacity_reached",
+            "the server is checking as many videos as it can at once; send this one again shortly",
+            headers={"Retry-After": "10"},
+        ) from None
+    return Examined(
+        content_type=content_type,
+        extension=_VIDEO_EXTENSIONS[content_type],
+        width=probe.width,
+        height=probe.height,
+        duration_ms=probe.duration_ms,
+        rotation=probe.rotation,
+        video_codec=probe.video_codec,
+        audio_codec=probe.audio_codec,
+        frame_rate=probe.frame_rate,
+        has_audio=probe.has_audio,
+        preview=probe.thumbnail,
+    )
 
 
 def _examine_image(data: bytes) -> tuple[str, int, int]:

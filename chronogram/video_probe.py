@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
@@ -37,8 +38,16 @@ _MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
 _MAX_FRAMES_TO_THUMB = 600
 THUMBNAIL_MAX_SIDE = 320
 _EXIT_REJECTED = 3
+# Probes running at once in this process; more wait, up to PROBE_QUEUE_SECONDS, then ProbeBusy.
+PROBE_CONCURRENCY = 4
+PROBE_QUEUE_SECONDS = 60.0
+_running = threading.BoundedSemaphore(PROBE_CONCURRENCY)
 
 ACCEPTED_VIDEOS = "an MP4 or MOV video (H.264 or HEVC)"
+
+
+class ProbeBusy(RuntimeError):
+    """Every probe slot stayed taken for PROBE_QUEUE_SECONDS: the file was not judged; try again later."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,10 @@ def probe_video(
 ) -> VideoProbe:
     """Probe the video in ``source`` (read from its start) in a child process; its thumbnail is the frame at
     ``thumb_offset_ms`` (the last frame if the video is shorter). Raises MediaRejected for a file that is not a
-    video FFmpeg decodes, or that takes longer than ``timeout`` or more than ``max_memory_bytes``."""
+    video FFmpeg decodes, or that takes longer than ``timeout`` or more than ``max_memory_bytes``; ProbeBusy when
+    PROBE_CONCURRENCY probes stay running for PROBE_QUEUE_SECONDS."""
+    if not _running.acquire(timeout=PROBE_QUEUE_SECONDS):
+        raise ProbeBusy(f"{PROBE_CONCURRENCY} videos are being probed; try again shortly")
     try:
         source.fileno()
         source.seek(0)
@@ -84,6 +96,7 @@ def probe_video(
             copy.seek(0)
             return _run_child(copy, thumb_offset_ms, timeout, max_memory_bytes)
     finally:
+        _running.release()
         source.seek(0)
 
 
@@ -99,7 +112,7 @@ def _run_child(source: IO[bytes], thumb_offset_ms: int, timeout: float, max_memo
     project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": project_root}
     try:
-        done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+        done = subprocess.run(
             command, stdin=source, capture_output=True, timeout=timeout, env=env, check=False
         )
     except subprocess.TimeoutExpired:
@@ -141,7 +154,7 @@ def _child(thumb_offset_ms: int, max_memory_bytes: int, max_cpu_seconds: int) ->
     resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (max_cpu_seconds, max_cpu_seconds))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    stdin = open(0, "rb", closefd=False)  # noqa: SIM115 - the process's own standard input
+    stdin = open(0, "rb", closefd=False)
     try:
         facts = _probe(stdin, thumb_offset_ms)
     except _Refused as refused:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import av
 from PIL import Image
@@ -106,7 +106,7 @@ def video(
     out = io.BytesIO()
     frames = max(1, round(seconds * fps))
     with av.open(out, "w", format=container) as muxer:
-        stream = muxer.add_stream(codec, rate=fps)
+        stream = cast(av.VideoStream, muxer.add_stream(codec, rate=fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx265":
             stream.options = {"x265-params": "log-level=none"}
@@ -117,7 +117,7 @@ def video(
         for index in range(frames):
             frame_picture = picture.copy()
             frame_picture.paste((255, 255, 255), (index % width, 0, index % width + 1, height))
-            frame = av.VideoFrame.from_image(frame_picture)
+            frame = av.VideoFrame.from_image(frame_picture)  # type: ignore[no-untyped-call]
             frame.pts = index
             muxer.mux(stream.encode(frame))
         muxer.mux(stream.encode(None))

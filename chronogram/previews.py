@@ -1,0 +1,48 @@
+"""The objects derived from an upload, and the small JPEG shown for an image in lists and pickers (a video's
+thumbnail comes from chronogram.video_probe).
+
+Beside each original ``uploads/{owner}/{name}.{ext}`` in the media bucket: its preview ``{name}.preview.jpg``.
+Renditions (what Instagram fetches) are keyed by content, ``renditions/{sha256}.jpg``, shared by identical images;
+a video is sent as uploaded, so the original is its rendition.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageOps
+
+from chronogram.models import MediaAsset
+
+PREVIEW_MAX_SIDE = 320
+PREVIEW_SUFFIX = ".preview.jpg"
+UPLOADS_PREFIX = "uploads/"
+RENDITIONS_PREFIX = "renditions/"
+
+
+def preview_key(object_key: str) -> str:
+    """The preview's object key, beside the original's: ``uploads/7/ab12.jpg`` -> ``uploads/7/ab12.preview.jpg``."""
+    stem = object_key.rsplit(".", 1)[0] if "." in object_key.rsplit("/", 1)[-1] else object_key
+    return stem + PREVIEW_SUFFIX
+
+
+def rendition_key(asset: MediaAsset) -> str:
+    """Where the Instagram-ready copy of an asset lives. Keyed by content, so identical uploads share one and a
+    retried activity overwrites its own earlier attempt."""
+    if asset.is_video:
+        return asset.object_key  # videos go to Instagram as uploaded: Meta transcodes them itself
+    return f"{RENDITIONS_PREFIX}{asset.sha256}.jpg"
+
+
+def image_preview(data: bytes) -> bytes:
+    """A JPEG at most PREVIEW_MAX_SIDE on its longer side, orientation applied. Call it on an image that
+    media_rules has accepted (its pixel count is bounded). JPEGs are decoded at a reduced scale (draft mode), so
+    even a 50-megapixel one costs a few milliseconds."""
+    with Image.open(io.BytesIO(data)) as original:
+        if original.format == "JPEG":
+            original.draft("RGB", (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
+        image = ImageOps.exif_transpose(original)
+        image.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=80)
+    return out.getvalue()
