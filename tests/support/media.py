@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import io
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -103,9 +105,29 @@ def video(
     moves right one pixel per frame, AAC silence when ``audio``. ``container`` "mp4" or "mov" (QuickTime);
     ``codec`` "libx264", "libx265" or "mpeg4" (MPEG-4 Part 2, which Instagram refuses); ``rotation`` (90, 180,
     270) is written as the display matrix a phone writes. Cached: the same arguments return the same bytes."""
-    out = io.BytesIO()
     frames = max(1, round(seconds * fps))
-    with av.open(out, "w", format=container) as muxer:
+    with tempfile.TemporaryDirectory(prefix="chronogram-video-") as folder:
+        path = os.path.join(folder, f"clip.{container}")
+        _encode(path, container, frames, width, height, fps, codec, audio, rotation, color, seconds)
+        with open(path, "rb") as made:
+            return made.read()
+
+
+def _encode(
+    path: str,
+    container: str,
+    frames: int,
+    width: int,
+    height: int,
+    fps: int,
+    codec: str,
+    audio: bool,
+    rotation: int,
+    color: tuple[int, int, int],
+    seconds: float,
+) -> None:
+    # faststart (a second pass over a real file): the moov box, the index, before the pictures, as Instagram asks.
+    with av.open(path, "w", format=container, options={"movflags": "faststart"}) as muxer:
         stream = cast(av.VideoStream, muxer.add_stream(codec, rate=fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx265":
@@ -130,7 +152,6 @@ def video(
                 chunk.sample_rate, chunk.pts = 44100, index * samples
                 muxer.mux(sound.encode(chunk))
             muxer.mux(sound.encode(None))
-    return out.getvalue()
 
 
 def mov(seconds: float = 4.0, **options: Any) -> bytes:
@@ -139,11 +160,12 @@ def mov(seconds: float = 4.0, **options: Any) -> bytes:
 
 
 def broken_video() -> bytes:
-    """An MP4 whose header is intact and whose pictures are garbage: sniffed as a video, decoded as nothing."""
+    """An MP4 whose header (ftyp, moov) is intact and whose pictures (mdat) are garbage: sniffed as a video,
+    decoded as nothing."""
     data = bytearray(video(4.0, audio=False))
-    at = data.index(b"mdat") + 4
-    data[at : at + 4096] = bytes(4096)
-    data[at + 4096 :] = b"\xff" * (len(data) - at - 4096)
+    at = data.index(b"mdat") - 4
+    size = int.from_bytes(data[at : at + 4], "big")
+    data[at + 8 : at + size] = b"\xff" * (size - 8)
     return bytes(data)
 
 
