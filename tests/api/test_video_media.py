@@ -20,7 +20,7 @@ from chronogram.models import MediaAsset
 from chronogram.previews import rendition_key
 from chronogram.video_probe import probe_video
 from sandbox.admin_client import SandboxAdmin
-from tests.api.helpers import ApiUser, assert_problem, connect, schedule, upload, upload_ok
+from tests.api.helpers import ApiUser, assert_problem, at, connect, schedule, upload, upload_ok, wait_for
 from tests.support.media import broken_video, jpeg, mov, png, video
 
 
@@ -249,3 +249,30 @@ async def test_the_sweep_removes_orphans_and_keeps_what_media_use(
     assert sorted(result.removed) == sorted(orphans) and result.examined == 6
     remaining = {item.object_name for item in services.storage.list_objects(bucket, recursive=True)}
     assert remaining == set(kept)
+
+
+# ---- a video Instagram cannot process -------------------------------------------------------------------------
+
+
+async def test_a_video_instagram_cannot_process_fails_its_post_with_a_clear_message(
+    alice: ApiUser, sandbox: SandboxAdmin, services: AppServices
+) -> None:
+    """A file that passed our probe but that Instagram's processing refuses (here: damaged in storage after the
+    upload) fails the post before its time, saying why; it is never published."""
+    account = await connect(alice.client, sandbox)
+    media_id = await upload_ok(alice.client, video(4.0), filename="clip.mp4", content_type="video/mp4")
+    row = _row(services, media_id)
+    damaged = broken_video()
+    services.storage.put_object(
+        services.settings.media_bucket, row.object_key, io.BytesIO(damaged), len(damaged)
+    )
+
+    response = await schedule(alice.client, account["id"], [media_id], type="REELS", publish_at=at(0))
+    assert response.status_code == 201, response.text
+    failed = await wait_for(alice.client, response.json()["id"], "failed", within=60)
+    error = failed["error"]
+    assert error["code"] == "InvalidMediaError", error
+    assert "2207026" in error["message"], error
+    assert "Instagram could not process this video" in error["message"], error
+    assert "H.264 or HEVC" in error["message"], error
+    assert await sandbox.published(account["ig_user_id"]) == []

@@ -184,8 +184,9 @@ class Upload:
         return cls(jpeg(width, height, color), "image/jpeg", width, height)
 
     @classmethod
-    def mp4(cls, duration_ms: int = 8000, width: int = 180, height: int = 320) -> Upload:
-        """A real H.264 MP4 of that duration, with what the upload's probe measured of it."""
+    def mp4(cls, duration_ms: int = 8000, width: int = 240, height: int = 240) -> Upload:
+        """A real H.264 MP4 of that duration (square: within every post type's video rules), with what the
+        upload's probe measured of it."""
         return cls(
             video(duration_ms / 1000, width=width, height=height), "video/mp4", width, height, duration_ms
         )

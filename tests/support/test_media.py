@@ -60,8 +60,8 @@ def test_an_upload_is_what_the_api_measured() -> None:
     )
     assert image.data == jpeg(1080, 1350)
     clip = Upload.mp4(duration_ms=12_000)
-    assert (clip.content_type, clip.width, clip.height, clip.duration_ms) == ("video/mp4", 180, 320, 12_000)
-    assert clip.data == video(12.0)
+    assert (clip.content_type, clip.width, clip.height, clip.duration_ms) == ("video/mp4", 240, 240, 12_000)
+    assert clip.data == video(12.0, width=240, height=240)
     assert probe_video(io.BytesIO(clip.data)).duration_ms == 12_000
 
 
