@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from api.errors import ApiError
 from chronogram.contracts import MediaKind
 from chronogram.media_rules import MAX_PIXELS, MediaRejected, inspect_image, sniff_video
-from chronogram.previews import image_preview
+from chronogram.previews import image_preview, preview_of
 from chronogram.video_probe import ProbeBusy, probe_video
 
 FILE_FIELD = "file"
@@ -281,7 +281,7 @@ def examine(received: ReceivedFile) -> Examined:
     data = received.file.read()
     received.file.seek(0)
     try:
-        image_format, width, height = _examine_image(data)
+        image_format, width, height, preview = _examine_image(data)
     except MediaRejected as rejected:
         status = 415 if rejected.code in ("unsupported_media", "unsupported_image_format") else 422
         # Neither a video (sniffed first) nor an image: the answer names every kind a file may be.
@@ -293,7 +293,7 @@ def examine(received: ReceivedFile) -> Examined:
         extension=extension,
         width=width,
         height=height,
-        preview=image_preview(data),
+        preview=preview,
     )
 
 
@@ -329,14 +329,14 @@ def _examine_video(received: ReceivedFile) -> Examined:
     )
 
 
-def _examine_image(data: bytes) -> tuple[str, int, int]:
+def _examine_image(data: bytes) -> tuple[str, int, int, bytes]:
     with warnings.catch_warnings():
         # Pillow only warns between its own limit and twice that; a bomb is refused either way.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             info = inspect_image(data)
             width, height = _displayed_size(data, info.width, info.height)
-            _decode(data, info.format)
+            preview = _decode(data, info.format)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise MediaRejected(
                 "image_too_many_pixels", f"the image has more than {MAX_PIXELS // 1_000_000} megapixels"
@@ -347,7 +347,7 @@ def _examine_image(data: bytes) -> tuple[str, int, int]:
             raise MediaRejected(
                 "image_corrupt", "the image is damaged or truncated and cannot be decoded"
             ) from None
-    return info.format, width, height
+    return info.format, width, height, preview
 
 
 def _displayed_size(data: bytes, width: int, height: int) -> tuple[int, int]:
@@ -358,10 +358,15 @@ def _displayed_size(data: bytes, width: int, height: int) -> tuple[int, int]:
     return (height, width) if orientation in _ROTATED_ORIENTATIONS else (width, height)
 
 
-def _decode(data: bytes, image_format: str) -> None:
-    """Decode the image once, so a truncated or corrupt file is refused now rather than at publish time. JPEGs
-    decode at an eighth of their size (enough to reach the end of the data); the pixel cap bounds the rest."""
+def _decode(data: bytes, image_format: str) -> bytes:
+    """Decode the image once, so a truncated or corrupt file is refused now rather than at publish time, and
+    return its preview. JPEGs decode at an eighth of their size (enough to reach the end of the data) and get
+    their preview from a draft of their own; other formats' previews come from this very decode. The pixel cap
+    bounds the rest."""
     with Image.open(io.BytesIO(data)) as image:
         if image_format == "JPEG":
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
+        if image_format != "JPEG":
+            return preview_of(image)
+    return image_preview(data)

@@ -37,12 +37,18 @@ def rendition_key(asset: MediaAsset) -> str:
 def image_preview(data: bytes) -> bytes:
     """A JPEG at most PREVIEW_MAX_SIDE on its longer side, orientation applied. Call it on an image that
     media_rules has accepted (its pixel count is bounded). JPEGs are decoded at a reduced scale (draft mode), so
-    even a 50-megapixel one costs a few milliseconds."""
+    even a 50-megapixel one costs a few milliseconds; other formats are decoded in full (``preview_of`` makes the
+    preview of an image already decoded)."""
     with Image.open(io.BytesIO(data)) as original:
         if original.format == "JPEG":
             original.draft("RGB", (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
-        image = ImageOps.exif_transpose(original)
-        image.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), Image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        image.convert("RGB").save(out, format="JPEG", quality=80)
+        return preview_of(original)
+
+
+def preview_of(image: Image.Image) -> bytes:
+    """The preview of an opened (or decoded) image."""
+    shown = ImageOps.exif_transpose(image)
+    shown.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    shown.convert("RGB").save(out, format="JPEG", quality=80)
     return out.getvalue()
