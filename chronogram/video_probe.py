@@ -5,7 +5,8 @@ A video comes from anyone, and FFmpeg parses it: a hostile file can make a decod
 crash. So the probe never runs in the calling process. ``probe_video`` runs this module as a child process
 (``python -m chronogram.video_probe``) that reads the file from its standard input, limits its own address space
 and CPU time before it imports FFmpeg, decodes one frame with one thread, and prints one JSON line; the parent
-kills it past a wall-clock limit. Whatever the child does, the caller gets a ``VideoProbe`` or a ``MediaRejected``.
+kills it past a wall-clock limit. It gets none of the parent's environment (whose settings hold secrets) and none
+of its open files but the video. Whatever the child does, the caller gets a ``VideoProbe`` or a ``MediaRejected``.
 
 Blocking (it waits for the child): call it in a thread.
 """
@@ -110,7 +111,8 @@ def _run_child(source: IO[bytes], thumb_offset_ms: int, timeout: float, max_memo
         str(PROBE_MAX_CPU_SECONDS),
     ]
     project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": project_root}
+    # Nothing of this process's environment (its settings hold secrets) reaches a process that parses hostile files.
+    env = {"PYTHONPATH": project_root, "PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8"}
     try:
         done = subprocess.run(
             command, stdin=source, capture_output=True, timeout=timeout, env=env, check=False
