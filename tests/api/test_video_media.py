@@ -77,6 +77,14 @@ async def test_a_video_that_does_not_decode_is_415_naming_the_accepted_types(
     assert _keys(services) == before, "a refused upload left objects behind"
 
 
+async def test_a_video_too_big_to_decode_safely_is_refused_before_any_frame_is(alice: ApiUser) -> None:
+    # A 113 kB file of 6144x6144 frames: 38 megapixels, which would be 57 MB per decoded frame.
+    data = video(0.04, width=6144, height=6144, fps=25, audio=False)
+    response = await upload(alice.client, data, filename="clip.mp4", content_type="video/mp4")
+    body = assert_problem(response, 422, "video_too_many_pixels", field="file")
+    assert "6144x6144" in body["detail"]
+
+
 def test_the_probe_is_bounded_in_time_and_memory() -> None:
     data = video(3.0)
     with pytest.raises(MediaRejected) as slow:
