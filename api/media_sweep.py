@@ -1,7 +1,8 @@
 """The media bucket's orphan sweep, run by the reconciler (api.reconciler) at most once per
 ``CHRONOGRAM_API_MEDIA_SWEEP_INTERVAL_SECONDS``.
 
-Deleting a media removes its objects at once (api.use_cases.media); the sweep catches what that missed: objects
+Deleting a media removes its objects at once (api.use_cases.media): the original, its preview, a video's frames
+and an image's rendition if no other media shares it. The sweep catches what that missed: objects
 whose removal failed, or whose process died between the row's commit and the removal, and renditions (shared by
 content) that no media needs any more. Objects younger than the grace are spared: an upload stores its objects
 before its row is committed. Every object is judged against the database in batches, so a sweep costs one
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.crud import media as crud
-from chronogram.previews import RENDITIONS_PREFIX, UPLOADS_PREFIX
+from chronogram.previews import RENDITIONS_PREFIX, UPLOADS_PREFIX, frame_stem
 
 log = logging.getLogger("chronogram.api.media_sweep")
 
@@ -69,10 +70,19 @@ def _batches(keys: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def _frame_owners(key: str) -> list[str]:
+    stem = frame_stem(key)
+    return [] if stem is None else [f"{stem}.mp4", f"{stem}.mov"]
+
+
 def _orphans(session: Session, prefix: str, keys: list[str]) -> Iterable[str]:
     if prefix == UPLOADS_PREFIX:
-        known = crud.known_object_keys(session, keys)
-        return [key for key in keys if key not in known]
+        # A video's frames belong to it: their key is the video's without its extension, plus the frame's name.
+        owners = {key: _frame_owners(key) for key in keys}
+        known = crud.known_object_keys(
+            session, keys + [owner for names in owners.values() for owner in names]
+        )
+        return [key for key in keys if key not in known and not known.intersection(owners[key])]
     digests = {key: key[len(RENDITIONS_PREFIX) :].split(".", 1)[0] for key in keys}
     needed = crud.known_sha256(session, list(set(digests.values())))
     return [key for key, digest in digests.items() if digest not in needed]

@@ -1,7 +1,9 @@
 """The objects derived from an upload, and the small JPEG shown for an image in lists and pickers (a video's
 thumbnail comes from chronogram.video_probe).
 
-Beside each original ``uploads/{owner}/{name}.{ext}`` in the media bucket: its preview ``{name}.preview.jpg``.
+Beside each original ``uploads/{owner}/{name}.{ext}`` in the media bucket: its preview ``{name}.preview.jpg`` (a
+video's first frame), and for a video the frames asked for at other instants, ``{name}.frame-{ms}.jpg`` (a reel's
+thumb_offset).
 Renditions (what Instagram fetches) are keyed by content, ``renditions/{sha256}.jpg``, shared by identical images;
 a video is sent as uploaded, so the original is its rendition.
 """
@@ -9,6 +11,7 @@ a video is sent as uploaded, so the original is its rendition.
 from __future__ import annotations
 
 import io
+import re
 
 from PIL import Image, ImageOps
 
@@ -16,14 +19,35 @@ from chronogram.models import MediaAsset
 
 PREVIEW_MAX_SIDE = 320
 PREVIEW_SUFFIX = ".preview.jpg"
+FRAME_INFIX = ".frame-"
+_FRAME_KEY = re.compile(r"^(?P<stem>.+)\.frame-\d+\.jpg$")
 UPLOADS_PREFIX = "uploads/"
 RENDITIONS_PREFIX = "renditions/"
 
 
+def _stem(object_key: str) -> str:
+    return object_key.rsplit(".", 1)[0] if "." in object_key.rsplit("/", 1)[-1] else object_key
+
+
 def preview_key(object_key: str) -> str:
     """The preview's object key, beside the original's: ``uploads/7/ab12.jpg`` -> ``uploads/7/ab12.preview.jpg``."""
-    stem = object_key.rsplit(".", 1)[0] if "." in object_key.rsplit("/", 1)[-1] else object_key
-    return stem + PREVIEW_SUFFIX
+    return _stem(object_key) + PREVIEW_SUFFIX
+
+
+def frame_key(object_key: str, offset_ms: int) -> str:
+    """A video's frame at ``offset_ms``, beside it: ``uploads/7/ab12.mp4`` -> ``uploads/7/ab12.frame-1500.jpg``."""
+    return f"{_stem(object_key)}{FRAME_INFIX}{offset_ms}.jpg"
+
+
+def frames_prefix(object_key: str) -> str:
+    """What every frame key of a video starts with (to list and delete them)."""
+    return _stem(object_key) + FRAME_INFIX
+
+
+def frame_stem(key: str) -> str | None:
+    """For a frame key, the original's key without its extension; None for any other key."""
+    match = _FRAME_KEY.match(key)
+    return match.group("stem") if match else None
 
 
 def rendition_key(asset: MediaAsset) -> str:

@@ -116,11 +116,20 @@ async def list_media(
     summary="One uploaded media, with short-lived URLs of its files",
     description="What was measured at upload, and presigned URLs, valid 15 minutes, of the original, the "
     "rendition Instagram is sent (an image's appears once a post using it has been prepared) and the thumbnail "
-    "(a video's first frame, an image's preview, at most 320 px).",
-    responses=problems(404, 503),
+    "(a video's first frame, an image's preview, at most 320 px). With `thumb_offset_ms` (a reel's), a video's "
+    "thumbnail is its frame at that instant, made the first time it is asked for; it must be less than the "
+    "video's duration (422 `thumb_offset_beyond_duration`), and only videos take it (422 `not_a_video`).",
+    responses=problems(404, 422, 503),
 )
-async def get_media(asset: OwnedMediaDep, services: ServicesDep) -> MediaDetail:
-    return await media.media_detail(services, asset)
+async def get_media(
+    asset: OwnedMediaDep,
+    services: ServicesDep,
+    thumb_offset_ms: Annotated[
+        int | None,
+        Query(ge=0, le=15 * 60 * 1000, description="A video's instant to show as its thumbnail, in ms"),
+    ] = None,
+) -> MediaDetail:
+    return await media.media_detail(services, asset, thumb_offset_ms=thumb_offset_ms)
 
 
 @router.delete(

@@ -108,7 +108,8 @@ class MediaUrls(BaseModel):
     )
     thumbnail: str | None = Field(
         description="A JPEG at most 320 px on its longer side: a video's first frame (Instagram's default cover "
-        "frame), an image's preview; null for media uploaded before previews"
+        "frame), or its frame at `thumb_offset_ms` when asked; an image's preview; null for media uploaded before "
+        "previews"
     )
     expire_at: datetime
 

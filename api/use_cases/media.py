@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import tempfile
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,8 +22,10 @@ from api.errors import ApiError
 from api.pagination import decode_media_cursor, encode_media_cursor
 from api.schemas.media import MediaDetail, MediaOut, MediaPage, MediaUrls
 from api.uploads import Examined, ReceivedFile, examine
+from chronogram.media_rules import MediaRejected, thumb_offset_problem
 from chronogram.models import MediaAsset
-from chronogram.previews import UPLOADS_PREFIX, preview_key, rendition_key
+from chronogram.previews import UPLOADS_PREFIX, frame_key, frames_prefix, preview_key, rendition_key
+from chronogram.video_probe import ProbeBusy, probe_video
 
 log = logging.getLogger("chronogram.api.media")
 
@@ -89,11 +92,19 @@ async def page_of_media(session: Session, *, owner_id: int, limit: int, cursor: 
     return MediaPage(data=[MediaOut.from_row(row) for row in page], next_cursor=next_cursor)
 
 
-async def media_detail(services: AppServices, asset: MediaAsset) -> MediaDetail:
+async def media_detail(
+    services: AppServices, asset: MediaAsset, *, thumb_offset_ms: int | None = None
+) -> MediaDetail:
     """The media with presigned URLs of its objects (signed locally; one storage request to see whether an
-    image's rendition exists)."""
+    image's rendition exists). With ``thumb_offset_ms`` (a reel's), a video's thumbnail is its frame at that
+    instant: made from the stored video by the bounded probe the first time it is asked for (about as long as an
+    upload's probe), then kept beside the video."""
+    bucket = services.settings.media_bucket
+    frame = None
+    if thumb_offset_ms:  # 0 is the first frame: the preview made at upload
+        frame = await _frame(services, asset, thumb_offset_ms)
     try:
-        urls = await run_in_threadpool(_urls, services.storage, services.settings.media_bucket, asset)
+        urls = await run_in_threadpool(_urls, services.storage, bucket, asset, frame)
     except Exception:
         log.exception("could not sign the URLs of media %s", asset.id)
         raise ApiError(
@@ -102,17 +113,64 @@ async def media_detail(services: AppServices, asset: MediaAsset) -> MediaDetail:
     return MediaDetail(**MediaOut.from_row(asset).model_dump(), urls=urls)
 
 
-def _urls(storage: Minio, bucket: str, asset: MediaAsset) -> MediaUrls:
+async def _frame(services: AppServices, asset: MediaAsset, offset_ms: int) -> str:
+    field = "thumb_offset_ms"
+    if not asset.is_video:
+        raise ApiError(422, "not_a_video", "thumb_offset_ms applies to videos only", field=field)
+    problem = thumb_offset_problem(offset_ms, asset.duration_ms)
+    if problem is not None:
+        raise ApiError(422, problem.code, problem.message, field=field)
+    key = frame_key(asset.object_key, offset_ms)
+    try:
+        await run_in_threadpool(
+            _make_frame, services.storage, services.settings.media_bucket, asset.object_key, key, offset_ms
+        )
+    except MediaRejected as rejected:
+        raise ApiError(422, rejected.code, rejected.message, field=field) from None
+    except ProbeBusy:
+        raise ApiError(
+            503,
+            "upload_capacity_reached",
+            "the server is reading as many videos as it can at once; ask again shortly",
+            headers={"Retry-After": "10"},
+        ) from None
+    except Exception:
+        log.exception("could not make the frame %s", key)
+        raise ApiError(
+            503, "storage_unavailable", "object storage is unavailable; try again shortly"
+        ) from None
+    return key
+
+
+def _make_frame(storage: Minio, bucket: str, original: str, key: str, offset_ms: int) -> None:
+    if _exists(storage, bucket, key):
+        return
+    with tempfile.TemporaryFile(prefix="chronogram-frame-") as copy:
+        response = storage.get_object(bucket, original)
+        try:
+            for chunk in response.stream(256 * 1024):
+                copy.write(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        probe = probe_video(copy, thumb_offset_ms=offset_ms)
+    storage.put_object(
+        bucket, key, io.BytesIO(probe.thumbnail), length=len(probe.thumbnail), content_type="image/jpeg"
+    )
+
+
+def _urls(storage: Minio, bucket: str, asset: MediaAsset, frame: str | None) -> MediaUrls:
     expire_at = datetime.now(UTC) + MEDIA_URL_TTL
 
     def sign(key: str) -> str:
         return str(storage.presigned_get_object(bucket, key, expires=MEDIA_URL_TTL))
 
     rendition = rendition_key(asset)
+    thumbnail = frame or asset.preview_key
     return MediaUrls(
         original=sign(asset.object_key),
         rendition=sign(rendition) if asset.is_video or _exists(storage, bucket, rendition) else None,
-        thumbnail=sign(asset.preview_key) if asset.preview_key is not None else None,
+        thumbnail=sign(thumbnail) if thumbnail is not None else None,
         expire_at=expire_at,
     )
 
@@ -142,7 +200,21 @@ async def delete_media(services: AppServices, session: Session, media: MediaAsse
         shared = await run_in_threadpool(crud.known_sha256, session, [media.sha256])
         if not shared:
             keys.append(rendition_key(media))
+    if media.is_video:
+        keys += await run_in_threadpool(
+            _listed, services.storage, services.settings.media_bucket, frames_prefix(media.object_key)
+        )
     await run_in_threadpool(_remove_all, services.storage, services.settings.media_bucket, keys)
+
+
+def _listed(storage: Minio, bucket: str, prefix: str) -> list[str | None]:
+    try:
+        return [item.object_name for item in storage.list_objects(bucket, prefix=prefix)]
+    except Exception:
+        log.warning(
+            "could not list %s in bucket %s; the sweep will remove them", prefix, bucket, exc_info=True
+        )
+        return []
 
 
 def _in_own_session(engine: Engine, write: Callable[[Session], MediaAsset]) -> MediaAsset:

@@ -193,6 +193,40 @@ async def test_get_media_gives_short_lived_urls_of_the_original_and_the_thumbnai
     assert row.preview_key.rsplit(".preview.jpg", 1)[0] == row.object_key.rsplit(".", 1)[0]
 
 
+def _bar_column(picture: Image.Image) -> int:
+    """Where the test videos' moving white bar is: the brightest column."""
+    grey = picture.convert("L")
+    sums = [sum(grey.getpixel((x, y)) for y in range(grey.height)) for x in range(grey.width)]  # type: ignore[misc]
+    return max(range(grey.width), key=lambda x: sums[x])
+
+
+async def test_a_reels_thumbnail_is_its_frame_at_thumb_offset(alice: ApiUser, services: AppServices) -> None:
+    media_id = (await _upload_video(alice, video(4.0, width=180, height=320, audio=False)))["id"]
+    first = (await alice.client.get(f"/v1/media/{media_id}")).json()["urls"]["thumbnail"]
+    assert _bar_column(Image.open(io.BytesIO((await _get(first)).content))) == 0  # frame 0
+
+    response = await alice.client.get(f"/v1/media/{media_id}", params={"thumb_offset_ms": 2500})
+    assert response.status_code == 200, response.text
+    frame = Image.open(io.BytesIO((await _get(response.json()["urls"]["thumbnail"])).content))
+    assert frame.size == (180, 320) and _bar_column(frame) == 75  # 2.5 s at 30 fps: frame 75
+    row = _row(services, media_id)
+    key = row.object_key.rsplit(".", 1)[0] + ".frame-2500.jpg"
+    assert key in _keys(services)
+    again = await alice.client.get(f"/v1/media/{media_id}", params={"thumb_offset_ms": 2500})
+    assert (await _get(again.json()["urls"]["thumbnail"])).content == (
+        await _get(response.json()["urls"]["thumbnail"])
+    ).content
+
+    beyond = await alice.client.get(f"/v1/media/{media_id}", params={"thumb_offset_ms": 4000})
+    assert_problem(beyond, 422, "thumb_offset_beyond_duration", field="thumb_offset_ms")
+    image_id = await upload_ok(alice.client, jpeg())
+    on_image = await alice.client.get(f"/v1/media/{image_id}", params={"thumb_offset_ms": 10})
+    assert_problem(on_image, 422, "not_a_video", field="thumb_offset_ms")
+
+    assert (await alice.client.delete(f"/v1/media/{media_id}")).status_code == 204
+    assert not {row.object_key, row.preview_key, key} & _keys(services)
+
+
 async def test_an_image_has_a_small_preview_and_its_rendition_once_made(
     alice: ApiUser, services: AppServices
 ) -> None:
@@ -241,12 +275,25 @@ async def test_the_sweep_removes_orphans_and_keeps_what_media_use(
     services.storage.make_bucket(bucket)
     live = _row(services, await upload_ok(alice.client, jpeg(1080, 1080, color=(9, 9, 9))))
     assert live.preview_key is not None
+    clip = _row(
+        services, await upload_ok(alice.client, video(3.0), filename="c.mp4", content_type="video/mp4")
+    )
+    assert clip.preview_key is not None
+    clip_frame = clip.object_key.rsplit(".", 1)[0] + ".frame-1000.jpg"
     orphans = [
         f"uploads/{alice.user_id}/gone.jpg",
         f"uploads/{alice.user_id}/gone.preview.jpg",
+        f"uploads/{alice.user_id}/gone.frame-1000.jpg",
         "renditions/0.jpg",
     ]
-    kept = [live.object_key, live.preview_key, rendition_key(live)]
+    kept = [
+        live.object_key,
+        live.preview_key,
+        rendition_key(live),
+        clip.object_key,
+        clip.preview_key,
+        clip_frame,
+    ]
     for key in orphans + kept:
         services.storage.put_object(bucket, key, io.BytesIO(b"x"), 1)
 
@@ -254,7 +301,7 @@ async def test_the_sweep_removes_orphans_and_keeps_what_media_use(
     assert spared.removed == [] and spared.examined == 0  # all younger than the grace
 
     result = sweep_orphans(services.storage, bucket, services.engine, grace=timedelta(0))
-    assert sorted(result.removed) == sorted(orphans) and result.examined == 6
+    assert sorted(result.removed) == sorted(orphans) and result.examined == 10
     remaining = {item.object_name for item in services.storage.list_objects(bucket, recursive=True)}
     assert remaining == set(kept)
 
