@@ -23,6 +23,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     ForeignKeyConstraint,
     Identity,
     Index,
@@ -394,6 +395,14 @@ class MediaAsset(SQLModel, table=True):
     height: int | None = _column(Column(Integer(), nullable=True))
     duration_ms: int | None = _column(Column(Integer(), nullable=True))
     created_at: datetime = _created_at()
+    # Measured by the video probe (chronogram.video_probe); null for images and for videos uploaded before it.
+    rotation: int | None = _column(Column(Integer(), nullable=True))
+    video_codec: str | None = _text(nullable=True)
+    audio_codec: str | None = _text(nullable=True)
+    frame_rate: float | None = _column(Column(Double(), nullable=True))
+    has_audio: bool | None = _column(Column(Boolean(), nullable=True))
+    # The small JPEG beside the original (a video's thumbnail, an image's preview); null when none was made.
+    preview_key: str | None = _text(nullable=True)
 
     @property
     def kind(self) -> MediaKind:
