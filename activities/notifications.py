@@ -17,7 +17,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -99,6 +99,10 @@ class WebhookActivities(WebhookDeliveryInterface):
         # The notifications' own threads for the database (the worker's): never queued behind the publishing
         # activities' database calls on the event loop's default pool.
         self._executor = executor
+        # The read of due_heads runs inside the endpoint workflow's task (a local activity): a thread of its own,
+        # never queued behind writes waiting for SQLite's lock on the threads above (a workflow task held that
+        # long times out, and the whole endpoint waits for its retry).
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-due-heads")
 
     async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -136,12 +140,15 @@ class WebhookActivities(WebhookDeliveryInterface):
     @activity.defn
     async def due_heads(self, request: DueHeadsInput) -> DueHeads:
         """Read only: the workflow claims what it takes in its own state (the keys of its rounds out)."""
-        heads, more = await self._db(
-            deliveries.due_heads,
-            self._engine,
-            request.endpoint_id,
-            busy_keys=request.busy_keys,
-            limit=request.limit,
+        heads, more = await asyncio.get_running_loop().run_in_executor(
+            self._reader,
+            functools.partial(
+                deliveries.due_heads,
+                self._engine,
+                request.endpoint_id,
+                busy_keys=request.busy_keys,
+                limit=request.limit,
+            ),
         )
         return DueHeads(delivery_ids=[d for d, _ in heads], ordering_keys=[k for _, k in heads], more=more)
 

@@ -150,7 +150,8 @@ class WebhookEndpointWorkflow:
                     DueHeadsInput(
                         endpoint_id=request.endpoint_id, busy_keys=sorted(self._busy), limit=BATCH_SIZE
                     ),
-                    start_to_close_timeout=timedelta(seconds=30),
+                    # Well within the workflow task's 10 s: a read held up is tried again, not the task.
+                    start_to_close_timeout=timedelta(seconds=5),
                     retry_policy=_DATABASE,
                     summary="what may go out",
                 )
