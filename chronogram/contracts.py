@@ -810,6 +810,44 @@ class DeliverDueReport:
 
 
 @dataclass(frozen=True)
+class DueHeadsInput:
+    """What may go out now (read only): for each ordering key but ``busy_keys`` (a delivery of theirs is out or
+    being retried), its oldest pending delivery, at most ``limit``."""
+
+    endpoint_id: int
+    busy_keys: list[int]
+    limit: int
+
+
+@dataclass(frozen=True)
+class DueHeads:
+    """The deliveries that may go out now, in event order, each with its ordering key; ``more``: more is due than
+    was taken (a key's later delivery, or past the limit)."""
+
+    delivery_ids: list[int]
+    ordering_keys: list[int]
+    more: bool
+
+
+@dataclass(frozen=True)
+class FirstAttemptsInput:
+    """Send the first attempt of each of these deliveries (the workflow took them with ``due_heads``), side by
+    side; one that is no longer pending is left out (SKIPPED)."""
+
+    endpoint_id: int
+    delivery_ids: list[int]
+    retry: RetrySchedule
+
+
+@dataclass(frozen=True)
+class FirstAttemptsReport:
+    """Each delivery's outcome, in the order of the input's (DELIVERED, GONE, SKIPPED, or RETRY: it failed, its
+    next retry is recorded)."""
+
+    outcomes: list[DeliveryOutcome]
+
+
+@dataclass(frozen=True)
 class GiveUpInput:
     """A delivery whose retries are spent; ``endpoint_id`` set: the endpoint is disabled and its owner told."""
 
@@ -832,6 +870,14 @@ class WebhookDeliveryInterface:
 
     @activity.defn
     async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
+        raise NotImplementedError
+
+    @activity.defn
+    async def due_heads(self, request: DueHeadsInput) -> DueHeads:
+        raise NotImplementedError
+
+    @activity.defn
+    async def send_first_attempts(self, request: FirstAttemptsInput) -> FirstAttemptsReport:
         raise NotImplementedError
 
 

@@ -54,6 +54,13 @@ class NotificationType(StrEnum):
     WEBHOOK_TEST = "webhook.test"
 
 
+class DelayReason(StrEnum):
+    """Why a delayed post waits (the ``delay.reason`` of a post.delayed event)."""
+
+    SERVICE_UNAVAILABLE = "service_unavailable"  # Instagram (or the media storage) kept failing: it retries
+    ACCOUNT_NEEDS_RECONNECT = "account_needs_reconnect"  # Instagram refused the account's token: reconnect it
+
+
 class DeliveryChannel(StrEnum):
     WEBHOOK = "webhook"
     EMAIL = "email"
