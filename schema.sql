@@ -120,6 +120,14 @@ CREATE TABLE IF NOT EXISTS media_assets (
     height        INTEGER,
     duration_ms   INTEGER,
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Measured by the video probe; null for images and for videos uploaded before it.
+    rotation      INTEGER,
+    video_codec   TEXT,
+    audio_codec   TEXT,
+    frame_rate    DOUBLE PRECISION,
+    has_audio     BOOLEAN,
+    -- The small JPEG beside the original (a video's thumbnail, an image's preview).
+    preview_key   TEXT,
     CONSTRAINT media_assets_pkey PRIMARY KEY (id),
     CONSTRAINT media_assets_object_key_key UNIQUE (object_key),
     CONSTRAINT media_assets_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id) ON DELETE CASCADE,
@@ -421,5 +429,51 @@ BEGIN
                    WHERE attrelid = 'posts'::regclass AND attname = 'last_publish_call' AND NOT attisdropped) THEN
         ALTER TABLE posts ADD COLUMN last_publish_call TEXT;
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'media_assets'::regclass AND attname = 'rotation' AND NOT attisdropped) THEN
+        ALTER TABLE media_assets ADD COLUMN rotation INTEGER;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'media_assets'::regclass AND attname = 'video_codec' AND NOT attisdropped) THEN
+        ALTER TABLE media_assets ADD COLUMN video_codec TEXT;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'media_assets'::regclass AND attname = 'audio_codec' AND NOT attisdropped) THEN
+        ALTER TABLE media_assets ADD COLUMN audio_codec TEXT;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'media_assets'::regclass AND attname = 'frame_rate' AND NOT attisdropped) THEN
+        ALTER TABLE media_assets ADD COLUMN frame_rate DOUBLE PRECISION;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'media_assets'::regclass AND attname = 'has_audio' AND NOT attisdropped) THEN
+        ALTER TABLE media_assets ADD COLUMN has_audio BOOLEAN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'media_assets'::regclass AND attname = 'preview_key' AND NOT attisdropped) THEN
+        ALTER TABLE media_assets ADD COLUMN preview_key TEXT;
+    END IF;
 END
 $$;
+
+-- A published post's insights, read at +1 h, +24 h and +7 d by its PostMetricsWorkflow (workflows/post_metrics.py).
+-- One row per reading; a retried reading overwrites its row. A reading that failed keeps its error, no values.
+CREATE TABLE IF NOT EXISTS post_metrics (
+    post_id             BIGINT NOT NULL,
+    checkpoint          TEXT NOT NULL,
+    captured_at         TIMESTAMPTZ NOT NULL,
+    reach               INTEGER,
+    likes               INTEGER,
+    comments            INTEGER,
+    saved               INTEGER,
+    shares              INTEGER,
+    views               INTEGER,
+    total_interactions  INTEGER,
+    error_code          TEXT,
+    error_message       TEXT,
+    CONSTRAINT post_metrics_pkey PRIMARY KEY (post_id, checkpoint),
+    CONSTRAINT post_metrics_post_id_fkey FOREIGN KEY (post_id) REFERENCES posts (id) ON DELETE CASCADE,
+    CONSTRAINT post_metrics_checkpoint_check CHECK (checkpoint IN ('1h', '24h', '7d')),
+    CONSTRAINT post_metrics_error_or_values_check CHECK (error_code IS NULL OR total_interactions IS NULL)
+);
+COMMENT ON TABLE post_metrics IS 'A published post''s insights as read at +1 h, +24 h and +7 d; a reading that failed keeps its error instead of values.';

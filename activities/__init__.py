@@ -14,6 +14,7 @@ from temporalio.client import Client
 from activities.account_tokens import AccountTokens
 from activities.instagram import InstagramActivities
 from activities.media import MediaActivities
+from activities.metrics import PostMetricsActivities, PostMetricsStarter
 from activities.notifications import EmailActivities, WebhookActivities
 from activities.run_history import RunHistory
 from activities.store import PostStore
@@ -45,9 +46,18 @@ def build_activities(
     cipher = TokenCipher.from_settings(settings)
     instagram = InstagramActivities(graph, engine, storage, settings.media_bucket, cipher)
     tokens = AccountTokens(graph, engine, cipher, login=settings.login, schedule=token_schedule(settings))
+    metrics = PostMetricsActivities(graph, engine, cipher)
     return [
         getattr(implementation, name)
-        for implementation in (store, media, instagram, tokens, RunHistory(temporal))
+        for implementation in (
+            store,
+            media,
+            instagram,
+            tokens,
+            RunHistory(temporal),
+            metrics,
+            PostMetricsStarter(temporal),
+        )
         for interface in ACTIVITY_INTERFACES
         if isinstance(implementation, interface)
         for name in activity_names(interface)

@@ -19,16 +19,18 @@ from chronogram.contracts import (
     PreparedMediaList,
 )
 from chronogram.enums import PostType
-from chronogram.media_rules import MediaRejected, check_aspect_ratio, check_video, render_image, sniff_video
+from chronogram.media_rules import (
+    MediaRejected,
+    VideoFacts,
+    check_aspect_ratio,
+    check_video,
+    render_image,
+    sniff_video,
+)
 from chronogram.models import MediaAsset
+from chronogram.previews import rendition_key
 
-
-def rendition_key(asset: MediaAsset) -> str:
-    """Where the Instagram-ready copy of an asset lives. Keyed by content, so identical uploads share one and a
-    retried activity overwrites its own earlier attempt."""
-    if asset.is_video:
-        return asset.object_key  # videos go to Instagram as uploaded: Meta transcodes them itself
-    return f"renditions/{asset.sha256}.jpg"
+__all__ = ["MediaActivities", "rendition_key"]
 
 
 class MediaActivities(MediaInterface):
@@ -69,7 +71,18 @@ class MediaActivities(MediaInterface):
             head = self._read(asset.object_key, length=64)
             if sniff_video(head) is None:
                 raise MediaRejected("unsupported_video_format", "the video is not an MP4 or MOV file")
-            check_video(size_bytes=asset.size_bytes, duration_ms=asset.duration_ms, post_type=post_type)
+            check_video(
+                VideoFacts(
+                    size_bytes=asset.size_bytes,
+                    duration_ms=asset.duration_ms,
+                    width=asset.width,
+                    height=asset.height,
+                    video_codec=asset.video_codec,
+                    audio_codec=asset.audio_codec,
+                    frame_rate=asset.frame_rate,
+                ),
+                post_type,
+            )
             return rendition_key(asset)
 
         rendition = render_image(self._read(asset.object_key))

@@ -17,7 +17,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -36,8 +36,12 @@ from chronogram.contracts import (
     DeliveryReport,
     DueDeliveries,
     DueDeliveriesInput,
+    DueHeads,
+    DueHeadsInput,
     EmailInterface,
     ErrorType,
+    FirstAttemptsInput,
+    FirstAttemptsReport,
     GiveUpInput,
     RetrySchedule,
     WebhookDeliveryInterface,
@@ -95,6 +99,10 @@ class WebhookActivities(WebhookDeliveryInterface):
         # The notifications' own threads for the database (the worker's): never queued behind the publishing
         # activities' database calls on the event loop's default pool.
         self._executor = executor
+        # The read of due_heads runs inside the endpoint workflow's task (a local activity): a thread of its own,
+        # never queued behind writes waiting for SQLite's lock on the threads above (a workflow task held that
+        # long times out, and the whole endpoint waits for its retry).
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-due-heads")
 
     async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -130,22 +138,52 @@ class WebhookActivities(WebhookDeliveryInterface):
         return DeliveryReport(outcome)
 
     @activity.defn
+    async def due_heads(self, request: DueHeadsInput) -> DueHeads:
+        """Read only: the workflow claims what it takes in its own state (the keys of its rounds out)."""
+        heads, more = await asyncio.get_running_loop().run_in_executor(
+            self._reader,
+            functools.partial(
+                deliveries.due_heads,
+                self._engine,
+                request.endpoint_id,
+                busy_keys=request.busy_keys,
+                limit=request.limit,
+            ),
+        )
+        return DueHeads(delivery_ids=[d for d, _ in heads], ordering_keys=[k for _, k in heads], more=more)
+
+    @activity.defn
+    async def send_first_attempts(self, request: FirstAttemptsInput) -> FirstAttemptsReport:
+        """The first attempt of each delivery still pending among those given, all side by side: one read, the
+        requests at once, one write (as ``deliver_due``, the deliveries chosen by the workflow)."""
+        jobs = await self._db(deliveries.webhook_jobs, self._engine, request.delivery_ids, self._cipher)
+        by_id = await self._send_all(list(jobs.values()), request.retry)
+        return FirstAttemptsReport(
+            outcomes=[by_id.get(delivery_id, DeliveryOutcome.SKIPPED) for delivery_id in request.delivery_ids]
+        )
+
+    async def _send_all(
+        self, todo: list[deliveries.WebhookJob], retry: RetrySchedule
+    ) -> dict[int, DeliveryOutcome]:
+        """First attempts side by side, recorded in one transaction, counted; each one's outcome by delivery."""
+        # Again at every attempt (the name may resolve elsewhere now), once per URL: a batch is one endpoint's.
+        refusals = {url: await self._refusal(url) for url in {job.url for job in todo}}
+        sent = await asyncio.gather(*(self._send(job, retry, refusals[job.url]) for job in todo))
+        retry_at = next_retry_at(retry, attempt=1, first_scheduled=datetime.now(UTC))
+        judged = [_judge(job, result, retry_at) for job, result in zip(todo, sent, strict=True)]
+        await self._db(deliveries.record_attempts, self._engine, [attempt for attempt, _ in judged])
+        outcomes = [(job, outcome) for job, (_, outcome) in zip(todo, judged, strict=True)]
+        await self._after(outcomes)
+        return {job.delivery_id: outcome for job, outcome in outcomes}
+
+    @activity.defn
     async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
         """The first attempt of each due delivery (one per post), all side by side: one read, the requests at
         once, one write. A failed attempt is recorded with its next retry (the schedule's first interval) and
         reported RETRY: the workflow retries it alone. Raises only for what is not the receiver's (the database):
         the workflow then runs it again, and it reads again what is still pending."""
         keys, more, jobs = await self._db(self._read_due, request)
-        todo = list(jobs.values())
-        # Again at every attempt (the name may resolve elsewhere now), once per URL: a batch is one endpoint's.
-        refusals = {url: await self._refusal(url) for url in {job.url for job in todo}}
-        sent = await asyncio.gather(*(self._send(job, request.retry, refusals[job.url]) for job in todo))
-        retry_at = next_retry_at(request.retry, attempt=1, first_scheduled=datetime.now(UTC))
-        judged = [_judge(job, result, retry_at) for job, result in zip(todo, sent, strict=True)]
-        await self._db(deliveries.record_attempts, self._engine, [attempt for attempt, _ in judged])
-        outcomes = [(job, outcome) for job, (_, outcome) in zip(todo, judged, strict=True)]
-        await self._after(outcomes)
-        by_id = {job.delivery_id: outcome for job, outcome in outcomes}
+        by_id = await self._send_all(list(jobs.values()), request.retry)
         return DeliverDueReport(
             delivery_ids=list(keys),
             ordering_keys=list(keys.values()),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlmodel import Session, select
@@ -14,6 +16,7 @@ from activities.rows import post_with_media, refused_transition
 from chronogram import lifecycle
 from chronogram.contracts import (
     DEFAULT_MAX_LATENESS_SECONDS,
+    ErrorType,
     EventKind,
     EventRecord,
     FinishInput,
@@ -22,8 +25,9 @@ from chronogram.contracts import (
     PostStoreInterface,
     PublishPlan,
 )
+from chronogram.enums import DelayReason
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing
-from chronogram.models import InstagramAccount
+from chronogram.models import InstagramAccount, Post
 from chronogram.observability.logs import remember_account
 
 
@@ -41,14 +45,7 @@ class PostStore(PostStoreInterface):
         with Session(self._engine) as session:
             post, rows = post_with_media(session, request.post_id)
             remember_account(request.post_id, post.account_id)
-            account_lateness = session.exec(
-                select(InstagramAccount.max_lateness_seconds).where(InstagramAccount.id == post.account_id)
-            ).first()
-            lateness = next(
-                value
-                for value in (post.max_lateness_seconds, account_lateness, self._default_max_lateness)
-                if value is not None
-            )
+            lateness = self._lateness(session, post)
             return PublishPlan(
                 post_id=request.post_id,
                 account_id=post.account_id,
@@ -81,20 +78,52 @@ class PostStore(PostStoreInterface):
                     connection, event.post_id, key, publish_at=event.publish_at, message=event.message
                 )
             else:
+                note = _note(event)
                 lifecycle.record_event(
                     connection,
                     event.post_id,
                     key,
                     kind=event.kind,
                     message=event.message,
-                    note=_note(event),
+                    note=note,
                     error_code=event.error_code,
+                    detail=self._delay_detail(connection, event) if note is lifecycle.Note.DELAYED else None,
                 )
 
     @activity.defn
     def finish(self, request: FinishInput) -> None:
         with _transaction(self._engine) as connection:
             lifecycle.end_run(connection, request, DedupeKey.run_ending(_run_id(), request.status))
+
+    def _lateness(self, session: Session, post: Post) -> int:
+        """How late the post may go out: its own setting, else its account's, else the default."""
+        account_lateness = session.exec(
+            select(InstagramAccount.max_lateness_seconds).where(InstagramAccount.id == post.account_id)
+        ).first()
+        return next(
+            value
+            for value in (post.max_lateness_seconds, account_lateness, self._default_max_lateness)
+            if value is not None
+        )
+
+    def _delay_detail(self, connection: Connection, event: EventRecord) -> dict[str, Any]:
+        """What a client needs of a delay besides its message: why, and until when the post keeps waiting (the
+        workflow's deadline: publish_at plus its max lateness, at least a minute)."""
+        reason = (
+            DelayReason.ACCOUNT_NEEDS_RECONNECT
+            if event.error_code is ErrorType.GRAPH_AUTH
+            else DelayReason.SERVICE_UNAVAILABLE
+        )
+        with Session(bind=connection) as session:
+            post = session.get(Post, event.post_id)
+            if post is None:
+                return {"delay_reason": reason.value, "deadline": None}
+            lateness = max(self._lateness(session, post), DEADLINE_GRACE_SECONDS)
+            publish_at = post.publish_at
+            if publish_at.tzinfo is None:
+                publish_at = publish_at.replace(tzinfo=UTC)
+            deadline = publish_at + timedelta(seconds=lateness)
+        return {"delay_reason": reason.value, "deadline": deadline.isoformat()}
 
 
 @contextmanager
@@ -114,12 +143,29 @@ def _dedupe_key(event: EventRecord) -> str:
     return DedupeKey.run_event(_run_id(), event.sequence)
 
 
-# How the post's workflow words the error of a first comment that could not be posted (it records no other sign).
+# How the post's workflow words the error of a first comment that could not be posted (before the code
+# FirstCommentRefused, it recorded no other sign).
 FIRST_COMMENT_FAILED_PREFIX = "first comment failed:"
+# How it words the start of a wait for the account's reconnect (an error event with the code GraphAuthError, like
+# other refusals of the token that are no wait).
+RECONNECT_WAIT_PREFIX = "waiting for the account to be reconnected"
+# The workflow's least lateness (its _ON_TIME_GRACE): a post with none still waits this long past its time.
+DEADLINE_GRACE_SECONDS = 60
 
 
 def _note(event: EventRecord) -> lifecycle.Note | None:
-    if event.kind is EventKind.ERROR and event.message.startswith(FIRST_COMMENT_FAILED_PREFIX):
+    """The events observers hear of besides the changes of status, from what the workflow recorded."""
+    if event.error_code is ErrorType.PUBLISH_DELAYED:
+        return lifecycle.Note.DELAYED
+    if event.error_code is ErrorType.PUBLISH_RESUMED:
+        return lifecycle.Note.RESUMED
+    if event.kind is not EventKind.ERROR:
+        return None
+    if event.error_code is ErrorType.GRAPH_AUTH and event.message.startswith(RECONNECT_WAIT_PREFIX):
+        return lifecycle.Note.DELAYED
+    if event.error_code is ErrorType.FIRST_COMMENT_REFUSED or event.message.startswith(
+        FIRST_COMMENT_FAILED_PREFIX
+    ):
         return lifecycle.Note.FIRST_COMMENT_FAILED
     return None
 

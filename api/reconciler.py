@@ -1,7 +1,8 @@
 """The reconciler: starts the workflows of scheduled posts that have none, repairs posts whose workflow run ended
 without finishing them (an operator's cancel, terminate or reset in Temporal, a timeout), finishes the
-disconnections of accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``), and at
-start-up starts the token workflow of every connected account (``api.account_workflows``).
+disconnections of accounts that a DELETE began but could not finish (see ``api.use_cases.accounts``), sweeps the
+media bucket's orphans (``api.media_sweep``, at most once per its own interval), and at start-up starts the token
+workflow of every connected account (``api.account_workflows``).
 
 A post is recorded before its workflow is started, and every start is recorded on the post (see
 ``api.temporal_gateway``). A scheduled post with no start recorded since it last became scheduled may have no
@@ -27,6 +28,7 @@ from api.crud import accounts as account_crud
 from api.crud import posts as crud
 from api.crud import workflow_starts
 from api.deps import AppServices
+from api.media_sweep import sweep_orphans
 from api.reconciler_lease import reconciler_lease
 from api.use_cases import accounts
 from chronogram.enums import PostStatus
@@ -153,6 +155,10 @@ def _pending(services: AppServices, updated_before: datetime) -> list[workflow_s
         )
 
 
+def _sweep_due(interval: float, last: datetime | None, now: datetime) -> bool:
+    return interval > 0 and (last is None or now - last >= timedelta(seconds=interval))
+
+
 async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
     """At start-up, then every interval until ``stop`` is set; a failed pass never ends the loop."""
     settings = services.settings
@@ -166,6 +172,7 @@ async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
     # The first pass looks at every run that ever ended unfinished; the next ones at those since the last pass
     # began, with a margin for visibility's lag.
     closed_after: datetime | None = None
+    last_sweep: datetime | None = None
     while True:
         began = datetime.now(UTC)
         try:
@@ -181,6 +188,18 @@ async def run_reconciler(services: AppServices, stop: asyncio.Event) -> None:
                     log.info("reconciler: another API process is reconciling; this pass is skipped")
         except Exception:
             log.exception("reconciler pass failed")
+        if _sweep_due(settings.api_media_sweep_interval_seconds, last_sweep, began):
+            last_sweep = began
+            try:
+                await run_in_threadpool(
+                    sweep_orphans,
+                    services.storage,
+                    settings.media_bucket,
+                    services.engine,
+                    grace=timedelta(seconds=settings.api_media_sweep_grace_seconds),
+                )
+            except Exception:
+                log.exception("media sweep failed")
         if settings.api_reconcile_interval_seconds == 0:
             return
         try:

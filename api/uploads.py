@@ -26,6 +26,8 @@ from starlette.requests import ClientDisconnect
 from api.errors import ApiError
 from chronogram.contracts import MediaKind
 from chronogram.media_rules import MAX_PIXELS, MediaRejected, inspect_image, sniff_video
+from chronogram.previews import image_preview, preview_of
+from chronogram.video_probe import ProbeBusy, probe_video
 
 FILE_FIELD = "file"
 _SNIFF_BYTES = 16
@@ -34,6 +36,10 @@ _WRITE_BATCH_BYTES = 256 * 1024
 _IMAGE_TYPES = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 _VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov"}
 _NEITHER = "the file is neither an image (JPEG, PNG or WebP) nor a video (MP4 or MOV)"
+# A file the probe could not read as a video at all: its type is not one we take (415), rather than a bad value.
+_UNSUPPORTED_VIDEO_CODES = frozenset(
+    {"video_undecodable", "unsupported_video_format", "video_without_picture"}
+)
 # EXIF orientations that turn the picture a quarter: width and height swap on screen.
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 
@@ -53,6 +59,14 @@ class Examined:
     extension: str
     width: int | None = None
     height: int | None = None
+    duration_ms: int | None = None
+    rotation: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    frame_rate: float | None = None
+    has_audio: bool | None = None
+    # The small JPEG stored beside the original: a video's thumbnail (its first frame), an image's preview.
+    preview: bytes | None = None
 
 
 @dataclass
@@ -262,32 +276,67 @@ def examine(received: ReceivedFile) -> Examined:
     Blocking (reads the file, decodes images): call it in a thread.
     """
     if received.kind is MediaKind.VIDEO:
-        content_type = sniff_video(received.head)
-        assert content_type is not None
-        # Duration and codecs need a demuxer (ffprobe), which is not available: Instagram reports those.
-        return Examined(content_type=content_type, extension=_VIDEO_EXTENSIONS[content_type])
+        return _examine_video(received)
     received.file.seek(0)
     data = received.file.read()
     received.file.seek(0)
     try:
-        image_format, width, height = _examine_image(data)
+        image_format, width, height, preview = _examine_image(data)
     except MediaRejected as rejected:
         status = 415 if rejected.code in ("unsupported_media", "unsupported_image_format") else 422
         # Neither a video (sniffed first) nor an image: the answer names every kind a file may be.
         message = _NEITHER if rejected.code == "unsupported_media" else rejected.message
         raise ApiError(status, rejected.code, message, field=FILE_FIELD) from None
     content_type, extension = _IMAGE_TYPES[image_format]
-    return Examined(content_type=content_type, extension=extension, width=width, height=height)
+    return Examined(
+        content_type=content_type,
+        extension=extension,
+        width=width,
+        height=height,
+        preview=preview,
+    )
 
 
-def _examine_image(data: bytes) -> tuple[str, int, int]:
+def _examine_video(received: ReceivedFile) -> Examined:
+    """Probe the video in a bounded child process (chronogram.video_probe): what it measures is stored, and a
+    file that FFmpeg cannot decode is refused now rather than by Instagram minutes before its time."""
+    content_type = sniff_video(received.head)
+    assert content_type is not None
+    try:
+        probe = probe_video(received.file)
+    except MediaRejected as rejected:
+        status = 415 if rejected.code in _UNSUPPORTED_VIDEO_CODES else 422
+        raise ApiError(status, rejected.code, rejected.message, field=FILE_FIELD) from None
+    except ProbeBusy:
+        raise ApiError(
+            503,
+            "upload_capacity_reached",
+            "the server is checking as many videos as it can at once; send this one again shortly",
+            headers={"Retry-After": "10"},
+        ) from None
+    return Examined(
+        content_type=content_type,
+        extension=_VIDEO_EXTENSIONS[content_type],
+        width=probe.width,
+        height=probe.height,
+        duration_ms=probe.duration_ms,
+        rotation=probe.rotation,
+        video_codec=probe.video_codec,
+        audio_codec=probe.audio_codec,
+        frame_rate=probe.frame_rate,
+        has_audio=probe.has_audio,
+        preview=probe.thumbnail,
+    )
+
+
+def _examine_image(data: bytes) -> tuple[str, int, int, bytes]:
     with warnings.catch_warnings():
         # Pillow only warns between its own limit and twice that; a bomb is refused either way.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             info = inspect_image(data)
             width, height = _displayed_size(data, info.width, info.height)
-            _decode(data, info.format)
+            preview = _decode(data, info.format)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise MediaRejected(
                 "image_too_many_pixels", f"the image has more than {MAX_PIXELS // 1_000_000} megapixels"
@@ -298,7 +347,7 @@ def _examine_image(data: bytes) -> tuple[str, int, int]:
             raise MediaRejected(
                 "image_corrupt", "the image is damaged or truncated and cannot be decoded"
             ) from None
-    return info.format, width, height
+    return info.format, width, height, preview
 
 
 def _displayed_size(data: bytes, width: int, height: int) -> tuple[int, int]:
@@ -309,10 +358,15 @@ def _displayed_size(data: bytes, width: int, height: int) -> tuple[int, int]:
     return (height, width) if orientation in _ROTATED_ORIENTATIONS else (width, height)
 
 
-def _decode(data: bytes, image_format: str) -> None:
-    """Decode the image once, so a truncated or corrupt file is refused now rather than at publish time. JPEGs
-    decode at an eighth of their size (enough to reach the end of the data); the pixel cap bounds the rest."""
+def _decode(data: bytes, image_format: str) -> bytes:
+    """Decode the image once, so a truncated or corrupt file is refused now rather than at publish time, and
+    return its preview. JPEGs decode at an eighth of their size (enough to reach the end of the data) and get
+    their preview from a draft of their own; other formats' previews come from this very decode. The pixel cap
+    bounds the rest."""
     with Image.open(io.BytesIO(data)) as image:
         if image_format == "JPEG":
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
         image.load()
+        if image_format != "JPEG":
+            return preview_of(image)
+    return image_preview(data)

@@ -9,15 +9,17 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from PIL import Image
-from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy import bindparam, create_engine, insert, text
 
 from bench.procinfo import file_size
+from chronogram.enums import MetricsCheckpoint, PostStatus, PostType
+from chronogram.models import Post, PostMetrics, table_of
 from sandbox.admin_client import SandboxAdmin
 
 FINAL_STATUSES = ("published", "failed", "cancelled")
@@ -77,6 +79,11 @@ class Api:
         began = time.perf_counter()
         created: dict[str, Any] = await self.request("POST", "/v1/posts", expect=201, json=body)
         return time.perf_counter() - began, created
+
+    async def get_json(self, path: str, **params: Any) -> tuple[float, dict[str, Any]]:
+        began = time.perf_counter()
+        body: dict[str, Any] = await self.request("GET", path, params=params)
+        return time.perf_counter() - began, body
 
     async def list_posts(self, **params: Any) -> tuple[float, dict[str, Any]]:
         began = time.perf_counter()
@@ -181,6 +188,40 @@ class AppDb:
     def _scalar(self, query: str, **params: Any) -> int:
         with self._engine.connect() as connection:
             return int(connection.execute(text(query), params).scalar_one())
+
+    def seed_published_posts(self, account_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        """Published image posts of the account, each with a +24 h reading (bench/scenarios/insights.py): the only
+        write the benchmark makes here, in one transaction, through the models' column types."""
+        posts, metrics = table_of(Post), table_of(PostMetrics)
+        metric_names = ("reach", "likes", "comments", "saved", "shares", "views", "total_interactions")
+        with self._engine.begin() as connection:
+            owner_id = connection.execute(
+                text("SELECT owner_id FROM instagram_accounts WHERE id = :id"), {"id": account_id}
+            ).scalar_one()
+            for row in rows:
+                when = row["published_at"]
+                inserted = connection.execute(
+                    insert(posts).values(
+                        owner_id=owner_id,
+                        account_id=account_id,
+                        type=PostType.IMAGE,
+                        publish_at=when,
+                        status=PostStatus.PUBLISHED,
+                        published_at=when,
+                        ig_media_id=row["ig_media_id"],
+                        user_tags=[],
+                    )
+                )
+                assert inserted.inserted_primary_key is not None
+                post_id = inserted.inserted_primary_key[0]
+                connection.execute(
+                    insert(metrics).values(
+                        post_id=post_id,
+                        checkpoint=MetricsCheckpoint.DAY,
+                        captured_at=when + timedelta(hours=24),
+                        **{name: row[name] for name in metric_names},
+                    )
+                )
 
     def statuses(self, post_ids: Sequence[int]) -> dict[str, int]:
         """How many of these posts are in each status."""

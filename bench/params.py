@@ -43,7 +43,10 @@ class Params:
     slow_window_s: float
     # posts are created through the API by this many concurrent clients (outside the measured scheduling runs)
     create_concurrency: int = 16
-    # 7. scale-out (only when named: --only scaleout): a burst over two workers and two APIs, one worker killed
+    # 7. best times: published posts with readings on one account, and the requests timed
+    insights_posts: int = 10_000
+    insights_requests: int = 200
+    # 8. scale-out (only when named: --only scaleout): a burst over two workers and two APIs, one worker killed
     # once this share of the posts is published
     scaleout_posts: int = 1000
     scaleout_accounts: int = 100
@@ -122,6 +125,8 @@ QUICK = Params(
     slow_uploads=10,
     slow_window_s=2,
     create_concurrency=4,
+    insights_posts=300,
+    insights_requests=20,
     scaleout_posts=40,
     scaleout_accounts=5,
     scaleout_lead_s=15,

@@ -1,6 +1,9 @@
 """The one owner of an account's connection status and token record: every change of status or token goes through
 here and writes one account event (account_events), so that the history says what happened and when.
 
+Whatever must hear of every account event (the notifications' outbox) subscribes with ``observe``, and is told in
+the event's transaction.
+
 Stored: ``active`` or ``needs_reconnect`` (with a reason). Derived: ``expiring``, an active account whose token
 is due for a refresh that has not succeeded yet (or cannot be done, with Facebook Login). Tokens are written
 encrypted and never enter an event.
@@ -8,6 +11,7 @@ encrypted and never enter an event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,9 +22,11 @@ from chronogram.enums import AccountEventKind, AccountStatus, AccountStatusReaso
 from chronogram.models import AccountEvent, InstagramAccount, table_of
 
 __all__ = [
+    "AccountChange",
     "StatusView",
     "TokenSchedule",
     "mark_needs_reconnect",
+    "observe",
     "record_event",
     "refresh_due_at",
     "replace_token",
@@ -47,6 +53,29 @@ class StatusView:
     status: AccountStatus
     reason: AccountStatusReason | None
     detail: str | None
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """What an observer hears: one recorded account event, inside the transaction that wrote it."""
+
+    account_id: int
+    kind: AccountEventKind
+    occurred_at: datetime
+    message: str
+    reason: AccountStatusReason | None
+    token_expires_at: datetime | None
+
+
+AccountObserver = Callable[[Connection, AccountChange], None]
+_observers: list[AccountObserver] = []
+
+
+def observe(observer: AccountObserver) -> Callable[[], None]:
+    """Call ``observer`` for every account event recorded from now on (once: not for a retry's), in its
+    transaction. Returns the function that unsubscribes it."""
+    _observers.append(observer)
+    return lambda: _observers.remove(observer)
 
 
 def refresh_due_at(
@@ -102,18 +131,21 @@ def record_event(
         "token_expires_at": token_expires_at,
         "dedupe_key": dedupe_key,
     }
-    if dedupe_key is None:
+    if dedupe_key is not None:
+        if connection.execute(select(_EVENTS.c.id).where(_EVENTS.c.dedupe_key == dedupe_key)).first():
+            return False
+        savepoint = connection.begin_nested()
+        try:
+            connection.execute(insert(_EVENTS).values(**values))
+        except IntegrityError:
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+    else:
         connection.execute(insert(_EVENTS).values(**values))
-        return True
-    if connection.execute(select(_EVENTS.c.id).where(_EVENTS.c.dedupe_key == dedupe_key)).first():
-        return False
-    savepoint = connection.begin_nested()
-    try:
-        connection.execute(insert(_EVENTS).values(**values))
-    except IntegrityError:
-        savepoint.rollback()
-        return False
-    savepoint.commit()
+    change = AccountChange(account_id, kind, now, message, reason, token_expires_at)
+    for observer in tuple(_observers):
+        observer(connection, change)
     return True
 
 

@@ -15,6 +15,7 @@ from temporalio.common import SearchAttributeKey
 
 # Re-exported: workflow code takes every value it needs from this module alone.
 from chronogram.enums import EventKind as EventKind
+from chronogram.enums import MetricsCheckpoint as MetricsCheckpoint
 from chronogram.enums import PostStatus as PostStatus
 from chronogram.enums import PostType as PostType
 
@@ -610,12 +611,75 @@ class AccountTokensInterface:
         raise NotImplementedError
 
 
+# --- PostMetricsWorkflow: one per published post, reading its insights at +1 h, +24 h and +7 d ---------------
+# Started by an activity of the post's workflow when the post is published (start_post_metrics), so that the
+# post's own workflow still ends there. Its input and history hold the post id and times only: the activity reads the token itself.
+
+POST_METRICS_WORKFLOW = "PostMetricsWorkflow"
+
+
+def post_metrics_workflow_id(post_id: int | str) -> str:
+    return f"post-metrics-{post_id}"
+
+
+@dataclass(frozen=True)
+class PostMetricsInput:
+    post_id: int
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class PostMetricsResult:
+    post_id: int
+    captured: list[MetricsCheckpoint] = field(default_factory=list)
+    # Readings that ended without values: Instagram kept failing or refused, or had no data yet.
+    missed: list[MetricsCheckpoint] = field(default_factory=list)
+
+
+class CaptureOutcome(StrEnum):
+    CAPTURED = "captured"
+    # Instagram answered an empty data set (data not ready yet, or no longer kept, as for a story after 24 h).
+    UNAVAILABLE = "unavailable"
+    # Instagram refused, or kept failing until the last attempt; the error is stored with the reading.
+    FAILED = "failed"
+    # The post was deleted, or its account disconnected: no reading now or later.
+    GONE = "gone"
+
+
+@dataclass(frozen=True)
+class CaptureMetricsInput:
+    post_id: int
+    checkpoint: MetricsCheckpoint
+    # The attempt (the workflow's retry policy's maximum) on which a transient failure is stored instead of raised.
+    final_attempt: int = 1
+
+
+@dataclass(frozen=True)
+class CaptureMetricsResult:
+    outcome: CaptureOutcome
+
+
+class PostMetricsInterface:
+    @activity.defn
+    async def capture_metrics(self, request: CaptureMetricsInput) -> CaptureMetricsResult:
+        raise NotImplementedError
+
+
+class PostMetricsStarterInterface:
+    @activity.defn
+    async def start_post_metrics(self, request: PostMetricsInput) -> None:
+        """Starts the post's PostMetricsWorkflow; does nothing if it was already started."""
+        raise NotImplementedError
+
+
 ACTIVITY_INTERFACES: tuple[type, ...] = (
     PostStoreInterface,
     MediaInterface,
     InstagramInterface,
     AccountTokensInterface,
     RunHistoryInterface,
+    PostMetricsInterface,
+    PostMetricsStarterInterface,
 )
 
 
@@ -746,6 +810,44 @@ class DeliverDueReport:
 
 
 @dataclass(frozen=True)
+class DueHeadsInput:
+    """What may go out now (read only): for each ordering key but ``busy_keys`` (a delivery of theirs is out or
+    being retried), its oldest pending delivery, at most ``limit``."""
+
+    endpoint_id: int
+    busy_keys: list[int]
+    limit: int
+
+
+@dataclass(frozen=True)
+class DueHeads:
+    """The deliveries that may go out now, in event order, each with its ordering key; ``more``: more is due than
+    was taken (a key's later delivery, or past the limit)."""
+
+    delivery_ids: list[int]
+    ordering_keys: list[int]
+    more: bool
+
+
+@dataclass(frozen=True)
+class FirstAttemptsInput:
+    """Send the first attempt of each of these deliveries (the workflow took them with ``due_heads``), side by
+    side; one that is no longer pending is left out (SKIPPED)."""
+
+    endpoint_id: int
+    delivery_ids: list[int]
+    retry: RetrySchedule
+
+
+@dataclass(frozen=True)
+class FirstAttemptsReport:
+    """Each delivery's outcome, in the order of the input's (DELIVERED, GONE, SKIPPED, or RETRY: it failed, its
+    next retry is recorded)."""
+
+    outcomes: list[DeliveryOutcome]
+
+
+@dataclass(frozen=True)
 class GiveUpInput:
     """A delivery whose retries are spent; ``endpoint_id`` set: the endpoint is disabled and its owner told."""
 
@@ -768,6 +870,14 @@ class WebhookDeliveryInterface:
 
     @activity.defn
     async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:
+        raise NotImplementedError
+
+    @activity.defn
+    async def due_heads(self, request: DueHeadsInput) -> DueHeads:
+        raise NotImplementedError
+
+    @activity.defn
+    async def send_first_attempts(self, request: FirstAttemptsInput) -> FirstAttemptsReport:
         raise NotImplementedError
 
 

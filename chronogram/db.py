@@ -30,6 +30,12 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("instagram_accounts", "max_lateness_seconds"),
     ("posts", "max_lateness_seconds"),
     ("posts", "last_publish_call"),
+    ("media_assets", "rotation"),
+    ("media_assets", "video_codec"),
+    ("media_assets", "audio_codec"),
+    ("media_assets", "frame_rate"),
+    ("media_assets", "has_audio"),
+    ("media_assets", "preview_key"),
 )
 """Columns added to tables after their release, as (table, column). Creating what is missing leaves an existing
 table as it is, so create_schema adds these to the databases made before them: schema.sql's closing section on

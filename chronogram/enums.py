@@ -54,6 +54,13 @@ class NotificationType(StrEnum):
     WEBHOOK_TEST = "webhook.test"
 
 
+class DelayReason(StrEnum):
+    """Why a delayed post waits (the ``delay.reason`` of a post.delayed event)."""
+
+    SERVICE_UNAVAILABLE = "service_unavailable"  # Instagram (or the media storage) kept failing: it retries
+    ACCOUNT_NEEDS_RECONNECT = "account_needs_reconnect"  # Instagram refused the account's token: reconnect it
+
+
 class DeliveryChannel(StrEnum):
     WEBHOOK = "webhook"
     EMAIL = "email"
@@ -95,3 +102,15 @@ class AccountEventKind(StrEnum):
     TOKEN_EXCHANGED = "token_exchanged"
     TOKEN_REFRESHED = "token_refreshed"
     NEEDS_RECONNECT = "needs_reconnect"
+
+
+class MetricsCheckpoint(StrEnum):
+    """When a published post's insights are read (workflows/post_metrics.py): its age at each reading."""
+
+    HOUR = "1h"
+    DAY = "24h"
+    WEEK = "7d"
+
+    @property
+    def seconds(self) -> int:
+        return {"1h": 3600, "24h": 86400, "7d": 7 * 86400}[self.value]

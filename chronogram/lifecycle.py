@@ -179,6 +179,10 @@ class Note(StrEnum):
 
     RESCHEDULED = "rescheduled"  # the post's publish time moved
     FIRST_COMMENT_FAILED = "first_comment_failed"  # published, but its first comment could not be posted
+    # The post began waiting, past or before its time: an outage (its retries ran out), or its account's token
+    # refused and a reconnect awaited. Its workflow records one per wait; a wait inside a wait adds one more.
+    DELAYED = "delayed"
+    RESUMED = "resumed"  # the wait ended: the service answered again, or the account was reconnected
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,8 @@ class PostNote:
     occurred_at: datetime
     message: str
     error_code: ErrorType | None = None
+    # What the event's writer added to its detail (a delay's reason and deadline), besides the message.
+    detail: Mapping[str, Any] | None = None
 
 
 NoteObserver = Callable[[Connection, PostNote], None]
@@ -356,7 +362,14 @@ def record_event(
     if note is not None:
         _notify_note(
             connection,
-            PostNote(post_id, note, row["occurred_at"], message, error_code=details.get("error_code")),
+            PostNote(
+                post_id,
+                note,
+                row["occurred_at"],
+                message,
+                error_code=details.get("error_code"),
+                detail=details.get("detail"),
+            ),
         )
     return True
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     ForeignKeyConstraint,
     Identity,
     Index,
@@ -50,6 +51,7 @@ from chronogram.enums import (
     DeliveryChannel,
     DeliveryStatus,
     EventKind,
+    MetricsCheckpoint,
     NotificationType,
     PostStatus,
     PostType,
@@ -69,6 +71,7 @@ __all__ = [
     "IdempotencyKey",
     "InstagramAccount",
     "MediaAsset",
+    "MetricsCheckpoint",
     "NotificationDelivery",
     "NotificationEvent",
     "NotificationPreference",
@@ -76,6 +79,7 @@ __all__ = [
     "Post",
     "PostEvent",
     "PostMedia",
+    "PostMetrics",
     "PostStatus",
     "PostType",
     "ReelOptions",
@@ -391,6 +395,14 @@ class MediaAsset(SQLModel, table=True):
     height: int | None = _column(Column(Integer(), nullable=True))
     duration_ms: int | None = _column(Column(Integer(), nullable=True))
     created_at: datetime = _created_at()
+    # Measured by the video probe (chronogram.video_probe); null for images and for videos uploaded before it.
+    rotation: int | None = _column(Column(Integer(), nullable=True))
+    video_codec: str | None = _text(nullable=True)
+    audio_codec: str | None = _text(nullable=True)
+    frame_rate: float | None = _column(Column(Double(), nullable=True))
+    has_audio: bool | None = _column(Column(Boolean(), nullable=True))
+    # The small JPEG beside the original (a video's thumbnail, an image's preview); null when none was made.
+    preview_key: str | None = _text(nullable=True)
 
     @property
     def kind(self) -> MediaKind:
@@ -722,6 +734,36 @@ class NotificationPreference(SQLModel, table=True):
     updated_at: datetime = _updated_at()
 
 
+class PostMetrics(SQLModel, table=True):
+    __tablename__ = "post_metrics"
+    __table_args__ = (
+        ForeignKeyConstraint(["post_id"], ["posts.id"], ondelete="CASCADE", name="post_metrics_post_id_fkey"),
+        _in_check("checkpoint", MetricsCheckpoint, name="post_metrics_checkpoint_check"),
+        CheckConstraint(
+            "error_code IS NULL OR total_interactions IS NULL", name="post_metrics_error_or_values_check"
+        ),
+        {
+            "comment": "A published post's insights as read at +1 h, +24 h and +7 d; a reading that failed keeps "
+            "its error instead of values."
+        },
+    )
+
+    post_id: int = _column(Column(BigInteger(), primary_key=True, autoincrement=False))
+    checkpoint: MetricsCheckpoint = _column(
+        Column(TextEnum(MetricsCheckpoint), primary_key=True, autoincrement=False)
+    )
+    captured_at: datetime = _timestamp(nullable=False)
+    reach: int | None = _column(Column(Integer(), nullable=True))
+    likes: int | None = _column(Column(Integer(), nullable=True))
+    comments: int | None = _column(Column(Integer(), nullable=True))
+    saved: int | None = _column(Column(Integer(), nullable=True))
+    shares: int | None = _column(Column(Integer(), nullable=True))
+    views: int | None = _column(Column(Integer(), nullable=True))
+    total_interactions: int | None = _column(Column(Integer(), nullable=True))
+    error_code: str | None = _text(nullable=True)
+    error_message: str | None = _text(nullable=True)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model, for statements that skip the ORM."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -756,6 +798,7 @@ APP_TABLES: Sequence[Table] = tuple(
         NotificationDelivery,
         DeliveryAttempt,
         NotificationPreference,
+        PostMetrics,
     )
 )
 """Exactly the tables schema.sql creates, in dependency order (SQLModel.metadata may hold others, e.g. tests')."""

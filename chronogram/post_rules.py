@@ -16,7 +16,13 @@ from typing import Any
 
 from chronogram.contracts import MediaKind
 from chronogram.enums import PostType
-from chronogram.media_rules import MediaRejected, check_aspect_ratio, check_video
+from chronogram.media_rules import (
+    MediaRejected,
+    VideoFacts,
+    check_aspect_ratio,
+    thumb_offset_problem,
+    video_problems,
+)
 
 MAX_CAPTION_CHARS = 2200
 MAX_HASHTAGS = 30
@@ -40,13 +46,28 @@ class Violation:
 
 @dataclass(frozen=True)
 class MediaFacts:
-    """What was measured at upload; width and height are as displayed (EXIF orientation applied)."""
+    """What was measured at upload; width and height are as displayed (EXIF orientation or video rotation
+    applied). The video fields are None for images and for videos uploaded before probing."""
 
     kind: MediaKind
     size_bytes: int
     width: int | None = None
     height: int | None = None
     duration_ms: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    frame_rate: float | None = None
+
+    def video(self) -> VideoFacts:
+        return VideoFacts(
+            size_bytes=self.size_bytes,
+            duration_ms=self.duration_ms,
+            width=self.width,
+            height=self.height,
+            video_codec=self.video_codec,
+            audio_codec=self.audio_codec,
+            frame_rate=self.frame_rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -140,10 +161,11 @@ def _media_violations(post_type: PostType, media: Sequence[MediaFacts]) -> list[
         if item.kind is MediaKind.IMAGE and post_type is PostType.REELS:
             found.append(Violation(where, "reels_need_video", "a REELS post takes a video, not an image"))
             continue
+        if item.kind is MediaKind.VIDEO:
+            found += [Violation(where, p.code, p.message) for p in video_problems(item.video(), post_type)]
+            continue
         try:
-            if item.kind is MediaKind.VIDEO:
-                check_video(size_bytes=item.size_bytes, duration_ms=item.duration_ms, post_type=post_type)
-            elif item.width is not None and item.height is not None:
+            if item.width is not None and item.height is not None:
                 check_aspect_ratio(item.width, item.height, post_type)
         except MediaRejected as rejected:
             found.append(Violation(where, rejected.code, rejected.message))
@@ -173,6 +195,11 @@ def _content_violations(content: PostContent, media: Sequence[MediaFacts]) -> li
         found.append(_not_allowed("alt_text", post_type, "alt text" + hint))
     if content.reel_options is not None and post_type is not PostType.REELS:
         found.append(_not_allowed("reel_options", post_type, "reel options"))
+    elif content.reel_options is not None and len(media) == 1:
+        offset = content.reel_options.get("thumb_offset_ms")
+        problem = thumb_offset_problem(offset, media[0].duration_ms) if isinstance(offset, int) else None
+        if problem is not None:
+            found.append(Violation("reel_options.thumb_offset_ms", problem.code, problem.message))
 
     if content.user_tags:
         if post_type is PostType.CAROUSEL:

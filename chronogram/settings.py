@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # that is still starting them.
     api_reconcile_interval_seconds: float = Field(default=30.0, ge=0)
     api_reconcile_grace_seconds: float = Field(default=10.0, ge=0)
+    # The reconciler also removes the media bucket's orphans (an upload's objects whose row is gone, renditions no
+    # media needs) at most once per interval (0: never), sparing objects younger than the grace (uploads in flight).
+    api_media_sweep_interval_seconds: float = Field(default=3600.0, ge=0)
+    api_media_sweep_grace_seconds: float = Field(default=3600.0, ge=0)
     # How long a request waits for a workflow run to end: DELETE /v1/accounts/{id} for its cancelled posts,
     # POST /v1/posts/{id}/retry for the failed run.
     api_workflow_wait_seconds: float = Field(default=15.0, gt=0)

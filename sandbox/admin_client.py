@@ -40,6 +40,12 @@ class SandboxAdmin:
         token: str = body["access_token"]
         return token
 
+    async def set_audience(self, ig_user_id: str, **profile: Any) -> dict[str, Any]:
+        """``profile``: timezone, followers, peaks ([{weekday, hour, weight}]), reach_rate, online_rate, lag_seconds
+        (sandbox.audience); what is left out keeps the default."""
+        body: dict[str, Any] = await self._request("PUT", f"/accounts/{ig_user_id}/audience", json=profile)
+        return body
+
     async def revoke_token(self, access_token: str) -> None:
         await self._request("POST", "/tokens/revoke", json={"access_token": access_token})
 

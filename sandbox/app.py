@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from sandbox import log_filters
 from sandbox.admin_routes import router as admin_router
+from sandbox.audience_routes import router as audience_router
 from sandbox.config import SandboxConfig
 from sandbox.graph_routes import graph_entry
 from sandbox.state import SandboxState
@@ -41,6 +42,7 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
     )
     app.state.sandbox = state
     app.include_router(admin_router)
+    app.include_router(audience_router)
     # Registered last so /_sandbox wins; every other path is Graph's to interpret.
     app.add_api_route("/{path:path}", graph_entry, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     return app

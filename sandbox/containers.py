@@ -293,7 +293,12 @@ async def _process_video(state: SandboxState, http: httpx.AsyncClient, container
         except FetchError as error:
             subcode = video_fetch_subcode(error)
         else:
-            result = inspect_video(data)
+            media_type = "VIDEO" if container.is_carousel_item else container.kind.value
+            offset = container.options.get("thumb_offset")
+            # A cover_url wins over thumb_offset (reference 3.1), so the offset is not held to the duration then.
+            if container.options.get("cover_url"):
+                offset = None
+            result = await asyncio.to_thread(inspect_video, data, media_type, offset)
             if isinstance(result, int):
                 subcode = result
             else:

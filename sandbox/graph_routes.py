@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sandbox import containers
+from sandbox import containers, insights
 from sandbox.calls import CallRecord
 from sandbox.errors import (
     GraphError,
@@ -117,6 +117,8 @@ def _resolve(method: str, segments: list[str], state: SandboxState) -> Route | N
             return Route("comments_create", _comments_create, node)
         case "GET", [node, "comments"]:
             return Route("comments_list", _comments_list, node)
+        case "GET", [node, "insights"]:
+            return Route("insights", insights.read_insights, node)
         case "DELETE", [node]:
             return Route("media_delete", _media_delete, node)
         case "GET", [node]:

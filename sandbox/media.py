@@ -1,15 +1,18 @@
 """Fetching and checking media the way Meta does: a real HTTP download, then format and size rules.
 
 Images are judged at container creation (synchronous 400s); videos after the fact, by turning the container
-to ERROR. Video checks are size and container sniffing only; codecs, duration and bitrate are not parsed.
+to ERROR. Videos are demuxed and decoded with PyAV (FFmpeg), and held to Meta's video specs for their media type
+(reference 5.2-5.4): a file FFmpeg cannot decode, or one outside the specs, is "unsupported" (2207026); a
+``thumb_offset`` at or past the end of the video is 2207057. Bitrate, GOP structure and edit lists are not checked.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import av
 import httpx
 from PIL import Image, UnidentifiedImageError
 
@@ -21,6 +24,28 @@ VIDEO_UNSUPPORTED = 2207026
 VIDEO_DOWNLOAD_FAILED = 2207077
 VIDEO_UNPROCESSABLE = 2207085
 COVER_UNSUPPORTED = 2207005
+THUMB_OFFSET_INVALID = 2207057
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    min_seconds: float
+    max_seconds: float
+    min_aspect: float
+    max_aspect: float
+
+
+# Reference 5.2 (reels), 5.3 (video stories), 5.4 (carousel video items: the legacy feed-video spec).
+VIDEO_SPECS: dict[str, VideoSpec] = {
+    "REELS": VideoSpec(3, 15 * 60, 0.01, 10.0),
+    "STORIES": VideoSpec(3, 60, 0.1, 10.0),
+    "VIDEO": VideoSpec(3, 60, 4 / 5, 16 / 9),
+}
+VIDEO_CODECS = frozenset({"h264", "hevc"})
+MIN_FPS, MAX_FPS = 23.0, 60.0
+MAX_VIDEO_WIDTH = 1920
+# Frames decoded at most per video: enough to reach every frame of a test video, bounded for any other.
+_MAX_DECODED_FRAMES = 20_000
 
 # Decompression-bomb guard for a process that downloads whatever URL it is given.
 Image.MAX_IMAGE_PIXELS = 100_000_000
@@ -44,6 +69,10 @@ class MediaInfo:
     # Meta scales images narrower than 320 px up and wider than 1440 px down instead of refusing them.
     stored_width: int | None = None
     stored_height: int | None = None
+    # Videos only.
+    duration_ms: int | None = None
+    video_codec: str | None = None
+    frame_rate: float | None = None
 
 
 async def fetch(http: httpx.AsyncClient, url: str, *, max_bytes: int, time_limit: float) -> bytes:
@@ -160,12 +189,76 @@ def image_fetch_error(error: FetchError) -> GraphError:
     return catalogued(9004, 2207052)
 
 
-def inspect_video(data: bytes) -> MediaInfo | int:
-    """MediaInfo for an MP4/MOV, else the subcode the container's ERROR status will carry."""
+def inspect_video(data: bytes, media_type: str, thumb_offset_ms: int | None = None) -> MediaInfo | int:
+    """MediaInfo for a video Meta would process as ``media_type`` (REELS, STORIES, VIDEO), else the subcode its
+    container's ERROR status carries. Blocking (decodes every frame): run it in a thread."""
     kind = sniff(data)
     if kind not in ("mp4", "mov"):
         return VIDEO_UNSUPPORTED
-    return MediaInfo(kind="video", format=kind.upper(), bytes=len(data))
+    try:
+        facts = _decode(data)
+    except (av.FFmpegError, ValueError, OSError, MemoryError):
+        return VIDEO_UNSUPPORTED
+    if facts is None:
+        return VIDEO_UNSUPPORTED
+    duration_ms, width, height, codec, fps = facts
+    spec = VIDEO_SPECS.get(media_type, VIDEO_SPECS["VIDEO"])
+    ratio = width / height
+    if (
+        codec not in VIDEO_CODECS
+        or not MIN_FPS <= fps <= MAX_FPS
+        or width > MAX_VIDEO_WIDTH
+        or not spec.min_seconds <= duration_ms / 1000 <= spec.max_seconds
+        or not spec.min_aspect - 1e-3 <= ratio <= spec.max_aspect + 1e-3
+    ):
+        return VIDEO_UNSUPPORTED
+    if thumb_offset_ms is not None and thumb_offset_ms >= duration_ms:
+        return THUMB_OFFSET_INVALID
+    return MediaInfo(
+        kind="video",
+        format=kind.upper(),
+        bytes=len(data),
+        width=width,
+        height=height,
+        duration_ms=duration_ms,
+        video_codec=codec,
+        frame_rate=fps,
+    )
+
+
+def _decode(data: bytes) -> tuple[int, int, int, str, float] | None:
+    """(duration ms, displayed width, displayed height, codec, frames per second), decoding every frame as Meta's
+    transcoder would; None if a picture is missing or damaged."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        # Damaged pictures raise instead of being concealed.
+        stream.codec_context.options = {"err_detect": "explode"}
+        frames, rotation = 0, 0
+        for frame in container.decode(stream):
+            if frames == 0:
+                rotation = int(frame.rotation or 0) % 360
+            frames += 1
+            if frames >= _MAX_DECODED_FRAMES:
+                break
+        if frames == 0:
+            return None
+        duration_ms = _duration_ms(container, stream)
+        rate = stream.average_rate or stream.guessed_rate
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        if width <= 0 or height <= 0 or duration_ms <= 0:
+            return None
+        return duration_ms, width, height, stream.codec_context.name, float(rate) if rate else 0.0
+
+
+def _duration_ms(container: Any, stream: Any) -> int:
+    if stream.duration is not None and stream.time_base is not None:
+        return int(stream.duration * stream.time_base * 1000)
+    return int(container.duration / 1000) if container.duration is not None else 0
 
 
 def video_fetch_subcode(error: FetchError) -> int:

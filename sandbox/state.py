@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.audience import AudienceProfile
 from sandbox.calls import CallLog
 from sandbox.clock import Clock
 from sandbox.config import DEMO_ACCESS_TOKEN, DEMO_IG_USER_ID, DEMO_USERNAME, SandboxConfig
@@ -167,6 +168,8 @@ class SandboxState:
         self.containers: dict[str, Container] = {}
         self.media: dict[str, Media] = {}
         self.comments: dict[str, Comment] = {}
+        # Each account's audience (insights); an account without one has the default profile.
+        self.audiences: dict[str, AudienceProfile] = {}
         # The downloader Meta would use to fetch image_url/video_url; the app's lifespan owns it.
         self.http: httpx.AsyncClient | None = None
         # Ids keep counting across resets so a stale id from an earlier test never names a new object, and start
@@ -202,6 +205,7 @@ class SandboxState:
         self.containers.clear()
         self.media.clear()
         self.comments.clear()
+        self.audiences.clear()
         self.seed()
 
     # Accounts and tokens

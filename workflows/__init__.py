@@ -3,10 +3,11 @@
 
 from workflows.account_tokens import AccountTokensWorkflow
 from workflows.email_notification import EmailNotificationWorkflow
+from workflows.post_metrics import PostMetricsWorkflow
 from workflows.scheduled_post import ScheduledPostWorkflow
 from workflows.webhook_delivery import WebhookEndpointWorkflow
 
-WORKFLOWS = [ScheduledPostWorkflow, AccountTokensWorkflow]
+WORKFLOWS = [ScheduledPostWorkflow, AccountTokensWorkflow, PostMetricsWorkflow]
 NOTIFICATION_WORKFLOWS = [WebhookEndpointWorkflow, EmailNotificationWorkflow]
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "WORKFLOWS",
     "AccountTokensWorkflow",
     "EmailNotificationWorkflow",
+    "PostMetricsWorkflow",
     "ScheduledPostWorkflow",
     "WebhookEndpointWorkflow",
 ]

@@ -41,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         InstagramInterface,
         MediaInterface,
         MediaRef,
+        PostMetricsInput,
+        PostMetricsStarterInterface,
         PostRef,
         PostSignal,
         PostState,
@@ -134,6 +136,10 @@ _RECONNECT_PATCH = "wait-for-reconnect"
 # while the post is scheduled cancels it like the API's cancel: the post ends cancelled, with an event naming who
 # asked. Once publishing has begun the run is cancelled as before, and the reconciler hands the post to a fresh run.
 _TEMPORAL_CANCEL_PATCH = "temporal-cancellation-cancels-the-post"
+
+# A published post's insights are read at +1 h, +24 h and +7 d by a PostMetricsWorkflow of its own, started by an
+# activity once the post is finished, so that this run still ends at publish (issue 17).
+_POST_METRICS_PATCH = "post-metrics"
 
 # --- Lateness deadline (issue 12), behind one patch taken as preparation begins ---------------------------------
 # Transient and throttled failures of Instagram, storage and the database delay a post until its deadline,
@@ -416,9 +422,26 @@ class ScheduledPostWorkflow:
             media_id = await self._publish_exactly_once(plan, container_id)
         except ActivityError as error:
             raise _PostFailed(_error_type(error), _error_message(error)) from None
+        published_at = workflow.now()
         if self._deadline_mode:
-            return await self._finish_published_until_deadline(plan, media_id)
-        return await self._finish_published(plan, media_id)
+            result = await self._finish_published_until_deadline(plan, media_id)
+        else:
+            result = await self._finish_published(plan, media_id)
+        if media_id and workflow.patched(_POST_METRICS_PATCH):
+            await self._start_post_metrics(published_at)
+        return result
+
+    async def _start_post_metrics(self, published_at: datetime) -> None:
+        try:
+            await workflow.execute_activity_method(
+                PostMetricsStarterInterface.start_post_metrics,
+                PostMetricsInput(self._state.post_id, published_at),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_FINISHING_RETRY,
+                summary="start reading its insights",
+            )
+        except ActivityError:
+            pass  # the post is published all the same; it only goes without insights
 
     async def _temporal_cancellation(self) -> CancelRequest:
         info = workflow.info()

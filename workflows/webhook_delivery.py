@@ -12,8 +12,18 @@ still pending: nothing is lost, an event sent again carries the same ``webhook-i
 the endpoint is disabled and its owner told. Idle, the workflow waits a little for more, then ends; the
 dispatcher starts it again when needed. Long runs continue as new, so that a history stays small.
 
-Histories recorded before the batches (no ``delivery-batches`` marker) replay the path of that time: a read of the
-due deliveries, then lanes of one activity per delivery (``_run_lanes``).
+Rounds overlap (``_run_rounds``, since the ``delivery-rounds`` marker): a round is a read of what may go out
+(``due_heads``, a local activity, so in the workflow task that decides it) and one activity sending those first
+attempts side by side (``send_first_attempts``). The workflow keeps the ordering keys of every round still out
+and of every retried delivery busy, so that a new round, started at the next wake-up while others are out, never
+takes a post whose earlier event is still being sent: events of a burst go out as they come, without waiting for
+the round before them, and a post's events still go one after the other. The claims are the workflow's own
+state, so durable: a worker lost in a round's activity leaves it to Temporal to retry, and it sends again those
+of its deliveries that are still pending (the same ``webhook-id``).
+
+Histories recorded before (no ``delivery-rounds`` marker) replay the path of their time: one ``deliver_due``
+per round, one round after the other (``_run_batches``); before the batches (no ``delivery-batches`` marker
+either), a read of the due deliveries, then lanes of one activity per delivery (``_run_lanes``).
 """
 
 from __future__ import annotations
@@ -33,7 +43,11 @@ with workflow.unsafe.imports_passed_through():
         DeliveryOutcome,
         DeliveryRef,
         DueDeliveriesInput,
+        DueHeads,
+        DueHeadsInput,
         EndpointStop,
+        FirstAttemptsInput,
+        FirstAttemptsReport,
         GiveUpInput,
         RetrySchedule,
         WakeSignal,
@@ -49,6 +63,9 @@ DELIVERIES_PER_RUN = 500
 # First attempts per deliver_due activity (its requests go side by side).
 BATCH_SIZE = 200
 _BATCHES_PATCH = "delivery-batches"
+_ROUNDS_PATCH = "delivery-rounds"
+# Rounds out at once: each is one activity holding up to BATCH_SIZE requests.
+MAX_ROUNDS = 4
 # How long an idle endpoint's workflow waits for a wake-up before it ends: a burst arrives as several.
 IDLE_LINGER = timedelta(seconds=60)
 _DATABASE = RetryPolicy(maximum_interval=timedelta(seconds=30))
@@ -80,7 +97,12 @@ def after_first_attempt(schedule: RetrySchedule) -> RetrySchedule:
 class WebhookEndpointWorkflow:
     def __init__(self) -> None:
         self._woken = False
-        self._changed = False  # a delivery lane finished
+        self._changed = False  # a delivery lane, round or retry finished
+        # Of the rounds' path: what was delivered, and the ordering keys held by a round or a retry.
+        self._delivered = 0
+        self._disabled = False
+        self._busy: dict[int, int] = {}
+        self._retrying: dict[int, asyncio.Task[tuple[int, bool]]] = {}
 
     @workflow.signal(name=WEBHOOK_WAKE_SIGNAL)
     def wake(self, signal: WakeSignal) -> None:
@@ -88,9 +110,101 @@ class WebhookEndpointWorkflow:
 
     @workflow.run
     async def run(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        if workflow.patched(_ROUNDS_PATCH):
+            return await self._run_rounds(request)
         if workflow.patched(_BATCHES_PATCH):
             return await self._run_batches(request)
         return await self._run_lanes(request)
+
+    async def _run_rounds(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        """Rounds side by side, up to MAX_ROUNDS: each takes what may go out now (no key busy in another round or
+        retried) and sends it; a post whose first attempt failed is retried alone (``_retry``)."""
+        rounds: set[asyncio.Task[None]] = set()
+        lingered = False
+        more = True  # look at once: the run was started, or woken, for something
+        while True:
+            self._woken = self._changed = False
+            for key, task in list(self._retrying.items()):
+                if task.done():
+                    del self._retrying[key]
+                    self._busy.pop(key, None)
+                    count, stopped = task.result()
+                    self._delivered += count
+                    self._disabled = self._disabled or stopped
+            rounds = {task for task in rounds if not task.done()}
+            draining = (
+                self._disabled
+                or self._delivered >= DELIVERIES_PER_RUN
+                or workflow.info().is_continue_as_new_suggested()
+            )
+            if draining:
+                if self._retrying or rounds:
+                    await workflow.wait_condition(lambda: self._changed)
+                    continue
+                if self._disabled:
+                    return WebhookEndpointResult(request.endpoint_id, self._delivered, EndpointStop.DISABLED)
+                workflow.continue_as_new(request)
+            if more and len(rounds) < MAX_ROUNDS:
+                due = await workflow.execute_local_activity_method(
+                    WebhookDeliveryInterface.due_heads,
+                    DueHeadsInput(
+                        endpoint_id=request.endpoint_id, busy_keys=sorted(self._busy), limit=BATCH_SIZE
+                    ),
+                    # Well within the workflow task's 10 s: a read held up is tried again, not the task.
+                    start_to_close_timeout=timedelta(seconds=5),
+                    retry_policy=_DATABASE,
+                    summary="what may go out",
+                )
+                more = due.more
+                if due.delivery_ids:
+                    lingered = False
+                    for key in due.ordering_keys:
+                        self._busy[key] = 1
+                    rounds.add(asyncio.create_task(self._round(request, due)))
+                if more and len(rounds) < MAX_ROUNDS:
+                    continue  # a post's next event, or more than one round
+            if rounds or self._retrying:
+                await workflow.wait_condition(lambda: self._woken or self._changed)
+                # Woken: new events. A round or a retry ended: its posts' next events may go now.
+                more = True
+                continue
+            # A wake that came while the last look was out is remembered: the next look is at once.
+            if lingered and not self._woken:
+                return WebhookEndpointResult(request.endpoint_id, self._delivered, EndpointStop.IDLE)
+            if not self._woken:
+                try:
+                    await workflow.wait_condition(lambda: self._woken, timeout=IDLE_LINGER)
+                except TimeoutError:
+                    lingered = True  # one last look, then end
+            more = True
+
+    async def _round(self, request: WebhookEndpointInput, due: DueHeads) -> None:
+        """Send the first attempts of ``due`` (its keys are busy meanwhile); a failed one goes on alone."""
+        try:
+            report: FirstAttemptsReport = await workflow.execute_activity_method(
+                WebhookDeliveryInterface.send_first_attempts,
+                FirstAttemptsInput(
+                    endpoint_id=request.endpoint_id, delivery_ids=due.delivery_ids, retry=request.retry
+                ),
+                # The requests go side by side: one request's timeout, and time to read and record them.
+                start_to_close_timeout=timedelta(seconds=request.retry.request_timeout_seconds + 20),
+                # Retried whole (a worker lost in it, the database): it sends what is still pending.
+                retry_policy=_DATABASE,
+                summary=f"deliver {len(due.delivery_ids)}",
+            )
+            for delivery_id, key, outcome in zip(
+                due.delivery_ids, due.ordering_keys, report.outcomes, strict=True
+            ):
+                if outcome is DeliveryOutcome.DELIVERED:
+                    self._delivered += 1
+                elif outcome is DeliveryOutcome.GONE:
+                    self._disabled = True
+                if outcome is DeliveryOutcome.RETRY:
+                    self._retrying[key] = asyncio.create_task(self._retry(request, delivery_id))
+                else:
+                    self._busy.pop(key, None)
+        finally:
+            self._changed = True
 
     async def _run_batches(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
         """Rounds of ``deliver_due``; a post whose first attempt failed is retried alone (``_retry``), and its

@@ -33,6 +33,13 @@ def add_media(
     sha256: str,
     width: int | None,
     height: int | None,
+    duration_ms: int | None = None,
+    rotation: int | None = None,
+    video_codec: str | None = None,
+    audio_codec: str | None = None,
+    frame_rate: float | None = None,
+    has_audio: bool | None = None,
+    preview_key: str | None = None,
 ) -> MediaAsset:
     asset = MediaAsset(
         owner_id=owner_id,
@@ -42,10 +49,33 @@ def add_media(
         sha256=sha256,
         width=width,
         height=height,
+        duration_ms=duration_ms,
+        rotation=rotation,
+        video_codec=video_codec,
+        audio_codec=audio_codec,
+        frame_rate=frame_rate,
+        has_audio=has_audio,
+        preview_key=preview_key,
     )
     session.add(asset)
     session.commit()
     return asset
+
+
+def known_object_keys(session: Session, keys: list[str]) -> set[str]:
+    """Those of ``keys`` that are some media's original or preview."""
+    if not keys:
+        return set()
+    originals = session.exec(select(MediaAsset.object_key).where(col(MediaAsset.object_key).in_(keys))).all()
+    previews = session.exec(select(MediaAsset.preview_key).where(col(MediaAsset.preview_key).in_(keys))).all()
+    return {key for key in [*originals, *previews] if key is not None}
+
+
+def known_sha256(session: Session, digests: list[str]) -> set[str]:
+    """Those of ``digests`` that some media (of any user) has: their shared rendition is still needed."""
+    if not digests:
+        return set()
+    return set(session.exec(select(MediaAsset.sha256).where(col(MediaAsset.sha256).in_(digests))).all())
 
 
 def delete_media(session: Session, *, media_id: int) -> list[tuple[int, PostStatus]]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from api.deps import CurrentUser, OwnedMediaDep, ServicesDep, SessionDep, UploadSlotsDep
 from api.openapi import problems
 from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from api.schemas.media import MediaOut, MediaPage
+from api.schemas.media import MediaDetail, MediaOut, MediaPage
 from api.uploads import FILE_FIELD, receive_upload
 from api.use_cases import media
 from chronogram.settings import Settings
@@ -72,8 +72,10 @@ _UPLOAD_PROBLEMS = {
     summary="Upload an image or a video",
     description="Send one file as multipart/form-data, in a part named `file`. The content decides what it is "
     "(the declared type and file name are ignored). Images are checked now against Instagram's rules: format "
-    "(JPEG, PNG, WebP; converted to JPEG when published), at most 8 MB and 50 megapixels, not damaged. The "
-    "aspect ratio is checked when a post uses the image, as it depends on the post type.\n\n"
+    "(JPEG, PNG, WebP; converted to JPEG when published), at most 8 MB and 50 megapixels, not damaged. Videos "
+    "(MP4 or MOV) are probed: a file FFmpeg cannot decode is refused (415); duration, size, rotation, codecs, "
+    "frame rate and audio are recorded. Each gets a thumbnail. The aspect ratio and the video rules (duration, "
+    "codec, frame rate, size) are checked when a post uses the media, as they depend on the post type.\n\n"
     f"A user may have {_PER_USER} uploads in progress at once by default "
     "(`CHRONOGRAM_API_MAX_CONCURRENT_UPLOADS_PER_USER`); one more answers 429 `too_many_uploads` at once, before "
     "its body is read, with `Retry-After`. An upload whose client sends nothing for "
@@ -108,9 +110,26 @@ async def list_media(
     return await media.page_of_media(session, owner_id=user.user_id, limit=limit, cursor=cursor)
 
 
-@router.get("/{media_id}", response_model=MediaOut, summary="One uploaded media", responses=problems(404))
-async def get_media(asset: OwnedMediaDep) -> MediaOut:
-    return MediaOut.from_row(asset)
+@router.get(
+    "/{media_id}",
+    response_model=MediaDetail,
+    summary="One uploaded media, with short-lived URLs of its files",
+    description="What was measured at upload, and presigned URLs, valid 15 minutes, of the original, the "
+    "rendition Instagram is sent (an image's appears once a post using it has been prepared) and the thumbnail "
+    "(a video's first frame, an image's preview, at most 320 px). With `thumb_offset_ms` (a reel's), a video's "
+    "thumbnail is its frame at that instant, made the first time it is asked for; it must be less than the "
+    "video's duration (422 `thumb_offset_beyond_duration`), and only videos take it (422 `not_a_video`).",
+    responses=problems(404, 422, 503),
+)
+async def get_media(
+    asset: OwnedMediaDep,
+    services: ServicesDep,
+    thumb_offset_ms: Annotated[
+        int | None,
+        Query(ge=0, le=15 * 60 * 1000, description="A video's instant to show as its thumbnail, in ms"),
+    ] = None,
+) -> MediaDetail:
+    return await media.media_detail(services, asset, thumb_offset_ms=thumb_offset_ms)
 
 
 @router.delete(

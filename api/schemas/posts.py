@@ -288,4 +288,7 @@ def media_facts(asset: MediaAsset) -> MediaFacts:
         width=asset.width,
         height=asset.height,
         duration_ms=asset.duration_ms,
+        video_codec=asset.video_codec,
+        audio_codec=asset.audio_codec,
+        frame_rate=asset.frame_rate,
     )

@@ -1,8 +1,8 @@
 """2. Punctuality: posts over many accounts, due at spread-out instants within a window; the lag between each
 post's publish_at and the moment the sandbox committed its media_publish (its ground truth, published_at).
 
-Meanwhile a webhook subscribed to every post event sends them to a receiver in the benchmark's process, which
-verifies each signature: the notification latency is from each event's transition (its occurred_at) to its
+Meanwhile a webhook subscribed to every post event sends them to a receiver in a process of its own
+(bench/webhook_receiver.py), which verifies each signature: the notification latency is from each event's transition (its occurred_at) to its
 arrival there.
 
 The posts are created a little ahead of the window, so each is prepared (media rendered, container made and
@@ -32,7 +32,6 @@ POST_EVENTS = ["post.scheduled", "post.cancelled", "post.publishing", "post.publ
 
 async def run(bench: Bench) -> dict[str, Any]:
     receiver = LatencyReceiver()
-    await receiver.start()
     try:
         return await _run(bench, receiver)
     finally:
@@ -44,7 +43,7 @@ async def _run(bench: Bench, receiver: LatencyReceiver) -> dict[str, Any]:
     hook = await bench.api.request(
         "POST", "/v1/webhooks", expect=201, json={"url": receiver.url, "event_types": POST_EVENTS}
     )
-    receiver.secret = hook["secret"]
+    await receiver.start(hook["secret"])  # in a process of its own
     accounts = await make_accounts(bench.api, bench.sandbox, params.punctuality_accounts, "bench_punct")
     tag = uuid.uuid4().hex[:8]
     rng = random.Random(2)  # the same instants every run

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from chronogram.instagram.models import (
     ContainerStatusCode,
     Media,
     MediaRef,
+    OnlineFollowers,
     PublishingLimit,
     TokenGrant,
     TokenInfo,
@@ -274,6 +275,54 @@ class GraphClient:
             quota_duration=timedelta(seconds=duration) if isinstance(duration, int) else None,
         )
 
+    async def get_media_insights(
+        self, *, media_id: str, access_token: str, metrics: Sequence[str]
+    ) -> dict[str, int]:
+        """``GET /{ig-media-id}/insights?metric=...``: each lifetime metric's value. Empty when Instagram has no
+        data (yet, or any more): it answers an empty data set rather than zeros."""
+        op = Operation.MEDIA_INSIGHTS
+        body = await self._call(
+            op, "GET", f"{media_id}/insights", access_token=access_token, params={"metric": ",".join(metrics)}
+        )
+        values: dict[str, int] = {}
+        for entry in _data_entries(body):
+            name, points = entry.get("name"), entry.get("values")
+            if isinstance(name, str) and isinstance(points, list) and points and isinstance(points[0], dict):
+                value = points[0].get("value")
+                if isinstance(value, int) and not isinstance(value, bool):
+                    values[name] = value
+        return values
+
+    async def get_online_followers(
+        self, *, ig_user_id: str, access_token: str, since: datetime, until: datetime
+    ) -> list[OnlineFollowers]:
+        """``GET /{ig-user-id}/insights?metric=online_followers&period=lifetime``: one value per 24-hour period
+        between ``since`` and ``until`` (at most 30 days apart). Empty for accounts below 100 followers."""
+        op = Operation.USER_INSIGHTS
+        params = {
+            "metric": "online_followers",
+            "period": "lifetime",
+            "since": str(int(since.timestamp())),
+            "until": str(int(until.timestamp())),
+        }
+        body = await self._call(op, "GET", f"{ig_user_id}/insights", access_token=access_token, params=params)
+        found: list[OnlineFollowers] = []
+        for entry in _data_entries(body):
+            points = entry.get("values") if entry.get("name") == "online_followers" else None
+            for point in points if isinstance(points, list) else []:
+                if not isinstance(point, dict):
+                    continue
+                end_time, value = parse_timestamp(point.get("end_time")), point.get("value")
+                if end_time is None or not isinstance(value, dict):
+                    continue
+                by_hour = {
+                    int(hour): count
+                    for hour, count in value.items()
+                    if str(hour).isdigit() and 0 <= int(hour) < 24 and isinstance(count, int)
+                }
+                found.append(OnlineFollowers(end_time=end_time, by_hour=by_hour))
+        return found
+
     async def get_account(self, *, access_token: str, ig_user_id: str | None = None) -> Account:
         """The IG professional account a token acts for.
 
@@ -506,3 +555,8 @@ def _unix(value: Any) -> datetime | None:
 
 def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
+
+
+def _data_entries(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    data = body.get("data")
+    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []

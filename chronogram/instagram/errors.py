@@ -84,6 +84,8 @@ class Operation(StrEnum):
     REFRESH_TOKEN = "refresh_token"
     EXCHANGE_TOKEN = "exchange_token"
     DEBUG_TOKEN = "debug_token"
+    MEDIA_INSIGHTS = "media_insights"
+    USER_INSIGHTS = "user_insights"
 
     @property
     def unsafe(self) -> bool:
@@ -535,6 +537,18 @@ def _classify_transport(
 
 
 _STATUS_SUBCODE = re.compile(r"\b(\d{6,8})\b")
+# An ERROR container's status carries no message for the user: Meta's meaning of its subcode (reference 6.4, 6.5).
+_UNPROCESSABLE_VIDEO = (
+    "Instagram could not process this video. Send an MP4 or MOV file encoded with H.264 or HEVC (sound in AAC), "
+    "23 to 60 frames per second, at most 1920 pixels wide, within the post type's duration (reels 3 s to "
+    "15 min, stories and carousel videos 3 to 60 s)."
+)
+_CONTAINER_USER_MESSAGES: dict[int, str] = {
+    2207026: _UNPROCESSABLE_VIDEO,
+    2207085: _UNPROCESSABLE_VIDEO,
+    2207076: _UNPROCESSABLE_VIDEO,
+    2207057: "The reel's thumbnail offset must be within the video: at least 0 and less than its duration.",
+}
 
 
 def classify_container_error(
@@ -558,6 +572,7 @@ def classify_container_error(
         operation=operation,
         message=f"container {container_id} is {status_code}" + (f": {status}" if status else ""),
         subcode=subcode,
+        user_message=_CONTAINER_USER_MESSAGES.get(subcode) if subcode is not None else None,
     )
     if subcode is not None and (
         subcode in _MEDIA_SUBCODES or _SUBCODE_CLASS.get(subcode) is ErrorClass.INVALID_REQUEST

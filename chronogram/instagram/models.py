@@ -27,6 +27,7 @@ __all__ = [
     "MediaProductType",
     "MediaRef",
     "MediaType",
+    "OnlineFollowers",
     "PublishingLimit",
     "ReelSpec",
     "StorySpec",
@@ -315,6 +316,15 @@ class TokenInfo:
     error_code: int | None = None
     error_subcode: int | None = None
     error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineFollowers:
+    """One ``online_followers`` value: the followers online in each hour of the 24 hours before ``end_time``
+    (``by_hour[k]``: the hour starting at end_time − 24 h + k h)."""
+
+    end_time: datetime
+    by_hour: Mapping[int, int]
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -19,8 +19,8 @@ _SUBJECTS = {
     NotificationType.POST_FAILED: "Post {post_id} failed to publish",
     NotificationType.POST_DELAYED: "Post {post_id} is delayed",
     NotificationType.POST_FIRST_COMMENT_FAILED: "The first comment of post {post_id} could not be posted",
-    NotificationType.ACCOUNT_NEEDS_RECONNECT: "An Instagram account needs to be reconnected",
-    NotificationType.ACCOUNT_TOKEN_REFRESHED: "An Instagram account's access was renewed",
+    NotificationType.ACCOUNT_NEEDS_RECONNECT: "Instagram account @{username} needs to be reconnected",
+    NotificationType.ACCOUNT_TOKEN_REFRESHED: "The access of Instagram account @{username} was renewed",
     NotificationType.WEBHOOK_DISABLED: "A webhook was disabled",
     NotificationType.WEBHOOK_TEST: "Test notification",
 }
@@ -28,7 +28,9 @@ _SUBJECTS = {
 
 def render_email(job: EmailJob, *, sender: str) -> EmailMessage:
     data: dict[str, Any] = dict(job.payload.get("data") or {})  # type: ignore[call-overload]
-    subject = "[Chronogram] " + _SUBJECTS[job.event_type].format(post_id=data.get("post_id", "?"))
+    subject = "[Chronogram] " + _SUBJECTS[job.event_type].format(
+        post_id=data.get("post_id", "?"), username=data.get("username", "?")
+    )
     lines = [subject.removeprefix("[Chronogram] ") + "."]
     error = data.get("error")
     if isinstance(error, dict):

@@ -8,6 +8,13 @@ Every payload has the same envelope::
 duplicates. ``data`` of a post's event says everything a client needs to act without calling back: the post, its
 account, status, times, Instagram ids, the lag of a publish, and for an error its code, message and what to do.
 Never a token or a secret: payloads are built from the columns named here only.
+
+Delays: ``post.delayed`` is sent once per delay episode, when a post begins waiting (an outage outlasted its
+retries, or Instagram refused its account's token and a reconnect is awaited); its ``data.delay`` says why, since
+when and until when the post keeps waiting. There is no "resumed" type: the end of a wait is told by the post's
+next event (whatever it is: ``post.publishing``, ``post.published``, another ``post.delayed``...), whose
+``data.resumed`` says when the post was delayed and when it went on. ``delay`` and ``resumed`` are null otherwise.
+A post that does not go on ends with ``post.failed`` (its deadline passed) or ``post.cancelled``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from chronogram.contracts import ErrorType
-from chronogram.enums import NotificationType, PostStatus
+from chronogram.enums import AccountStatusReason, DelayReason, NotificationType, PostStatus
 
 PAYLOAD_VERSION = 1
 
@@ -58,6 +65,8 @@ _ADVICE: Mapping[ErrorType, str] = {
     "later.",
     ErrorType.PUBLISH_OUTCOME_UNKNOWN: "Check the account on Instagram before retrying: the post may be live.",
     ErrorType.POST_NOT_FOUND: "The post was deleted while it was being published: nothing to do.",
+    ErrorType.FIRST_COMMENT_REFUSED: "The post is live without its first comment: post it yourself on "
+    "Instagram if you still want it.",
 }
 _DEFAULT_ADVICE = (
     "Retry the post (POST /v1/posts/{id}/retry); if it fails again, contact support with its id."
@@ -99,6 +108,8 @@ def post_data(
     previous_status: PostStatus | None,
     message: str,
     error: dict[str, Any] | None,
+    delay: dict[str, Any] | None = None,
+    resumed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``data`` of a post's event, from its row as it is after the change (columns listed in
     chronogram.notifications.outbox)."""
@@ -119,22 +130,67 @@ def post_data(
         "permalink": post["permalink"],
         "message": message,
         "error": error,
+        "delay": delay,
+        "resumed": resumed,
     }
+
+
+def delay_data(*, reason: DelayReason, since: datetime, deadline: str | None) -> dict[str, Any]:
+    """``data.delay`` of post.delayed: why the post waits, since when, and its deadline (ISO 8601, or None if it
+    has none), past which it fails rather than go out late."""
+    return {"reason": reason.value, "since": _iso(since), "deadline": deadline}
+
+
+def resumed_data(*, delayed_since: datetime, resumed_at: datetime) -> dict[str, Any]:
+    """``data.resumed`` of the event after a delay's end."""
+    return {
+        "delayed_since": _iso(delayed_since),
+        "resumed_at": _iso(resumed_at),
+        "delayed_seconds": round(max((resumed_at - delayed_since).total_seconds(), 0.0), 3),
+    }
+
+
+def delay_advice(reason: DelayReason, *, post_id: int) -> str:
+    if reason is DelayReason.ACCOUNT_NEEDS_RECONNECT:
+        return (
+            "Reconnect the Instagram account (POST /v1/accounts with a new token) before the deadline: the post "
+            "then goes on by itself. Past the deadline it fails."
+        )
+    return (
+        f"Nothing to do: post {post_id} is published as soon as the service answers again, until its deadline; "
+        "past it the post fails."
+    )
+
+
+_RECONNECT_ADVICE = (
+    "Reconnect the Instagram account (POST /v1/accounts with a new token): its posts waiting for it go on, and "
+    "new posts on it are accepted again."
+)
 
 
 def account_data(
     *,
     account_id: int,
     username: str,
+    status: str,
+    reason: AccountStatusReason | None = None,
     token_expires_at: datetime | None = None,
-    error: dict[str, Any] | None = None,
     message: str = "",
 ) -> dict[str, Any]:
-    """The ``data`` of account.needs_reconnect and account.token_refreshed (emitted with outbox.emit by the account
-    lifecycle): the account and when its access ends, never the token itself."""
+    """The ``data`` of account.needs_reconnect and account.token_refreshed (written by the outbox's account
+    observer): the account, its status and why, when its access ends, never the token itself."""
+    error = None
+    if status == "needs_reconnect":
+        error = {
+            "code": reason.value if reason is not None else None,
+            "message": message,
+            "what_to_do": _RECONNECT_ADVICE,
+        }
     return {
         "account_id": account_id,
         "username": username,
+        "status": status,
+        "reason": reason.value if reason is not None else None,
         "token_expires_at": _iso(token_expires_at) if token_expires_at is not None else None,
         "message": message,
         "error": error,

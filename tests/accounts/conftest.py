@@ -61,6 +61,12 @@ def accounts_settings(
         meta_app_secret=SecretStr(sandbox.app_secret),
         token_refresh_lead=REFRESH_LEAD,
         token_refresh_min_age=timedelta(seconds=1),
+        # Webhooks to receivers in the test process (tests/support/receiver.py), retried in seconds.
+        webhook_allow_http_localhost=True,
+        webhook_allowed_networks=["127.0.0.0/8"],
+        webhook_retry_initial_seconds=0.2,
+        webhook_retry_max_interval_seconds=1.0,
+        webhook_retry_window_seconds=120.0,
     )
 
 

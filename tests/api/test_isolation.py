@@ -41,8 +41,9 @@ def _routes(ids: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None]]
 
 def _without_ids(body: dict[str, Any], *ids: Any) -> str:
     text = str({k: v for k, v in body.items() if k != "instance"})
-    for value in ids:
-        text = text.replace(str(value), "ID")
+    # Longest first: with ids 1 and 12, replacing 1 first would leave "ID2" of the 12.
+    for value in sorted((str(value) for value in ids), key=len, reverse=True):
+        text = text.replace(value, "ID")
     return text
 
 

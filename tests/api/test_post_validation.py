@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from sandbox.admin_client import SandboxAdmin
 from tests.api.helpers import ApiUser, assert_problem, at, connect, schedule, upload_ok
-from tests.support.media import jpeg, mp4
+from tests.support.media import jpeg, video
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ async def kit(alice: ApiUser, sandbox: SandboxAdmin) -> Kit:
         square=await upload_ok(alice.client, jpeg(1080, 1080)),
         square2=await upload_ok(alice.client, jpeg(1080, 1080, color=(200, 10, 10))),
         tall=await upload_ok(alice.client, jpeg(1080, 2000)),
-        video=await upload_ok(alice.client, mp4()),
+        video=await upload_ok(alice.client, video(4.0, width=240, height=240)),
     )
 
 

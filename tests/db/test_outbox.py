@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from chronogram import lifecycle
+from chronogram import accounts, lifecycle
 from chronogram.contracts import ErrorType
 from chronogram.crypto import TokenCipher
-from chronogram.enums import DeliveryStatus, EventKind, NotificationType, PostType
+from chronogram.enums import (
+    AccountEventKind,
+    AccountStatusReason,
+    DeliveryStatus,
+    EventKind,
+    NotificationType,
+    PostType,
+)
 from chronogram.lifecycle import Note
 from chronogram.models import NotificationDelivery, NotificationEvent, WebhookEndpoint, table_of
 from chronogram.notifications import deliveries, outbox
@@ -120,6 +127,121 @@ def test_a_first_comment_failure_is_an_event(engine: Engine, post: tuple[int, in
     events = _events(engine, post_id)
     assert [e["type"] for e in events] == ["post.scheduled", "post.first_comment_failed"]
     assert events[1]["data"]["error"]["code"] == "GraphInvalidRequestError"
+
+
+def _note(connection: Any, post_id: int, note: Note, code: ErrorType, **detail: Any) -> None:
+    lifecycle.record_event(
+        connection,
+        post_id,
+        f"n:{uuid.uuid4().hex}",
+        kind=EventKind.ATTEMPT if note is Note.RESUMED else EventKind.ERROR,
+        message=f"{note.value} ({code.value})",
+        note=note,
+        error_code=code,
+        detail=detail or None,
+    )
+
+
+def test_one_post_delayed_per_episode_and_the_next_event_says_it_resumed(
+    engine: Engine, post: tuple[int, int]
+) -> None:
+    post_id, _ = post
+    deadline = "2027-03-02T09:00:00+00:00"
+    with engine.begin() as connection:  # an outage, then the token refused inside it: one episode
+        _note(
+            connection,
+            post_id,
+            Note.DELAYED,
+            ErrorType.PUBLISH_DELAYED,
+            delay_reason="service_unavailable",
+            deadline=deadline,
+        )
+    with engine.begin() as connection:
+        _note(connection, post_id, Note.DELAYED, ErrorType.GRAPH_AUTH, delay_reason="account_needs_reconnect")
+    with engine.begin() as connection:
+        _note(connection, post_id, Note.RESUMED, ErrorType.PUBLISH_RESUMED)
+        _note(connection, post_id, Note.RESUMED, ErrorType.PUBLISH_RESUMED)
+    with engine.begin() as connection:
+        lifecycle.begin_publishing(connection, post_id, f"b:{uuid.uuid4().hex}", message="publishing")
+    with engine.begin() as connection:  # a second episode, ended by a failure at its deadline
+        _note(connection, post_id, Note.DELAYED, ErrorType.GRAPH_AUTH, delay_reason="account_needs_reconnect")
+    with engine.begin() as connection:
+        lifecycle.fail(
+            connection,
+            post_id,
+            f"f:{uuid.uuid4().hex}",
+            error_code=ErrorType.GRAPH_AUTH,
+            message="not reconnected",
+        )
+    events = _events(engine, post_id)
+    assert [e["type"] for e in events] == [
+        "post.scheduled",
+        "post.delayed",
+        "post.publishing",
+        "post.delayed",
+        "post.failed",
+    ]
+    delayed = events[1]["data"]
+    assert delayed["delay"]["reason"] == "service_unavailable" and delayed["delay"]["deadline"] == deadline
+    assert delayed["error"]["code"] == "PublishDelayed" and "Nothing to do" in delayed["error"]["what_to_do"]
+    assert delayed["resumed"] is None and delayed["status"] == "scheduled"
+    resumed = events[2]["data"]["resumed"]
+    assert resumed["delayed_since"] == delayed["delay"]["since"] and resumed["delayed_seconds"] >= 0
+    assert events[2]["data"]["delay"] is None
+    second = events[3]["data"]
+    assert second["delay"]["reason"] == "account_needs_reconnect" and second["resumed"] is None
+    assert "Reconnect the Instagram account" in second["error"]["what_to_do"]
+    assert events[4]["data"]["resumed"] is None  # it never went on
+
+
+def test_account_events_clients_hear_of(engine: Engine, cipher: TokenCipher) -> None:
+    with Session(engine) as session:
+        owner = add_user(session)
+        account = add_account(session, owner, cipher, token=TOKEN)
+        session.commit()
+        account_id, owner_id = id_of(account), id_of(owner)
+    now = datetime.now(UTC)
+    refresh = f"refresh:{uuid.uuid4().hex}"
+    with engine.begin() as connection:
+        assert accounts.mark_needs_reconnect(
+            connection, account_id, reason=AccountStatusReason.TOKEN_INVALID, detail="revoked", now=now
+        )
+        # Marked once: a second refusal changes nothing and tells nobody.
+        assert not accounts.mark_needs_reconnect(
+            connection, account_id, reason=AccountStatusReason.TOKEN_INVALID, detail="revoked", now=now
+        )
+    with engine.begin() as connection:
+        accounts.replace_token(
+            connection,
+            account_id,
+            token_ciphertext=cipher.encrypt("another-secret-token"),
+            expires_at=now + timedelta(days=60),
+            now=now,
+            kind=AccountEventKind.TOKEN_REFRESHED,
+            message="refreshed",
+            dedupe_key=refresh,
+        )
+    with engine.begin() as connection:  # a retried refresh: nothing new
+        assert not accounts.record_event(
+            connection,
+            account_id,
+            kind=AccountEventKind.TOKEN_REFRESHED,
+            message="again",
+            now=now,
+            dedupe_key=refresh,
+        )
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(_EVENTS.c.type, _EVENTS.c.payload)
+            .where(_EVENTS.c.owner_id == owner_id, _EVENTS.c.post_id.is_(None))
+            .order_by(_EVENTS.c.id)
+        ).all()
+    assert [str(row.type) for row in rows] == ["account.needs_reconnect", "account.token_refreshed"]
+    needs, refreshed = (row.payload["data"] for row in rows)
+    assert needs["account_id"] == account_id and needs["status"] == "needs_reconnect"
+    assert needs["reason"] == "token_invalid" and needs["error"]["code"] == "token_invalid"
+    assert refreshed["status"] == "active" and refreshed["token_expires_at"] and refreshed["error"] is None
+    assert all(TOKEN not in str(row.payload) and "another-secret" not in str(row.payload) for row in rows)
 
 
 def test_fan_out_delivers_each_event_once_to_each_subscribed_endpoint(

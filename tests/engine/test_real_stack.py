@@ -114,10 +114,12 @@ async def test_image_post(
 async def test_carousel_with_images_and_a_video(
     engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin
 ) -> None:
+    # Made before the clock starts: encoding the video takes a fraction of the lead.
+    media = [Upload.jpeg(1080, 1080), Upload.mp4(), Upload.jpeg(1080, 1080, (200, 30, 30))]
     publish_at = datetime.now(UTC) + LEAD
     seed = PostSeed(
         PostType.CAROUSEL,
-        [Upload.jpeg(1080, 1080), Upload.mp4(), Upload.jpeg(1080, 1080, (200, 30, 30))],
+        media,
         publish_at,
         location_id="220",
     )
@@ -132,10 +134,9 @@ async def test_carousel_with_images_and_a_video(
 
 
 async def test_reel(engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin) -> None:
+    clip = Upload.mp4(duration_ms=12_000)
     publish_at = datetime.now(UTC) + LEAD
-    seed = PostSeed(
-        PostType.REELS, [Upload.mp4(duration_ms=12_000)], publish_at, reel_options={"share_to_feed": True}
-    )
+    seed = PostSeed(PostType.REELS, [clip], publish_at, reel_options={"share_to_feed": True})
     await publish(engine_client, seeder, ig_account, seed)
 
     published = await only_published(sandbox_admin, ig_account)

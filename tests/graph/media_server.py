@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support.media import jpeg, mp4, png
+from tests.support.media import jpeg, png
+from tests.support.media import video as encoded_video
 
 MIB = 1024 * 1024
 COLOR = (180, 40, 90)  # of the standard JPEGs
@@ -19,9 +20,10 @@ def oversized_jpeg() -> bytes:
     return image + b"\0" * (8 * MIB + 1 - len(image))
 
 
-def video(brand: bytes = b"isom") -> bytes:
-    """A structurally valid ISO-BMFF file: ftyp, moov/mvhd (5 s at 1 kHz), mdat."""
-    return mp4(brand=brand, compatible=b"isomiso2avc1mp41", duration_ms=5000)
+def video(container: str = "mp4") -> bytes:
+    """A real 5-second square H.264 video (MP4, or MOV with ``container="mov"``): within the specs of reels,
+    video stories and carousel video items alike."""
+    return encoded_video(5.0, width=240, height=240, container=container)
 
 
 @dataclass
@@ -117,7 +119,7 @@ def publish_standard_media(server: MediaServer) -> StandardMedia:
         png=server.put("square.png", png(1080, 1080, mode="RGB", color=(20, 120, 200)), "image/png"),
         oversized=server.put("oversized.jpg", oversized_jpeg(), "image/jpeg"),
         video=server.put("reel.mp4", video(), "video/mp4"),
-        mov=server.put("clip.mov", video(brand=b"qt  "), "video/quicktime"),
+        mov=server.put("clip.mov", video(container="mov"), "video/quicktime"),
         html=server.put("page.html", b"<html><body>not media</body></html>", "text/html"),
         missing=server.url("does-not-exist.jpg"),
         slow_image=image("slow.jpg", 1080, 1080, delay=1.0),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,7 +17,8 @@ import pytest
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from sandbox.config import DEMO_ACCESS_TOKEN, DEMO_IG_USER_ID
 from tests.graph.conftest import API_VERSION
-from tests.graph.media_server import StandardMedia
+from tests.graph.media_server import MediaServer, StandardMedia
+from tests.support.media import broken_video, video
 
 
 class Graph:
@@ -545,3 +548,51 @@ async def test_delete_and_stories_edge(
     assert (await raw.get(f"{user}/media")).json()["data"] == []
     [truth, _] = await admin.published(user)
     assert truth["id"] == post and truth["deleted_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("media_type", "made", "options", "subcode"),
+    [
+        ("REELS", lambda: broken_video(), {}, 2207026),
+        ("REELS", lambda: video(2.0), {}, 2207026),
+        ("REELS", lambda: video(3.5, codec="mpeg4"), {}, 2207026),
+        ("REELS", lambda: video(3.5, fps=15), {}, 2207026),
+        ("STORIES", lambda: video(61.0, width=32, height=56, fps=24, audio=False), {}, 2207026),
+        ("REELS", lambda: video(4.0), {"thumb_offset": "4000"}, 2207057),
+    ],
+    ids=["undecodable", "too-short", "mpeg4", "15-fps", "story-over-a-minute", "thumb-offset-past-the-end"],
+)
+async def test_a_video_meta_cannot_process_turns_its_container_to_error(
+    raw: Graph,
+    account: SandboxAccount,
+    media_server: MediaServer,
+    media_type: str,
+    made: Callable[[], bytes],
+    options: dict[str, str],
+    subcode: int,
+) -> None:
+    url = media_server.put(f"{uuid.uuid4().hex}.mp4", made(), "video/mp4")
+    container = await raw.create(account.ig_user_id, media_type=media_type, video_url=url, **options)
+    await raw.wait(container, "ERROR")
+    status = (await raw.get(container, fields="status")).json()["status"]
+    assert status == f"Error: Media upload has failed with error code {subcode}"
+    response = await raw.post(f"{account.ig_user_id}/media_publish", creation_id=container)
+    assert response.status_code == 400
+
+
+async def test_a_video_within_the_specs_is_decoded_and_measured(
+    admin: SandboxAdmin, raw: Graph, account: SandboxAccount, media_server: MediaServer
+) -> None:
+    url = media_server.put(
+        f"{uuid.uuid4().hex}.mov", video(4.0, container="mov", codec="libx265"), "video/quicktime"
+    )
+    container = await raw.create(account.ig_user_id, media_type="REELS", video_url=url, thumb_offset="3999")
+    await raw.wait(container, "FINISHED")
+    info = (await admin.container(container))["media_info"]
+    assert (info["format"], info["duration_ms"], info["video_codec"], info["frame_rate"]) == (
+        "MOV",
+        4000,
+        "hevc",
+        30.0,
+    )
+    assert (info["width"], info["height"]) == (180, 320)

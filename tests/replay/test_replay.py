@@ -27,6 +27,7 @@ from workflows.scheduled_post import (
     _DEADLINE_PATCH,
     _ERROR_CODE_PATCH,
     _MALFORMED_SIGNAL_PATCH,
+    _POST_METRICS_PATCH,
     _PUBLISH_NOW_TIME_PATCH,
     _RECONNECT_PATCH,
     _TEMPORAL_CANCEL_PATCH,
@@ -38,6 +39,10 @@ HISTORY_DIR = Path(__file__).with_name("histories")
 # kept forever, because a post asleep since then wakes into the code of today.
 CURRENT = sorted(HISTORY_DIR.glob("*.json"))
 HISTORIES = sorted(HISTORY_DIR.rglob("*.json"))
+# Recorded just before the post-metrics patch: the same patches as the current histories, without that one. The
+# marker-set tests below predate it and count the other folders only.
+BEFORE_POST_METRICS = HISTORY_DIR / "before-post-metrics"
+PATCHED_BEFORE = [path for path in HISTORIES if path.parent != BEFORE_POST_METRICS]
 
 
 def _history(path: Path) -> WorkflowHistory:
@@ -105,21 +110,23 @@ def test_both_sides_of_the_deadline_patch_are_recorded() -> None:
     assert {path.stem for path in before} == (
         {s.name for s in SCENARIOS} - _ADDED_WITH_DEADLINES - _ADDED_SINCE_DEADLINES
     ) | _GONE_WITH_DEADLINES
-    assert all(_DEADLINE_PATCH not in _patches(path) for path in HISTORIES if path.parent != HISTORY_DIR)
+    assert all(_DEADLINE_PATCH not in _patches(path) for path in PATCHED_BEFORE if path.parent != HISTORY_DIR)
     with_marker = {path.stem for path in CURRENT if _DEADLINE_PATCH in _patches(path)}
     assert with_marker == {path.stem for path in CURRENT} - {"cancelled", "cancelled_in_temporal"}  # asleep
 
 
 def test_publish_now_histories_from_both_sides_of_its_time_patch_are_recorded() -> None:
     with_marker = {
-        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _PUBLISH_NOW_TIME_PATCH in _patches(path)
+        str(path.relative_to(HISTORY_DIR))
+        for path in PATCHED_BEFORE
+        if _PUBLISH_NOW_TIME_PATCH in _patches(path)
     }
     assert with_marker == {"publish_now.json", "before-publish-deadline/publish_now.json"}
     assert (HISTORY_DIR / "before-signal-outcomes" / "publish_now.json").exists()
 
 
 def test_only_a_container_still_processing_after_a_round_records_the_rounds_patch() -> None:
-    with_marker = {path.stem for path in HISTORIES if _CONTAINER_ROUNDS_PATCH in _patches(path)}
+    with_marker = {path.stem for path in PATCHED_BEFORE if _CONTAINER_ROUNDS_PATCH in _patches(path)}
     assert with_marker == {"container_waited_for_further_rounds"}
 
 
@@ -149,7 +156,7 @@ def test_only_an_authentication_error_records_the_reconnect_patch() -> None:
     """A refused token waits for the account's reconnect (published_after_reconnect), or for the deadline
     (failed_auth); an earlier failed_auth failed at once and still replays (before-*/failed_auth.json)."""
     with_marker = {
-        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _RECONNECT_PATCH in _patches(path)
+        str(path.relative_to(HISTORY_DIR)) for path in PATCHED_BEFORE if _RECONNECT_PATCH in _patches(path)
     }
     assert with_marker == {"failed_auth.json", "published_after_reconnect.json"}
     assert (HISTORY_DIR / "before-publish-deadline" / "failed_auth.json").exists()
@@ -157,9 +164,24 @@ def test_only_an_authentication_error_records_the_reconnect_patch() -> None:
 
 def test_only_a_cancellation_requested_in_temporal_records_its_patch() -> None:
     with_marker = {
-        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _TEMPORAL_CANCEL_PATCH in _patches(path)
+        str(path.relative_to(HISTORY_DIR))
+        for path in PATCHED_BEFORE
+        if _TEMPORAL_CANCEL_PATCH in _patches(path)
     }
     assert with_marker == {"cancelled_in_temporal.json"}
+
+
+def test_both_sides_of_the_post_metrics_patch_are_recorded() -> None:
+    """Every run that published records the marker and the start_post_metrics activity (runs that failed or were
+    cancelled do not); the same scenarios recorded just before it (before-post-metrics/) replay without them."""
+    with_marker = {path.stem for path in CURRENT if _POST_METRICS_PATCH in _patches(path)}
+    unpublished = {path.stem for path in CURRENT if path.stem.startswith(("failed", "cancelled"))}
+    assert with_marker == {path.stem for path in CURRENT} - unpublished
+    before = sorted(BEFORE_POST_METRICS.glob("*.json"))
+    assert {path.stem for path in before} == with_marker
+    assert all(_POST_METRICS_PATCH not in _patches(path) for path in before)
+    assert all("start_post_metrics" in path.read_text() for path in CURRENT if path.stem in with_marker)
+    assert all("start_post_metrics" not in path.read_text() for path in before)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])

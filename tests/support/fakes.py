@@ -29,6 +29,7 @@ from chronogram.contracts import (
     MediaRef,
     PermalinkResult,
     PlannedMedia,
+    PostMetricsInput,
     PostRef,
     PreparedMedia,
     PreparedMediaList,
@@ -230,6 +231,10 @@ class FakeWorld:
             world.comments.append(request.media_id)
             return FirstCommentResult(comment_id=f"comment-{request.media_id}", created=True)
 
+        @activity.defn(name="start_post_metrics")
+        async def start_post_metrics(request: PostMetricsInput) -> None:
+            world._log("start_post_metrics", request)
+
         @activity.defn(name="who_cancelled")
         async def who_cancelled(request: RunRef) -> CancellationRequester:
             return CancellationRequester(identity=f"operator of {request.workflow_id}", cause="")
@@ -248,6 +253,7 @@ class FakeWorld:
             reconcile_publish,
             fetch_permalink,
             post_first_comment,
+            start_post_metrics,
         ]
 
     def _publish(self, container_id: str) -> str:

@@ -4,12 +4,15 @@ and the sandbox recognise."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
+import pytest
 from PIL import Image
 
-from chronogram.media_rules import sniff_video
+from chronogram.media_rules import MediaRejected, sniff_video
+from chronogram.video_probe import probe_video
 from sandbox.media import sniff
-from tests.support.media import Upload, jpeg, mp4, png
+from tests.support.media import Upload, broken_video, jpeg, mov, mp4, png, video
 
 
 def test_jpeg_is_the_size_and_colour_asked_for() -> None:
@@ -56,10 +59,52 @@ def test_an_upload_is_what_the_api_measured() -> None:
         None,
     )
     assert image.data == jpeg(1080, 1350)
-    video = Upload.mp4(duration_ms=12_000)
-    assert (video.content_type, video.width, video.duration_ms, video.data) == (
-        "video/mp4",
-        None,
-        12_000,
-        mp4(),
+    clip = Upload.mp4(duration_ms=12_000)
+    assert (clip.content_type, clip.width, clip.height, clip.duration_ms) == ("video/mp4", 240, 240, 12_000)
+    assert clip.data == video(12.0, width=240, height=240)
+    assert probe_video(io.BytesIO(clip.data)).duration_ms == 12_000
+
+
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        (lambda: video(3.5), ("mp4", "h264", "aac", 30.0, 180, 320, 0)),
+        (lambda: mov(3.0, fps=24, audio=False), ("mov", "h264", None, 24.0, 180, 320, 0)),
+        (
+            lambda: video(3.0, codec="libx265", width=320, height=240),
+            ("mp4", "hevc", "aac", 30.0, 320, 240, 0),
+        ),
+        (lambda: video(3.0, codec="mpeg4", fps=25), ("mp4", "mpeg4", "aac", 25.0, 180, 320, 0)),
+        (lambda: video(3.0, rotation=90), ("mp4", "h264", "aac", 30.0, 320, 180, 90)),
+    ],
+    ids=["mp4", "mov", "hevc", "mpeg4", "rotated"],
+)
+def test_videos_are_what_was_asked_for(made: Callable[[], bytes], expected: tuple[object, ...]) -> None:
+    data = made()
+    container, codec, audio, fps, width, height, rotation = expected
+    assert sniff(data) == container
+    probe = probe_video(io.BytesIO(data))
+    assert (
+        probe.video_codec,
+        probe.audio_codec,
+        probe.frame_rate,
+        probe.width,
+        probe.height,
+        probe.rotation,
+    ) == (
+        codec,
+        audio,
+        fps,
+        width,
+        height,
+        rotation,
     )
+    assert probe.has_audio is (audio is not None)
+
+
+def test_a_broken_video_looks_like_one_and_decodes_to_nothing() -> None:
+    data = broken_video()
+    assert sniff(data) == "mp4" and sniff_video(data) == "video/mp4"
+    with pytest.raises(MediaRejected) as refused:
+        probe_video(io.BytesIO(data))
+    assert refused.value.code == "video_undecodable"

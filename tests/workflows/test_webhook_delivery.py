@@ -1,11 +1,12 @@
 """WebhookEndpointWorkflow and EmailNotificationWorkflow on the time-skipping test server, with the activities
 replaced by an in-memory endpoint: a post's deliveries go out one at a time in order, first attempts of different
-posts together in batches, a failing one is retried on the schedule and holds the ones behind it, a failed batch
+posts together in batches (rounds side by side, never two of one post's events at once), a failing one is retried on the schedule and holds the ones behind it, a failed batch
 becomes deliveries retried one by one, retries spent for the whole window give up and disable the endpoint, 410
 stops, and a long run continues as new."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -30,10 +31,14 @@ from chronogram.contracts import (
     DeliveryReport,
     DueDeliveries,
     DueDeliveriesInput,
+    DueHeads,
+    DueHeadsInput,
     EmailNotificationInput,
     EmailNotificationResult,
     EndpointStop,
     ErrorType,
+    FirstAttemptsInput,
+    FirstAttemptsReport,
     GiveUpInput,
     RetrySchedule,
     WakeSignal,
@@ -42,7 +47,7 @@ from chronogram.contracts import (
 )
 from chronogram.temporal import DATA_CONVERTER
 from workflows import EmailNotificationWorkflow, WebhookEndpointWorkflow
-from workflows.webhook_delivery import _BATCHES_PATCH
+from workflows.webhook_delivery import _BATCHES_PATCH, _ROUNDS_PATCH
 
 # Three days of retries, as in production: the time-skipping server makes them seconds.
 SCHEDULE = RetrySchedule(
@@ -111,6 +116,50 @@ class FakeEndpoint:
                 outcomes.append(DeliveryOutcome.RETRY)
         return DeliverDueReport(list(heads.values()), list(heads), outcomes, more)
 
+    # Delivery ids being sent by a round right now: a post never has two at once.
+    out: set[int] = field(default_factory=set)
+    overlapped: int = 0  # rounds that started while another was out
+    # Set: the first round stays out until it is set.
+    hold_first: asyncio.Event | None = None
+
+    @activity.defn(name="due_heads")
+    async def due_heads(self, request: DueHeadsInput) -> DueHeads:
+        heads: dict[int, int] = {}
+        more = False
+        for delivery_id in self.pending:
+            key = self.posts.get(delivery_id, -delivery_id)
+            if key in request.busy_keys:
+                continue
+            if key in heads or len(heads) >= request.limit:
+                more = True
+            else:
+                heads[key] = delivery_id
+        return DueHeads(list(heads.values()), list(heads), more)
+
+    @activity.defn(name="send_first_attempts")
+    async def send_first_attempts(self, request: FirstAttemptsInput) -> FirstAttemptsReport:
+        if self.failing_batches:
+            self.failing_batches -= 1
+            raise RuntimeError("the worker was lost")
+        keys = {self.posts.get(d, -d) for d in self.out}
+        assert not keys & {self.posts.get(d, -d) for d in request.delivery_ids}, "one post's events at once"
+        self.overlapped += bool(self.out)
+        self.out.update(request.delivery_ids)
+        self.batches.append(list(request.delivery_ids))
+        if self.hold_first is not None and len(self.batches) == 1:
+            await self.hold_first.wait()
+        outcomes = []
+        for delivery_id in request.delivery_ids:
+            if delivery_id not in self.pending:
+                outcomes.append(DeliveryOutcome.SKIPPED)
+                continue
+            try:
+                outcomes.append((await self.deliver_webhook(DeliveryRef(delivery_id, request.retry))).outcome)
+            except ApplicationError:
+                outcomes.append(DeliveryOutcome.RETRY)
+        self.out.difference_update(request.delivery_ids)
+        return FirstAttemptsReport(outcomes)
+
     @activity.defn(name="give_up_delivery")
     async def give_up_delivery(self, request: GiveUpInput) -> None:
         self.given_up.append(request)
@@ -153,6 +202,8 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
                 endpoint.due_deliveries,
                 endpoint.deliver_webhook,
                 endpoint.deliver_due,
+                endpoint.due_heads,
+                endpoint.send_first_attempts,
                 endpoint.give_up_delivery,
                 endpoint.send_email,
             ],
@@ -186,9 +237,43 @@ async def test_a_burst_goes_out_in_a_few_batches_a_posts_events_still_one_after_
     assert result == WebhookEndpointResult(1, 253, EndpointStop.IDLE)
     assert sorted(harness.endpoint.delivered) == list(range(1, 254))
     # 251 posts' first events in batches of at most 200, then the long lane's two later events one by one.
-    assert [len(batch) for batch in harness.endpoint.batches if batch] == [200, 51, 1, 1]
-    assert harness.endpoint.batches[2:4] == [[252], [253]]
+    # (The first two rounds go out side by side, in either order.)
+    assert sorted(len(batch) for batch in harness.endpoint.batches if batch) == [1, 1, 51, 200]
+    assert [batch for batch in harness.endpoint.batches if len(batch) == 1] == [[252], [253]]
     assert len(harness.endpoint.attempts) == 253  # no attempt outside the batches
+
+
+async def test_rounds_go_out_side_by_side_never_two_events_of_one_post_at_once(harness: Harness) -> None:
+    # A burst arriving while rounds are out: each wake starts a round at once, the post with three events still
+    # sends them one after the other (the fake asserts that no round sends a post's event while another is out).
+    harness.endpoint.pending = [1, 2, 3]
+    harness.endpoint.posts = {1: 10, 2: 10, 3: 10}
+    harness.endpoint.hold_first = release = asyncio.Event()
+    handle = await harness.env.client.start_workflow(
+        WebhookEndpointWorkflow.run,
+        WebhookEndpointInput(endpoint_id=1, retry=SCHEDULE),
+        id=f"webhook-endpoint-{uuid.uuid4().hex}",
+        task_queue=harness.task_queue,
+        start_signal="wake",
+        start_signal_args=[WakeSignal()],
+    )
+    while not harness.endpoint.out:  # the first round is out, and stays out
+        await asyncio.sleep(0.02)
+    for wave in range(4):
+        harness.endpoint.pending.extend(range(100 + wave * 10, 110 + wave * 10))
+        await handle.signal(WebhookEndpointWorkflow.wake, WakeSignal(reason="more"))
+    for _ in range(250):
+        if len(harness.endpoint.batches) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    release.set()
+    result = await handle.result()
+    assert result.stop is EndpointStop.IDLE
+    delivered = harness.endpoint.delivered
+    assert sorted(delivered) == sorted([1, 2, 3, *range(100, 140)])
+    assert delivered.index(1) < delivered.index(2) < delivered.index(3)
+    assert len(harness.endpoint.attempts) == len(delivered)
+    assert harness.endpoint.overlapped >= 1  # a round started while another was out
 
 
 async def test_a_failed_batch_is_run_again_and_loses_nothing(harness: Harness) -> None:
@@ -244,6 +329,7 @@ async def test_an_email_that_keeps_failing_is_given_up(harness: Harness) -> None
 # workflow.patched(), keeping the old file in a before-<patch> folder: those replay forever too.
 HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "notification_histories"
 HISTORY = HISTORIES / "webhook_endpoint_lanes.json"
+BEFORE_ROUNDS = HISTORIES / "before-delivery-rounds" / "webhook_endpoint_lanes.json"
 BEFORE_BATCHES = HISTORIES / "before-delivery-batches" / "webhook_endpoint_lanes.json"
 
 
@@ -265,7 +351,7 @@ async def test_the_recorded_endpoint_history_replays(harness: Harness) -> None:
         HISTORY.parent.mkdir(parents=True, exist_ok=True)
         HISTORY.write_text(json.dumps((await handle.fetch_history()).to_json_dict(), indent=1) + "\n")
     replayer = Replayer(workflows=[WebhookEndpointWorkflow], data_converter=DATA_CONVERTER)
-    for path in (HISTORY, BEFORE_BATCHES):
+    for path in (HISTORY, BEFORE_ROUNDS, BEFORE_BATCHES):
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
         await replayer.replay_workflow(history)
 
@@ -287,9 +373,15 @@ def _recorded(path: Path) -> tuple[set[str], list[str]]:
     return patches, activities
 
 
-def test_both_sides_of_the_batches_patch_are_recorded() -> None:
-    """The old history delivers one activity per delivery; the new one records the marker and batches."""
+def test_each_side_of_the_patches_is_recorded() -> None:
+    """The oldest history delivers one activity per delivery; the next one records the batches' marker and one
+    deliver_due per round; the current one the rounds' marker, and a send per round (its read is a local
+    activity, a marker, not a scheduled activity)."""
     before_patches, before_activities = _recorded(BEFORE_BATCHES)
     assert _BATCHES_PATCH not in before_patches and "deliver_due" not in before_activities
+    batches_patches, batches_activities = _recorded(BEFORE_ROUNDS)
+    assert _BATCHES_PATCH in batches_patches and _ROUNDS_PATCH not in batches_patches
+    assert "deliver_due" in batches_activities and "due_deliveries" not in batches_activities
     patches, activities = _recorded(HISTORY)
-    assert _BATCHES_PATCH in patches and "deliver_due" in activities and "due_deliveries" not in activities
+    assert _ROUNDS_PATCH in patches and "send_first_attempts" in activities
+    assert "deliver_due" not in activities and "due_deliveries" not in activities

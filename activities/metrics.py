@@ -1,0 +1,158 @@
+"""Reading a published post's insights at a checkpoint and storing them (chronogram.post_metrics).
+
+The token is read and decrypted here by the post's account, per call: it never enters the workflow's input, result
+or history. Nothing here touches the post itself: a reading that fails is stored with its error, and the post's
+status never changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, bindparam
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.instagram import as_application_error
+from chronogram.contracts import (
+    POST_METRICS_WORKFLOW,
+    TASK_QUEUE,
+    CaptureMetricsInput,
+    CaptureMetricsResult,
+    CaptureOutcome,
+    PostMetricsInput,
+    PostMetricsInterface,
+    PostMetricsStarterInterface,
+    cap_error_text,
+    post_metrics_workflow_id,
+)
+from chronogram.crypto import TokenCipher
+from chronogram.enums import PostStatus, PostType
+from chronogram.instagram import GraphAPIError, GraphClient
+from chronogram.models import InstagramAccount, Post
+from chronogram.post_metrics import UNAVAILABLE, Reading, metrics_for, store_reading
+
+log = logging.getLogger(__name__)
+
+_TARGET_QUERY = (
+    select(Post.type, Post.status, Post.ig_media_id, InstagramAccount.access_token_ciphertext)
+    .outerjoin(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
+    .where(Post.id == bindparam("post_id"))
+)
+
+
+@dataclass(frozen=True)
+class _Target:
+    post_type: PostType
+    media_id: str
+    token: SecretStr
+
+
+class PostMetricsActivities(PostMetricsInterface):
+    def __init__(
+        self,
+        graph: GraphClient,
+        engine: Engine,
+        cipher: TokenCipher,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._graph = graph
+        self._engine = engine
+        self._cipher = cipher
+        self._clock = clock
+
+    @activity.defn
+    async def capture_metrics(self, request: CaptureMetricsInput) -> CaptureMetricsResult:
+        """Transient failures raise (the workflow retries them) until ``final_attempt``, where they are stored
+        like a refusal: the reading is then over."""
+        target = await asyncio.to_thread(self._load, request.post_id)
+        if target is None:
+            return CaptureMetricsResult(CaptureOutcome.GONE)
+        try:
+            values = await self._graph.get_media_insights(
+                media_id=target.media_id,
+                access_token=target.token.get_secret_value(),
+                metrics=metrics_for(target.post_type),
+            )
+        except GraphAPIError as error:
+            if error.retryable and activity.info().attempt < request.final_attempt:
+                raise as_application_error(error) from None
+            log.info("insights of post %d at +%s not read: %s", request.post_id, request.checkpoint, error)
+            reading = Reading(
+                request.checkpoint,
+                self._clock(),
+                {},
+                error_code=error.kind.value,
+                error_message=cap_error_text(f"{error.user_message} [{error}]"),
+            )
+            return await self._store(request.post_id, reading, CaptureOutcome.FAILED)
+        if not values:
+            reading = Reading(
+                request.checkpoint,
+                self._clock(),
+                {},
+                error_code=UNAVAILABLE,
+                error_message="Instagram had no insights for this post at this time",
+            )
+            return await self._store(request.post_id, reading, CaptureOutcome.UNAVAILABLE)
+        reading = Reading(request.checkpoint, self._clock(), values)
+        return await self._store(request.post_id, reading, CaptureOutcome.CAPTURED)
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    def _load(self, post_id: int) -> _Target | None:
+        """None when there is nothing to read: the post was deleted, or its account disconnected."""
+        with Session(self._engine) as session:
+            row = session.exec(_TARGET_QUERY, params={"post_id": post_id}).first()
+        if row is None:
+            return None
+        post_type, status, media_id, ciphertext = row
+        if status is not PostStatus.PUBLISHED or media_id is None or ciphertext is None:
+            return None
+        return _Target(PostType(post_type), media_id, self._cipher.decrypt(ciphertext))
+
+    async def _store(self, post_id: int, reading: Reading, outcome: CaptureOutcome) -> CaptureMetricsResult:
+        def write() -> bool:
+            try:
+                with self._engine.begin() as connection:
+                    store_reading(connection, post_id, reading)
+            except IntegrityError:
+                return False  # the post was deleted meanwhile
+            return True
+
+        written = await asyncio.to_thread(write)
+        return CaptureMetricsResult(outcome if written else CaptureOutcome.GONE)
+
+
+class PostMetricsStarter(PostMetricsStarterInterface):
+    """Starts a published post's PostMetricsWorkflow from its ScheduledPostWorkflow: a workflow of its own, not a
+    child, so that the post's run ends at publish and nothing ties the two runs' lifetimes together."""
+
+    def __init__(self, temporal: Client, task_queue: str = TASK_QUEUE) -> None:
+        self._temporal = temporal
+        self._task_queue = task_queue
+
+    @activity.defn
+    async def start_post_metrics(self, request: PostMetricsInput) -> None:
+        try:
+            await self._temporal.start_workflow(
+                POST_METRICS_WORKFLOW,
+                request,
+                id=post_metrics_workflow_id(request.post_id),
+                task_queue=self._task_queue,
+                # Once per post: a retried activity, or a later run of the post, finds it started (or done).
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary="insights at +1 h, +24 h and +7 d",
+            )
+        except WorkflowAlreadyStartedError:
+            pass
