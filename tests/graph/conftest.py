@@ -11,8 +11,8 @@ import pytest_asyncio
 
 from chronogram.instagram import GraphClient
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.graph.media_server import MediaServer, StandardMedia, publish_standard_media
 from tests.support.graph_sandbox import sandbox_server
+from tests.support.media_server import MediaServer, StandardMedia, publish_standard_media
 
 API_VERSION = "v25.0"
 

@@ -25,7 +25,7 @@ from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.graph.conftest import API_VERSION
 from tests.graph.helpers import ManualClock, wait_for_status
-from tests.graph.media_server import StandardMedia
+from tests.support.media_server import StandardMedia
 
 CONFIG = BreakerConfig(failure_threshold=3, open_seconds=10, max_open_seconds=30, half_open_probes=1)
 

@@ -29,7 +29,7 @@ from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from sandbox.config import DEMO_ACCESS_TOKEN, DEMO_IG_USER_ID, DEMO_USERNAME
 from tests.graph.conftest import API_VERSION
 from tests.graph.helpers import wait_for_status
-from tests.graph.media_server import StandardMedia
+from tests.support.media_server import StandardMedia
 
 
 async def publish_image(graph: GraphClient, account: SandboxAccount, image_url: str, caption: str) -> str:

@@ -32,7 +32,7 @@ from chronogram.instagram import (
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.graph.conftest import API_VERSION
 from tests.graph.helpers import wait_for_status
-from tests.graph.media_server import StandardMedia
+from tests.support.media_server import StandardMedia
 
 
 async def finished_container(graph: GraphClient, account: SandboxAccount, image_url: str) -> str:

@@ -17,8 +17,8 @@ import pytest
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from sandbox.config import DEMO_ACCESS_TOKEN, DEMO_IG_USER_ID
 from tests.graph.conftest import API_VERSION
-from tests.graph.media_server import MediaServer, StandardMedia
 from tests.support.media import broken_video, video
+from tests.support.media_server import MediaServer, StandardMedia
 
 
 class Graph:

@@ -12,8 +12,8 @@ import pytest
 
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from sandbox.audience import AudienceProfile, Peak, media_engagement
-from tests.graph.media_server import StandardMedia
 from tests.graph.test_sandbox import Graph, error_of
+from tests.support.media_server import StandardMedia
 
 
 @pytest.fixture

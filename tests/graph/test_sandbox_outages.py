@@ -21,7 +21,7 @@ from chronogram.instagram import (
 )
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.graph.conftest import API_VERSION
-from tests.graph.media_server import StandardMedia
+from tests.support.media_server import StandardMedia
 
 
 class Raw:

@@ -21,7 +21,7 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.graph.media_server import StandardMedia
+from tests.support.media_server import StandardMedia
 
 
 @pytest.fixture

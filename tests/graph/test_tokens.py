@@ -21,7 +21,7 @@ from chronogram.instagram import (
 )
 from sandbox.__main__ import parse_args
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.graph.media_server import StandardMedia
+from tests.support.media_server import StandardMedia
 
 PUBLISH_SCOPE = "instagram_business_content_publish"
 

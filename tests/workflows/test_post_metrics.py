@@ -35,9 +35,9 @@ from chronogram.instagram.models import ImageSpec
 from chronogram.models import Post, PostMetrics
 from chronogram.temporal import DATA_CONVERTER
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
-from tests.graph.media_server import MediaServer, StandardMedia, publish_standard_media
 from tests.support.factories import add_account, add_user, id_of
 from tests.support.graph_sandbox import sandbox_server
+from tests.support.media_server import MediaServer, StandardMedia, publish_standard_media
 from workflows import PostMetricsWorkflow
 
 
