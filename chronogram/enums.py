@@ -95,3 +95,10 @@ class AccountEventKind(StrEnum):
     TOKEN_EXCHANGED = "token_exchanged"
     TOKEN_REFRESHED = "token_refreshed"
     NEEDS_RECONNECT = "needs_reconnect"
+
+
+class SeriesStatus(StrEnum):
+    """A recurring series' life: active (its workflow creates its occurrences) until cancelled."""
+
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
