@@ -4,9 +4,10 @@
 from workflows.account_tokens import AccountTokensWorkflow
 from workflows.email_notification import EmailNotificationWorkflow
 from workflows.scheduled_post import ScheduledPostWorkflow
+from workflows.series import SeriesWorkflow
 from workflows.webhook_delivery import WebhookEndpointWorkflow
 
-WORKFLOWS = [ScheduledPostWorkflow, AccountTokensWorkflow]
+WORKFLOWS = [ScheduledPostWorkflow, AccountTokensWorkflow, SeriesWorkflow]
 NOTIFICATION_WORKFLOWS = [WebhookEndpointWorkflow, EmailNotificationWorkflow]
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "AccountTokensWorkflow",
     "EmailNotificationWorkflow",
     "ScheduledPostWorkflow",
+    "SeriesWorkflow",
     "WebhookEndpointWorkflow",
 ]
