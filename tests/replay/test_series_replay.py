@@ -22,9 +22,13 @@ def test_a_history_is_recorded() -> None:
     assert HISTORIES
 
 
+def _text(path: Path) -> str:
+    return path.read_text()
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_the_recorded_history_replays(path: Path) -> None:
-    text = path.read_text()
+    text = _text(path)
     assert "caption" not in text  # the history holds the series id and instants, never its content
     history = WorkflowHistory.from_json(path.stem, json.loads(text))
     await Replayer(workflows=[SeriesWorkflow], data_converter=DATA_CONVERTER).replay_workflow(history)

@@ -93,10 +93,10 @@ async def test_weekly_series_publishes_three_occurrences_at_nine_paris_time(
                 .order_by(col(SeriesOccurrence.occurrence_key))
             ).all()
             keys = [row.occurrence_key for row in rows]
-            post_ids = [row.post_id for row in rows]
+            post_ids = [row.post_id for row in rows if row.post_id is not None]
         mondays = [first_monday + timedelta(days=7 * week) for week in range(3)]
         assert keys == [f"{monday.isoformat()}T09:00" for monday in mondays]
-        assert all(post_id is not None for post_id in post_ids)
+        assert len(post_ids) == 3
 
         # The posts' workflows sleep until their times: skip past the last one.
         last = datetime.combine(mondays[-1], datetime.min.time().replace(hour=9), tzinfo=PARIS)
