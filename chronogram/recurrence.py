@@ -29,6 +29,7 @@ MIN_GAP = timedelta(hours=1)
 MAX_COUNT = 1000
 MAX_INTERVAL = 1000
 MAX_RULE_CHARS = 500
+MAX_START_DISTANCE = timedelta(days=3653)
 _FREQUENCIES = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 _ALLOWED_PARTS = frozenset(
     {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY", "BYMONTH", "BYHOUR", "BYMINUTE", "WKST"}
@@ -80,9 +81,13 @@ def checked(rule: str, *, starts_at: datetime, time_zone: str, now: datetime) ->
             "local_time_required",
             "give starts_at as a local time without offset, e.g. 2026-03-02T09:00",
         )
+    after = local_of(now, zone)
+    if abs(starts_at - after) > MAX_START_DISTANCE:
+        raise RecurrenceRefused(
+            "starts_at", "starts_at_out_of_range", "starts_at must be within 10 years of now"
+        )
     text = _normalised(rule)
     parsed = _parse(text, starts_at.replace(second=0, microsecond=0))
-    after = local_of(now, zone)
     # The first occurrences (a year's worth at most: a rare rule's are decades apart) against MIN_GAP.
     times: list[datetime] = []
     for local in _local_times(parsed, after=min(after, starts_at - timedelta(seconds=1))):
