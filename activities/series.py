@@ -127,7 +127,8 @@ class SeriesActivities(SeriesInterface):
                 ).all()
             }
             session.commit()
-            if account is None:
+            if account is None or account.disconnecting_since is not None:
+                # Being disconnected: it takes no new posts, and the series goes with it.
                 return _Round(ended=True, created=[], starts=[], next_check_at=None)
             created: list[int] = []
             for occurrence in due:

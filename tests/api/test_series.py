@@ -117,7 +117,7 @@ async def test_an_edit_recreates_the_scheduled_occurrences_and_a_cancel_cancels_
 
 async def test_bad_series_get_field_level_422s(alice: ApiUser, ready: dict[str, Any]) -> None:
     account_id, media_id = ready["account"]["id"], ready["media"]
-    cases = [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"rule": "FREQ=MINUTELY"}, "rule", "rrule_too_frequent"),
         ({"rule": "FREQ=HOURLY;BYMINUTE=0,30"}, "rule", "rrule_too_frequent"),
         ({"rule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"}, "rule", "rrule_never_occurs"),
