@@ -36,6 +36,8 @@ _RETRY = RetryPolicy(
 )
 _CREATE_TIMEOUT = timedelta(minutes=5)
 _ROUNDS_PER_RUN = 100
+# A round that ran past its next check still waits a moment (a timer needs a positive duration).
+_MIN_WAIT = timedelta(seconds=1)
 
 
 @workflow.defn(name=SERIES_WORKFLOW)
@@ -66,7 +68,9 @@ class SeriesWorkflow:
                 workflow.continue_as_new(SeriesInput(request.series_id, rounds))
             if self._changed:
                 continue
-            wait = None if result.next_check_at is None else result.next_check_at - workflow.now()
+            wait = None
+            if result.next_check_at is not None:
+                wait = max(result.next_check_at - workflow.now(), _MIN_WAIT)
             try:
                 await workflow.wait_condition(lambda: self._changed, timeout=wait)
             except TimeoutError:

@@ -43,7 +43,7 @@ OwnedSeriesDep = Annotated[Series, Depends(get_owned_series)]
     "each publishes at its local wall-clock time across daylight-saving changes (one in the spring-forward gap "
     "moves forward by the gap; in the repeated hour, the first one). Rules more often than hourly, or that never "
     "occur, are refused (422 naming `rule`).",
-    responses=problems(409, 415, 422, 503),
+    responses=problems(415, 422, 503),
 )
 async def create_series(
     body: SeriesCreate, user: CurrentUser, services: ServicesDep, session: SessionDep
