@@ -166,7 +166,7 @@ def _queued(post: Post) -> QueuedPost:
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
-    moves: list[tuple[Post, datetime, datetime]]  # post, its slot now, its new slot
+    moves: list[tuple[Post, datetime, datetime]]  # post, its publish_at now, its new slot
     unchanged: list[int]
     without_slot: list[int]
 
@@ -202,7 +202,7 @@ async def reflow(services: AppServices, session: Session, account: InstagramAcco
             elif target == item.slot_at and item.post.publish_at == target:
                 unchanged.append(item.post.id)
             else:
-                moves.append((item.post, item.slot_at, target))
+                moves.append((item.post, item.post.publish_at, target))
         queues.move_claims(
             session, account_id=account_id, moves=[(post.id or 0, target) for post, _, target in moves]
         )
@@ -214,12 +214,12 @@ async def reflow(services: AppServices, session: Session, account: InstagramAcco
         ReflowRefusal(post_id=post_id, code="queue_full", detail="no free slot within the scheduling horizon")
         for post_id in planned.without_slot
     ]
-    for post, _previous, target in planned.moves:
+    for post, previous, target in planned.moves:
         assert post.id is not None
         try:
             await post_changes.update_post(services, session, post, PostUpdate(publish_at=target))
         except ApiError as error:
             refused.append(ReflowRefusal(post_id=post.id, code=error.code, detail=error.detail))
             continue
-        moved.append(ReflowedPost(post_id=post.id, previous_publish_at=post.publish_at, publish_at=target))
+        moved.append(ReflowedPost(post_id=post.id, previous_publish_at=previous, publish_at=target))
     return ReflowOut(moved=moved, unchanged=planned.unchanged, refused=refused)

@@ -89,6 +89,9 @@ async def test_reflow_moves_queued_posts_into_the_new_slots(alice: ApiUser, read
     reflow = response.json()
     assert [move["post_id"] for move in reflow["moved"]] == [post["id"] for post in queued]
     assert reflow["refused"] == [] and reflow["unchanged"] == []
+    assert [_z(move["previous_publish_at"]) for move in reflow["moved"]] == [
+        _z(post["publish_at"]) for post in queued
+    ]
     new_times = [move["publish_at"] for move in reflow["moved"]]
     slots = (await alice.client.get(f"/v1/accounts/{account_id}/queue", params={"limit": 2})).json()["slots"]
     assert [_z(slot["at"]) for slot in slots] == [_z(t) for t in new_times]
