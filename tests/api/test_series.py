@@ -158,3 +158,26 @@ async def test_other_users_series_are_not_found(alice: ApiUser, bob: ApiUser, re
     assert_problem(refused, 422, "unknown_account", field="account_id")
     assert (await alice.client.get(url)).json()["status"] == "active"
     await alice.client.delete(url)
+
+
+async def test_disconnecting_the_account_takes_its_series_and_schedule_with_it(
+    alice: ApiUser, ready: dict[str, Any]
+) -> None:
+    account_id, media_id = ready["account"]["id"], ready["media"]
+    series = (await alice.client.post("/v1/series", json=_body(account_id, media_id))).json()
+    await _until(alice, series["id"], lambda d: len(_scheduled(d)) >= 8)
+    schedule = {"time_zone": "UTC", "slots": [{"days": ["mon"], "times": ["09:00"]}]}
+    assert (await alice.client.put(f"/v1/accounts/{account_id}/schedule", json=schedule)).status_code == 200
+    queued = await alice.client.post(
+        "/v1/posts", json={"account_id": account_id, "type": "IMAGE", "media_ids": [media_id], "queue": True}
+    )
+    assert queued.status_code == 201, queued.text
+
+    gone = await alice.client.delete(f"/v1/accounts/{account_id}")
+    assert gone.status_code in (202, 204), gone.text
+    deadline = time.monotonic() + 30
+    while (await alice.client.get(f"/v1/accounts/{account_id}")).status_code != 404:
+        assert time.monotonic() < deadline, "the account was never deleted"
+        await asyncio.sleep(0.3)
+    assert_problem(await alice.client.get(f"/v1/series/{series['id']}"), 404, "series_not_found")
+    assert_problem(await alice.client.get(f"/v1/accounts/{account_id}/schedule"), 404, "account_not_found")
