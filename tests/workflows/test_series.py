@@ -156,3 +156,28 @@ async def test_a_crashed_round_never_creates_an_occurrence_twice(
     assert len(first.created) == 3 and again.created == []
     assert sorted(start.post_id for start in again.starts) == sorted(first.created)
     assert first.ended and again.ended
+
+
+def test_an_occurrence_recorded_after_a_cancellation_is_rolled_back(sqlite_engine: Engine) -> None:
+    """The series is read again inside each occurrence's transaction: a cancellation that committed after the
+    round read the series leaves no post behind (on PostgreSQL the read is FOR UPDATE, so a later one waits)."""
+    from activities.series import _record
+    from chronogram.recurrence import Occurrence
+
+    series_id, _ = _add_series(sqlite_engine, date(2030, 1, 7))
+    with Session(sqlite_engine, expire_on_commit=False) as session:
+        series = session.get(Series, series_id)
+        assert series is not None
+        session.expunge(series)
+    with Session(sqlite_engine) as session:
+        stored = session.get(Series, series_id)
+        assert stored is not None
+        stored.status = SeriesStatus.CANCELLED
+        session.add(stored)
+        session.commit()
+    occurrence = Occurrence(local=datetime(2030, 1, 7, 9), at=datetime(2030, 1, 7, 8, tzinfo=UTC))
+    with sqlite_engine.connect() as connection:
+        assert _record(connection, series, occurrence, []) is None
+    with Session(sqlite_engine) as session:
+        assert session.exec(select(Post)).all() == []
+        assert session.exec(select(SeriesOccurrence)).all() == []
