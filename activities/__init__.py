@@ -17,6 +17,7 @@ from activities.media import MediaActivities
 from activities.metrics import PostMetricsActivities, PostMetricsStarter
 from activities.notifications import EmailActivities, WebhookActivities
 from activities.run_history import RunHistory
+from activities.series import SeriesActivities
 from activities.store import PostStore
 from chronogram.accounts import TokenSchedule
 from chronogram.contracts import ACTIVITY_INTERFACES, NOTIFICATION_ACTIVITY_INTERFACES, activity_names
@@ -38,7 +39,7 @@ def build_activities(
     on_graph_call: CallHook | None = None,
 ) -> list[Callable[..., Any]]:
     """Every activity the contracts declare, bound to shared clients: what the worker registers. ``temporal``: the
-    worker's client (a run reads its own history); ``breakers``: the worker's Graph API circuit breakers (none:
+    worker's client (a run reads its own history; a series starts its occurrences' workflows); ``breakers``: the worker's Graph API circuit breakers (none:
     every call is sent); ``on_graph_call`` hears of every Graph API call (the worker's metrics)."""
     store = PostStore(engine, settings.default_max_lateness_seconds)
     media = MediaActivities(storage, settings.media_bucket, engine)
@@ -57,6 +58,7 @@ def build_activities(
             RunHistory(temporal),
             metrics,
             PostMetricsStarter(temporal),
+            SeriesActivities(engine, temporal),
         )
         for interface in ACTIVITY_INTERFACES
         if isinstance(implementation, interface)

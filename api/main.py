@@ -21,7 +21,18 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.openapi import install_openapi
 from api.reconciler import run_reconciler
-from api.routes import accounts, health, insights, keys, media, notification_settings, posts, webhooks
+from api.routes import (
+    accounts,
+    health,
+    insights,
+    keys,
+    media,
+    notification_settings,
+    posts,
+    queues,
+    series,
+    webhooks,
+)
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
 from api.telemetry import SERVICE_NAME, adopt_server_logs, install_telemetry
@@ -144,6 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         notification_settings.router,
         insights.router,
+        queues.router,
+        series.router,
     ):
         app.include_router(router)
     return app

@@ -672,6 +672,67 @@ class PostMetricsStarterInterface:
         raise NotImplementedError
 
 
+# --- SeriesWorkflow: one per recurring series, creating its occurrences as posts ahead of time -----------------
+
+SERIES_WORKFLOW = "SeriesWorkflow"
+# How far ahead a series' occurrences become posts.
+SERIES_HORIZON_DAYS = 30
+
+
+def series_workflow_id(series_id: int | str) -> str:
+    return f"series-{series_id}"
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """The series id only: the activities read the series. ``rounds`` counts earlier runs' rounds (the workflow
+    continues as new)."""
+
+    series_id: int
+    rounds: int = 0
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    series_id: int
+    rounds: int
+
+
+class SeriesSignal(StrEnum):
+    # Signal-with-start on every create, edit and cancel of the series: read it again.
+    CHANGED = "series_changed"
+
+
+@dataclass(frozen=True)
+class SeriesChanged:
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class OccurrencesInput:
+    """Create the series' occurrences after ``now`` (the workflow's clock) and up to ``horizon_days`` ahead."""
+
+    series_id: int
+    now: datetime
+    horizon_days: int = SERIES_HORIZON_DAYS
+
+
+@dataclass(frozen=True)
+class OccurrencesResult:
+    """``ended``: the series was cancelled or deleted, or its rule has no occurrence beyond the horizon (all
+    created). ``next_check_at``: when the next occurrence enters the horizon."""
+
+    ended: bool
+    created_post_ids: list[int] = field(default_factory=list)
+    next_check_at: datetime | None = None
+
+
+class SeriesInterface:
+    @activity.defn
+    async def create_occurrences(self, request: OccurrencesInput) -> OccurrencesResult:
+        raise NotImplementedError
+
+
 ACTIVITY_INTERFACES: tuple[type, ...] = (
     PostStoreInterface,
     MediaInterface,
@@ -680,6 +741,7 @@ ACTIVITY_INTERFACES: tuple[type, ...] = (
     RunHistoryInterface,
     PostMetricsInterface,
     PostMetricsStarterInterface,
+    SeriesInterface,
 )
 
 

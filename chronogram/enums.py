@@ -114,3 +114,10 @@ class MetricsCheckpoint(StrEnum):
     @property
     def seconds(self) -> int:
         return {"1h": 3600, "24h": 86400, "7d": 7 * 86400}[self.value]
+
+
+class SeriesStatus(StrEnum):
+    """A recurring series' life: active (its workflow creates its occurrences) until cancelled."""
+
+    ACTIVE = "active"
+    CANCELLED = "cancelled"

@@ -55,6 +55,7 @@ from chronogram.enums import (
     NotificationType,
     PostStatus,
     PostType,
+    SeriesStatus,
 )
 
 if TYPE_CHECKING:
@@ -82,7 +83,11 @@ __all__ = [
     "PostMetrics",
     "PostStatus",
     "PostType",
+    "PostingSchedule",
+    "QueueSlot",
     "ReelOptions",
+    "Series",
+    "SeriesOccurrence",
     "TextEnum",
     "UTCDateTime",
     "User",
@@ -764,6 +769,117 @@ class PostMetrics(SQLModel, table=True):
     error_message: str | None = _text(nullable=True)
 
 
+class PostingSchedule(SQLModel, table=True):
+    __tablename__ = "posting_schedules"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["owner_id", "account_id"],
+            ["instagram_accounts.owner_id", "instagram_accounts.id"],
+            ondelete="CASCADE",
+            name="posting_schedules_owner_id_account_id_fkey",
+        ),
+        CheckConstraint("length(time_zone) BETWEEN 1 AND 64", name="posting_schedules_time_zone_check"),
+        {"comment": "Per account, the weekly wall-clock slots that POST /v1/posts with queue=true fills."},
+    )
+
+    account_id: int = _column(Column(BigInteger(), primary_key=True, autoincrement=False))
+    owner_id: int = _fk()
+    time_zone: str = _text(nullable=False)
+    # [{"weekday": 0..6 (Monday 0), "time": "HH:MM"}], sorted (chronogram.posting_schedule).
+    slots: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+    updated_at: datetime = _updated_at()
+
+
+class QueueSlot(SQLModel, table=True):
+    __tablename__ = "queue_slots"
+    __table_args__ = (
+        ForeignKeyConstraint(["post_id"], ["posts.id"], ondelete="CASCADE", name="queue_slots_post_id_fkey"),
+        Index("ix_queue_slots_post_id", "post_id"),
+        {
+            "comment": "The queue slot each queued post took: the primary key is what stops two posts from "
+            "taking the same slot at once."
+        },
+    )
+
+    account_id: int = _column(Column(BigInteger(), primary_key=True, autoincrement=False))
+    slot_at: datetime = _column(Column(UTCDateTime(), primary_key=True))
+    post_id: int = _fk()
+
+
+class Series(SQLModel, table=True):
+    __tablename__ = "series"
+    __table_args__ = (
+        ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE", name="series_owner_id_fkey"),
+        ForeignKeyConstraint(
+            ["owner_id", "account_id"],
+            ["instagram_accounts.owner_id", "instagram_accounts.id"],
+            ondelete="CASCADE",
+            name="series_owner_id_account_id_fkey",
+        ),
+        _in_check("type", PostType, name="series_type_check"),
+        _in_check("status", SeriesStatus, name="series_status_check"),
+        CheckConstraint("caption IS NULL OR length(caption) <= 2200", name="series_caption_check"),
+        CheckConstraint("length(rule) BETWEEN 1 AND 500", name="series_rule_check"),
+        CheckConstraint("length(starts_at) = 16", name="series_starts_at_check"),
+        CheckConstraint("length(time_zone) BETWEEN 1 AND 64", name="series_time_zone_check"),
+        Index("ix_series_owner_id_id", "owner_id", "id"),
+        {
+            "comment": "Recurring posts: content, an RRULE from a local start in a time zone; its workflow "
+            "creates the occurrences as posts a bounded horizon ahead.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    owner_id: int = _fk()
+    account_id: int = _fk()
+    type: PostType = _column(Column(TextEnum(PostType), nullable=False))
+    media_ids: list[int] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+    caption: str | None = _text(nullable=True)
+    first_comment: str | None = _text(nullable=True)
+    rule: str = _text(nullable=False)
+    # The rule's first local time, "YYYY-MM-DDTHH:MM" (a wall-clock time: no offset).
+    starts_at: str = _text(nullable=False)
+    time_zone: str = _text(nullable=False)
+    status: SeriesStatus = Field(
+        default=SeriesStatus.ACTIVE,
+        sa_column=Column(TextEnum(SeriesStatus), nullable=False, server_default=SeriesStatus.ACTIVE.value),
+    )
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class SeriesOccurrence(SQLModel, table=True):
+    __tablename__ = "series_occurrences"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["series_id"], ["series.id"], ondelete="CASCADE", name="series_occurrences_series_id_fkey"
+        ),
+        ForeignKeyConstraint(
+            ["post_id"], ["posts.id"], ondelete="CASCADE", name="series_occurrences_post_id_fkey"
+        ),
+        CheckConstraint("length(occurrence_key) = 16", name="series_occurrences_occurrence_key_check"),
+        CheckConstraint("(post_id IS NULL) <> (problem IS NULL)", name="series_occurrences_post_id_check"),
+        Index("ix_series_occurrences_post_id", "post_id"),
+        {
+            "comment": "One row per occurrence of a series that was acted on: the post created for it, or why "
+            "none was; the key (its local time) makes creating it idempotent."
+        },
+    )
+
+    series_id: int = _column(Column(BigInteger(), primary_key=True, autoincrement=False))
+    # The occurrence's local time, "YYYY-MM-DDTHH:MM" (chronogram.recurrence.Occurrence.key).
+    occurrence_key: str = _column(Column(Text(), primary_key=True))
+    post_id: int | None = _fk(nullable=True)
+    # Why no post was created (e.g. a media was deleted, a rule refuses it).
+    problem: str | None = _text(nullable=True)
+    created_at: datetime = _created_at()
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model, for statements that skip the ORM."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -799,6 +915,10 @@ APP_TABLES: Sequence[Table] = tuple(
         DeliveryAttempt,
         NotificationPreference,
         PostMetrics,
+        PostingSchedule,
+        QueueSlot,
+        Series,
+        SeriesOccurrence,
     )
 )
 """Exactly the tables schema.sql creates, in dependency order (SQLModel.metadata may hold others, e.g. tests')."""

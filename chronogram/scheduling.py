@@ -23,6 +23,7 @@ from chronogram.contracts import (
     POST_TYPE,
     PUBLISH_AT,
     SCHEDULED_POST_WORKFLOW,
+    SERIES_WORKFLOW,
     TASK_QUEUE,
     USER_ID,
     USERNAME,
@@ -31,9 +32,14 @@ from chronogram.contracts import (
     AccountTokensResult,
     ScheduledPostInput,
     ScheduledPostResult,
+    SeriesChanged,
+    SeriesInput,
+    SeriesResult,
+    SeriesSignal,
     TokenReplaced,
     account_tokens_workflow_id,
     post_workflow_id,
+    series_workflow_id,
 )
 from chronogram.enums import PostStatus, PostType
 
@@ -101,4 +107,24 @@ async def start_account_tokens_workflow(
         start_signal_args=[TokenReplaced()],
         search_attributes=TypedSearchAttributes([SearchAttributePair(ACCOUNT_ID, str(account_id))]),
         static_summary=f"access token of @{username}",
+    )
+
+
+async def start_series_workflow(
+    client: Client, *, series_id: int, account_id: int, task_queue: str = TASK_QUEUE
+) -> WorkflowHandle[Any, SeriesResult]:
+    """Start the series' workflow, or tell the running one that the series changed (signal-with-start). A workflow
+    that ended (its rule had no occurrence left) starts again: an edit may have given it more."""
+    return await client.start_workflow(
+        SERIES_WORKFLOW,
+        SeriesInput(series_id=series_id),
+        result_type=SeriesResult,
+        id=series_workflow_id(series_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        start_signal=SeriesSignal.CHANGED,
+        start_signal_args=[SeriesChanged()],
+        search_attributes=TypedSearchAttributes([SearchAttributePair(ACCOUNT_ID, str(account_id))]),
+        static_summary=f"recurring series {series_id}",
     )

@@ -5,9 +5,10 @@ from workflows.account_tokens import AccountTokensWorkflow
 from workflows.email_notification import EmailNotificationWorkflow
 from workflows.post_metrics import PostMetricsWorkflow
 from workflows.scheduled_post import ScheduledPostWorkflow
+from workflows.series import SeriesWorkflow
 from workflows.webhook_delivery import WebhookEndpointWorkflow
 
-WORKFLOWS = [ScheduledPostWorkflow, AccountTokensWorkflow, PostMetricsWorkflow]
+WORKFLOWS = [ScheduledPostWorkflow, AccountTokensWorkflow, PostMetricsWorkflow, SeriesWorkflow]
 NOTIFICATION_WORKFLOWS = [WebhookEndpointWorkflow, EmailNotificationWorkflow]
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "EmailNotificationWorkflow",
     "PostMetricsWorkflow",
     "ScheduledPostWorkflow",
+    "SeriesWorkflow",
     "WebhookEndpointWorkflow",
 ]

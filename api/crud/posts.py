@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from api.crud import queues
 from api.crud.accounts import AccountDisconnecting, is_disconnecting
 from api.crud.workflow_starts import WorkflowStart, latest_intent, start_of
 from chronogram import lifecycle
@@ -70,6 +71,8 @@ class NewPost:
     items: Sequence[dict[str, Any]] | None = None
     reel_options: ReelOptions | None = None
     max_lateness_seconds: int | None = None
+    # A queued post's slot (its publish_at), held in queue_slots within the creation's transaction.
+    queue_slot: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,9 @@ def create_post(
     # bookkeeping was 16 % of the API's samples at 16 clients (bench/README.md).
     scheduled = lifecycle.schedule(session.connection(), post=_values(post, exclude=frozenset({"status"})))
     post.id = scheduled.post_id
+    if new.queue_slot is not None:
+        # Raises queues.SlotTaken, with the transaction rolled back, if another request took the slot meanwhile.
+        queues.claim(session, account_id=new.account_id, slot_at=new.queue_slot, post_id=post.id)
     media = []
     for position, media_id in enumerate(new.media_ids):
         item = new.items[position] if new.items is not None else {}

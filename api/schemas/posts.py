@@ -166,6 +166,11 @@ class PostCreate(BaseModel):
         default=None,
         description="With a time zone; not in the past, at most 180 days ahead. Omitted: publish now",
     )
+    queue: bool = Field(
+        default=False,
+        description="true instead of publish_at: the post takes the next free slot of its account's posting "
+        "schedule (PUT /v1/accounts/{id}/schedule)",
+    )
     location_id: LocationId | None = None
     user_tags: UserTags = Field(default_factory=list, description="IMAGE, REELS and STORIES; at most 20")
     alt_text: AltText | None = Field(default=None, description="IMAGE only (carousel items: see items)")

@@ -19,6 +19,7 @@ from api.crud.accounts import AccountDisconnecting
 from api.deps import AppServices
 from api.errors import ApiError, account_disconnecting
 from api.schemas.posts import PostCreate
+from api.use_cases import queues
 from api.use_cases.post_checks import checked_new_post
 from chronogram.models import Post, PostMedia
 from chronogram.settings import Settings
@@ -94,6 +95,16 @@ def _create(
         # A replay is answered before validation: the first request was valid, and a retry that comes late
         # (its publish_at now past) must still get the first result, not an error.
         created = crud.find_replay(session, user_id=owner_id, key=idempotency_key, fingerprint=fingerprint)
+    if created is None and body.queue:
+        created = queues.create_queued(
+            session,
+            body,
+            owner_id=owner_id,
+            settings=settings,
+            now=now,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
     if created is None:
         new = checked_new_post(session, body, owner_id=owner_id, settings=settings, now=now)
         created = crud.create_post(session, new=new, idempotency_key=idempotency_key, fingerprint=fingerprint)
@@ -104,5 +115,7 @@ def _create(
 
 
 def _fingerprint(body: PostCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # queue is left out while false: the fingerprints of requests from before it existed stay the same.
+    sent = body.model_dump(mode="json", exclude=None if body.queue else {"queue"})
+    canonical = json.dumps(sent, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
