@@ -38,8 +38,9 @@ async def test_every_v1_route_is_documented_as_protected(app: FastAPI) -> None:
         if path.startswith("/v1")
         for method, operation in item.items()
     ]
-    # 19, the 11 of /v1/webhooks and /v1/notification-settings, the 5 of schedules and queues, the 5 of /v1/series
-    assert len(operations) == 40
+    # 19, the 11 of /v1/webhooks and /v1/notification-settings, the 5 of schedules and queues, the 5 of /v1/series,
+    # the 2 of metrics and optimal times
+    assert len(operations) == 42
     for path, method, operation in operations:
         assert operation.get("security") == [{"ApiKey": []}], (method, path)
         assert "401" in operation["responses"], (method, path)
