@@ -21,7 +21,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.openapi import install_openapi
 from api.reconciler import run_reconciler
-from api.routes import accounts, health, keys, media, notification_settings, posts, webhooks
+from api.routes import accounts, health, keys, media, notification_settings, posts, templates, webhooks
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
 from api.telemetry import SERVICE_NAME, adopt_server_logs, install_telemetry
@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         accounts.router,
         media.router,
         posts.router,
+        templates.router,
         keys.router,
         webhooks.router,
         notification_settings.router,

@@ -132,10 +132,10 @@ def _has_column(engine: Engine, table_name: str, column_name: str) -> bool:
 def _widen_checks(engine: Engine) -> None:
     """SQLite: the CHECKs of WIDENED_CHECKS that an older database still has, rewritten in its schema."""
     with engine.begin() as connection:
-        definitions = dict(
+        definitions: dict[str, str] = dict(
             connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
         )
-        rewritten = {}
+        rewritten: dict[str, str] = {}
         for table_name, old, new in WIDENED_CHECKS:
             sql = rewritten.get(table_name, definitions.get(table_name) or "")
             if new not in sql and old in sql:

@@ -10,12 +10,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from api.deps import CurrentUser, FailedPostDep, OwnedPostDep, ScheduledPostDep, ServicesDep, SessionDep
+from api.deps import (
+    CurrentUser,
+    EditablePostDep,
+    FailedPostDep,
+    OwnedPostDep,
+    ScheduledPostDep,
+    ServicesDep,
+    SessionDep,
+)
 from api.openapi import problems
 from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE, QueryDatetime
 from api.schemas.post_responses import PostDetail, PostOut, PostPage
-from api.schemas.posts import PostCreate, PostUpdate, RetryRequest, SignalReason
-from api.use_cases import post_changes, post_creation, post_reads
+from api.schemas.posts import PostCreate, PostUpdate, RetryRequest, ScheduleRequest, SignalReason
+from api.use_cases import drafts, post_changes, post_creation, post_reads
 from chronogram.enums import PostStatus
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=problems(401))
@@ -39,7 +47,9 @@ IdempotencyKeyHeader = Annotated[
     summary="Schedule a post",
     description="Checks everything Instagram would reject at publish time (media count and kinds per type, "
     "aspect ratio, caption limits, which options a type takes, user tags, the time), records the post and "
-    "starts its workflow. `publish_at` omitted means now. With an `Idempotency-Key`, a retried request returns "
+    "starts its workflow. `publish_at` omitted means now. The caption is either `caption`, or a template "
+    "(`template_id`) rendered with `variables` (a missing variable: 422 `template_variable_missing`). With "
+    "`draft: true` the post is saved as a draft: no workflow until `POST /v1/posts/{id}/schedule`. With an `Idempotency-Key`, a retried request returns "
     "the first request's post (header `Idempotent-Replayed: true`). On an account that needs reconnecting "
     "(its token expired, was revoked or lost the publishing permission), 409 `account_needs_reconnect`: "
     "connect it again first.",
@@ -107,14 +117,15 @@ async def get_post(post: OwnedPostDep, services: ServicesDep, session: SessionDe
 @router.patch(
     "/{post_id}",
     response_model=PostDetail,
-    summary="Edit or reschedule a scheduled post",
-    description="Only while the post is scheduled. A new `publish_at` reschedules it (a signal to its "
-    "workflow). Content edits are accepted until Instagram containers are prepared for it (about 10 minutes "
-    "before publish time), as the content is fixed then; after that they answer 409 `post_content_locked`.",
+    summary="Edit or reschedule a scheduled post, or edit a draft",
+    description="Only while the post is scheduled, or a draft. A new `publish_at` reschedules a scheduled post "
+    "(a signal to its workflow). Content edits are accepted until Instagram containers are prepared for it "
+    "(about 10 minutes before publish time), as the content is fixed then; after that they answer 409 "
+    "`post_content_locked`. A draft's content and time change as they are, checked like the draft was.",
     responses=problems(400, 404, 409, 415, 422, 503),
 )
 async def update_post(
-    body: PostUpdate, post: ScheduledPostDep, services: ServicesDep, session: SessionDep
+    body: PostUpdate, post: EditablePostDep, services: ServicesDep, session: SessionDep
 ) -> PostDetail:
     return await post_changes.update_post(services, session, post, body)
 
@@ -166,3 +177,43 @@ async def retry_post(
     return await post_changes.retry_post(
         services, session, post, body.publish_at if body is not None else None
     )
+
+
+_NOT_DRAFT = (
+    "The post is not a draft (`post_not_draft`, with its `current_status`), or its account needs reconnecting",
+    {
+        "code": "post_not_draft",
+        "detail": "post 42 is published: only a draft can be",
+        "current_status": "published",
+    },
+)
+
+
+@router.post(
+    "/{post_id}/schedule",
+    response_model=PostDetail,
+    summary="Schedule a draft",
+    description="Checks the draft against every rule, as a new post is checked (422 with every violation), "
+    "and starts its workflow: at `publish_at` if given, else at the draft's `publish_at`, or now if that has "
+    "passed. Idempotent: repeating it once the draft is scheduled answers with the post as it is now. 409 "
+    "`post_not_draft` for a post that was never a draft, and `account_needs_reconnect` while its account "
+    "needs reconnecting.",
+    responses=problems(400, 404, 409, 415, 422, examples={409: _NOT_DRAFT}),
+)
+async def schedule_draft(
+    post: OwnedPostDep, services: ServicesDep, session: SessionDep, body: ScheduleRequest | None = None
+) -> PostDetail:
+    return await drafts.schedule_draft(services, session, post, body.publish_at if body is not None else None)
+
+
+@router.delete(
+    "/{post_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a draft",
+    description="A draft has no workflow: it is deleted with its history. Any other post answers 409 "
+    "`post_not_draft` (cancel a scheduled post instead).",
+    responses=problems(404, 409, examples={409: _NOT_DRAFT}),
+)
+async def delete_draft(post: OwnedPostDep, session: SessionDep) -> Response:
+    await drafts.delete_draft(session, post)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
