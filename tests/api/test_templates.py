@@ -64,8 +64,8 @@ async def test_a_template_that_is_not_plain_placeholders_is_refused(alice: ApiUs
     bad = await alice.client.post(
         "/v1/templates", json={**BAKERY, "hashtags": ["bakery"], "mentions": ["@bad mention"], "name": ""}
     )
-    body = assert_problem(bad, 422, "validation_error")
-    assert {error["field"] for error in body["errors"]} == {"hashtags[0]", "mentions[0]", "name"}
+    problem = assert_problem(bad, 422, "validation_error")
+    assert {error["field"] for error in problem["errors"]} == {"hashtags[0]", "mentions[0]", "name"}
 
 
 async def test_render_returns_the_text_and_every_rule_it_breaks(alice: ApiUser) -> None:
