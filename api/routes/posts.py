@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from api.deps import (
     CurrentUser,
@@ -20,10 +20,11 @@ from api.deps import (
     SessionDep,
 )
 from api.openapi import problems
+from api.schemas.batch import BatchOut, PostBatch
 from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE, QueryDatetime
 from api.schemas.post_responses import PostDetail, PostOut, PostPage
 from api.schemas.posts import PostCreate, PostUpdate, RetryRequest, ScheduleRequest, SignalReason
-from api.use_cases import drafts, post_changes, post_creation, post_reads
+from api.use_cases import drafts, post_batch, post_changes, post_creation, post_reads
 from chronogram.enums import PostStatus
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=problems(401))
@@ -69,6 +70,27 @@ async def create_post(
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return PostOut.from_row(created.post, created.media)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchOut,
+    summary="Schedule up to 100 posts at once",
+    description="Each item is a `POST /v1/posts` body, created as that route would create it, in order, each "
+    "under its own `idempotency_key` (retrying the batch creates each post once, and answers the first "
+    "creation with status 200). An item refused does not stop the others: **the batch answers 200 once it is "
+    "processed, whatever its items' fates**, and `results` has one entry per item, in order: the created post "
+    "(`status` 201, or 200 when replayed) or the problem `POST /v1/posts` would have answered (`status` 4xx). "
+    "`stagger` gives item `i` the time `start_at + i × every_minutes`. Only a batch that is not a list of 1 to "
+    "100 objects (or a bad `stagger`) is refused as a whole, with 422.",
+    responses=problems(400, 415, 422),
+)
+async def create_batch(
+    body: PostBatch, user: CurrentUser, services: ServicesDep, session: SessionDep, request: Request
+) -> BatchOut:
+    return await post_batch.create_batch(
+        services, session, body, owner_id=user.user_id, instance=request.url.path
+    )
 
 
 @router.get(
