@@ -125,7 +125,7 @@ async def list_posts(
 
 
 @router.get(
-    "/{post_id}",
+    "/{post_id:int}",
     response_model=PostDetail,
     summary="A post, its live state and its history",
     description="While the post is scheduled or publishing, `live` is what its workflow says right now (and "
@@ -137,7 +137,7 @@ async def get_post(post: OwnedPostDep, services: ServicesDep, session: SessionDe
 
 
 @router.patch(
-    "/{post_id}",
+    "/{post_id:int}",
     response_model=PostDetail,
     summary="Edit or reschedule a scheduled post, or edit a draft",
     description="Only while the post is scheduled, or a draft. A new `publish_at` reschedules a scheduled post "
@@ -153,7 +153,7 @@ async def update_post(
 
 
 @router.post(
-    "/{post_id}/cancel",
+    "/{post_id:int}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PostDetail,
     summary="Cancel a scheduled post",
@@ -168,7 +168,7 @@ async def cancel_post(
 
 
 @router.post(
-    "/{post_id}/publish-now",
+    "/{post_id:int}/publish-now",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PostDetail,
     summary="Publish a scheduled post now",
@@ -184,7 +184,7 @@ async def publish_now(
 
 
 @router.post(
-    "/{post_id}/retry",
+    "/{post_id:int}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PostDetail,
     summary="Retry a failed post",
@@ -212,7 +212,7 @@ _NOT_DRAFT = (
 
 
 @router.post(
-    "/{post_id}/schedule",
+    "/{post_id:int}/schedule",
     response_model=PostDetail,
     summary="Schedule a draft",
     description="Checks the draft against every rule, as a new post is checked (422 with every violation), "
@@ -229,7 +229,7 @@ async def schedule_draft(
 
 
 @router.delete(
-    "/{post_id}",
+    "/{post_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a draft",
     description="A draft has no workflow: it is deleted with its history. Any other post answers 409 "
