@@ -43,6 +43,9 @@ class Params:
     slow_window_s: float
     # posts are created through the API by this many concurrent clients (outside the measured scheduling runs)
     create_concurrency: int = 16
+    # 7. templates: renders through the API, then posts created from the template
+    template_renders: int = 2000
+    template_posts: int = 200
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,4 +119,6 @@ QUICK = Params(
     slow_uploads=10,
     slow_window_s=2,
     create_concurrency=4,
+    template_renders=50,
+    template_posts=10,
 )

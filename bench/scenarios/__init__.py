@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-from bench.scenarios import burst, idle, media, punctuality, scheduling, uploads
+from bench.scenarios import burst, idle, media, punctuality, scheduling, templates, uploads
 
 # In this order: the scheduling scenario's posts (a day ahead) count towards idle's 10,000, and the idle worker
 # is measured after it has done the day's work (punctuality, burst), as a long-running worker would have.
 SCENARIOS: dict[str, ModuleType] = {
-    module.NAME: module for module in (scheduling, punctuality, burst, idle, media, uploads)
+    module.NAME: module for module in (scheduling, punctuality, burst, idle, media, uploads, templates)
 }
 
 Runner = Callable[[Any], Awaitable[dict[str, Any]]]

@@ -78,12 +78,13 @@ async def test_a_batch_mixing_valid_and_invalid_items(
 async def test_a_batch_that_is_not_a_list_of_items_is_refused_whole(
     alice: ApiUser, ready: dict[str, Any]
 ) -> None:
-    for body in (
+    bodies: list[dict[str, Any]] = [
         {"items": []},
         {"items": [_item(ready)] * 101},
         {"items": [1]},
         {"items": [{}], "stagger": {}},
-    ):
+    ]
+    for body in bodies:
         assert_problem(await alice.client.post("/v1/posts/batch", json=body), 422, "validation_error")
     bad_key = await alice.client.post("/v1/posts/batch", json={"items": [_item(ready, idempotency_key="")]})
     assert bad_key.json()["results"][0]["problem"]["field"] == "idempotency_key"
