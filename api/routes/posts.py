@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from api.batch_bodies import read_batch
 from api.deps import (
     CurrentUser,
     EditablePostDep,
@@ -20,7 +21,7 @@ from api.deps import (
     SessionDep,
 )
 from api.openapi import problems
-from api.schemas.batch import BatchOut, PostBatch
+from api.schemas.batch import MAX_STAGGER_MINUTES, BatchOut
 from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE, QueryDatetime
 from api.schemas.post_responses import PostDetail, PostOut, PostPage
 from api.schemas.posts import PostCreate, PostUpdate, RetryRequest, ScheduleRequest, SignalReason
@@ -72,22 +73,58 @@ async def create_post(
     return PostOut.from_row(created.post, created.media)
 
 
+_BATCH_CSV_EXAMPLE = (
+    "account_id,type,media_ids,caption,publish_at,idempotency_key\n"
+    "1,IMAGE,7,Rye today #bakery,2026-12-01T09:00:00+01:00,week-48-rye\n"
+    "1,CAROUSEL,8 9 10,Three loaves,2026-12-01T12:00:00+01:00,week-48-loaves\n"
+)
+
+
 @router.post(
     "/batch",
     response_model=BatchOut,
-    summary="Schedule up to 100 posts at once",
+    summary="Schedule up to 100 posts at once (JSON or CSV)",
     description="Each item is a `POST /v1/posts` body, created as that route would create it, in order, each "
     "under its own `idempotency_key` (retrying the batch creates each post once, and answers the first "
     "creation with status 200). An item refused does not stop the others: **the batch answers 200 once it is "
     "processed, whatever its items' fates**, and `results` has one entry per item, in order: the created post "
     "(`status` 201, or 200 when replayed) or the problem `POST /v1/posts` would have answered (`status` 4xx). "
-    "`stagger` gives item `i` the time `start_at + i × every_minutes`. Only a batch that is not a list of 1 to "
-    "100 objects (or a bad `stagger`) is refused as a whole, with 422.",
+    "`stagger` gives item `i` the time `start_at + i × every_minutes`. Only a body that is not a list of 1 to "
+    "100 objects (or a bad `stagger`) is refused as a whole, with 422.\n\n"
+    "**CSV** (`text/csv`, UTF-8): a header row naming the columns (any of `account_id`, `type`, `media_ids` "
+    "(ids separated by spaces, commas or semicolons), `caption`, `first_comment`, `publish_at`, `template_id`, "
+    "`variables` (a JSON object), `draft` (`true`/`false`), `idempotency_key`, `location_id`, `alt_text`, "
+    "`max_lateness_seconds`), then one post per row; an empty cell leaves the field out. The stagger is given "
+    "as the query parameters `stagger_start_at` and `stagger_every_minutes`.",
     responses=problems(400, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PostBatch"}},
+                "text/csv": {"schema": {"type": "string"}, "example": _BATCH_CSV_EXAMPLE},
+            },
+        }
+    },
 )
 async def create_batch(
-    body: PostBatch, user: CurrentUser, services: ServicesDep, session: SessionDep, request: Request
+    request: Request,
+    user: CurrentUser,
+    services: ServicesDep,
+    session: SessionDep,
+    stagger_start_at: Annotated[
+        QueryDatetime | None, Query(description="CSV only: the first row's time (with a time zone)")
+    ] = None,
+    stagger_every_minutes: Annotated[
+        int | None, Query(ge=0, le=MAX_STAGGER_MINUTES, description="CSV only: minutes between two rows")
+    ] = None,
 ) -> BatchOut:
+    stagger = {
+        name: value
+        for name, value in (("start_at", stagger_start_at), ("every_minutes", stagger_every_minutes))
+        if value is not None
+    }
+    body = await read_batch(request, stagger)
     return await post_batch.create_batch(
         services, session, body, owner_id=user.user_id, instance=request.url.path
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.deps import AppServices
-from tests.api.helpers import ApiUser, assert_problem, wait_for, workflow_runs
+from tests.api.helpers import ApiUser, assert_problem, upload_ok, wait_for, workflow_runs
 
 
 def _item(ready: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -98,3 +98,64 @@ async def test_another_users_account_in_a_batch_is_unknown(
     problem = response.json()["results"][0]["problem"]
     assert {error["code"] for error in problem["errors"]} == {"unknown_account", "unknown_media"}
     assert (await alice.client.get("/v1/posts")).json()["data"] == []
+
+
+async def test_a_csv_batch(alice: ApiUser, ready: dict[str, Any]) -> None:
+    account, media = ready["account"]["id"], ready["media"]
+    second = await upload_ok(alice.client)
+    start = datetime.now(UTC) + timedelta(hours=2)
+    csv = (
+        "\ufeffaccount_id,type,media_ids,caption,variables,draft,idempotency_key\r\n"
+        f'{account},IMAGE,{media},"Rye, today #bakery",,,csv-1\r\n'
+        f"{account},CAROUSEL,{media}; {second},Two loaves,,true,\r\n"
+        f"{account},IMAGE,x,Broken,,,\r\n"
+        f'{account},IMAGE,{media},,"{{""a"": ""b""}}",,\r\n'
+    )
+    response = await alice.client.post(
+        "/v1/posts/batch",
+        content=csv.encode(),
+        headers={"content-type": "text/csv; charset=utf-8"},
+        params={"stagger_start_at": start.isoformat(), "stagger_every_minutes": 10},
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 422, 422]
+    assert results[0]["post"]["caption"] == "Rye, today #bakery"
+    assert datetime.fromisoformat(results[0]["post"]["publish_at"]) == start
+    assert results[1]["post"]["status"] == "draft"
+    assert [m["media_id"] for m in results[1]["post"]["media"]] == [media, second]
+    assert datetime.fromisoformat(results[1]["post"]["publish_at"]) == start + timedelta(minutes=10)
+    assert results[2]["problem"]["errors"][0]["field"] == "media_ids[0]"
+    assert results[3]["problem"]["code"] == "variables_without_template"
+
+    unknown = await alice.client.post(
+        "/v1/posts/batch", content=b"account_id,colour\n1,red\n", headers={"content-type": "text/csv"}
+    )
+    assert_problem(unknown, 422, "csv_columns")
+    not_utf8 = await alice.client.post(
+        "/v1/posts/batch", content=b"caption\n\xff\n", headers={"content-type": "text/csv"}
+    )
+    assert_problem(not_utf8, 400, "malformed_csv")
+    empty = await alice.client.post("/v1/posts/batch", content=b"", headers={"content-type": "text/csv"})
+    assert_problem(empty, 422, "csv_header_missing")
+    only_header = await alice.client.post(
+        "/v1/posts/batch", content=b"caption\n", headers={"content-type": "text/csv"}
+    )
+    assert_problem(only_header, 422, "batch_size")
+
+
+async def test_a_batch_body_that_is_neither_json_nor_csv(alice: ApiUser) -> None:
+    xml = await alice.client.post(
+        "/v1/posts/batch", content=b"<items/>", headers={"content-type": "application/xml"}
+    )
+    assert_problem(xml, 415, "unsupported_content_type")
+    broken = await alice.client.post(
+        "/v1/posts/batch", content=b'{"items": [', headers={"content-type": "application/json"}
+    )
+    assert_problem(broken, 400, "malformed_json")
+    listed = await alice.client.post("/v1/posts/batch", json=[1, 2])
+    assert_problem(listed, 422, "validation_error")
+    query = await alice.client.post(
+        "/v1/posts/batch", json={"items": [{}]}, params={"stagger_every_minutes": 5}
+    )
+    assert_problem(query, 422, "stagger_in_query", field="stagger")
