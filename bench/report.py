@@ -197,6 +197,20 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
             ),
             (f"... {many['uploads']} slow uploads, {many['users']} users", _listing(many["list"])),
         ]
+    if name == "templates":
+        api, alone = result["render_api"], result["render_alone"]
+        made, given = result["create_post_from_template"], result["create_post_with_caption"]
+        return [
+            (
+                f"render via API p50 / p99 ({result['rendered_chars']} chars, {result['variables']} variables)",
+                f"{api['p50_ms']} / {api['p99_ms']} ms",
+            ),
+            ("render alone p50 / p99", f"{alone['p50_ms']} / {alone['p99_ms']} ms"),
+            (
+                "POST /v1/posts p50 / p99, template / caption",
+                f"{made['p50_ms']} / {made['p99_ms']} ms, {given['p50_ms']} / {given['p99_ms']} ms",
+            ),
+        ]
     return []
 
 
