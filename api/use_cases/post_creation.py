@@ -103,6 +103,14 @@ def _create(
     return created
 
 
+# Fields added to PostCreate after release: left out of the fingerprint while not sent, so that a request retried
+# across the upgrade still matches the key its first attempt recorded.
+_ADDED_FIELDS = frozenset({"template_id", "variables", "draft"})
+
+
 def _fingerprint(body: PostCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    unsent = _ADDED_FIELDS - body.model_fields_set
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude=set(unsent)), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
