@@ -30,7 +30,7 @@ from api.upload_slots import UploadSlots
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus
 from chronogram.instagram import GraphClient
-from chronogram.models import InstagramAccount, MediaAsset, Post, WebhookEndpoint
+from chronogram.models import InstagramAccount, MediaAsset, Post, Template, WebhookEndpoint
 from chronogram.settings import Settings
 
 
@@ -141,6 +141,12 @@ def get_owned_webhook(
     return _owned_or_404(session, WebhookEndpoint, "webhook", user, webhook_id)
 
 
+def get_owned_template(
+    template_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, session: SessionDep
+) -> Template:
+    return _owned_or_404(session, Template, "template", user, template_id)
+
+
 def _owned_or_404(session: Session, model: type[Owned], what: str, user: Principal, row_id: int) -> Owned:
     row = get_owned(session, model, owner_id=user.user_id, row_id=row_id)
     # Ends the read's transaction, so its connection returns to the pool while the route waits on something else
@@ -156,11 +162,20 @@ OwnedAccountDep = Annotated[InstagramAccount, Depends(get_owned_account)]
 OwnedMediaDep = Annotated[MediaAsset, Depends(get_owned_media)]
 OwnedPostDep = Annotated[Post, Depends(get_owned_post)]
 OwnedWebhookDep = Annotated[WebhookEndpoint, Depends(get_owned_webhook)]
+OwnedTemplateDep = Annotated[Template, Depends(get_owned_template)]
 
 
 async def get_scheduled_post(post: OwnedPostDep) -> Post:
     assert post.id is not None
     if post.status is not PostStatus.SCHEDULED:
+        raise post_not_in_status(post.id, post.status)
+    return post
+
+
+async def get_editable_post(post: OwnedPostDep) -> Post:
+    """A scheduled post, or a draft."""
+    assert post.id is not None
+    if post.status not in (PostStatus.SCHEDULED, PostStatus.DRAFT):
         raise post_not_in_status(post.id, post.status)
     return post
 
@@ -174,3 +189,4 @@ async def get_failed_post(post: OwnedPostDep) -> Post:
 
 ScheduledPostDep = Annotated[Post, Depends(get_scheduled_post)]
 FailedPostDep = Annotated[Post, Depends(get_failed_post)]
+EditablePostDep = Annotated[Post, Depends(get_editable_post)]

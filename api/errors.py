@@ -143,18 +143,22 @@ def account_needs_reconnect(account_id: int, reason: str | None, detail: str | N
     )
 
 
-def problem_response(request: Request | None, error: ApiError) -> JSONResponse:
-    body = Problem(
+def problem_of(error: ApiError, instance: str | None = None) -> Problem:
+    return Problem(
         type=_TYPE_PREFIX + error.code,
         title=_phrase(error.status),
         status=error.status,
         detail=error.detail,
-        instance=request.url.path if request is not None else None,
+        instance=instance,
         code=error.code,
         field=error.field,
         errors=error.errors,
         current_status=error.current_status,
     )
+
+
+def problem_response(request: Request | None, error: ApiError) -> JSONResponse:
+    body = problem_of(error, request.url.path if request is not None else None)
     return JSONResponse(
         body.model_dump(mode="json", exclude_none=True),
         status_code=error.status,

@@ -31,6 +31,7 @@ from api.routes import (
     posts,
     queues,
     series,
+    templates,
     webhooks,
 )
 from api.sqlite_writes import serialize_writes
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         accounts.router,
         media.router,
         posts.router,
+        templates.router,
         keys.router,
         webhooks.router,
         notification_settings.router,

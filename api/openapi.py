@@ -9,10 +9,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from api.errors import PROBLEM_JSON, Problem
+from api.schemas.batch import PostBatch
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# Request bodies a route reads itself (to take several content types), so FastAPI does not list their schemas.
+_BODY_MODELS: tuple[type[BaseModel], ...] = (PostBatch,)
 
 _EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
     400: (
@@ -110,6 +114,10 @@ def install_openapi(app: FastAPI) -> None:
             problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(problem.pop("$defs", {}))
             components["Problem"] = problem
+            for model in _BODY_MODELS:  # bodies that routes read themselves, documented by openapi_extra
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     responses = operation.get("responses", {})

@@ -56,6 +56,23 @@ def decode_media_cursor(cursor: str) -> int:
     return media_id
 
 
+def encode_template_cursor(template_id: int) -> str:
+    """After template ``template_id`` in the order of GET /v1/templates: by id."""
+    return _encode(f"t:{template_id}")
+
+
+def decode_template_cursor(cursor: str) -> int:
+    try:
+        raw = _decode(cursor).decode()
+        prefix, value = raw.split(":", 1)
+        template_id = int(value)
+        if prefix != "t" or not 1 <= template_id <= MAX_ID:
+            raise ValueError(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _invalid() from None
+    return template_id
+
+
 def _encode(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 

@@ -119,7 +119,8 @@ class AccessLogMiddleware:
                 await self.app(scope, receive, send_with_id)
             finally:
                 route = scope.get("route")
-                path = getattr(route, "path", None) or scope.get("path", "")
+                # path_format: the template without convertors (/v1/posts/{post_id}, not {post_id:int}).
+                path = getattr(route, "path_format", None) or scope.get("path", "")
                 if path not in ("/healthz", "/readyz", "/metrics"):
                     duration_ms = round((time.perf_counter() - started) * 1000, 1)
                     access.info(

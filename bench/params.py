@@ -52,6 +52,9 @@ class Params:
     scaleout_accounts: int = 100
     scaleout_lead_s: float = 150
     scaleout_kill_at: float = 0.25
+    # 7. templates: renders through the API, then posts created from the template
+    template_renders: int = 2000
+    template_posts: int = 200
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,4 +133,6 @@ QUICK = Params(
     scaleout_posts=40,
     scaleout_accounts=5,
     scaleout_lead_s=15,
+    template_renders=50,
+    template_posts=10,
 )

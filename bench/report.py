@@ -219,6 +219,21 @@ def key_figures(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
             ),
             ("what the held posts lost", ", ".join(f"{k}: {v}" for k, v in result["what_they_lost"].items())),
         ]
+    if name == "templates":
+        api, alone, read = result["render_api"], result["render_alone"], result["read_template_api"]
+        made, given = result["create_post_from_template"], result["create_post_with_caption"]
+        return [
+            (
+                f"render via API p50 / p99 ({result['rendered_chars']} chars, {result['variables']} variables)",
+                f"{api['p50_ms']} / {api['p99_ms']} ms",
+            ),
+            ("GET /v1/templates/{id} p50 / p99 (baseline)", f"{read['p50_ms']} / {read['p99_ms']} ms"),
+            ("render alone p50 / p99", f"{alone['p50_ms']} / {alone['p99_ms']} ms"),
+            (
+                "POST /v1/posts p50 / p99, template / caption",
+                f"{made['p50_ms']} / {made['p99_ms']} ms, {given['p50_ms']} / {given['p99_ms']} ms",
+            ),
+        ]
     return []
 
 

@@ -36,10 +36,20 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("media_assets", "frame_rate"),
     ("media_assets", "has_audio"),
     ("media_assets", "preview_key"),
+    ("posts", "template_id"),
 )
 """Columns added to tables after their release, as (table, column). Creating what is missing leaves an existing
 table as it is, so create_schema adds these to the databases made before them: schema.sql's closing section on
 PostgreSQL, _add_missing_columns on SQLite. Only nullable columns, or ones with a constant default, can be added so."""
+
+WIDENED_CHECKS: tuple[tuple[str, str, str], ...] = (
+    ("posts", "'cancelled')", "'cancelled', 'draft')"),
+    ("post_events", "'cancelled')", "'cancelled', 'draft')"),
+)
+"""Enumerations given a value after release, as (table, old text, new text) of its CHECKs on SQLite, which cannot
+replace a constraint: create_schema rewrites the table's definition in place (_widen_checks), which SQLite allows
+for a constraint that accepts more than before (https://sqlite.org/lang_altertable.html#otheralter). schema.sql's
+last section does the same on PostgreSQL. Only widenings: existing rows satisfy the new CHECK by construction."""
 
 
 def make_engine(
@@ -100,6 +110,7 @@ def create_schema(engine: Engine, schema_sql: Path = SCHEMA_SQL) -> None:
     elif engine.dialect.name == "sqlite":
         SQLModel.metadata.create_all(engine, tables=list(APP_TABLES))
         _add_missing_columns(engine)
+        _widen_checks(engine)
     else:
         raise ValueError(f"unsupported database {engine.dialect.name!r}: use SQLite or PostgreSQL")
 
@@ -122,3 +133,26 @@ def _add_missing_columns(engine: Engine) -> None:
 
 def _has_column(engine: Engine, table_name: str, column_name: str) -> bool:
     return any(column["name"] == column_name for column in inspect(engine).get_columns(table_name))
+
+
+def _widen_checks(engine: Engine) -> None:
+    """SQLite: the CHECKs of WIDENED_CHECKS that an older database still has, rewritten in its schema."""
+    with engine.begin() as connection:
+        definitions: dict[str, str] = dict(
+            connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
+        )
+        rewritten: dict[str, str] = {}
+        for table_name, old, new in WIDENED_CHECKS:
+            sql = rewritten.get(table_name, definitions.get(table_name) or "")
+            if new not in sql and old in sql:
+                rewritten[table_name] = sql.replace(old, new)
+        if not rewritten:
+            return
+        version = connection.exec_driver_sql("PRAGMA schema_version").scalar_one()
+        connection.exec_driver_sql("PRAGMA writable_schema = ON")
+        for table_name, sql in rewritten.items():
+            connection.exec_driver_sql(
+                "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (sql, table_name)
+            )
+        connection.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+        connection.exec_driver_sql("PRAGMA writable_schema = OFF")

@@ -25,6 +25,8 @@ class PostStatus(StrEnum):
     PUBLISHED = "published"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Saved, not scheduled: no workflow until it is scheduled (chronogram.lifecycle.schedule_draft).
+    DRAFT = "draft"
 
 
 class EventKind(StrEnum):

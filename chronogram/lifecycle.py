@@ -39,6 +39,8 @@ class Transition(StrEnum):
     comes with its transitions here and nowhere else."""
 
     SCHEDULE = "schedule"  # a new post: (none) -> scheduled
+    SAVE_DRAFT = "save_draft"  # a new post saved as a draft: (none) -> draft, no workflow
+    SCHEDULE_DRAFT = "schedule_draft"  # a draft is scheduled: its workflow starts
     BEGIN_PUBLISHING = "begin_publishing"  # the workflow's publish time came (or publish-now)
     PUBLISH = "publish"
     FAIL = "fail"
@@ -57,6 +59,8 @@ class Rule:
 
 TRANSITIONS: Mapping[Transition, Rule] = {
     Transition.SCHEDULE: Rule((None,), PostStatus.SCHEDULED),
+    Transition.SAVE_DRAFT: Rule((None,), PostStatus.DRAFT),
+    Transition.SCHEDULE_DRAFT: Rule((PostStatus.DRAFT,), PostStatus.SCHEDULED),
     Transition.BEGIN_PUBLISHING: Rule((PostStatus.SCHEDULED,), PostStatus.PUBLISHING),
     Transition.PUBLISH: Rule((PostStatus.PUBLISHING,), PostStatus.PUBLISHED),
     # A scheduled post fails without publishing when it cannot be published at all (its run fails before it
@@ -68,8 +72,9 @@ TRANSITIONS: Mapping[Transition, Rule] = {
 }
 
 # The status graph the named transitions make: scheduled -> publishing -> published | failed; scheduled ->
-# cancelled | failed; failed -> scheduled; publishing | scheduled -> scheduled (a fresh run). Published and
-# cancelled are final.
+# cancelled | failed; failed -> scheduled; publishing | scheduled -> scheduled (a fresh run); draft -> scheduled.
+# Published and cancelled are final. A draft may also be deleted (api.crud.posts.delete_draft): no status, no
+# event, as it never had a workflow.
 STATUS_TRANSITIONS: Mapping[PostStatus, frozenset[PostStatus]] = {
     status: frozenset(rule.target for rule in TRANSITIONS.values() if status in rule.sources)
     for status in PostStatus
@@ -82,7 +87,9 @@ TERMINAL_STATUSES: frozenset[PostStatus] = frozenset(
 def transition_to(target: PostStatus) -> Transition:
     """The transition that ends in ``target`` from a post already recorded (the workflow's endings)."""
     return next(
-        name for name, rule in TRANSITIONS.items() if rule.target is target and None not in rule.sources
+        name
+        for name, rule in TRANSITIONS.items()
+        if rule.target is target and None not in rule.sources and PostStatus.DRAFT not in rule.sources
     )
 
 
@@ -116,6 +123,11 @@ class DedupeKey:
     @staticmethod
     def created(post_id: int) -> str:
         return f"created:{post_id}"
+
+    @staticmethod
+    def draft_scheduled(post_id: int) -> str:
+        # Once per post: a draft is scheduled once, and a repeated request finds the event recorded.
+        return f"draft-scheduled:{post_id}"
 
     @staticmethod
     def retry(post_id: int) -> str:
@@ -262,6 +274,29 @@ def schedule(connection: Connection, *, post: Mapping[str, Any], message: str = 
     intent_id = _insert_event(connection, change, DedupeKey.created(post_id))
     _notify(connection, change)
     return Scheduled(post_id=post_id, intent_id=intent_id)
+
+
+def save_draft(connection: Connection, *, post: Mapping[str, Any], message: str = "saved as draft") -> int:
+    """Record a new post (its column values, without status or id) as a draft, with its event; its id."""
+    result = connection.execute(_INSERT_POST, {**post, "status": PostStatus.DRAFT})
+    key = result.inserted_primary_key
+    assert key is not None
+    post_id = int(key[0])
+    change = _change(post_id, Transition.SAVE_DRAFT, None, message)
+    _insert_event(connection, change, DedupeKey.created(post_id))
+    _notify(connection, change)
+    return post_id
+
+
+def schedule_draft(connection: Connection, *, post_id: int, publish_at: datetime) -> Scheduled | None:
+    """draft -> scheduled at ``publish_at``: the post's scheduling intent, as ``schedule``'s. None if an earlier
+    request already scheduled it (IllegalTransition if it is neither a draft nor scheduled from one)."""
+    values = {"publish_at": publish_at}
+    dedupe_key = DedupeKey.draft_scheduled(post_id)
+    if not _apply(connection, post_id, Transition.SCHEDULE_DRAFT, dedupe_key, "scheduled", values=values):
+        return None
+    intent = connection.execute(select(_EVENTS.c.id).where(_EVENTS.c.dedupe_key == dedupe_key)).scalar_one()
+    return Scheduled(post_id=post_id, intent_id=int(intent))
 
 
 def begin_publishing(

@@ -88,6 +88,7 @@ __all__ = [
     "ReelOptions",
     "Series",
     "SeriesOccurrence",
+    "Template",
     "TextEnum",
     "UTCDateTime",
     "User",
@@ -418,6 +419,46 @@ class MediaAsset(SQLModel, table=True):
         return self.kind is MediaKind.VIDEO
 
 
+class Template(SQLModel, table=True):
+    """A caption template (chronogram.caption_templates renders its body and first comment)."""
+
+    __tablename__ = "templates"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name", name="templates_owner_id_name_key"),
+        ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE", name="templates_owner_id_fkey"),
+        CheckConstraint("length(name) BETWEEN 1 AND 100", name="templates_name_check"),
+        CheckConstraint(
+            "category IS NULL OR length(category) BETWEEN 1 AND 100", name="templates_category_check"
+        ),
+        CheckConstraint("length(body) BETWEEN 1 AND 10000", name="templates_body_check"),
+        CheckConstraint("use_count >= 0", name="templates_use_count_check"),
+        {
+            "comment": "Caption templates with {{variables}}, suggested hashtags and mentions, and how often and "
+            "when each was last used.",
+            **_SQLITE,
+        },
+    )
+
+    id: int | None = _id()
+    owner_id: int = _fk()
+    name: str = _text(nullable=False)
+    category: str | None = _text(nullable=True)
+    body: str = _text(nullable=False)
+    hashtags: list[str] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+    mentions: list[str] = Field(
+        default_factory=list, sa_column=Column(_json(), nullable=False, server_default=text("'[]'"))
+    )
+    first_comment: str | None = _text(nullable=True)
+    use_count: int = Field(
+        default=0, sa_column=Column(BigInteger(), nullable=False, server_default=text("0"))
+    )
+    last_used_at: datetime | None = _timestamp(nullable=True)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
 class Post(SQLModel, table=True):
     __tablename__ = "posts"
     __table_args__ = (
@@ -478,6 +519,9 @@ class Post(SQLModel, table=True):
     max_lateness_seconds: int | None = _column(Column(Integer(), nullable=True))
     # "<run id>/<attempt>" of the latest media_publish call sent (activities.instagram.publish).
     last_publish_call: str | None = _text(nullable=True)
+    # The template the caption was rendered from (the caption stays as rendered). Not a foreign key, so that it could
+    # be added to SQLite databases made before it: deleting a template clears it (api.crud.templates).
+    template_id: int | None = _fk(nullable=True)
 
 
 class PostMedia(SQLModel, table=True):
@@ -905,6 +949,7 @@ APP_TABLES: Sequence[Table] = tuple(
         InstagramAccount,
         AccountEvent,
         MediaAsset,
+        Template,
         Post,
         PostMedia,
         PostEvent,

@@ -10,7 +10,7 @@ from chronogram.enums import PostStatus
 from chronogram.models import MediaAsset, Post, PostMedia
 
 # A post in one of these may still be published (a failed one by a retry), so its media must stay.
-MEDIA_PINNING_STATUSES = (PostStatus.SCHEDULED, PostStatus.PUBLISHING, PostStatus.FAILED)
+MEDIA_PINNING_STATUSES = (PostStatus.DRAFT, PostStatus.SCHEDULED, PostStatus.PUBLISHING, PostStatus.FAILED)
 
 
 def list_media(

@@ -9,9 +9,9 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from chronogram.models import InstagramAccount, MediaAsset, Post, WebhookEndpoint
+from chronogram.models import InstagramAccount, MediaAsset, Post, Template, WebhookEndpoint
 
-Owned = TypeVar("Owned", InstagramAccount, MediaAsset, Post, WebhookEndpoint)
+Owned = TypeVar("Owned", InstagramAccount, MediaAsset, Post, Template, WebhookEndpoint)
 
 
 def get_owned(session: Session, model: type[Owned], *, owner_id: int, row_id: int) -> Owned | None:

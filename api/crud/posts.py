@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Insert, Integer, bindparam, tuple_, union_all, update
+from sqlalchemy import BigInteger, Insert, Integer, bindparam, delete, tuple_, union_all, update
 from sqlalchemy.engine import Connection, CursorResult, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
@@ -23,6 +23,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from api.crud import queues
 from api.crud.accounts import AccountDisconnecting, is_disconnecting
+from api.crud.templates import TemplateGone, record_use
 from api.crud.workflow_starts import WorkflowStart, latest_intent, start_of
 from chronogram import lifecycle
 from chronogram.enums import EventKind, PostStatus, PostType
@@ -73,6 +74,10 @@ class NewPost:
     max_lateness_seconds: int | None = None
     # A queued post's slot (its publish_at), held in queue_slots within the creation's transaction.
     queue_slot: datetime | None = None
+    # The template the caption was rendered from: its use is counted with the post.
+    template_id: int | None = None
+    # Saved as a draft: no workflow until it is scheduled.
+    draft: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,12 +126,18 @@ def create_post(
         # In UTC, as the column reads back: the creation's answer is built from this object, a replay's from the
         # stored row, and both must say the same.
         publish_at=new.publish_at.astimezone(UTC),
-        status=PostStatus.SCHEDULED,
+        status=PostStatus.DRAFT if new.draft else PostStatus.SCHEDULED,
+        template_id=new.template_id,
     )
     # Core inserts of rows built as ORM objects: the answer is built from the objects, and the unit of work's
     # bookkeeping was 16 % of the API's samples at 16 clients (bench/README.md).
-    scheduled = lifecycle.schedule(session.connection(), post=_values(post, exclude=frozenset({"status"})))
-    post.id = scheduled.post_id
+    values = _values(post, exclude=frozenset({"status"}))
+    scheduled: lifecycle.Scheduled | None = None
+    if new.draft:
+        post.id = lifecycle.save_draft(session.connection(), post=values)
+    else:
+        scheduled = lifecycle.schedule(session.connection(), post=values)
+        post.id = scheduled.post_id
     if new.queue_slot is not None:
         # Raises queues.SlotTaken, with the transaction rolled back, if another request took the slot meanwhile.
         queues.claim(session, account_id=new.account_id, slot_at=new.queue_slot, post_id=post.id)
@@ -154,16 +165,18 @@ def create_post(
                     post_id=post.id,
                 ),
             )
-        start = start_of(post, new.account_username, scheduled.intent_id)
+        if new.template_id is not None:
+            record_use(session, owner_id=new.owner_id, template_id=new.template_id, at=post.created_at)
+        start = start_of(post, new.account_username, scheduled.intent_id) if scheduled is not None else None
         # Checked after the insert, within its transaction: a disconnection that began before this post holds
         # the account (see accounts.begin_disconnect) is seen here, one that begins after it sees this post.
         if is_disconnecting(session, account_id=new.account_id):
             session.rollback()
             raise AccountDisconnecting(new.account_id)
         session.commit()
-    except IntegrityError:
-        # Either the same idempotency key arrived twice at once and the other request won, or the account or a
-        # media was deleted since it was checked (the foreign keys are checked at commit).
+    except (IntegrityError, TemplateGone):
+        # Either the same idempotency key arrived twice at once and the other request won, or the account, a
+        # media or the template was deleted since it was checked (the foreign keys are checked at commit).
         session.rollback()
         if idempotency_key is not None and fingerprint is not None:
             existing = find_replay(
@@ -172,7 +185,7 @@ def create_post(
             if existing is not None:
                 return existing
         raise ReferenceGone() from None
-    return Created(post_id=start.post_id, replayed=False, post=post, media=media, start=start)
+    return Created(post_id=post.id, replayed=False, post=post, media=media, start=start)
 
 
 def find_replay(session: Session, *, user_id: int, key: str, fingerprint: str) -> Created | None:
@@ -369,11 +382,16 @@ def posts_of_account(session: Session, *, account_id: int, statuses: Sequence[Po
 
 
 def update_content(
-    session: Session, *, post_id: int, values: dict[str, Any], items: Sequence[dict[str, Any]] | None
+    session: Session,
+    *,
+    post_id: int,
+    values: dict[str, Any],
+    items: Sequence[dict[str, Any]] | None,
+    status: PostStatus = PostStatus.SCHEDULED,
 ) -> bool:
-    """Apply a content edit if the post is still scheduled and has no Instagram container (whose content was
-    fixed when it was created); False (and nothing written) otherwise. Both are conditions of the one UPDATE, so
-    a container recorded meanwhile is never contradicted."""
+    """Apply a content edit if the post is still ``status`` (scheduled, or a draft) and has no Instagram
+    container (whose content was fixed when it was created); False (and nothing written) otherwise. Both are
+    conditions of the one UPDATE, so a container recorded meanwhile is never contradicted."""
     changed = sorted([*values, *(["items"] if items is not None else [])])
     item_containers = select(PostMedia.post_id).where(
         col(PostMedia.post_id) == post_id, col(PostMedia.ig_container_id).is_not(None)
@@ -382,7 +400,7 @@ def update_content(
         update(Post)
         .where(
             col(Post.id) == post_id,
-            col(Post.status) == PostStatus.SCHEDULED,
+            col(Post.status) == status,
             col(Post.ig_container_id).is_(None),
             ~item_containers.exists(),
         )
@@ -402,6 +420,57 @@ def update_content(
     lifecycle.record_event(session.connection(), post_id, None, kind=EventKind.TRANSITION, message=edited)
     session.commit()
     return True
+
+
+# --- drafts ----------------------------------------------------------------------------------------------------------
+
+
+def schedule_draft(session: Session, *, post_id: int, publish_at: datetime) -> WorkflowStart | None:
+    """draft -> scheduled at ``publish_at``, committed; what starting its workflow needs. None if an earlier
+    request scheduled it; IllegalTransition if it is not a draft; AccountDisconnecting as in create_post."""
+    try:
+        scheduled = lifecycle.schedule_draft(session.connection(), post_id=post_id, publish_at=publish_at)
+        if scheduled is None:
+            session.rollback()
+            return None
+        post, username = session.exec(
+            select(Post, InstagramAccount.username)
+            .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
+            .where(Post.id == post_id)
+            .execution_options(populate_existing=True)
+        ).one()
+        if is_disconnecting(session, account_id=post.account_id):
+            raise AccountDisconnecting(post.account_id)
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
+    return start_of(post, username, scheduled.intent_id)
+
+
+def was_scheduled_from_draft(session: Session, *, post_id: int) -> bool:
+    key = lifecycle.DedupeKey.draft_scheduled(post_id)
+    return session.exec(select(PostEvent.id).where(PostEvent.dedupe_key == key)).first() is not None
+
+
+def set_draft_time(session: Session, *, post_id: int, publish_at: datetime) -> bool:
+    """A draft's planned time (no workflow to tell); False if it is no longer a draft."""
+    moved = session.execute(
+        update(Post)
+        .where(col(Post.id) == post_id, col(Post.status) == PostStatus.DRAFT)
+        .values(publish_at=publish_at, updated_at=_now())
+    )
+    session.commit()
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def delete_draft(session: Session, *, post_id: int) -> bool:
+    """Delete a draft (it never had a workflow) with its media rows and events; False if it is not a draft."""
+    deleted = session.execute(
+        delete(Post).where(col(Post.id) == post_id, col(Post.status) == PostStatus.DRAFT)
+    )
+    session.commit()
+    return bool(deleted.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def has_containers(session: Session, *, post_id: int) -> bool:

@@ -68,6 +68,8 @@ class PostFields(Protocol):
     def created_at(self) -> datetime: ...
     @property
     def updated_at(self) -> datetime: ...
+    @property
+    def template_id(self) -> int | None: ...
 
 
 class PostMediaOut(BaseModel):
@@ -111,6 +113,7 @@ _POST_EXAMPLE: dict[str, Any] = {
     "permalink": None,
     "error": None,
     "published_at": None,
+    "template_id": None,
     "created_at": "2026-05-01T09:00:00Z",
     "updated_at": "2026-05-01T09:00:00Z",
 }
@@ -123,7 +126,7 @@ class PostOut(BaseModel):
     account_id: int
     type: PostType
     status: PostStatus = Field(
-        description="The workflow's status when it could be asked, else the stored one"
+        description="The workflow's status when it could be asked, else the stored one; `draft` for a draft"
     )
     publish_at: datetime
     caption: str | None
@@ -140,6 +143,9 @@ class PostOut(BaseModel):
     permalink: str | None
     error: PostError | None = Field(description="Why the post failed, if it did")
     published_at: datetime | None
+    template_id: int | None = Field(
+        description="The template its caption was rendered from; null if none, or once the template is deleted"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -169,6 +175,7 @@ def _post_fields(post: PostFields, media: Sequence[PostMediaFields]) -> dict[str
         "permalink": post.permalink,
         "error": PostError(code=post.error_code, message=post.error_message) if failed else None,
         "published_at": post.published_at,
+        "template_id": post.template_id,
         "created_at": post.created_at,
         "updated_at": post.updated_at,
     }

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypedDict, cast
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.schemas.common import Id
+from api.schemas.templates import Variables
 from chronogram.enums import PostType
 from chronogram.models import MediaAsset, Post, PostMedia, ReelOptions, UserTag
 from chronogram.post_rules import (
@@ -183,6 +184,19 @@ class PostCreate(BaseModel):
     max_lateness_seconds: MaxLateness | None = Field(
         default=None, description="Omitted or null: the account's max_lateness_seconds (default 24 h)"
     )
+    template_id: Id | None = Field(
+        default=None,
+        description="Instead of `caption`: the caption is this template rendered with `variables` (stored as "
+        "rendered, with the template's id), and the first comment is the template's unless `first_comment` is "
+        "given. Not with `caption` (422 `caption_and_template`)",
+    )
+    variables: Variables | None = Field(default=None, description="With `template_id` only")
+    draft: bool = Field(
+        default=False,
+        description="Save the post as a draft: status `draft`, no workflow, until `POST /v1/posts/{id}/schedule`. "
+        "It is checked like a post, except for what can still change before it is scheduled: its number of "
+        "media and its time (omitted: the moment it is saved)",
+    )
 
     def stored_content(self) -> StoredContent:
         """The post's content as it is stored."""
@@ -265,6 +279,17 @@ class PostUpdate(BaseModel):
             if "reel_options" in sent
             else post.reel_options,
         )
+
+
+class ScheduleRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{}, {"publish_at": "2026-12-02T09:00:00Z"}]}
+    )
+
+    publish_at: AwareDatetime | None = Field(
+        default=None,
+        description="When to publish; omitted: the draft's publish_at, or now if that has passed",
+    )
 
 
 class SignalReason(BaseModel):

@@ -23,6 +23,7 @@ from api.errors import ApiError, account_disconnecting, invalid, not_found, post
 from api.schemas.post_responses import PostDetail
 from api.schemas.posts import PostUpdate
 from api.temporal_gateway import SignalRequest
+from api.use_cases import drafts
 from api.use_cases.post_checks import check_update, publish_at_problem, refuse_if_needs_reconnect
 from api.use_cases.post_reads import live_state, post_detail, reload
 from chronogram.contracts import (
@@ -39,8 +40,11 @@ from chronogram.models import InstagramAccount, Post
 
 
 async def update_post(services: AppServices, session: Session, post: Post, body: PostUpdate) -> PostDetail:
-    """Edit a scheduled post's content until its Instagram containers are prepared; a new time reschedules it."""
+    """Edit a scheduled post's content until its Instagram containers are prepared; a new time reschedules it.
+    A draft: see ``drafts.update_draft``."""
     assert post.id is not None
+    if post.status is PostStatus.DRAFT:
+        return await drafts.update_draft(services, session, post, body)
     if not body.model_fields_set:
         raise ApiError(422, "empty_update", "send at least one field to change")
     if "publish_at" in body.model_fields_set and body.publish_at is None:

@@ -114,8 +114,18 @@ def _create(
     return created
 
 
+# Fields added to PostCreate after release: left out of the fingerprint while not sent, so that a request retried
+# across the upgrade still matches the key its first attempt recorded.
+_ADDED_FIELDS = frozenset({"template_id", "variables", "draft"})
+
+
 def _fingerprint(body: PostCreate) -> str:
-    # queue is left out while false: the fingerprints of requests from before it existed stay the same.
-    sent = body.model_dump(mode="json", exclude=None if body.queue else {"queue"})
-    canonical = json.dumps(sent, sort_keys=True, separators=(",", ":"))
+    # Fields added since keys were first stored are left out while unsent (queue also while false): the
+    # fingerprints of requests from before they existed stay the same.
+    unsent = set(_ADDED_FIELDS - body.model_fields_set)
+    if not body.queue:
+        unsent.add("queue")
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude=unsent), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

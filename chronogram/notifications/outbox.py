@@ -103,6 +103,8 @@ def uninstall() -> None:
 
 
 def on_status_change(connection: Connection, change: StatusChange) -> None:
+    if change.to_status not in events.POST_STATUS_TYPES:
+        return  # a draft is private to its owner until it is scheduled (post.scheduled)
     error = None
     if change.error_code is not None or change.to_status is PostStatus.FAILED:
         error = events.error_data(change.error_code, change.message, post_id=change.post_id)

@@ -33,7 +33,7 @@ async def test_allow_lists_every_method_of_the_path(app: FastAPI, alice: ApiUser
     ("method", "path", "allow"),
     [
         ("PUT", "/v1/posts", "GET, POST"),
-        ("DELETE", "/v1/posts/7", "GET, PATCH"),
+        ("PUT", "/v1/posts/7", "GET, PATCH, DELETE"),
         ("PUT", "/v1/media", "GET, POST"),
         ("PATCH", "/v1/media/7", "GET, DELETE"),
         ("PUT", "/v1/accounts/7", "GET, PATCH, DELETE"),

@@ -11,6 +11,8 @@ import pytest_asyncio
 from sqlmodel import Session, col, func, select
 
 from api.deps import AppServices
+from api.schemas.posts import PostCreate
+from api.use_cases.post_creation import _fingerprint
 from chronogram import scheduling
 from chronogram.contracts import post_workflow_id
 from chronogram.models import Post
@@ -139,3 +141,18 @@ async def test_a_late_retry_still_gets_the_first_post(
     retried = await alice.client.post("/v1/posts", json=soon, headers=key)
     assert retried.status_code == 201, retried.text
     assert retried.json()["id"] == first.json()["id"]
+
+
+def test_a_request_without_the_fields_added_since_fingerprints_as_before() -> None:
+    """template_id, variables and draft came later: a request retried across the upgrade keeps its fingerprint."""
+    body = {
+        "account_id": 1,
+        "type": "IMAGE",
+        "media_ids": [2],
+        "caption": "x",
+        "publish_at": "2027-01-01T00:00:00Z",
+    }
+    # Computed by the code before those fields existed.
+    assert _fingerprint(PostCreate.model_validate(body)) == (
+        "9718d93864a58315ccac7baa337e179b9e6936398d83293f19c0cc5c95d42db9"
+    )

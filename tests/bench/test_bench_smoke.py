@@ -121,3 +121,11 @@ def test_uploads(results: dict[str, Any]) -> None:
     for listed in (slow["list_without_uploads"], one["list"], many["list"]):
         assert listed["n"] > 0 and 0 < listed["p50_ms"] <= listed["p99_ms"]
     assert slow["one_user_uploads_again_after_abandoning"]["status"] == 201
+
+
+def test_templates(results: dict[str, Any]) -> None:
+    templates = results["scenarios"]["templates"]
+    assert templates["render_api"]["n"] == QUICK.template_renders and templates["render_api"]["p99_ms"] > 0
+    assert templates["render_alone"]["n"] == QUICK.template_renders
+    assert templates["create_post_from_template"]["n"] == QUICK.template_posts
+    assert templates["rendered_chars"] > 1000

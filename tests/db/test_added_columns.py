@@ -85,3 +85,54 @@ def test_an_older_database_gets_the_added_columns(new_engine: Callable[[], Engin
     with old.connect() as connection:
         rows = connection.execute(text("SELECT name, last_used_at FROM api_keys")).all()
     assert [tuple(row) for row in rows] == [("old key", None)]
+
+
+def test_an_older_database_accepts_drafts(new_engine: Callable[[], Engine]) -> None:
+    """posts.status got 'draft' after release: the CHECKs of a database made before are widened, once."""
+    old, fresh = new_engine(), new_engine()
+    create_schema(old)
+    create_schema(fresh)
+    with old.begin() as connection:
+        if old.dialect.name == "sqlite":
+            version = connection.exec_driver_sql("PRAGMA schema_version").scalar_one()
+            connection.exec_driver_sql("PRAGMA writable_schema = ON")
+            connection.exec_driver_sql(
+                "UPDATE sqlite_master SET sql = replace(sql, ', ''draft'')', ')') "
+                "WHERE name IN ('posts', 'post_events')"
+            )
+            connection.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
+            connection.exec_driver_sql("PRAGMA writable_schema = OFF")
+        else:
+            statuses = "('scheduled', 'publishing', 'published', 'failed', 'cancelled')"
+            connection.exec_driver_sql(
+                "ALTER TABLE posts DROP CONSTRAINT posts_status_check, ADD CONSTRAINT posts_status_check "
+                f"CHECK (status IN {statuses})"
+            )
+            for column in ("from_status", "to_status"):
+                name = f"post_events_{column}_check"
+                connection.exec_driver_sql(
+                    f"ALTER TABLE post_events DROP CONSTRAINT {name}, ADD CONSTRAINT {name} "
+                    f"CHECK ({column} IS NULL OR {column} IN {statuses})"
+                )
+    assert "draft" not in _checks(old)
+
+    create_schema(old)
+    create_schema(old)
+
+    assert _checks(old) == _checks(fresh)
+    assert _checks(old).count("'draft'") == 3
+
+
+def _checks(engine: Engine) -> str:
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name IN ('posts', 'post_events') ORDER BY name"
+            ).scalars()
+        else:
+            rows = connection.exec_driver_sql(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname IN "
+                "('posts_status_check', 'post_events_from_status_check', 'post_events_to_status_check') "
+                "ORDER BY conname"
+            ).scalars()
+        return "\n".join(rows)

@@ -98,9 +98,61 @@ def test_the_status_graph_comes_from_the_named_transitions() -> None:
         PostStatus.PUBLISHED: set(),
         PostStatus.FAILED: {PostStatus.SCHEDULED},
         PostStatus.CANCELLED: set(),
+        PostStatus.DRAFT: {PostStatus.SCHEDULED},
     }
     assert lifecycle.TERMINAL_STATUSES == {PostStatus.PUBLISHED, PostStatus.CANCELLED}
     assert lifecycle.transition_to(PostStatus.FAILED) is Transition.FAIL
+
+
+def _draft(engine: Engine, cipher: TokenCipher) -> int:
+    with Session(engine) as session:
+        account = add_account(session, add_user(session), cipher)
+        values = {
+            "owner_id": account.owner_id,
+            "account_id": id_of(account),
+            "type": PostType.IMAGE,
+            "publish_at": PUBLISH_AT,
+            "user_tags": [],
+        }
+        post_id = lifecycle.save_draft(session.connection(), post=values)
+        session.commit()
+    return post_id
+
+
+def test_a_draft_is_scheduled_once_with_one_event(engine: Engine, cipher: TokenCipher) -> None:
+    heard: list[StatusChange] = []
+    stop = lifecycle.observe(lambda _connection, change: heard.append(change))
+    try:
+        post_id = _draft(engine, cipher)
+        assert _status(engine, post_id) is PostStatus.DRAFT
+        later = PUBLISH_AT + timedelta(hours=2)
+        with engine.begin() as connection:
+            scheduled = lifecycle.schedule_draft(connection, post_id=post_id, publish_at=later)
+        assert scheduled is not None and scheduled.post_id == post_id
+        with engine.begin() as connection:  # a repeated request: nothing more
+            assert lifecycle.schedule_draft(connection, post_id=post_id, publish_at=later) is None
+    finally:
+        stop()
+    assert _status(engine, post_id) is PostStatus.SCHEDULED
+    assert _events(engine, post_id) == [
+        (None, PostStatus.DRAFT, "saved as draft"),
+        (PostStatus.DRAFT, PostStatus.SCHEDULED, "scheduled"),
+    ]
+    assert [(c.from_status, c.to_status) for c in heard] == [
+        (None, PostStatus.DRAFT),
+        (PostStatus.DRAFT, PostStatus.SCHEDULED),
+    ]
+    with engine.connect() as connection:
+        intent = connection.execute(
+            select(func.max(_EVENTS.c.id)).where(_EVENTS.c.post_id == post_id)
+        ).scalar_one()
+    assert scheduled.intent_id == intent
+
+
+def test_only_a_draft_can_be_scheduled_as_one(engine: Engine, new_post: int) -> None:
+    with pytest.raises(IllegalTransition), engine.begin() as connection:
+        lifecycle.schedule_draft(connection, post_id=new_post, publish_at=PUBLISH_AT)
+    assert _events(engine, new_post) == [(None, PostStatus.SCHEDULED, "created")]
 
 
 def test_scheduling_records_the_created_event(engine: Engine, new_post: int) -> None:

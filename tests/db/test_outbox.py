@@ -100,6 +100,27 @@ def test_each_change_writes_one_event_in_sequence(engine: Engine, post: tuple[in
     assert all(TOKEN not in str(e) for e in events)
 
 
+def test_a_draft_is_heard_of_once_it_is_scheduled(engine: Engine, cipher: TokenCipher) -> None:
+    with Session(engine) as session:
+        account = add_account(session, add_user(session), cipher)
+        values = {
+            "owner_id": account.owner_id,
+            "account_id": id_of(account),
+            "type": PostType.IMAGE,
+            "publish_at": datetime(2027, 3, 1, 9, 0, tzinfo=UTC),
+            "user_tags": [],
+        }
+        post_id = lifecycle.save_draft(session.connection(), post=values)
+        session.commit()
+    assert _events(engine, post_id) == []
+    with engine.begin() as connection:
+        lifecycle.schedule_draft(connection, post_id=post_id, publish_at=datetime(2027, 3, 2, tzinfo=UTC))
+    events = _events(engine, post_id)
+    assert [(e["type"], e["data"]["previous_status"], e["data"]["sequence"]) for e in events] == [
+        ("post.scheduled", "draft", 1)
+    ]
+
+
 def test_a_rolled_back_change_leaves_no_event(engine: Engine, post: tuple[int, int]) -> None:
     post_id, _ = post
     with engine.connect() as connection:
