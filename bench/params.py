@@ -43,6 +43,16 @@ class Params:
     slow_window_s: float
     # posts are created through the API by this many concurrent clients (outside the measured scheduling runs)
     create_concurrency: int = 16
+    # 7. chaos: posts on accounts, due over a window that opens after the lead; meanwhile worker SIGKILLs, one
+    # Temporal restart, reschedules and cancels, and this share of Graph calls faulted
+    chaos_posts: int = 200
+    chaos_accounts: int = 20
+    chaos_window_s: float = 240
+    chaos_lead_s: float = 60
+    chaos_kills: int = 6
+    chaos_reschedules: int = 20
+    chaos_cancels: int = 20
+    chaos_fault_share: float = 0.10
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,4 +126,11 @@ QUICK = Params(
     slow_uploads=10,
     slow_window_s=2,
     create_concurrency=4,
+    chaos_posts=20,
+    chaos_accounts=4,
+    chaos_window_s=40,
+    chaos_lead_s=25,
+    chaos_kills=2,
+    chaos_reschedules=2,
+    chaos_cancels=2,
 )

@@ -130,14 +130,14 @@ class BenchStack:
         step()
         self.startup_seconds[name] = round(time.monotonic() - began, 2)
 
-    def _start_temporal(self) -> None:
+    def _start_temporal(self, port: int | None = None) -> None:
         tools.temporal_cli()  # builds it on a machine that never ran `make tools`
         if self.config.temporal_dynamic_config:
-            self.temporal = self._start_temporal_with_dynamic_config()
+            self.temporal = self._start_temporal_with_dynamic_config(port)
             return
         self.temporal = TemporalDevServer.start(
             sink=self.log,
-            port=free_port(),
+            port=port or free_port(),
             ui_port=None,
             # A file, not memory: sleeping posts cost disk and the idle scenario reports how much.
             db_file=self.temporal_db,
@@ -145,10 +145,10 @@ class BenchStack:
             log_level="error",
         )
 
-    def _start_temporal_with_dynamic_config(self) -> TemporalDevServer:
+    def _start_temporal_with_dynamic_config(self, port: int | None = None) -> TemporalDevServer:
         """devstack's TemporalDevServer.start has no way to pass dynamic config; this mirrors its command line
         (headless, file database in WAL mode, the search attributes) and adds the values."""
-        port = free_port()
+        port = port or free_port()
         argv = [
             str(tools.temporal_cli().path), "server", "start-dev", "--ip", LOCALHOST, "--port", str(port),
             "--log-level", "error", "--log-format", "text", "--headless", "--db-filename", str(self.temporal_db),
@@ -277,6 +277,27 @@ class BenchStack:
         if result.returncode != 0:
             raise ProcessFailed(f"api.admin create-user failed: {result.stderr.strip()}")
         return result.stdout.strip().splitlines()[-1]
+
+    # --- crashes (the chaos scenario) ---------------------------------------------------------------------------
+
+    def kill_and_restart_worker(self) -> float:
+        """SIGKILL the worker, as a machine dies, and start a new one at once; returns the seconds until the new
+        one polls (the time no worker was there)."""
+        assert self.worker is not None
+        began = time.monotonic()
+        self.worker.kill()
+        self._start_worker()
+        return time.monotonic() - began
+
+    def restart_temporal(self) -> float:
+        """Stop the Temporal dev server and start it again on the same port and database file (the workers and
+        clients reconnect by themselves); returns the seconds the frontend was away."""
+        assert self.temporal is not None
+        port = self.temporal.port
+        began = time.monotonic()
+        self.temporal.process.stop()
+        self._start_temporal(port)
+        return time.monotonic() - began
 
     # --- teardown ---------------------------------------------------------------------------------------------
 
