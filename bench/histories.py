@@ -110,10 +110,12 @@ _STEP_EVENTS = {
 }
 
 
-async def steps_after(client: Client, workflow_id: str, origin: datetime, *, limit: int = 60) -> list[str]:
-    """The activities, timers, failures and timeouts of a post's run from ``origin`` (its publish time) on, in
-    seconds after it: where a late post's time went (a failed call and its retries, a re-check's timers, a
-    worker's death)."""
+async def steps_after(
+    client: Client, workflow_id: str, origin: datetime, *, before_s: float = 20, limit: int = 60
+) -> list[str]:
+    """The activities, timers, failures and timeouts of a post's run from ``before_s`` before ``origin`` (its
+    publish time) on, in seconds after it: where a late post's time went (a failed call and its retries, a
+    re-check's timers, a worker's death)."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     names: dict[int, str] = {}
     lines: list[str] = []
@@ -122,7 +124,7 @@ async def steps_after(client: Client, workflow_id: str, origin: datetime, *, lim
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
         when = event.event_time.ToDatetime(tzinfo=UTC)
-        if when < origin or kind not in _STEP_EVENTS:
+        if (when - origin).total_seconds() < -before_s or kind not in _STEP_EVENTS:
             continue
         detail = _activity_of(event, names)
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:

@@ -68,6 +68,8 @@ class BenchStack:
     worker: ManagedProcess | None = None
     api: ManagedProcess | None = None
     bare_worker: ManagedProcess | None = None
+    # A second production worker, while the chaos scenario kills one at a time (a deployment runs more than one).
+    spare_worker: ManagedProcess | None = None
     extra_workers: list[ManagedProcess] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
@@ -95,6 +97,7 @@ class BenchStack:
             "worker": self.worker,
             "api": self.api,
             "bare_worker": self.bare_worker,
+            "worker_spare": self.spare_worker,
         }
         for index, process in enumerate(self.extra_workers, start=2):
             named[process.name + str(index // 2 + 1)] = process
@@ -239,10 +242,14 @@ class BenchStack:
         self.api.wait_until_ready(lambda: _http_ok(f"{self.api_url}/readyz"), timeout=90, what="/readyz")
 
     def _start_worker(self) -> None:
-        worker = self.worker = self._python_child("worker", [sys.executable, "worker.py"])
+        self.worker = self._polling_worker()
+
+    def _polling_worker(self) -> ManagedProcess:
+        worker = self._python_child("worker", [sys.executable, "worker.py"])
         worker.wait_until_ready(
             lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
         )
+        return worker
 
     def _start_extra_workers(self) -> None:
         worker = self._python_child("worker", [sys.executable, "worker.py"])
@@ -280,13 +287,25 @@ class BenchStack:
 
     # --- crashes (the chaos scenario) ---------------------------------------------------------------------------
 
-    def kill_and_restart_worker(self) -> float:
-        """SIGKILL the worker, as a machine dies, and start a new one at once; returns the seconds until the new
-        one polls (the time no worker was there)."""
-        assert self.worker is not None
+    def start_spare_worker(self) -> None:
+        self.spare_worker = self._polling_worker()
+
+    def stop_spare_worker(self) -> None:
+        if self.spare_worker is not None:
+            self.spare_worker.stop()
+            self.spare_worker = None
+
+    def kill_and_restart_worker(self, *, spare: bool = False) -> float:
+        """SIGKILL the worker (or the spare), as a machine dies, and start a new one at once; returns the seconds
+        until the new one polls."""
+        victim = self.spare_worker if spare else self.worker
+        assert victim is not None
         began = time.monotonic()
-        self.worker.kill()
-        self._start_worker()
+        victim.kill()
+        if spare:
+            self.spare_worker = self._polling_worker()
+        else:
+            self.worker = self._polling_worker()
         return time.monotonic() - began
 
     def restart_temporal(self) -> float:
