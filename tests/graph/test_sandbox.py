@@ -488,7 +488,7 @@ async def test_call_log_is_ordered_and_filterable(raw: Graph, admin: SandboxAdmi
 
 
 async def test_a_fault_with_a_probability_hits_that_share_of_calls_the_same_ones_after_a_reset(
-    raw: Graph, admin: SandboxAdmin, account: SandboxAccount
+    raw: Graph, admin: SandboxAdmin
 ) -> None:
     async def hits() -> list[bool]:
         await admin.add_fault("error", endpoint="user_read", code=2, http_status=500, count=None, probability=0.25)
