@@ -19,7 +19,10 @@ from tests.support.media import Upload
 
 # Answers that leave the outcome unknown; "did" says whether the sandbox published before answering.
 UNCLEAR = {
-    "server_error_nothing_done": ({"action": "error", "code": 2, "http_status": 500, "is_transient": True}, False),
+    "server_error_nothing_done": (
+        {"action": "error", "code": 2, "http_status": 500, "is_transient": True},
+        False,
+    ),
     "connection_dropped_nothing_done": ({"action": "drop"}, False),
     "server_error_after_publishing": ({"action": "commit_then_error", "code": 2, "http_status": 500}, True),
     "connection_dropped_after_publishing": ({"action": "commit_then_drop"}, True),

@@ -491,7 +491,9 @@ async def test_a_fault_with_a_probability_hits_that_share_of_calls_the_same_ones
     raw: Graph, admin: SandboxAdmin
 ) -> None:
     async def hits() -> list[bool]:
-        await admin.add_fault("error", endpoint="user_read", code=2, http_status=500, count=None, probability=0.25)
+        await admin.add_fault(
+            "error", endpoint="user_read", code=2, http_status=500, count=None, probability=0.25
+        )
         return [(await raw.get("me")).status_code == 500 for _ in range(200)]
 
     first = await hits()
