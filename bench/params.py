@@ -48,7 +48,8 @@ class Params:
     chaos_posts: int = 200
     chaos_accounts: int = 20
     chaos_window_s: float = 240
-    chaos_lead_s: float = 60
+    # Creating 200 posts and preparing them (with faults) takes 30-90 s on two busy cores: all ready by the window.
+    chaos_lead_s: float = 120
     chaos_kills: int = 6
     chaos_reschedules: int = 20
     chaos_cancels: int = 20

@@ -82,6 +82,15 @@ async def run(bench: Bench) -> dict[str, Any]:
         post_ids = [int(post["id"]) for post in posts]
         disruptions = Disruptions()
         chaos = asyncio.create_task(_disrupt(bench, posts, first, rng, disruptions))
+        created_before_window_s = round((first - datetime.now(UTC)).total_seconds(), 1)
+
+        async def window_open() -> tuple[bool, str]:
+            until = (first - datetime.now(UTC)).total_seconds()
+            return until <= 0, f"window opens in {max(until, 0):.0f} s"
+
+        await wait_for(bench.progress, NAME, window_open, give_up_after=params.chaos_lead_s + 30, interval=1)
+        # Posts not prepared by then count their preparation in their lag (production prepares 10 min ahead).
+        prepared_at_window = await in_thread(bench.db.prepared, post_ids)
         last = first + timedelta(seconds=params.chaos_window_s + 60)
 
         async def final() -> tuple[bool, str]:
@@ -104,7 +113,12 @@ async def run(bench: Bench) -> dict[str, Any]:
         await bench.sandbox.clear_faults()
         await asyncio.to_thread(bench.stack.stop_spare_worker)
     calls = len(await bench.sandbox.calls()) - calls_before
-    return await _figures(bench, posts, accounts, disruptions, faults, hits, calls, load_before)
+    figures = await _figures(bench, posts, accounts, disruptions, faults, hits, calls, load_before)
+    return {
+        **figures,
+        "created_before_window_s": created_before_window_s,
+        "prepared_at_window_open": prepared_at_window,
+    }
 
 
 async def _arm_faults(bench: Bench, share: float) -> list[dict[str, Any]]:
