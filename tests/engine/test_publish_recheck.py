@@ -18,7 +18,7 @@ from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
 
 # Answers that leave the outcome unknown; "did" says whether the sandbox published before answering.
-UNCLEAR = {
+UNCLEAR: dict[str, tuple[dict[str, Any], bool]] = {
     "server_error_nothing_done": (
         {"action": "error", "code": 2, "http_status": 500, "is_transient": True},
         False,
