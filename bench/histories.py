@@ -94,3 +94,53 @@ async def activity_times(client: Client, workflow_id: str, activity: str) -> dic
                     "run_s": round((when - started[key]).total_seconds(), 3),
                 }
     raise LookupError(f"{workflow_id} has no completed {activity}")
+
+
+_STEP_EVENTS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_TIMER_FIRED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+}
+
+
+async def steps_after(
+    client: Client, workflow_id: str, origin: datetime, *, before_s: float = 20, limit: int = 60
+) -> list[str]:
+    """The activities, timers, failures and timeouts of a post's run from ``before_s`` before ``origin`` (its
+    publish time) on, in seconds after it: where a late post's time went (a failed call and its retries, a
+    re-check's timers, a worker's death)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    names: dict[int, str] = {}
+    lines: list[str] = []
+    for event in history.events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        when = event.event_time.ToDatetime(tzinfo=UTC)
+        if (when - origin).total_seconds() < -before_s or kind not in _STEP_EVENTS:
+            continue
+        detail = _activity_of(event, names)
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            failed = event.activity_task_failed_event_attributes
+            detail = f"{names.get(failed.scheduled_event_id, '')}: {failed.failure.message[:120]}"
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            detail = names.get(event.activity_task_timed_out_event_attributes.scheduled_event_id, "")
+        elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
+            timer = event.timer_started_event_attributes
+            detail = f"{timer.start_to_fire_timeout.ToTimedelta().total_seconds():g} s"
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            detail = event.marker_recorded_event_attributes.marker_name
+        lines.append(
+            f"{(when - origin).total_seconds():+.1f} s {_name(kind)}{f' {detail}' if detail else ''}"
+        )
+        if len(lines) >= limit:
+            lines.append("...")
+            break
+    return lines

@@ -55,6 +55,17 @@ class Params:
     # 7. templates: renders through the API, then posts created from the template
     template_renders: int = 2000
     template_posts: int = 200
+    # 7. chaos: posts on accounts, due over a window that opens after the lead; meanwhile worker SIGKILLs, one
+    # Temporal restart, reschedules and cancels, and this share of Graph calls faulted
+    chaos_posts: int = 200
+    chaos_accounts: int = 20
+    chaos_window_s: float = 240
+    # Creating 200 posts and preparing them (with faults) takes 30-90 s on two busy cores: all ready by the window.
+    chaos_lead_s: float = 120
+    chaos_kills: int = 6
+    chaos_reschedules: int = 20
+    chaos_cancels: int = 20
+    chaos_fault_share: float = 0.10
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,4 +146,11 @@ QUICK = Params(
     scaleout_lead_s=15,
     template_renders=50,
     template_posts=10,
+    chaos_posts=20,
+    chaos_accounts=4,
+    chaos_window_s=40,
+    chaos_lead_s=25,
+    chaos_kills=2,
+    chaos_reschedules=2,
+    chaos_cancels=2,
 )

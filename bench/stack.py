@@ -90,6 +90,8 @@ class BenchStack:
     worker: ManagedProcess | None = None
     api: ManagedProcess | None = None
     bare_worker: ManagedProcess | None = None
+    # A second production worker, while the chaos scenario kills one at a time (a deployment runs more than one).
+    spare_worker: ManagedProcess | None = None
     extra_workers: list[ManagedProcess] = field(default_factory=list)
     extra_apis: list[ManagedProcess] = field(default_factory=list)
     extra_api_urls: list[str] = field(default_factory=list)
@@ -134,6 +136,7 @@ class BenchStack:
             "worker": self.worker,
             "api": self.api,
             "bare_worker": self.bare_worker,
+            "worker_spare": self.spare_worker,
         }
         for index, process in enumerate(self.extra_workers, start=2):
             named[process.name + str(index // 2 + 1)] = process
@@ -173,14 +176,14 @@ class BenchStack:
         step()
         self.startup_seconds[name] = round(time.monotonic() - began, 2)
 
-    def _start_temporal(self) -> None:
+    def _start_temporal(self, port: int | None = None) -> None:
         if self.config.temporal == "server":
             assert self.postgres is not None
             self.temporal = TemporalServer.start(
                 sink=self.log,
                 postgres=self.postgres,
                 config_dir=self.workdir / "temporal-server",
-                port=free_port(),
+                port=port or free_port(),
                 metrics_port=free_port(),
                 other_ports=free_server_ports(),
                 log_level="error",
@@ -194,11 +197,11 @@ class BenchStack:
             return
         tools.temporal_cli()  # builds it on a machine that never ran `make tools`
         if self.config.temporal_dynamic_config:
-            self.temporal = self._start_temporal_with_dynamic_config()
+            self.temporal = self._start_temporal_with_dynamic_config(port)
             return
         self.temporal = TemporalDevServer.start(
             sink=self.log,
-            port=free_port(),
+            port=port or free_port(),
             ui_port=None,
             # A file, not memory: sleeping posts cost disk and the idle scenario reports how much.
             db_file=self.temporal_db,
@@ -206,10 +209,10 @@ class BenchStack:
             log_level="error",
         )
 
-    def _start_temporal_with_dynamic_config(self) -> TemporalDevServer:
+    def _start_temporal_with_dynamic_config(self, port: int | None = None) -> TemporalDevServer:
         """devstack's TemporalDevServer.start has no way to pass dynamic config; this mirrors its command line
         (headless, file database in WAL mode, the search attributes) and adds the values."""
-        port = free_port()
+        port = port or free_port()
         argv = [
             str(tools.temporal_cli().path), "server", "start-dev", "--ip", LOCALHOST, "--port", str(port),
             "--log-level", "error", "--log-format", "text", "--headless", "--db-filename", str(self.temporal_db),
@@ -349,10 +352,14 @@ class BenchStack:
         return worker
 
     def _start_worker(self) -> None:
-        worker = self.worker = self._python_child("worker", [sys.executable, "worker.py"])
+        self.worker = self._polling_worker()
+
+    def _polling_worker(self) -> ManagedProcess:
+        worker = self._python_child("worker", [sys.executable, "worker.py"])
         worker.wait_until_ready(
             lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
         )
+        return worker
 
     def _start_extra_workers(self) -> None:
         worker = self._python_child("worker", [sys.executable, "worker.py"])
@@ -387,6 +394,39 @@ class BenchStack:
         if result.returncode != 0:
             raise ProcessFailed(f"api.admin create-user failed: {result.stderr.strip()}")
         return result.stdout.strip().splitlines()[-1]
+
+    # --- crashes (the chaos scenario) ---------------------------------------------------------------------------
+
+    def start_spare_worker(self) -> None:
+        self.spare_worker = self._polling_worker()
+
+    def stop_spare_worker(self) -> None:
+        if self.spare_worker is not None:
+            self.spare_worker.stop()
+            self.spare_worker = None
+
+    def kill_and_restart_worker(self, *, spare: bool = False) -> float:
+        """SIGKILL the worker (or the spare), as a machine dies, and start a new one at once; returns the seconds
+        until the new one polls."""
+        victim = self.spare_worker if spare else self.worker
+        assert victim is not None
+        began = time.monotonic()
+        victim.kill()
+        if spare:
+            self.spare_worker = self._polling_worker()
+        else:
+            self.worker = self._polling_worker()
+        return time.monotonic() - began
+
+    def restart_temporal(self) -> float:
+        """Stop the Temporal dev server and start it again on the same port and database file (the workers and
+        clients reconnect by themselves); returns the seconds the frontend was away."""
+        assert self.temporal is not None
+        port = self.temporal.port
+        began = time.monotonic()
+        self.temporal.process.stop()
+        self._start_temporal(port)
+        return time.monotonic() - began
 
     # --- teardown ---------------------------------------------------------------------------------------------
 

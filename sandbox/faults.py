@@ -7,6 +7,7 @@ container faults act on what a ``POST /{ig-user-id}/media`` creates (or on an ex
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -55,6 +56,9 @@ class FaultSpec(BaseModel):
     endpoint: str = "*"
     # How many matching calls (or created containers) it applies to; null means until removed.
     count: int | None = Field(default=1, ge=1)
+    # Each matching call is hit with this chance (null: every one), drawn from the sandbox's seeded generator, so
+    # that a run with the same calls in the same order meets the same faults (a chaos run's "10 % of calls").
+    probability: float | None = Field(default=None, gt=0, le=1)
     ig_user_id: str | None = None
     # A container or media id: the path's node, or media_publish's creation_id.
     target_id: str | None = None
@@ -125,6 +129,11 @@ class Fault:
 class FaultBook:
     faults: list[Fault] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _chance: random.Random = field(default_factory=lambda: random.Random(12))  # reset with the faults
+
+    def _drawn(self, fault: Fault) -> bool:
+        probability = fault.spec.probability
+        return probability is None or self._chance.random() < probability
 
     def add(self, spec: FaultSpec) -> Fault:
         fault = Fault(id=f"fault-{next(self._ids)}", spec=spec, remaining=spec.count)
@@ -138,6 +147,7 @@ class FaultBook:
 
     def clear(self) -> None:
         self.faults.clear()
+        self._chance = random.Random(12)
 
     def take_request_faults(
         self, endpoint: str, ig_user_id: str | None, target_id: str | None
@@ -147,6 +157,10 @@ class FaultBook:
         chosen: Fault | None = None
         for fault in self.faults:
             if fault.spec.action in CONTAINER_ACTIONS or not fault.matches(endpoint, ig_user_id, target_id):
+                continue
+            if chosen is not None and fault.spec.action is not FaultAction.LATENCY:
+                continue
+            if not self._drawn(fault):
                 continue
             if fault.spec.action is FaultAction.LATENCY:
                 fault.consume()
@@ -162,6 +176,7 @@ class FaultBook:
                 fault.spec.action in CONTAINER_ACTIONS
                 and fault.spec.target_id is None
                 and fault.matches("media_create", ig_user_id, None)
+                and self._drawn(fault)
             ):
                 fault.consume()
                 return fault

@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.scenarios import (
     burst,
+    chaos,
     idle,
     insights,
     media,
@@ -20,10 +21,11 @@ from bench.scenarios import (
 )
 
 # In this order: the scheduling scenario's posts (a day ahead) count towards idle's 10,000, and the idle worker
-# is measured after it has done the day's work (punctuality, burst), as a long-running worker would have.
+# is measured after it has done the day's work (punctuality, burst), as a long-running worker would have. Chaos
+# kills and restarts the stack's processes: last.
 SCENARIOS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (scheduling, punctuality, burst, idle, media, uploads, templates, insights, scaleout)
+    for module in (scheduling, punctuality, burst, idle, media, uploads, templates, insights, chaos, scaleout)
 }
 # A run without --only: scaleout needs a stack of its own (two workers, two APIs, PostgreSQL) and kills a worker.
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != scaleout.NAME)

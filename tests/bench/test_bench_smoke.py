@@ -129,3 +129,19 @@ def test_templates(results: dict[str, Any]) -> None:
     assert templates["render_alone"]["n"] == QUICK.template_renders
     assert templates["create_post_from_template"]["n"] == QUICK.template_posts
     assert templates["rendered_chars"] > 1000
+
+
+def test_chaos_publishes_once_or_cancels_every_post_despite_kills_a_restart_and_faults(
+    results: dict[str, Any],
+) -> None:
+    chaos = results["scenarios"]["chaos"]
+    assert chaos["wrong"] == [] and chaos["first_comments_wrong"] == []
+    assert sum(chaos["statuses"].values()) == QUICK.chaos_posts
+    assert set(chaos["statuses"]) <= {"published", "cancelled"}
+    disruptions = chaos["disruptions"]
+    assert len(disruptions["worker_kills"]) == QUICK.chaos_kills
+    assert disruptions["temporal_restart"]["frontend_away_s"] > 0
+    # The sandbox's seeded faults hit about the asked share of the Graph calls.
+    assert chaos["graph_calls"] > 0 and 0 < chaos["faulted_calls"] < chaos["graph_calls"] / 3
+    _sane_latency(chaos["lag"], chaos["statuses"].get("published", 0))
+    assert chaos["slowest_steps"] and all(chaos["slowest_steps"].values())

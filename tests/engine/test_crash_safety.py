@@ -155,8 +155,8 @@ PUBLISH_FAULTS: dict[str, dict[str, Any]] = {
 async def test_publish_faults_never_duplicate(
     engine_client: Client, seeder: Seeder, sandbox_admin: SandboxAdmin
 ) -> None:
-    """One post per fault kind, all at once (the unclear ones each wait about two minutes before a second
-    publish, while the container is re-read); the first comment's call commits and loses its answer too."""
+    """One post per fault kind, all at once (the unclear ones each re-read the container for 30 s before a second
+    publish); the first comment's call commits and loses its answer too."""
 
     async def one(name: str, fault: dict[str, Any], ig: SandboxAccount, account_id: int) -> None:
         await sandbox_admin.add_fault(ig_user_id=ig.ig_user_id, endpoint="media_publish", **fault)

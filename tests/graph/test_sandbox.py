@@ -490,6 +490,23 @@ async def test_call_log_is_ordered_and_filterable(raw: Graph, admin: SandboxAdmi
     assert [c["seq"] for c in later] == [calls[1]["seq"]]
 
 
+async def test_a_fault_with_a_probability_hits_that_share_of_calls_the_same_ones_after_a_reset(
+    raw: Graph, admin: SandboxAdmin
+) -> None:
+    async def hits() -> list[bool]:
+        await admin.add_fault(
+            "error", endpoint="user_read", code=2, http_status=500, count=None, probability=0.25
+        )
+        return [(await raw.get("me")).status_code == 500 for _ in range(200)]
+
+    first = await hits()
+    assert 30 <= sum(first) <= 70
+    await admin.clear_faults()
+    assert await hits() == first
+    faults = await admin.faults()
+    assert faults[0]["hits"] == sum(first) and faults[0]["probability"] == 0.25
+
+
 async def test_fault_specs_are_validated(http: httpx.AsyncClient, sandbox_url: str) -> None:
     url = f"{sandbox_url}/_sandbox/faults"
     for body in (
@@ -497,6 +514,8 @@ async def test_fault_specs_are_validated(http: httpx.AsyncClient, sandbox_url: s
         {"action": "error", "code": 2, "endpoint": "no_such_endpoint"},
         {"action": "container_error", "endpoint": "media_publish", "error_subcode": 1},
         {"action": "explode"},
+        {"action": "drop", "probability": 0},
+        {"action": "drop", "probability": 1.5},
     ):
         assert (await http.post(url, json=body)).status_code == 422, body
 

@@ -28,6 +28,7 @@ from workflows.scheduled_post import (
     _ERROR_CODE_PATCH,
     _MALFORMED_SIGNAL_PATCH,
     _POST_METRICS_PATCH,
+    _PROMPT_RECHECK_PATCH,
     _PUBLISH_NOW_TIME_PATCH,
     _RECONNECT_PATCH,
     _TEMPORAL_CANCEL_PATCH,
@@ -102,6 +103,8 @@ _ADDED_WITH_DEADLINES = {
 }
 _GONE_WITH_DEADLINES = {"failed_after_unconfirmed_publishes"}
 _ADDED_SINCE_DEADLINES = {"published_after_reconnect", "cancelled_in_temporal"}
+# before-* folders recorded by code that had the deadline already
+_KEPT_SINCE_DEADLINES = ("before-prompt-publish-recheck",)
 
 
 def test_both_sides_of_the_deadline_patch_are_recorded() -> None:
@@ -110,7 +113,10 @@ def test_both_sides_of_the_deadline_patch_are_recorded() -> None:
     assert {path.stem for path in before} == (
         {s.name for s in SCENARIOS} - _ADDED_WITH_DEADLINES - _ADDED_SINCE_DEADLINES
     ) | _GONE_WITH_DEADLINES
-    assert all(_DEADLINE_PATCH not in _patches(path) for path in PATCHED_BEFORE if path.parent != HISTORY_DIR)
+    older = [
+        path for path in PATCHED_BEFORE if path.parent.name not in (HISTORY_DIR.name, *_KEPT_SINCE_DEADLINES)
+    ]
+    assert all(_DEADLINE_PATCH not in _patches(path) for path in older)
     with_marker = {path.stem for path in CURRENT if _DEADLINE_PATCH in _patches(path)}
     assert with_marker == {path.stem for path in CURRENT} - {"cancelled", "cancelled_in_temporal"}  # asleep
 
@@ -182,6 +188,21 @@ def test_both_sides_of_the_post_metrics_patch_are_recorded() -> None:
     assert all(_POST_METRICS_PATCH not in _patches(path) for path in before)
     assert all("start_post_metrics" in path.read_text() for path in CURRENT if path.stem in with_marker)
     assert all("start_post_metrics" not in path.read_text() for path in before)
+
+
+def test_only_an_unclear_publish_left_finished_records_the_prompt_recheck_patch() -> None:
+    """The container re-read within seconds and concluded after the commit window; the run recorded with four
+    re-reads 30 s apart still replays (before-prompt-publish-recheck/)."""
+    with_marker = {
+        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _PROMPT_RECHECK_PATCH in _patches(path)
+    }
+    assert with_marker == {"republished_same_container_after_unknown_outcome.json"}
+    before = (
+        HISTORY_DIR
+        / "before-prompt-publish-recheck"
+        / "republished_same_container_after_unknown_outcome.json"
+    )
+    assert before.exists() and _PROMPT_RECHECK_PATCH not in _patches(before)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[str(path.relative_to(HISTORY_DIR)) for path in HISTORIES])
