@@ -53,16 +53,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     create_schema(engine)  # idempotent; whichever of API and worker starts first creates the tables
     outbox.install()  # the posts' changes made here write their events to the outbox
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
-    # One connection per activity slot, all kept alive: with httpx's default of 20 idle connections, a burst of
+    # Connections kept alive (CHRONOGRAM_WORKER_GRAPH_CONNECTIONS): with httpx's default of 20 idle connections, a burst of
     # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md). In small
     # pools: one pool's bookkeeping grows with the square of its connections.
-    transport = ShardedTransport(connections=settings.worker_max_concurrent_activities)
+    transport = ShardedTransport(connections=settings.worker_graph_connections)
     # One circuit breaker per Graph API host for the whole process; snapshot() is its state for health checks.
     breakers = BreakerRegistry.from_settings(settings)
-    # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool; size it to the activity slots so a
-    # slow upload never starves a status update.
+    # Blocking clients (MinIO, SQLAlchemy) run their activities on this pool. The activity slots are many more
+    # (held publishes are asynchronous and cost no thread).
     with (
-        ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor,
+        ThreadPoolExecutor(max_workers=settings.worker_activity_threads) as executor,
         ThreadPoolExecutor(max_workers=_NOTIFICATION_THREADS) as notification_executor,
         ThreadPoolExecutor(max_workers=_NOTIFICATION_DB_THREADS) as notification_db,
     ):

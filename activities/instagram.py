@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -74,9 +75,16 @@ _RECONCILE_WINDOW = timedelta(minutes=2)
 
 
 _HEARTBEAT_EVERY = 2.0
-# The workflow wakes a few seconds before the publish time; a longer hold means the worker's clock and Temporal's
+# The workflow wakes ahead of the publish time (more ahead the more posts are due with it: a burst) and the publish
+# activity holds media_publish until then. A longer hold than this means the worker's clock and Temporal's
 # disagree, and then publishing a little early beats stalling until the activity times out.
-_LONGEST_HOLD = timedelta(seconds=30)
+_LONGEST_HOLD = timedelta(seconds=90)
+# While it holds, the activity heartbeats this often (well within the workflow's heartbeat timeout), on a schedule
+# that ends with one beat _LAST_CALL before the publish time: the reply to that beat is the last moment at which a
+# cancellation (a cancel, reschedule or publish-now the workflow accepted during the hold) still stops the call.
+# The worker sends every beat at once (its heartbeat throttle is below both: chronogram.temporal.worker_tuning).
+_HOLD_BEAT_EVERY = timedelta(seconds=4)
+_LAST_CALL = timedelta(seconds=0.5)
 # A throttled media_publish is retried by an attempt that reads the container first (PUBLISHED: nothing is sent
 # again), after the wait the throttle announced, or this long when it announced none: the low end of Meta's
 # "retry within 30 s to 2 min" (reference §8.4), rather than the minutes a throttle on a read is given.
@@ -85,34 +93,77 @@ _THROTTLED_PUBLISH_WAIT = timedelta(seconds=30)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+@dataclass
+class _Beats:
+    """Whether the regular heartbeat of the running activity is paused (the hold beats on its own schedule)."""
+
+    paused: bool = False
+
+
+_BEATS: ContextVar[_Beats | None] = ContextVar("chronogram_activity_beats", default=None)
+
+
 def keeps_heartbeat(method: F) -> F:
     """Heartbeat while the wrapped activity runs, so that a worker that dies mid-call (even by SIGKILL) is
     noticed within the workflow's heartbeat timeout instead of the whole start-to-close timeout."""
 
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        beats = _Beats()
+        token = _BEATS.set(beats)
+
         async def beat() -> None:
             # The heartbeat timeout runs from the start, so the first beat can wait: a call that is done within
             # the interval (nearly all of them) costs Temporal no heartbeat at all.
             while True:
                 await asyncio.sleep(_HEARTBEAT_EVERY)
-                activity.heartbeat()
+                if not beats.paused:
+                    activity.heartbeat()
 
         beating = asyncio.create_task(beat())
         try:
             return await method(*args, **kwargs)
         finally:
             beating.cancel()
+            _BEATS.reset(token)
 
     return cast(F, wrapper)
 
 
+def _hold_beats(now: datetime, end: datetime) -> list[datetime]:
+    """When a hold from ``now`` until ``end`` heartbeats: _HOLD_BEAT_EVERY apart, the last _LAST_CALL before it."""
+    beats: list[datetime] = []
+    beat = end - _LAST_CALL
+    while beat > now:
+        beats.append(beat)
+        beat -= _HOLD_BEAT_EVERY
+    return beats[::-1]
+
+
 async def _hold_until(instant: datetime | None) -> None:
+    """Sleeps until ``instant`` on this worker's clock (at most _LONGEST_HOLD). Inside an activity it heartbeats
+    meanwhile, so that a cancellation of the activity (asyncio.CancelledError, raised here) reaches it before the
+    call is sent."""
     if instant is None:
         return
-    remaining = min(instant - datetime.now(UTC), _LONGEST_HOLD)
-    if remaining > timedelta(0):
-        await asyncio.sleep(remaining.total_seconds())
+    now = datetime.now(UTC)
+    end = min(instant, now + _LONGEST_HOLD)
+    if end <= now:
+        return
+    beats = _BEATS.get()
+    heartbeats = activity.in_activity() and beats is not None
+    if beats is not None:
+        beats.paused = True
+    try:
+        for beat in _hold_beats(now, end) if heartbeats else []:
+            await asyncio.sleep(max((beat - datetime.now(UTC)).total_seconds(), 0.0))
+            activity.heartbeat()
+        remaining = (end - datetime.now(UTC)).total_seconds()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+    finally:
+        if beats is not None:
+            beats.paused = False
 
 
 def as_application_error(error: GraphAPIError, *, retryable: bool | None = None) -> ApplicationError:
@@ -321,7 +372,6 @@ class InstagramActivities(InstagramInterface):
         unusable = status.error()  # prepared ahead of time, it may have expired while the post waited
         if unusable is not None:
             raise as_application_error(unusable)
-        await _hold_until(request.not_before)
         call = _publish_call(request.attempt)
         if activity.info().attempt > 1 and context.post.last_publish_call == call:
             # An earlier attempt of this activity sent the call and died: only the workflow may settle that.
@@ -330,6 +380,12 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.OUTCOME_UNKNOWN,
                 non_retryable=True,
             )
+        # Recorded before the hold, so that at the publish time only the call itself is left (a burst of posts due
+        # together sends its calls at once, with no database write in front of each). The record means "may have
+        # been sent": an attempt cancelled during the hold leaves it behind, and whoever reads it reads the
+        # container before believing it.
+        await asyncio.to_thread(self._save_publish_call, request.post_id, call)
+        await _hold_until(request.not_before)
         if request.deadline is not None and datetime.now(UTC) > request.deadline:
             raise ApplicationError(
                 f"the post's deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC passed before media_publish was "
@@ -337,7 +393,6 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.PUBLISH_DEADLINE_PASSED,
                 non_retryable=True,
             )
-        await asyncio.to_thread(self._save_publish_call, request.post_id, call)
         try:
             media = await self._graph.publish(
                 ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
-from sqlalchemy import Connection, Engine
-from sqlmodel import Session, select
+from sqlalchemy import Connection, Engine, func
+from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.rows import post_with_media, refused_transition
@@ -22,9 +23,13 @@ from chronogram.contracts import (
     PostStoreInterface,
     PublishPlan,
 )
+from chronogram.enums import PostStatus
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing
-from chronogram.models import InstagramAccount
+from chronogram.models import InstagramAccount, Post
 from chronogram.observability.logs import remember_account
+
+# Posts due within this much of each other are counted as due together (PublishPlan.due_together).
+_DUE_TOGETHER_WINDOW = timedelta(seconds=1)
 
 
 class PostStore(PostStoreInterface):
@@ -59,6 +64,15 @@ class PostStore(PostStoreInterface):
                 ],
                 has_first_comment=bool(post.first_comment),
                 max_lateness_seconds=lateness,
+                due_together=session.exec(
+                    select(func.count())
+                    .select_from(Post)
+                    .where(
+                        col(Post.status).in_((PostStatus.SCHEDULED, PostStatus.PUBLISHING)),
+                        col(Post.publish_at) >= post.publish_at - _DUE_TOGETHER_WINDOW,
+                        col(Post.publish_at) <= post.publish_at + _DUE_TOGETHER_WINDOW,
+                    )
+                ).one(),
             )
 
     @activity.defn
@@ -76,7 +90,9 @@ class PostStore(PostStoreInterface):
     def record_event(self, event: EventRecord) -> None:
         with _transaction(self._engine) as connection:
             key = _dedupe_key(event)
-            if event.publish_at is not None:
+            if event.status_from is PostStatus.PUBLISHING and event.status_to is PostStatus.SCHEDULED:
+                lifecycle.release(connection, event.post_id, key, message=event.message)
+            elif event.publish_at is not None:
                 lifecycle.reschedule(
                     connection, event.post_id, key, publish_at=event.publish_at, message=event.message
                 )

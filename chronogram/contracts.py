@@ -240,6 +240,9 @@ class PublishStep(StrEnum):
     CREATING_CONTAINERS = "creating containers"
     WAITING_FOR_CONTAINERS = "waiting for Instagram to process media"
     WAITING = "ready; waiting for publish time"
+    # Marked publishing ahead of the publish time, media_publish waits for it: cancel, reschedule and publish-now
+    # still stop the call until then.
+    HOLDING = "publishing at the publish time; the call is held until then"
     PUBLISHING = "publishing"
     RECONCILING = "checking whether the post went live"
     DELAYED = "delayed"
@@ -312,6 +315,9 @@ class PublishPlan:
     has_first_comment: bool
     # The post's, else its account's, else the default; None only in plans recorded before deadlines.
     max_lateness_seconds: int | None = None
+    # How many open posts (this one included) are due within a second of its publish time, when the plan was read:
+    # the workflow wakes the earlier the more of them there are. 0 in plans recorded before it was counted.
+    due_together: int = 0
 
 
 @dataclass(frozen=True)
@@ -446,6 +452,8 @@ class FinishInput:
     permalink: str | None = None
     error_code: ErrorType | None = None
     error_message: str | None = None
+    # Cancelled while publishing, before its media_publish call was sent (the call was held until the publish time).
+    withdrawn: bool = False
 
 
 # --- Activity interfaces -----------------------------------------------------------------------------------------
