@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -73,6 +74,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http, webhook_http:
             instrument_http_client(http)
+            # The SDK warns when activity slots outnumber the executor's threads: here on purpose (see above).
+            warnings.filterwarnings(
+                "ignore", message="Worker max_concurrent_activities is", category=UserWarning
+            )
             worker = Worker(
                 client,
                 task_queue=TASK_QUEUE,
