@@ -36,10 +36,14 @@ class PostStore(PostStoreInterface):
     """Blocking (SQLAlchemy): registered with the worker's thread pool."""
 
     def __init__(
-        self, engine: Engine, default_max_lateness_seconds: int = DEFAULT_MAX_LATENESS_SECONDS
+        self,
+        engine: Engine,
+        default_max_lateness_seconds: int = DEFAULT_MAX_LATENESS_SECONDS,
+        publish_task_queue: str | None = None,
     ) -> None:
         self._engine = engine
         self._default_max_lateness = default_max_lateness_seconds
+        self._publish_task_queue = publish_task_queue
 
     @activity.defn
     def load_plan(self, request: PostRef) -> PublishPlan:
@@ -73,6 +77,7 @@ class PostStore(PostStoreInterface):
                         col(Post.publish_at) <= post.publish_at + _DUE_TOGETHER_WINDOW,
                     )
                 ).one(),
+                publish_task_queue=self._publish_task_queue,
             )
 
     @activity.defn

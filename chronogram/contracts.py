@@ -19,6 +19,9 @@ from chronogram.enums import PostStatus as PostStatus
 from chronogram.enums import PostType as PostType
 
 TASK_QUEUE = "chronogram-posts"
+# The held publishes (the publish activity, held until publish_at): a queue of their own, on a worker of their own in
+# the same process, so that a burst of held calls takes none of the slots the other activities run in.
+PUBLISH_TASK_QUEUE = "chronogram-publish"
 # The workflow's registered name: the API and the command line start it by this name, so that neither they nor
 # the core import the workflow code.
 SCHEDULED_POST_WORKFLOW = "ScheduledPostWorkflow"
@@ -318,6 +321,8 @@ class PublishPlan:
     # How many open posts (this one included) are due within a second of its publish time, when the plan was read:
     # the workflow wakes the earlier the more of them there are. 0 in plans recorded before it was counted.
     due_together: int = 0
+    # Where the worker runs held publishes (PUBLISH_TASK_QUEUE); None: on the workflow's own queue (test workers).
+    publish_task_queue: str | None = None
 
 
 @dataclass(frozen=True)

@@ -160,13 +160,10 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Worker tuning
-    # Activity slots: a held publish (asynchronous, no thread) keeps one from its quota check ahead of publish_at
-    # until its call; a burst of posts due in the same second holds one each, so slots are plentiful and threads
-    # and connections are sized apart.
-    worker_max_concurrent_activities: int = Field(default=2000, ge=1)
-    # Threads for the blocking activities (database, object storage), and Graph API connections kept alive.
-    worker_activity_threads: int = Field(default=100, ge=1)
-    worker_graph_connections: int = Field(default=100, ge=1)
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    # Slots of the held publishes (task queue chronogram-publish, asynchronous: no thread each): a post holds one
+    # from its quota check, ahead of publish_at, until its call, so a burst of posts due together holds one each.
+    worker_held_publish_slots: int = Field(default=2000, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Off by default: the sandbox doubles the memory and CPU of every cached workflow (bench/README.md), and the

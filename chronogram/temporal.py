@@ -104,7 +104,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
 
 # The SDK sends at most one heartbeat per activity per 0.8 heartbeat timeout (8 s for the posts' activities), and a
 # cancellation reaches an activity only in the answer to one. A held publish beats on its own schedule, the last
-# beat just before its call (activities/instagram.py): every beat is sent at once, no beat waits for 8 s.
+# beat just before its call (activities/instagram.py): the worker of held publishes sends every beat at once.
 HEARTBEAT_THROTTLE = timedelta(seconds=0.5)
 
 
@@ -116,7 +116,6 @@ class WorkerTuning(TypedDict):
     max_cached_workflows: int
     graceful_shutdown_timeout: timedelta
     sticky_queue_schedule_to_start_timeout: timedelta
-    max_heartbeat_throttle_interval: timedelta
     workflow_runner: WorkflowRunner
 
 
@@ -129,7 +128,6 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         max_cached_workflows=settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
         sticky_queue_schedule_to_start_timeout=settings.worker_sticky_queue_timeout,
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         workflow_runner=workflow_runner(settings),
     )
 

@@ -290,6 +290,7 @@ class ScheduledPostWorkflow:
         self._hold_mode = False
         self._holding_until: datetime | None = None
         self._hold_broken_by: tuple[PostSignal, str] | None = None
+        self._publish_task_queue: str | None = None
 
     # --- messages --------------------------------------------------------------------------------------------
 
@@ -486,6 +487,7 @@ class ScheduledPostWorkflow:
         held until publish_at. A signal accepted during the hold withdraws the held call: cancel raises
         _Cancelled, publish-now publishes at once, a reschedule puts the post back to scheduled and waits again."""
         lead = self._hold_lead(plan)
+        self._publish_task_queue = plan.publish_task_queue
         while True:
             await self._wait_until(lambda: self._state.publish_at - lead)
             if self._cancel_request():
@@ -906,7 +908,9 @@ class ScheduledPostWorkflow:
             )
             try:
                 published = await self._persist(
-                    Service.INSTAGRAM, self._held(_publish_call(request)), _PUBLISH_BEFORE_CALL_RETRY
+                    Service.INSTAGRAM,
+                    self._held(_publish_call(request, self._publish_task_queue)),
+                    _PUBLISH_BEFORE_CALL_RETRY,
                 )
             except _PostFailed as failure:
                 if failure.code is ErrorType.PUBLISH_DEADLINE_PASSED:
@@ -1387,7 +1391,7 @@ class ScheduledPostWorkflow:
         workflow.set_current_details("\n\n".join(lines))
 
 
-def _publish_call(request: PublishInput) -> _Call[PublishResult]:
+def _publish_call(request: PublishInput, task_queue: str | None = None) -> _Call[PublishResult]:
     # A held call's activity runs for its hold too; cancelled during it, it answers whether it sent the call.
     hold = max(request.not_before - workflow.now(), timedelta(0)) if request.not_before else timedelta(0)
 
@@ -1396,6 +1400,7 @@ def _publish_call(request: PublishInput) -> _Call[PublishResult]:
             InstagramInterface.publish,
             request,
             start_to_close_timeout=_PUBLISH_TIMEOUT + hold,
+            task_queue=task_queue,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
             if request.not_before
             else ActivityCancellationType.TRY_CANCEL,

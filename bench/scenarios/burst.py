@@ -210,7 +210,7 @@ async def _floor(bench: Bench) -> dict[str, Any]:
         lambda: storage.put_object(settings.media_bucket, key, io.BytesIO(image), len(image), "image/jpeg")
     )
     url = await in_thread(lambda: storage.presigned_get_object(settings.media_bucket, key))
-    async with new_http(connections=settings.worker_graph_connections) as http:
+    async with new_http(connections=settings.worker_max_concurrent_activities) as http:
         graph = GraphClient.from_settings(http, settings)
         pending = iter(range(params.burst_posts))
         made: list[tuple[int, str]] = []
@@ -257,7 +257,7 @@ async def _floor(bench: Bench) -> dict[str, Any]:
     return {
         "calls": len(made),
         "answers": {str(code): count for code, count in codes.items()},
-        "client_connections": settings.worker_graph_connections,
+        "client_connections": settings.worker_max_concurrent_activities,
         "publish_lag_p50_ms": round(percentile(lags, 50) * 1000, 1) if lags else None,
         "publish_lag_p99_ms": round(percentile(lags, 99) * 1000, 1) if lags else None,
         "publish_lag_max_ms": round(max(lags) * 1000, 1) if lags else None,
