@@ -1,24 +1,34 @@
 """/v1/posts: schedule, list, inspect, edit, cancel, publish now and retry posts.
 
 Routes only route: each hands its request to a use case (``api.use_cases``). Changes are only accepted while a
-post is scheduled (``ScheduledPostDep``); once publishing has begun they answer 409 with the post's current status.
+post is scheduled (``ScheduledPostDep``), and a cancel, a reschedule or publish-now also while its media_publish call
+is held until its publish time (``ChangeablePostDep``); once the call is out they answer 409 with the post's
+current status.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
-from api.deps import CurrentUser, FailedPostDep, OwnedPostDep, ScheduledPostDep, ServicesDep, SessionDep
+from api.deps import CurrentUser, FailedPostDep, OwnedPostDep, ServicesDep, SessionDep
 from api.openapi import problems
 from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE, QueryDatetime
 from api.schemas.post_responses import PostDetail, PostOut, PostPage
 from api.schemas.posts import PostCreate, PostUpdate, RetryRequest, SignalReason
 from api.use_cases import post_changes, post_creation, post_reads
 from chronogram.enums import PostStatus
+from chronogram.models import Post
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=problems(401))
+
+
+async def _changeable_post(post: OwnedPostDep, services: ServicesDep) -> Post:
+    return await post_changes.changeable_post(services, post)
+
+
+ChangeablePostDep = Annotated[Post, Depends(_changeable_post)]
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -114,7 +124,7 @@ async def get_post(post: OwnedPostDep, services: ServicesDep, session: SessionDe
     responses=problems(400, 404, 409, 415, 422, 503),
 )
 async def update_post(
-    body: PostUpdate, post: ScheduledPostDep, services: ServicesDep, session: SessionDep
+    body: PostUpdate, post: ChangeablePostDep, services: ServicesDep, session: SessionDep
 ) -> PostDetail:
     return await post_changes.update_post(services, session, post, body)
 
@@ -124,12 +134,13 @@ async def update_post(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PostDetail,
     summary="Cancel a scheduled post",
-    description="A signal to the post's workflow, which stops it (status `cancelled` shortly after). 409 if "
-    "publishing has already begun.",
+    description="A signal to the post's workflow, which stops it (status `cancelled` shortly after), also while "
+    'it is `publishing` with its media_publish call held until its publish time (step "publishing at the publish '
+    'time; the call is held until then"). 409 once the call is out.',
     responses=problems(404, 409, 503),
 )
 async def cancel_post(
-    post: ScheduledPostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
+    post: ChangeablePostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
 ) -> PostDetail:
     return await post_changes.cancel_post(services, session, post, body.reason if body is not None else "")
 
@@ -145,7 +156,7 @@ async def cancel_post(
     responses=problems(404, 409, 503),
 )
 async def publish_now(
-    post: ScheduledPostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
+    post: ChangeablePostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
 ) -> PostDetail:
     return await post_changes.publish_now(services, session, post, body.reason if body is not None else "")
 
