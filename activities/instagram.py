@@ -79,11 +79,13 @@ _HEARTBEAT_EVERY = 2.0
 # activity holds media_publish until then. A longer hold than this means the worker's clock and Temporal's
 # disagree, and then publishing a little early beats stalling until the activity times out.
 _LONGEST_HOLD = timedelta(seconds=90)
-# While it holds, the activity heartbeats this often (well within the workflow's heartbeat timeout), on a schedule
-# that ends with one beat _LAST_CALL before the publish time: the reply to that beat is the last moment at which a
-# cancellation (a cancel, reschedule or publish-now the workflow accepted during the hold) still stops the call.
-# The worker sends every beat at once (its heartbeat throttle is below both: chronogram.temporal.worker_tuning).
-_HOLD_BEAT_EVERY = timedelta(seconds=4)
+# While it holds, the activity heartbeats this often, on a schedule that ends with one beat _LAST_CALL before the
+# publish time: the reply to that beat is the last moment at which a cancellation (a cancel, reschedule or
+# publish-now the workflow accepted during the hold) still stops the call. Within the workflow's 10 s heartbeat
+# timeout, counting the regular beat's 2 s before the hold; not more often, as a burst of 1,000 held calls costs
+# the server 1,000 heartbeats per interval. The worker of held publishes sends every beat at once (its throttle is
+# below both: chronogram.temporal.HEARTBEAT_THROTTLE).
+_HOLD_BEAT_EVERY = timedelta(seconds=6)
 _LAST_CALL = timedelta(seconds=0.5)
 # A throttled media_publish is retried by an attempt that reads the container first (PUBLISHED: nothing is sent
 # again), after the wait the throttle announced, or this long when it announced none: the low end of Meta's

@@ -35,8 +35,8 @@ async def test_the_hold_is_bounded_when_clocks_disagree(monkeypatch: pytest.Monk
 
 def test_a_hold_beats_on_a_schedule_that_ends_just_before_the_call() -> None:
     now = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
-    beats = instagram._hold_beats(now, now + timedelta(seconds=10))
-    assert beats == [now + timedelta(seconds=s) for s in (1.5, 5.5, 9.5)]
+    beats = instagram._hold_beats(now, now + timedelta(seconds=14))
+    assert beats == [now + timedelta(seconds=s) for s in (1.5, 7.5, 13.5)]
     assert instagram._hold_beats(now, now + timedelta(seconds=0.4)) == []
 
 
