@@ -118,8 +118,9 @@ async def get_post(post: OwnedPostDep, services: ServicesDep, session: SessionDe
     "/{post_id}",
     response_model=PostDetail,
     summary="Edit or reschedule a scheduled post",
-    description="Only while the post is scheduled. A new `publish_at` reschedules it (a signal to its "
-    "workflow). Content edits are accepted until Instagram containers are prepared for it (about 10 minutes "
+    description="Only while the post is scheduled, or `publishing` with its media_publish call still held until "
+    "its publish time (then only a new `publish_at` takes effect). A new `publish_at` reschedules it (a signal to "
+    "its workflow). Content edits are accepted until Instagram containers are prepared for it (about 10 minutes "
     "before publish time), as the content is fixed then; after that they answer 409 `post_content_locked`.",
     responses=problems(400, 404, 409, 415, 422, 503),
 )
@@ -151,8 +152,8 @@ async def cancel_post(
     response_model=PostDetail,
     summary="Publish a scheduled post now",
     description="A signal to the post's workflow, which publishes it at once; its `publish_at` becomes the moment "
-    "publishing began, so that lists by date (`from`, `to`) place it when it went out. 409 if publishing has "
-    "already begun.",
+    "publishing began, so that lists by date (`from`, `to`) place it when it went out. Also accepted while the "
+    "post is `publishing` with its media_publish call held until its publish time; 409 once the call is out.",
     responses=problems(404, 409, 503),
 )
 async def publish_now(
