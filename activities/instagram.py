@@ -210,6 +210,54 @@ _CONTEXT_QUERY = (
 )
 
 
+class _PublishCallLog:
+    """Records that media_publish calls are about to be sent (posts.last_publish_call), by group commit: each
+    caller waits until its record is committed, and the records that arrive while one transaction is written go
+    together in the next. At a burst's instant the calls then wait for a few writes, not for one each in turn."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pending: list[tuple[int, str, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def record(self, post_id: int, call: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((post_id, call, done))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_pending())
+        await done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                missing = await asyncio.to_thread(
+                    self._write, [(post_id, call) for post_id, call, _ in batch]
+                )
+            except Exception as error:  # the batch's callers fail alike, as each would have alone
+                for _post_id, _call, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for post_id, _call, done in batch:
+                if done.done():
+                    continue  # its activity was cancelled meanwhile
+                if post_id in missing:
+                    done.set_exception(post_not_found(post_id))
+                else:
+                    done.set_result(None)
+
+    def _write(self, batch: list[tuple[int, str]]) -> set[int]:
+        missing: set[int] = set()
+        with self._engine.begin() as connection:
+            for post_id, call in batch:
+                try:
+                    lifecycle.record_publish_call(connection, post_id=post_id, call=call)
+                except lifecycle.PostMissing:
+                    missing.add(post_id)
+        return missing
+
+
 @dataclass(frozen=True)
 class _PostContext:
     post: Post
@@ -228,6 +276,7 @@ class InstagramActivities(InstagramInterface):
         self._storage = storage
         self._bucket = bucket
         self._cipher = cipher
+        self._calls = _PublishCallLog(engine)
 
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
 
@@ -382,11 +431,6 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.OUTCOME_UNKNOWN,
                 non_retryable=True,
             )
-        # Recorded before the hold, so that at the publish time only the call itself is left (a burst of posts due
-        # together sends its calls at once, with no database write in front of each). The record means "may have
-        # been sent": an attempt cancelled during the hold leaves it behind, and whoever reads it reads the
-        # container before believing it.
-        await asyncio.to_thread(self._save_publish_call, request.post_id, call)
         await _hold_until(request.not_before)
         if request.deadline is not None and datetime.now(UTC) > request.deadline:
             raise ApplicationError(
@@ -395,6 +439,9 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.PUBLISH_DEADLINE_PASSED,
                 non_retryable=True,
             )
+        # Recorded after the hold (a worker killed while holding sent nothing, and its retry knows it), in one
+        # transaction with the other calls of the same moment: a burst's calls wait for one write, not one each.
+        await self._calls.record(request.post_id, call)
         try:
             media = await self._graph.publish(
                 ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token
@@ -538,13 +585,6 @@ class InstagramActivities(InstagramInterface):
                 lifecycle.record_container(
                     connection, post_id=post_id, position=position, container_id=container_id
                 )
-            except lifecycle.PostMissing as missing:
-                raise post_not_found(missing.post_id) from None
-
-    def _save_publish_call(self, post_id: int, call: str) -> None:
-        with self._engine.begin() as connection:
-            try:
-                lifecycle.record_publish_call(connection, post_id=post_id, call=call)
             except lifecycle.PostMissing as missing:
                 raise post_not_found(missing.post_id) from None
 
