@@ -147,7 +147,8 @@ async def test_worker_killed_before_media_publish_was_sent_resumes_within_second
     minutes (the "did it go live?" path is for calls really sent)."""
     ig, _ = ig_account
     first = workers.start()
-    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=10))
+    # Time to prepare, then the call is held for about the hold's 10 s lead: the worker is killed meanwhile.
+    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=20))
     await wait_for_started_activity(handle, "publish")
     publish_at = (await handle.query(ScheduledPostWorkflow.state)).publish_at
     first.kill()
