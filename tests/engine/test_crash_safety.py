@@ -182,7 +182,8 @@ async def test_worker_killed_while_marking_the_post_publishing(
     containers are prepared; the status write at publish time waits), and the worker killed while it waits."""
     ig, _ = ig_account
     first = workers.start()
-    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=8))
+    # Prepared, it waits in WAITING for about 10 s before publishing begins (the hold's lead): time to take the lock.
+    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=20))
     while (await handle.query(ScheduledPostWorkflow.state)).step is not PublishStep.WAITING:
         await asyncio.sleep(0.1)
     lock = sqlite3.connect(engine_settings.database_url.removeprefix("sqlite:///"))
