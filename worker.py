@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from temporalio.worker import Worker
 
-from activities import build_activities, build_notification_activities
-from chronogram.contracts import NOTIFICATIONS_TASK_QUEUE, TASK_QUEUE
+from activities import build_activities, build_notification_activities, held_publish_activities
+from chronogram.contracts import NOTIFICATIONS_TASK_QUEUE, PUBLISH_TASK_QUEUE, TASK_QUEUE
 from chronogram.db import create_schema, make_engine
 from chronogram.http_transport import ShardedTransport
 from chronogram.instagram import BreakerRegistry
@@ -32,7 +32,7 @@ from chronogram.observability.tracing import instrument_http_client
 from chronogram.observability.worker_endpoint import worker_endpoint
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
-from chronogram.temporal import connect_temporal, worker_tuning, workflow_runner
+from chronogram.temporal import HEARTBEAT_THROTTLE, connect_temporal, worker_tuning, workflow_runner
 from workflows import NOTIFICATION_WORKFLOWS, WORKFLOWS
 
 log = logging.getLogger("chronogram.worker")
@@ -73,21 +73,34 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http, webhook_http:
             instrument_http_client(http)
+            activities = build_activities(
+                settings,
+                http=http,
+                storage=make_minio(settings),
+                engine=engine,
+                temporal=client,
+                breakers=breakers,
+                on_graph_call=count_graph_call,
+                publish_task_queue=PUBLISH_TASK_QUEUE,
+            )
             worker = Worker(
                 client,
                 task_queue=TASK_QUEUE,
                 workflows=WORKFLOWS,
-                activities=build_activities(
-                    settings,
-                    http=http,
-                    storage=make_minio(settings),
-                    engine=engine,
-                    temporal=client,
-                    breakers=breakers,
-                    on_graph_call=count_graph_call,
-                ),
+                activities=activities,
                 activity_executor=executor,
                 **worker_tuning(settings),
+            )
+            # Held publishes: asynchronous, each holding its slot (no thread) from ahead of its publish time until
+            # its call, as many as a burst has posts; their heartbeats are sent at once (a cancellation of a held
+            # call comes back in the answer to one).
+            held_publishes = Worker(
+                client,
+                task_queue=PUBLISH_TASK_QUEUE,
+                activities=held_publish_activities(activities),
+                max_concurrent_activities=settings.worker_held_publish_slots,
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                graceful_shutdown_timeout=settings.worker_graceful_shutdown,
             )
             notifications = Worker(
                 client,
@@ -111,7 +124,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 sdk=sdk,
                 before_scrape=lambda: refresh_circuit_gauges(breakers),
             )
-            async with worker, notifications, endpoint as port:
+            async with worker, held_publishes, notifications, endpoint as port:
                 dispatcher = asyncio.create_task(
                     Dispatcher(settings, client, engine, executor=notification_db).run(stop),
                     name="notification-dispatcher",
@@ -120,8 +133,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 # collections shortens the pauses that stall every workflow on this event loop.
                 gc.freeze()
                 log.info(
-                    "worker polling task queues %s and %s on %s",
+                    "worker polling task queues %s, %s and %s on %s",
                     TASK_QUEUE,
+                    PUBLISH_TASK_QUEUE,
                     NOTIFICATIONS_TASK_QUEUE,
                     settings.temporal_address,
                 )

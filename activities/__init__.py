@@ -37,11 +37,14 @@ def build_activities(
     temporal: Client,
     breakers: BreakerRegistry | None = None,
     on_graph_call: CallHook | None = None,
+    publish_task_queue: str | None = None,
 ) -> list[Callable[..., Any]]:
     """Every activity the contracts declare, bound to shared clients: what the worker registers. ``temporal``: the
-    worker's client (a run reads its own history; a series starts its occurrences' workflows); ``breakers``: the worker's Graph API circuit breakers (none:
-    every call is sent); ``on_graph_call`` hears of every Graph API call (the worker's metrics)."""
-    store = PostStore(engine, settings.default_max_lateness_seconds)
+    worker's client (a run reads its own history; a series starts its occurrences' workflows); ``breakers``: the
+    worker's Graph API circuit breakers (none: every call is sent); ``on_graph_call`` hears of every Graph API call
+    (the worker's metrics); ``publish_task_queue``: where held publishes run (a worker there must run
+    ``held_publish_activities``)."""
+    store = PostStore(engine, settings.default_max_lateness_seconds, publish_task_queue)
     media = MediaActivities(storage, settings.media_bucket, engine)
     graph = GraphClient.from_settings(http, settings, breakers=breakers, on_call=on_graph_call)
     cipher = TokenCipher.from_settings(settings)
@@ -64,6 +67,11 @@ def build_activities(
         if isinstance(implementation, interface)
         for name in activity_names(interface)
     ]
+
+
+def held_publish_activities(activities: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """Of ``build_activities``' list, what the worker of held publishes runs (PUBLISH_TASK_QUEUE)."""
+    return [function for function in activities if getattr(function, "__name__", "") == "publish"]
 
 
 def build_notification_activities(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -74,9 +75,18 @@ _RECONCILE_WINDOW = timedelta(minutes=2)
 
 
 _HEARTBEAT_EVERY = 2.0
-# The workflow wakes a few seconds before the publish time; a longer hold means the worker's clock and Temporal's
+# The workflow wakes ahead of the publish time (more ahead the more posts are due with it: a burst) and the publish
+# activity holds media_publish until then. A longer hold than this means the worker's clock and Temporal's
 # disagree, and then publishing a little early beats stalling until the activity times out.
-_LONGEST_HOLD = timedelta(seconds=30)
+_LONGEST_HOLD = timedelta(seconds=90)
+# While it holds, the activity heartbeats this often, on a schedule that ends with one beat _LAST_CALL before the
+# publish time: the reply to that beat is the last moment at which a cancellation (a cancel, reschedule or
+# publish-now the workflow accepted during the hold) still stops the call. Within the workflow's 10 s heartbeat
+# timeout, counting the regular beat's 2 s before the hold; not more often, as a burst of 1,000 held calls costs
+# the server 1,000 heartbeats per interval. The worker of held publishes sends every beat at once (its throttle is
+# below both: chronogram.temporal.HEARTBEAT_THROTTLE).
+_HOLD_BEAT_EVERY = timedelta(seconds=6)
+_LAST_CALL = timedelta(seconds=0.5)
 # A throttled media_publish is retried by an attempt that reads the container first (PUBLISHED: nothing is sent
 # again), after the wait the throttle announced, or this long when it announced none: the low end of Meta's
 # "retry within 30 s to 2 min" (reference §8.4), rather than the minutes a throttle on a read is given.
@@ -85,34 +95,77 @@ _THROTTLED_PUBLISH_WAIT = timedelta(seconds=30)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+@dataclass
+class _Beats:
+    """Whether the regular heartbeat of the running activity is paused (the hold beats on its own schedule)."""
+
+    paused: bool = False
+
+
+_BEATS: ContextVar[_Beats | None] = ContextVar("chronogram_activity_beats", default=None)
+
+
 def keeps_heartbeat(method: F) -> F:
     """Heartbeat while the wrapped activity runs, so that a worker that dies mid-call (even by SIGKILL) is
     noticed within the workflow's heartbeat timeout instead of the whole start-to-close timeout."""
 
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        beats = _Beats()
+        token = _BEATS.set(beats)
+
         async def beat() -> None:
             # The heartbeat timeout runs from the start, so the first beat can wait: a call that is done within
             # the interval (nearly all of them) costs Temporal no heartbeat at all.
             while True:
                 await asyncio.sleep(_HEARTBEAT_EVERY)
-                activity.heartbeat()
+                if not beats.paused:
+                    activity.heartbeat()
 
         beating = asyncio.create_task(beat())
         try:
             return await method(*args, **kwargs)
         finally:
             beating.cancel()
+            _BEATS.reset(token)
 
     return cast(F, wrapper)
 
 
+def _hold_beats(now: datetime, end: datetime) -> list[datetime]:
+    """When a hold from ``now`` until ``end`` heartbeats: _HOLD_BEAT_EVERY apart, the last _LAST_CALL before it."""
+    beats: list[datetime] = []
+    beat = end - _LAST_CALL
+    while beat > now:
+        beats.append(beat)
+        beat -= _HOLD_BEAT_EVERY
+    return beats[::-1]
+
+
 async def _hold_until(instant: datetime | None) -> None:
+    """Sleeps until ``instant`` on this worker's clock (at most _LONGEST_HOLD). Inside an activity it heartbeats
+    meanwhile, so that a cancellation of the activity (asyncio.CancelledError, raised here) reaches it before the
+    call is sent."""
     if instant is None:
         return
-    remaining = min(instant - datetime.now(UTC), _LONGEST_HOLD)
-    if remaining > timedelta(0):
-        await asyncio.sleep(remaining.total_seconds())
+    now = datetime.now(UTC)
+    end = min(instant, now + _LONGEST_HOLD)
+    if end <= now:
+        return
+    beats = _BEATS.get()
+    heartbeats = activity.in_activity() and beats is not None
+    if beats is not None:
+        beats.paused = True
+    try:
+        for beat in _hold_beats(now, end) if heartbeats else []:
+            await asyncio.sleep(max((beat - datetime.now(UTC)).total_seconds(), 0.0))
+            activity.heartbeat()
+        remaining = (end - datetime.now(UTC)).total_seconds()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+    finally:
+        if beats is not None:
+            beats.paused = False
 
 
 def as_application_error(error: GraphAPIError, *, retryable: bool | None = None) -> ApplicationError:
@@ -157,6 +210,54 @@ _CONTEXT_QUERY = (
 )
 
 
+class _PublishCallLog:
+    """Records that media_publish calls are about to be sent (posts.last_publish_call), by group commit: each
+    caller waits until its record is committed, and the records that arrive while one transaction is written go
+    together in the next. At a burst's instant the calls then wait for a few writes, not for one each in turn."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pending: list[tuple[int, str, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def record(self, post_id: int, call: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((post_id, call, done))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_pending())
+        await done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                missing = await asyncio.to_thread(
+                    self._write, [(post_id, call) for post_id, call, _ in batch]
+                )
+            except Exception as error:  # the batch's callers fail alike, as each would have alone
+                for _post_id, _call, done in batch:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for post_id, _call, done in batch:
+                if done.done():
+                    continue  # its activity was cancelled meanwhile
+                if post_id in missing:
+                    done.set_exception(post_not_found(post_id))
+                else:
+                    done.set_result(None)
+
+    def _write(self, batch: list[tuple[int, str]]) -> set[int]:
+        missing: set[int] = set()
+        with self._engine.begin() as connection:
+            for post_id, call in batch:
+                try:
+                    lifecycle.record_publish_call(connection, post_id=post_id, call=call)
+                except lifecycle.PostMissing:
+                    missing.add(post_id)
+        return missing
+
+
 @dataclass(frozen=True)
 class _PostContext:
     post: Post
@@ -175,6 +276,7 @@ class InstagramActivities(InstagramInterface):
         self._storage = storage
         self._bucket = bucket
         self._cipher = cipher
+        self._calls = _PublishCallLog(engine)
 
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
 
@@ -321,7 +423,6 @@ class InstagramActivities(InstagramInterface):
         unusable = status.error()  # prepared ahead of time, it may have expired while the post waited
         if unusable is not None:
             raise as_application_error(unusable)
-        await _hold_until(request.not_before)
         call = _publish_call(request.attempt)
         if activity.info().attempt > 1 and context.post.last_publish_call == call:
             # An earlier attempt of this activity sent the call and died: only the workflow may settle that.
@@ -330,6 +431,7 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.OUTCOME_UNKNOWN,
                 non_retryable=True,
             )
+        await _hold_until(request.not_before)
         if request.deadline is not None and datetime.now(UTC) > request.deadline:
             raise ApplicationError(
                 f"the post's deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC passed before media_publish was "
@@ -337,7 +439,9 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.PUBLISH_DEADLINE_PASSED,
                 non_retryable=True,
             )
-        await asyncio.to_thread(self._save_publish_call, request.post_id, call)
+        # Recorded after the hold (a worker killed while holding sent nothing, and its retry knows it), in one
+        # transaction with the other calls of the same moment: a burst's calls wait for one write, not one each.
+        await self._calls.record(request.post_id, call)
         try:
             media = await self._graph.publish(
                 ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token
@@ -481,13 +585,6 @@ class InstagramActivities(InstagramInterface):
                 lifecycle.record_container(
                     connection, post_id=post_id, position=position, container_id=container_id
                 )
-            except lifecycle.PostMissing as missing:
-                raise post_not_found(missing.post_id) from None
-
-    def _save_publish_call(self, post_id: int, call: str) -> None:
-        with self._engine.begin() as connection:
-            try:
-                lifecycle.record_publish_call(connection, post_id=post_id, call=call)
             except lifecycle.PostMissing as missing:
                 raise post_not_found(missing.post_id) from None
 

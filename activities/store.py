@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-from sqlmodel import Session, select
+from sqlalchemy import Connection, Engine, func
+from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.rows import post_with_media, refused_transition
@@ -25,20 +25,27 @@ from chronogram.contracts import (
     PostStoreInterface,
     PublishPlan,
 )
-from chronogram.enums import DelayReason
+from chronogram.enums import DelayReason, PostStatus
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing
 from chronogram.models import InstagramAccount, Post
 from chronogram.observability.logs import remember_account
+
+# Posts due within this much of each other are counted as due together (PublishPlan.due_together).
+_DUE_TOGETHER_WINDOW = timedelta(seconds=1)
 
 
 class PostStore(PostStoreInterface):
     """Blocking (SQLAlchemy): registered with the worker's thread pool."""
 
     def __init__(
-        self, engine: Engine, default_max_lateness_seconds: int = DEFAULT_MAX_LATENESS_SECONDS
+        self,
+        engine: Engine,
+        default_max_lateness_seconds: int = DEFAULT_MAX_LATENESS_SECONDS,
+        publish_task_queue: str | None = None,
     ) -> None:
         self._engine = engine
         self._default_max_lateness = default_max_lateness_seconds
+        self._publish_task_queue = publish_task_queue
 
     @activity.defn
     def load_plan(self, request: PostRef) -> PublishPlan:
@@ -56,6 +63,16 @@ class PostStore(PostStoreInterface):
                 ],
                 has_first_comment=bool(post.first_comment),
                 max_lateness_seconds=lateness,
+                due_together=session.exec(
+                    select(func.count())
+                    .select_from(Post)
+                    .where(
+                        col(Post.status).in_((PostStatus.SCHEDULED, PostStatus.PUBLISHING)),
+                        col(Post.publish_at) >= post.publish_at - _DUE_TOGETHER_WINDOW,
+                        col(Post.publish_at) <= post.publish_at + _DUE_TOGETHER_WINDOW,
+                    )
+                ).one(),
+                publish_task_queue=self._publish_task_queue,
             )
 
     @activity.defn
@@ -73,7 +90,9 @@ class PostStore(PostStoreInterface):
     def record_event(self, event: EventRecord) -> None:
         with _transaction(self._engine) as connection:
             key = _dedupe_key(event)
-            if event.publish_at is not None:
+            if event.status_from is PostStatus.PUBLISHING and event.status_to is PostStatus.SCHEDULED:
+                lifecycle.release(connection, event.post_id, key, message=event.message)
+            elif event.publish_at is not None:
                 lifecycle.reschedule(
                     connection, event.post_id, key, publish_at=event.publish_at, message=event.message
                 )

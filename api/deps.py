@@ -172,14 +172,6 @@ async def get_scheduled_post(post: OwnedPostDep) -> Post:
     return post
 
 
-async def get_editable_post(post: OwnedPostDep) -> Post:
-    """A scheduled post, or a draft."""
-    assert post.id is not None
-    if post.status not in (PostStatus.SCHEDULED, PostStatus.DRAFT):
-        raise post_not_in_status(post.id, post.status)
-    return post
-
-
 async def get_failed_post(post: OwnedPostDep) -> Post:
     assert post.id is not None
     if post.status is not PostStatus.FAILED:
@@ -189,4 +181,3 @@ async def get_failed_post(post: OwnedPostDep) -> Post:
 
 ScheduledPostDep = Annotated[Post, Depends(get_scheduled_post)]
 FailedPostDep = Annotated[Post, Depends(get_failed_post)]
-EditablePostDep = Annotated[Post, Depends(get_editable_post)]

@@ -126,7 +126,9 @@ QUICK = Params(
     punctuality_lead_s=5,
     burst_posts=20,
     burst_accounts=5,
-    burst_lead_s=7,
+    # Posts begin publishing at least 10 s ahead of their time (the held publish): created earlier than that, they
+    # sleep on a timer before it, as in the full run.
+    burst_lead_s=20,
     burst_bare_lead_s=4,
     idle_posts=60,
     idle_window_s=3,

@@ -20,6 +20,9 @@ from chronogram.enums import PostStatus as PostStatus
 from chronogram.enums import PostType as PostType
 
 TASK_QUEUE = "chronogram-posts"
+# The held publishes (the publish activity, held until publish_at): a queue of their own, on a worker of their own in
+# the same process, so that a burst of held calls takes none of the slots the other activities run in.
+PUBLISH_TASK_QUEUE = "chronogram-publish"
 # The workflow's registered name: the API and the command line start it by this name, so that neither they nor
 # the core import the workflow code.
 SCHEDULED_POST_WORKFLOW = "ScheduledPostWorkflow"
@@ -241,6 +244,9 @@ class PublishStep(StrEnum):
     CREATING_CONTAINERS = "creating containers"
     WAITING_FOR_CONTAINERS = "waiting for Instagram to process media"
     WAITING = "ready; waiting for publish time"
+    # Marked publishing ahead of the publish time, media_publish waits for it: cancel, reschedule and publish-now
+    # still stop the call until then.
+    HOLDING = "publishing at the publish time; the call is held until then"
     PUBLISHING = "publishing"
     RECONCILING = "checking whether the post went live"
     DELAYED = "delayed"
@@ -313,6 +319,11 @@ class PublishPlan:
     has_first_comment: bool
     # The post's, else its account's, else the default; None only in plans recorded before deadlines.
     max_lateness_seconds: int | None = None
+    # How many open posts (this one included) are due within a second of its publish time, when the plan was read:
+    # the workflow wakes the earlier the more of them there are. 0 in plans recorded before it was counted.
+    due_together: int = 0
+    # Where the worker runs held publishes (PUBLISH_TASK_QUEUE); None: on the workflow's own queue (test workers).
+    publish_task_queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -447,6 +458,8 @@ class FinishInput:
     permalink: str | None = None
     error_code: ErrorType | None = None
     error_message: str | None = None
+    # Cancelled while publishing, before its media_publish call was sent (the call was held until the publish time).
+    withdrawn: bool = False
 
 
 # --- Activity interfaces -----------------------------------------------------------------------------------------

@@ -49,6 +49,11 @@ class Transition(StrEnum):
     # Its workflow run ended without finishing the post (an operator terminated it, or it timed out): a fresh
     # run takes over, and finds out from Instagram whatever the dead one did.
     RESTART = "restart"
+    # Publishing began a little ahead of the publish time and media_publish is held until it (burst-proof
+    # publishing, workflows/scheduled_post.py): a cancel or a reschedule that reaches the held call before it is
+    # sent ends the post cancelled, or puts it back to scheduled at its new time. Nothing was sent to Instagram.
+    WITHDRAW = "withdraw"
+    RELEASE = "release"
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,15 @@ TRANSITIONS: Mapping[Transition, Rule] = {
     Transition.CANCEL: Rule((PostStatus.SCHEDULED,), PostStatus.CANCELLED),
     Transition.RETRY: Rule((PostStatus.FAILED,), PostStatus.SCHEDULED),
     Transition.RESTART: Rule((PostStatus.PUBLISHING, PostStatus.SCHEDULED), PostStatus.SCHEDULED),
+    Transition.WITHDRAW: Rule((PostStatus.PUBLISHING,), PostStatus.CANCELLED),
+    Transition.RELEASE: Rule((PostStatus.PUBLISHING,), PostStatus.SCHEDULED),
 }
 
 # The status graph the named transitions make: scheduled -> publishing -> published | failed; scheduled ->
-# cancelled | failed; failed -> scheduled; publishing | scheduled -> scheduled (a fresh run); draft -> scheduled.
-# Published and cancelled are final. A draft may also be deleted (api.crud.posts.delete_draft): no status, no
-# event, as it never had a workflow.
+# cancelled | failed; failed -> scheduled; publishing | scheduled -> scheduled (a fresh run, or a held publish
+# rescheduled); publishing -> cancelled (a held publish withdrawn before its call); draft -> scheduled. Published
+# and cancelled are final. A draft may also be deleted (api.crud.posts.delete_draft): no status, no event, as it
+# never had a workflow.
 STATUS_TRANSITIONS: Mapping[PostStatus, frozenset[PostStatus]] = {
     status: frozenset(rule.target for rule in TRANSITIONS.values() if status in rule.sources)
     for status in PostStatus
@@ -330,9 +338,19 @@ def fail(
     return _apply(connection, post_id, Transition.FAIL, dedupe_key, message or "failed", error_code, values)
 
 
-def cancel(connection: Connection, post_id: int, dedupe_key: str, *, reason: str | None) -> bool:
+def cancel(
+    connection: Connection, post_id: int, dedupe_key: str, *, reason: str | None, withdrawn: bool = False
+) -> bool:
+    """``withdrawn``: the post was publishing, its media_publish call held and never sent (publishing -> cancelled)."""
     values = {"error_code": None, "error_message": reason}
-    return _apply(connection, post_id, Transition.CANCEL, dedupe_key, reason or "cancelled", values=values)
+    transition = Transition.WITHDRAW if withdrawn else Transition.CANCEL
+    message = reason or ("cancelled before its publish call was sent" if withdrawn else "cancelled")
+    return _apply(connection, post_id, transition, dedupe_key, message, values=values)
+
+
+def release(connection: Connection, post_id: int, dedupe_key: str, *, message: str) -> bool:
+    """publishing -> scheduled: the post's held media_publish call was withdrawn unsent (it was rescheduled)."""
+    return _apply(connection, post_id, Transition.RELEASE, dedupe_key, message)
 
 
 def end_run(connection: Connection, ending: FinishInput, dedupe_key: str) -> bool:
@@ -346,7 +364,9 @@ def end_run(connection: Connection, ending: FinishInput, dedupe_key: str) -> boo
             connection, ending.post_id, dedupe_key, error_code=ending.error_code, message=ending.error_message
         )
     if ending.status is PostStatus.CANCELLED:
-        return cancel(connection, ending.post_id, dedupe_key, reason=ending.error_message)
+        return cancel(
+            connection, ending.post_id, dedupe_key, reason=ending.error_message, withdrawn=ending.withdrawn
+        )
     raise ValueError(f"a workflow run cannot end {ending.status.value}")
 
 

@@ -165,6 +165,9 @@ class Settings(BaseSettings):
 
     # Worker tuning
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    # Slots of the held publishes (task queue chronogram-publish, asynchronous: no thread each): a post holds one
+    # from its quota check, ahead of publish_at, until its call, so a burst of posts due together holds one each.
+    worker_held_publish_slots: int = Field(default=2000, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Off by default: the sandbox doubles the memory and CPU of every cached workflow (bench/README.md), and the

@@ -136,6 +136,12 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     return sorted(missing)
 
 
+# The SDK sends at most one heartbeat per activity per 0.8 heartbeat timeout (8 s for the posts' activities), and a
+# cancellation reaches an activity only in the answer to one. A held publish beats on its own schedule, the last
+# beat just before its call (activities/instagram.py): the worker of held publishes sends every beat at once.
+HEARTBEAT_THROTTLE = timedelta(seconds=0.5)
+
+
 class WorkerTuning(TypedDict):
     """``Worker``'s keyword arguments that the worker settings (``CHRONOGRAM_WORKER_*``) decide."""
 

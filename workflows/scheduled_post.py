@@ -15,6 +15,8 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+from temporalio.exceptions import CancelledError as ActivityCancelled
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from chronogram.contracts import (
@@ -182,6 +184,21 @@ _COMMENT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1), maximum_attempts=10, non_retryable_error_types=_NEVER_RETRY_TYPES
 )
 
+# --- Publishing on the second under a burst (issue 18), behind one patch taken as the final wait begins ------------
+# A post is marked publishing and its quota checked ahead of its publish time, by a lead that grows with the posts
+# due in the same second (counted when its plan is read): a burst's workflow tasks queue for seconds, and all of
+# them must be done before the instant. The publish activity then holds media_publish until publish_at on the
+# worker's clock. While the call is held, the post shows publishing (step "publishing at the publish time") and
+# cancel, reschedule and publish-now are still accepted: the held activity is cancelled (it learns of it by its
+# heartbeat, the last one just before the instant) and, as nothing was sent, a cancel ends the post cancelled
+# (publishing -> cancelled, one event), a reschedule puts it back to scheduled at its new time, publish-now sends
+# the call at once. A signal that reaches the activity only after the call went out came too late: it is refused,
+# and recorded as such.
+_HOLD_PATCH = "hold-publish-call-until-publish-time"
+_HOLD_MIN_LEAD = timedelta(seconds=10)
+_HOLD_LEAD_PER_POST = timedelta(milliseconds=20)
+_HOLD_MAX_LEAD = timedelta(seconds=60)
+
 _T = TypeVar("_T")
 # A call's retry policy and its time budget (schedule-to-close), as the deadline logic sets them.
 _Call = Callable[[RetryPolicy, timedelta | None], Awaitable[_T]]
@@ -234,6 +251,10 @@ class _PostFailed(Exception):
         self.message = cap_error_text(message)
 
 
+class _HoldBroken(Exception):
+    """The held publish activity was cancelled before it sent its call: a signal accepted during the hold."""
+
+
 class _NeedNewContainer(Exception):
     """The container can no longer be published (ERROR or EXPIRED) and was never published: make another."""
 
@@ -282,6 +303,11 @@ class ScheduledPostWorkflow:
         self._step_before_delay = PublishStep.SCHEDULED
         # How many times the account was reconnected during this run (signal account_reconnected).
         self._reconnects = 0
+        # The held publish (_HOLD_PATCH): until when its call is held, and the signal accepted meanwhile.
+        self._hold_mode = False
+        self._holding_until: datetime | None = None
+        self._hold_broken_by: tuple[PostSignal, str] | None = None
+        self._publish_task_queue: str | None = None
 
     # --- messages --------------------------------------------------------------------------------------------
 
@@ -345,15 +371,15 @@ class ScheduledPostWorkflow:
                 expected = SIGNAL_INPUTS[signal].__name__
                 await self._record(EventKind.ERROR, f"{signal.value} refused: its input is not a {expected}")
             return None
-        # "Scheduled" ends the moment the final wait ends, before the publishing activity is even scheduled.
-        if self._state.status is PostStatus.SCHEDULED and self._cancel is None:
+        # "Scheduled" ends the moment the final wait ends, before the publishing activity is even scheduled; a
+        # held publish call stays open to signals until its publish time.
+        open_to_signals = self._state.status is PostStatus.SCHEDULED or self._call_held()
+        if open_to_signals and self._cancel is None:
             self._keep_outcome(request.request_id, SignalVerdict.ACCEPTED)
+            if self._call_held():
+                self._hold_broken_by = (signal, request.request_id)
             return request
-        refusal = (
-            SignalRefusal.BEING_CANCELLED
-            if self._state.status is PostStatus.SCHEDULED
-            else SignalRefusal.NOT_SCHEDULED
-        )
+        refusal = SignalRefusal.BEING_CANCELLED if open_to_signals else SignalRefusal.NOT_SCHEDULED
         self._refuse(signal, request.request_id, refusal)
         why = (
             "is being cancelled"
@@ -419,20 +445,31 @@ class ScheduledPostWorkflow:
             raise
         self._set_step(PublishStep.WAITING)
         self._patched_for_punctuality = workflow.patched(_WAKE_EARLY_PATCH)
-        lead = _WAKE_EARLY if self._patched_for_punctuality else timedelta(0)
-        await self._wait_until(lambda: self._state.publish_at - lead)
-        if cancel := self._cancel_request():  # accepted while the media was being prepared
-            return await self._finish_cancelled(cancel)
-        if lead and not self._publish_now:
-            self._publish_not_before = self._state.publish_at
-        if self._publish_now:
-            await self._begin_publishing("publish-now requested", publish_at=self._publish_at_now())
+        self._hold_mode = (
+            self._patched_for_punctuality and self._deadline_mode and workflow.patched(_HOLD_PATCH)
+        )
+        if self._hold_mode:
+            try:
+                media_id = await self._publish_held(plan, container_id)
+            except _Cancelled:
+                return await self._finish_cancelled(self._cancel or CancelRequest())
+            except ActivityError as error:
+                raise _PostFailed(_error_type(error), _error_message(error)) from None
         else:
-            await self._begin_publishing("publish time reached")
-        try:
-            media_id = await self._publish_exactly_once(plan, container_id)
-        except ActivityError as error:
-            raise _PostFailed(_error_type(error), _error_message(error)) from None
+            lead = _WAKE_EARLY if self._patched_for_punctuality else timedelta(0)
+            await self._wait_until(lambda: self._state.publish_at - lead)
+            if cancel := self._cancel_request():  # accepted while the media was being prepared
+                return await self._finish_cancelled(cancel)
+            if lead and not self._publish_now:
+                self._publish_not_before = self._state.publish_at
+            if self._publish_now:
+                await self._begin_publishing("publish-now requested", publish_at=self._publish_at_now())
+            else:
+                await self._begin_publishing("publish time reached")
+            try:
+                media_id = await self._publish_exactly_once(plan, container_id)
+            except ActivityError as error:
+                raise _PostFailed(_error_type(error), _error_message(error)) from None
         published_at = workflow.now()
         if self._deadline_mode:
             result = await self._finish_published_until_deadline(plan, media_id)
@@ -469,6 +506,122 @@ class ScheduledPostWorkflow:
         who = f" by {requester.identity}" if requester.identity else ""
         why = f" ({requester.cause})" if requester.cause else ""
         return CancelRequest(reason=f"cancelled in Temporal{who}{why}")
+
+    # --- the held publish (_HOLD_PATCH) ----------------------------------------------------------------------
+
+    def _hold_lead(self, plan: PublishPlan) -> timedelta:
+        """How long before publish_at the post begins publishing: enough for the workflow tasks of every post due
+        in the same second to be done by then (a fixed floor, and more per post due together), from the count in
+        the plan (an activity result, so the same on replay)."""
+        grown = _HOLD_MIN_LEAD + _HOLD_LEAD_PER_POST * max(plan.due_together - 1, 0)
+        return min(grown, _HOLD_MAX_LEAD)
+
+    async def _publish_held(self, plan: PublishPlan, container_id: str) -> str | None:
+        """Marks the post publishing and checks its quota a lead ahead of publish_at, then publishes with the call
+        held until publish_at. A signal accepted during the hold withdraws the held call: cancel raises
+        _Cancelled, publish-now publishes at once, a reschedule puts the post back to scheduled and waits again."""
+        lead = self._hold_lead(plan)
+        self._publish_task_queue = plan.publish_task_queue
+        while True:
+            await self._wait_until(lambda: self._state.publish_at - lead)
+            if self._cancel_request():
+                raise _Cancelled()
+            if self._state.status is PostStatus.SCHEDULED:
+                if self._publish_now:
+                    await self._begin_publishing("publish-now requested", publish_at=self._publish_at_now())
+                else:
+                    await self._begin_publishing(
+                        f"publishing at {_iso(self._state.publish_at)}: the call is held until then"
+                    )
+            elif self._publish_now:
+                self._publish_at_now()
+            self._publish_not_before = None if self._publish_now else self._state.publish_at
+            try:
+                return await self._publish_exactly_once(plan, container_id)
+            except _HoldBroken:
+                pass
+            if self._cancel_request() is None and not self._publish_now:
+                await self._release_hold()
+
+    def _call_held(self) -> bool:
+        return self._holding_until is not None and workflow.now() < self._holding_until
+
+    def _held(self, call: _Call[PublishResult]) -> _Call[PublishResult]:
+        """The publish call, held until publish_at by the activity, and withdrawn if a signal is accepted first."""
+        until = self._publish_not_before
+        if not self._hold_mode or until is None:
+            return call
+
+        def held(policy: RetryPolicy, budget: timedelta | None) -> Awaitable[PublishResult]:
+            return self._run_held(call(policy, budget), until)
+
+        return held
+
+    async def _run_held(self, attempt: Awaitable[PublishResult], until: datetime) -> PublishResult:
+        task = asyncio.ensure_future(attempt)
+        self._holding_until = until
+        self._hold_broken_by = None
+        self._set_step(PublishStep.HOLDING)
+        try:
+            await workflow.wait_condition(lambda: task.done() or self._signal_during_hold() is not None)
+        finally:
+            self._holding_until = None
+        if not task.done():
+            # The activity hears of it by its next heartbeat; this waits for its answer (cancelled, or done).
+            task.cancel()
+        broken_by = self._signal_during_hold()
+        try:
+            result = await task
+        except ActivityError as error:
+            if broken_by is not None and isinstance(error.cause, ActivityCancelled):
+                raise _HoldBroken() from None
+            raise
+        self._set_step(PublishStep.PUBLISHING)
+        if broken_by is not None:
+            await self._came_too_late(broken_by, until)
+        return result
+
+    def _signal_during_hold(self) -> tuple[PostSignal, str] | None:
+        return self._hold_broken_by  # read through a call: a signal may have set it during any await
+
+    async def _came_too_late(self, broken_by: tuple[PostSignal, str], held_until: datetime) -> None:
+        """A signal accepted during the hold reached the activity only after it had sent its call: the post is
+        being published, and the signal is refused after all (its sender reads that back)."""
+        signal, request_id = broken_by
+        self._hold_broken_by = None
+        self._cancel = None
+        self._publish_now = False
+        self._refuse(signal, request_id, SignalRefusal.NOT_SCHEDULED)
+        moved_back = held_until if self._state.publish_at != held_until else None
+        if moved_back is not None:
+            self._state.publish_at = held_until
+            workflow.upsert_search_attributes([PUBLISH_AT.value_set(held_until)])
+        await self._record(
+            EventKind.ERROR,
+            f"{signal.value} came too late: media_publish had been sent at {_iso(held_until)}; the post is "
+            "published",
+            publish_at=moved_back,
+        )
+
+    async def _release_hold(self) -> None:
+        """Rescheduled during the hold, its call withdrawn unsent: back to scheduled, to wait for its new time."""
+        self._hold_broken_by = None
+        self._set_status(PostStatus.SCHEDULED)
+        self._set_step(PublishStep.WAITING)
+        await workflow.execute_activity_method(
+            PostStoreInterface.record_event,
+            EventRecord(
+                post_id=self._state.post_id,
+                kind=EventKind.TRANSITION,
+                message=f"scheduled again for {_iso(self._state.publish_at)}: the held publish call was not sent",
+                sequence=self._next_sequence(),
+                status_from=PostStatus.PUBLISHING,
+                status_to=PostStatus.SCHEDULED,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_DATABASE_RETRY,
+            summary="mark scheduled again",
+        )
 
     def _cancel_request(self) -> CancelRequest | None:
         return self._cancel  # read through a call: a signal may have set it during any await
@@ -789,7 +942,9 @@ class ScheduledPostWorkflow:
             )
             try:
                 published = await self._persist(
-                    Service.INSTAGRAM, _publish_call(request), _PUBLISH_BEFORE_CALL_RETRY
+                    Service.INSTAGRAM,
+                    self._held(_publish_call(request, self._publish_task_queue)),
+                    _PUBLISH_BEFORE_CALL_RETRY,
                 )
             except _PostFailed as failure:
                 if failure.code is ErrorType.PUBLISH_DEADLINE_PASSED:
@@ -1195,7 +1350,11 @@ class ScheduledPostWorkflow:
     async def _finish_cancelled(self, request: CancelRequest) -> ScheduledPostResult:
         await self._store_ending(
             FinishInput(
-                post_id=self._state.post_id, status=PostStatus.CANCELLED, error_message=request.reason or None
+                post_id=self._state.post_id,
+                status=PostStatus.CANCELLED,
+                error_message=request.reason or None,
+                # Cancelled during the hold: publishing, its call never sent.
+                withdrawn=self._state.status is PostStatus.PUBLISHING,
             )
         )
         self._set_status(PostStatus.CANCELLED)
@@ -1284,12 +1443,19 @@ class ScheduledPostWorkflow:
         workflow.set_current_details("\n\n".join(lines))
 
 
-def _publish_call(request: PublishInput) -> _Call[PublishResult]:
+def _publish_call(request: PublishInput, task_queue: str | None = None) -> _Call[PublishResult]:
+    # A held call's activity runs for its hold too; cancelled during it, it answers whether it sent the call.
+    hold = max(request.not_before - workflow.now(), timedelta(0)) if request.not_before else timedelta(0)
+
     def call(policy: RetryPolicy, budget: timedelta | None) -> Awaitable[PublishResult]:
         return workflow.execute_activity_method(
             InstagramInterface.publish,
             request,
-            start_to_close_timeout=_PUBLISH_TIMEOUT,
+            start_to_close_timeout=_PUBLISH_TIMEOUT + hold,
+            task_queue=task_queue,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if request.not_before
+            else ActivityCancellationType.TRY_CANCEL,
             heartbeat_timeout=_HEARTBEAT,
             # An attempt begun before the deadline may finish: the activity sends no call after it.
             schedule_to_close_timeout=None if budget is None else budget + _PUBLISH_TIMEOUT,

@@ -1,25 +1,19 @@
 """/v1/posts: schedule, list, inspect, edit, cancel, publish now and retry posts.
 
 Routes only route: each hands its request to a use case (``api.use_cases``). Changes are only accepted while a
-post is scheduled (``ScheduledPostDep``); once publishing has begun they answer 409 with the post's current status.
+post is scheduled (or a draft, for an edit), and a cancel, a reschedule or publish-now also while its media_publish call
+is held until its publish time (``ChangeablePostDep``); once the call is out they answer 409 with the post's
+current status.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from api.batch_bodies import read_batch
-from api.deps import (
-    CurrentUser,
-    EditablePostDep,
-    FailedPostDep,
-    OwnedPostDep,
-    ScheduledPostDep,
-    ServicesDep,
-    SessionDep,
-)
+from api.deps import CurrentUser, FailedPostDep, OwnedPostDep, ServicesDep, SessionDep
 from api.openapi import problems
 from api.schemas.batch import MAX_STAGGER_MINUTES, BatchOut
 from api.schemas.common import DEFAULT_PAGE_SIZE, MAX_ID, MAX_PAGE_SIZE, QueryDatetime
@@ -27,8 +21,26 @@ from api.schemas.post_responses import PostDetail, PostOut, PostPage
 from api.schemas.posts import PostCreate, PostUpdate, RetryRequest, ScheduleRequest, SignalReason
 from api.use_cases import drafts, post_batch, post_changes, post_creation, post_reads
 from chronogram.enums import PostStatus
+from chronogram.models import Post
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=problems(401))
+
+
+async def _changeable_post(post: OwnedPostDep, services: ServicesDep) -> Post:
+    return await post_changes.changeable_post(services, post)
+
+
+ChangeablePostDep = Annotated[Post, Depends(_changeable_post)]
+
+
+async def _editable_post(post: OwnedPostDep, services: ServicesDep) -> Post:
+    """A draft, or a post a change can still reach (``ChangeablePostDep``)."""
+    if post.status is PostStatus.DRAFT:
+        return post
+    return await post_changes.changeable_post(services, post)
+
+
+EditablePostDep = Annotated[Post, Depends(_editable_post)]
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -177,10 +189,11 @@ async def get_post(post: OwnedPostDep, services: ServicesDep, session: SessionDe
     "/{post_id:int}",
     response_model=PostDetail,
     summary="Edit or reschedule a scheduled post, or edit a draft",
-    description="Only while the post is scheduled, or a draft. A new `publish_at` reschedules a scheduled post "
-    "(a signal to its workflow). Content edits are accepted until Instagram containers are prepared for it "
-    "(about 10 minutes before publish time), as the content is fixed then; after that they answer 409 "
-    "`post_content_locked`. A draft's content and time change as they are, checked like the draft was.",
+    description="Only while the post is scheduled, a draft, or `publishing` with its media_publish call still "
+    "held until its publish time (then only a new `publish_at` takes effect). A new `publish_at` reschedules a "
+    "scheduled post (a signal to its workflow). Content edits are accepted until Instagram containers are "
+    "prepared for it (about 10 minutes before publish time), as the content is fixed then; after that they "
+    "answer 409 `post_content_locked`. A draft's content and time change as they are, checked like the draft was.",
     responses=problems(400, 404, 409, 415, 422, 503),
 )
 async def update_post(
@@ -194,12 +207,13 @@ async def update_post(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PostDetail,
     summary="Cancel a scheduled post",
-    description="A signal to the post's workflow, which stops it (status `cancelled` shortly after). 409 if "
-    "publishing has already begun.",
+    description="A signal to the post's workflow, which stops it (status `cancelled` shortly after), also while "
+    'it is `publishing` with its media_publish call held until its publish time (step "publishing at the publish '
+    'time; the call is held until then"). 409 once the call is out.',
     responses=problems(404, 409, 503),
 )
 async def cancel_post(
-    post: ScheduledPostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
+    post: ChangeablePostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
 ) -> PostDetail:
     return await post_changes.cancel_post(services, session, post, body.reason if body is not None else "")
 
@@ -210,12 +224,12 @@ async def cancel_post(
     response_model=PostDetail,
     summary="Publish a scheduled post now",
     description="A signal to the post's workflow, which publishes it at once; its `publish_at` becomes the moment "
-    "publishing began, so that lists by date (`from`, `to`) place it when it went out. 409 if publishing has "
-    "already begun.",
+    "publishing began, so that lists by date (`from`, `to`) place it when it went out. Also accepted while the "
+    "post is `publishing` with its media_publish call held until its publish time; 409 once the call is out.",
     responses=problems(404, 409, 503),
 )
 async def publish_now(
-    post: ScheduledPostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
+    post: ChangeablePostDep, services: ServicesDep, session: SessionDep, body: SignalReason | None = None
 ) -> PostDetail:
     return await post_changes.publish_now(services, session, post, body.reason if body is not None else "")
 

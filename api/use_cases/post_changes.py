@@ -1,9 +1,10 @@
 """Changing a post: edit or reschedule it, cancel it or publish it now while it is scheduled, retry it once failed.
 
 The workflow owns a post's status from its creation on; a change to its time or its fate is a signal to it, and
-it refuses those once publishing has begun (409 with the post's current status). That the post is scheduled (or
-failed, for a retry) when the request arrives is checked by the route's dependency (``api.deps``); the checks
-here catch what changed since.
+it refuses those once publishing has begun (409 with the post's current status), except while its media_publish
+call is still held until its publish time (``changeable_post``). That the post is scheduled (or failed, for a
+retry) when the request arrives is checked by the route's dependency (``api.deps``); the checks here catch what
+changed since.
 """
 
 from __future__ import annotations
@@ -80,6 +81,20 @@ async def update_post(services: AppServices, session: Session, post: Post, body:
         publish_at = max(body.publish_at, datetime.now(UTC))
         state = await _signal(services, post.id, RescheduleRequest(publish_at=publish_at))
     return await post_detail(services, session, post, state=state)
+
+
+async def changeable_post(services: AppServices, post: Post) -> Post:
+    """``post`` if a cancel, reschedule or publish-now can still take effect: it is scheduled, or publishing with
+    its media_publish call still held until its publish time (its workflow then accepts the signal, or refuses it
+    if the call went out meanwhile). Else 409 with its status."""
+    assert post.id is not None
+    if post.status is PostStatus.PUBLISHING:
+        state = await live_state(services, post.id)
+        if state is not None and state.step is PublishStep.HOLDING:
+            return post
+    if post.status is not PostStatus.SCHEDULED:
+        raise post_not_in_status(post.id, post.status)
+    return post
 
 
 def _content_locked(post_id: int) -> ApiError:

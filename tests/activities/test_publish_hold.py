@@ -1,11 +1,14 @@
-"""The publish activity's hold: the workflow wakes a few seconds early, and media_publish waits for publish_at."""
+"""The publish activity's hold: the workflow begins publishing ahead of publish_at, and media_publish waits for it,
+heartbeating, so that a cancellation still stops it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio.testing import ActivityEnvironment
 
 from activities import instagram
 
@@ -28,3 +31,40 @@ async def test_the_hold_is_bounded_when_clocks_disagree(monkeypatch: pytest.Monk
     started = time.monotonic()
     await instagram._hold_until(datetime.now(UTC) + timedelta(days=1))
     assert 0.15 <= time.monotonic() - started < 1.0
+
+
+def test_a_hold_beats_on_a_schedule_that_ends_just_before_the_call() -> None:
+    now = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
+    beats = instagram._hold_beats(now, now + timedelta(seconds=14))
+    assert beats == [now + timedelta(seconds=s) for s in (1.5, 7.5, 13.5)]
+    assert instagram._hold_beats(now, now + timedelta(seconds=0.4)) == []
+
+
+@instagram.keeps_heartbeat
+async def _held(until: datetime) -> str:
+    await instagram._hold_until(until)
+    return "sent"
+
+
+async def test_a_held_activity_heartbeats_and_a_cancellation_stops_it_before_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(instagram, "_HOLD_BEAT_EVERY", timedelta(seconds=0.2))
+    env = ActivityEnvironment()
+    beats: list[datetime] = []
+    env.on_heartbeat = lambda *_details: beats.append(datetime.now(UTC))
+    until = datetime.now(UTC) + timedelta(seconds=1.5)
+    running = asyncio.ensure_future(env.run(_held, until))
+    await asyncio.sleep(0.6)
+    assert beats, "the hold heartbeats (the answer to a beat is how a cancellation reaches it)"
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert datetime.now(UTC) < until
+
+
+async def test_a_held_activity_that_is_not_cancelled_goes_on_at_its_time() -> None:
+    env = ActivityEnvironment()
+    until = datetime.now(UTC) + timedelta(seconds=0.8)
+    assert await env.run(_held, until) == "sent"
+    assert datetime.now(UTC) >= until

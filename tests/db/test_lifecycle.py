@@ -94,7 +94,12 @@ def test_the_status_graph_comes_from_the_named_transitions() -> None:
             PostStatus.FAILED,
             PostStatus.SCHEDULED,
         },
-        PostStatus.PUBLISHING: {PostStatus.PUBLISHED, PostStatus.FAILED, PostStatus.SCHEDULED},
+        PostStatus.PUBLISHING: {
+            PostStatus.PUBLISHED,
+            PostStatus.FAILED,
+            PostStatus.SCHEDULED,
+            PostStatus.CANCELLED,
+        },
         PostStatus.PUBLISHED: set(),
         PostStatus.FAILED: {PostStatus.SCHEDULED},
         PostStatus.CANCELLED: set(),

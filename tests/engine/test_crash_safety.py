@@ -90,7 +90,8 @@ async def test_worker_killed_before_media_publish_was_sent_resumes_within_second
     minutes (the "did it go live?" path is for calls really sent)."""
     ig, _ = ig_account
     first = workers.start()
-    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=10))
+    # Time to prepare, then the call is held for about the hold's 10 s lead: the worker is killed meanwhile.
+    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=20))
     await wait_for_started_activity(handle, "publish")
     publish_at = (await handle.query(ScheduledPostWorkflow.state)).publish_at
     first.kill()
@@ -124,7 +125,8 @@ async def test_worker_killed_while_marking_the_post_publishing(
     containers are prepared; the status write at publish time waits), and the worker killed while it waits."""
     ig, _ = ig_account
     first = workers.start()
-    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=8))
+    # Prepared, it waits in WAITING for about 10 s before publishing begins (the hold's lead): time to take the lock.
+    handle = await schedule(engine_client, seeder, ig_account, delay=timedelta(seconds=20))
     while (await handle.query(ScheduledPostWorkflow.state)).step is not PublishStep.WAITING:
         await asyncio.sleep(0.1)
     lock = sqlite3.connect(engine_settings.database_url.removeprefix("sqlite:///"))

@@ -101,9 +101,10 @@ async def test_an_outage_during_preparation_ends_in_one_publish_right_after_reco
 async def test_an_outage_at_publish_time_ends_in_one_publish_right_after_recovery(
     engine_client: Client, seeder: Seeder, sandbox_admin: SandboxAdmin, ig_account: tuple[SandboxAccount, int]
 ) -> None:
-    seed = PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1080)], datetime.now(UTC) + timedelta(seconds=12))
+    # Prepared in a few seconds, it then waits (step WAITING) until publishing begins, the hold's 10 s lead ahead.
+    seed = PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1080)], datetime.now(UTC) + timedelta(seconds=25))
     post_id, handle = await start_seeded(engine_client, seeder, ig_account, seed)
-    await _wait_for_step(engine_client, post_id, PublishStep.WAITING, within=10)
+    await _wait_for_step(engine_client, post_id, PublishStep.WAITING, within=15)
     outage = await sandbox_admin.start_outage(seconds=OUTAGE_SECONDS, ig_user_id=ig_account[0].ig_user_id)
     await _wait_for_step(engine_client, post_id, PublishStep.DELAYED, within=OUTAGE_SECONDS)
     await _check_delayed(engine_client, post_id)

@@ -26,7 +26,12 @@ from temporalio.worker import Worker
 from chronogram.contracts import SEARCH_ATTRIBUTES
 from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
-from chronogram.temporal import DATA_CONVERTER, connect_temporal, ensure_search_attributes
+from chronogram.temporal import (
+    DATA_CONVERTER,
+    HEARTBEAT_THROTTLE,
+    connect_temporal,
+    ensure_search_attributes,
+)
 from devstack import tools
 from devstack.processes import free_port
 from devstack.services import TemporalDevServer
@@ -41,7 +46,11 @@ async def record(scenario: Scenario, client: Client, env: WorkflowEnvironment | 
     world = FakeWorld(scenario.script())
     task_queue = f"record-{uuid.uuid4()}"
     async with Worker(
-        client, task_queue=task_queue, workflows=[ScheduledPostWorkflow], activities=world.activities()
+        client,
+        task_queue=task_queue,
+        workflows=[ScheduledPostWorkflow],
+        activities=world.activities(),
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     ):
         now = await env.get_current_time() if env else None
         from datetime import UTC, datetime

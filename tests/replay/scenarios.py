@@ -97,6 +97,26 @@ async def _cancel_and_reschedule_while_publishing(handle: Handle) -> None:
     )
 
 
+async def _until_held(handle: Handle) -> datetime:
+    while (state := await handle.query(ScheduledPostWorkflow.state)).step is not PublishStep.HOLDING:
+        await asyncio.sleep(0.1)
+    return state.publish_at
+
+
+async def _cancel_during_hold(handle: Handle) -> None:
+    await _until_held(handle)
+    await handle.signal(
+        ScheduledPostWorkflow.cancel, CancelRequest(reason="cancelled while its call was held")
+    )
+
+
+async def _reschedule_during_hold(handle: Handle) -> None:
+    publish_at = await _until_held(handle)
+    await handle.signal(
+        ScheduledPostWorkflow.reschedule, RescheduleRequest(publish_at=publish_at + timedelta(seconds=2))
+    )
+
+
 async def _signals_typed_by_hand(handle: Handle) -> None:
     """An operator's signals without input, or with input of the wrong shape, then one with a request id."""
     await handle.signal("cancel")
@@ -118,6 +138,18 @@ SCENARIOS = [
     Scenario("cancelled_after_preparation", delay=timedelta(minutes=3), during_sleep=_cancel_when_prepared),
     Scenario(
         "signals_refused_while_publishing", _gated, during_sleep=_cancel_and_reschedule_while_publishing
+    ),
+    Scenario(
+        "cancelled_during_hold",
+        lambda: Script(holds_publish=True),
+        delay=timedelta(seconds=6),
+        during_sleep=_cancel_during_hold,
+    ),
+    Scenario(
+        "rescheduled_during_hold",
+        lambda: Script(holds_publish=True),
+        delay=timedelta(seconds=6),
+        during_sleep=_reschedule_during_hold,
     ),
     Scenario("malformed_signals_refused", delay=timedelta(seconds=5), during_sleep=_signals_typed_by_hand),
     Scenario(

@@ -26,6 +26,7 @@ from workflows.scheduled_post import (
     _CONTAINER_ROUNDS_PATCH,
     _DEADLINE_PATCH,
     _ERROR_CODE_PATCH,
+    _HOLD_PATCH,
     _MALFORMED_SIGNAL_PATCH,
     _POST_METRICS_PATCH,
     _PROMPT_RECHECK_PATCH,
@@ -102,9 +103,15 @@ _ADDED_WITH_DEADLINES = {
     "first_comment_retried",
 }
 _GONE_WITH_DEADLINES = {"failed_after_unconfirmed_publishes"}
-_ADDED_SINCE_DEADLINES = {"published_after_reconnect", "cancelled_in_temporal"}
+_ADDED_SINCE_DEADLINES = {
+    "published_after_reconnect",
+    "cancelled_in_temporal",
+    "cancelled_during_hold",
+    "rescheduled_during_hold",
+}
+_ADDED_WITH_THE_HOLD = {"cancelled_during_hold", "rescheduled_during_hold"}
 # before-* folders recorded by code that had the deadline already
-_KEPT_SINCE_DEADLINES = ("before-prompt-publish-recheck",)
+_KEPT_SINCE_DEADLINES = ("before-prompt-publish-recheck", "before-publish-hold")
 
 
 def test_both_sides_of_the_deadline_patch_are_recorded() -> None:
@@ -127,7 +134,11 @@ def test_publish_now_histories_from_both_sides_of_its_time_patch_are_recorded() 
         for path in PATCHED_BEFORE
         if _PUBLISH_NOW_TIME_PATCH in _patches(path)
     }
-    assert with_marker == {"publish_now.json", "before-publish-deadline/publish_now.json"}
+    assert with_marker == {
+        "publish_now.json",
+        "before-publish-deadline/publish_now.json",
+        "before-publish-hold/publish_now.json",
+    }
     assert (HISTORY_DIR / "before-signal-outcomes" / "publish_now.json").exists()
 
 
@@ -164,7 +175,12 @@ def test_only_an_authentication_error_records_the_reconnect_patch() -> None:
     with_marker = {
         str(path.relative_to(HISTORY_DIR)) for path in PATCHED_BEFORE if _RECONNECT_PATCH in _patches(path)
     }
-    assert with_marker == {"failed_auth.json", "published_after_reconnect.json"}
+    assert with_marker == {
+        "failed_auth.json",
+        "published_after_reconnect.json",
+        "before-publish-hold/failed_auth.json",
+        "before-publish-hold/published_after_reconnect.json",
+    }
     assert (HISTORY_DIR / "before-publish-deadline" / "failed_auth.json").exists()
 
 
@@ -174,7 +190,18 @@ def test_only_a_cancellation_requested_in_temporal_records_its_patch() -> None:
         for path in PATCHED_BEFORE
         if _TEMPORAL_CANCEL_PATCH in _patches(path)
     }
-    assert with_marker == {"cancelled_in_temporal.json"}
+    assert with_marker == {"cancelled_in_temporal.json", "before-publish-hold/cancelled_in_temporal.json"}
+
+
+def test_both_sides_of_the_hold_patch_are_recorded() -> None:
+    """Posts prepared before the held publish replay the 3 s wake; every post that reached its final wait since
+    records the marker (a cancel or reschedule during the hold among them)."""
+    before = sorted((HISTORY_DIR / "before-publish-hold").glob("*.json"))
+    assert {path.stem for path in before} == {s.name for s in SCENARIOS} - _ADDED_WITH_THE_HOLD
+    assert all(_HOLD_PATCH not in _patches(path) for path in HISTORIES if path.parent != HISTORY_DIR)
+    with_marker = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
+    assert with_marker == {path.stem for path in CURRENT if _WAKE_EARLY_PATCH in _patches(path)}
+    assert _ADDED_WITH_THE_HOLD <= with_marker
 
 
 def test_both_sides_of_the_post_metrics_patch_are_recorded() -> None:

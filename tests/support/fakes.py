@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -74,6 +74,9 @@ class Script:
     graph_outage: tuple[timedelta, timedelta] | None = None
     comment_errors: list[ApplicationError] = field(default_factory=list)
     max_lateness_seconds: int | None = None
+    # The publish activity holds its call until PublishInput.not_before on the wall clock, heartbeating, as the
+    # real one does (cancellable meanwhile); off: it publishes at once, whatever the time.
+    holds_publish: bool = False
 
 
 @dataclass
@@ -197,6 +200,10 @@ class FakeWorld:
         @activity.defn(name="publish")
         async def publish(request: PublishInput) -> PublishResult:
             world._graph("publish", request)
+            if world.script.holds_publish and request.not_before is not None:
+                while (left := (request.not_before - datetime.now(UTC)).total_seconds()) > 0:
+                    activity.heartbeat()
+                    await asyncio.sleep(min(left, 0.25))
             cid = request.container_id
             if world.containers[cid] == "PUBLISHED":
                 return PublishResult(outcome=PublishOutcome.ALREADY_PUBLISHED, media_id=None)

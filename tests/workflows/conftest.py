@@ -17,10 +17,12 @@ from chronogram.contracts import ScheduledPostResult
 from chronogram.scheduling import start_post_workflow
 from tests.support.fakes import FakeWorld, Script
 from workflows import ScheduledPostWorkflow
+from workflows.scheduled_post import _HOLD_MIN_LEAD
 
 TOLERANCE = timedelta(seconds=5)
-# The workflow wakes this much before publish_at and the publish activity holds media_publish until publish_at.
-WAKE_EARLY = timedelta(seconds=3)
+# The workflow begins publishing this much before publish_at (the fakes count no other post due with it) and the
+# publish activity holds media_publish until publish_at.
+WAKE_EARLY = _HOLD_MIN_LEAD
 
 
 @dataclass

@@ -1,0 +1,97 @@
+"""Posts due at the same second begin publishing ahead of it and hold their media_publish calls until it: a cancel
+sent one second before the publish time, in the middle of such a burst, stops that post's held call (the post ends
+cancelled, with one event), and the other posts publish on time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from chronogram.contracts import (
+    CancelRequest,
+    PublishStep,
+    SignalOutcomeQuery,
+    SignalVerdict,
+)
+from chronogram.db import make_engine
+from chronogram.enums import EventKind, PostStatus, PostType
+from chronogram.models import Post, PostEvent
+from chronogram.settings import Settings
+from sandbox.admin_client import SandboxAdmin
+from tests.engine.conftest import start_seeded
+from tests.support.factories import PostSeed, Seeder
+from tests.support.media import Upload
+from workflows import ScheduledPostWorkflow
+
+pytestmark = pytest.mark.usefixtures("in_process_worker")
+
+BURST = 30
+# Enough for the burst to be created and prepared (rendered, containers FINISHED) on a busy two-core machine.
+LEAD = timedelta(seconds=35)
+
+
+async def test_a_cancel_one_second_before_publish_at_stops_that_post_of_a_burst(
+    engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin, engine_settings: Settings
+) -> None:
+    publish_at = datetime.now(UTC).replace(microsecond=0) + LEAD
+    image = Upload.jpeg(1080, 1350)
+    started = await asyncio.gather(
+        *(
+            start_seeded(
+                engine_client,
+                seeder,
+                ig_account,
+                PostSeed(PostType.IMAGE, [image], publish_at, caption=f"burst post #{index}"),
+            )
+            for index in range(BURST)
+        )
+    )
+    target_id, target = started[BURST // 2]
+
+    await asyncio.sleep((publish_at - timedelta(seconds=1) - datetime.now(UTC)).total_seconds())
+    state = await target.query(ScheduledPostWorkflow.state)
+    await target.signal(
+        ScheduledPostWorkflow.cancel, CancelRequest(reason="not this one after all", request_id="late-cancel")
+    )
+    sent_at = datetime.now(UTC)
+    # The post was publishing, its call held: the cancel is the hold's to honour.
+    assert (state.status, state.step) == (PostStatus.PUBLISHING, PublishStep.HOLDING)
+    assert publish_at - sent_at >= timedelta(seconds=0.7), "the cancel was sent too late to mean anything"
+
+    results = await asyncio.wait_for(asyncio.gather(*(handle.result() for _, handle in started)), timeout=120)
+    by_post = {post_id: result.status for (post_id, _), result in zip(started, results, strict=True)}
+    assert by_post.pop(target_id) is PostStatus.CANCELLED
+    assert set(by_post.values()) == {PostStatus.PUBLISHED}
+    outcome = await target.query(ScheduledPostWorkflow.signal_outcome, SignalOutcomeQuery("late-cancel"))
+    assert outcome.verdict is SignalVerdict.ACCEPTED
+
+    # Instagram's ground truth: every other post once, on time; the cancelled one never.
+    published = await sandbox_admin.published(ig_account[0].ig_user_id)
+    captions = sorted(media["caption"] for media in published)
+    assert captions == sorted(f"burst post #{index}" for index in range(BURST) if index != BURST // 2)
+    lags = [
+        (datetime.fromisoformat(media["published_at"]) - publish_at).total_seconds() for media in published
+    ]
+    assert min(lags) >= 0, "a held call went out before its publish time"
+    assert max(lags) < 2.0, f"lags {sorted(lags)}"
+    calls = await sandbox_admin.calls(endpoint="media_publish", ig_user_id=ig_account[0].ig_user_id)
+    assert len(calls) == BURST - 1
+
+    with Session(make_engine(engine_settings.database_url)) as session:
+        post = session.get(Post, target_id)
+        assert post is not None and post.status is PostStatus.CANCELLED and post.ig_media_id is None
+        transitions = session.exec(
+            select(PostEvent.from_status, PostEvent.to_status, PostEvent.detail)
+            .where(PostEvent.post_id == target_id, PostEvent.kind == EventKind.TRANSITION)
+            .order_by(PostEvent.id)  # type: ignore[arg-type]
+        ).all()
+    changes = [(before, after) for before, after, _ in transitions if after is not None]
+    assert changes == [  # seeded as scheduled, without a creation event
+        (PostStatus.SCHEDULED, PostStatus.PUBLISHING),
+        (PostStatus.PUBLISHING, PostStatus.CANCELLED),
+    ]
+    assert (transitions[-1][2] or {}).get("message") == "not this one after all"
