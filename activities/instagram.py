@@ -142,6 +142,10 @@ def _hold_beats(now: datetime, end: datetime) -> list[datetime]:
     return beats[::-1]
 
 
+# How long before a held call's instant its token is read again (see InstagramActivities.publish).
+_TOKEN_READ_AHEAD = timedelta(seconds=1)
+
+
 async def _hold_until(instant: datetime | None) -> None:
     """Sleeps until ``instant`` on this worker's clock (at most _LONGEST_HOLD). Inside an activity it heartbeats
     meanwhile, so that a cancellation of the activity (asyncio.CancelledError, raised here) reaches it before the
@@ -431,6 +435,12 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.OUTCOME_UNKNOWN,
                 non_retryable=True,
             )
+        if request.not_before is not None and request.not_before - datetime.now(UTC) > 2 * _TOKEN_READ_AHEAD:
+            # A long hold: the token read above may be refreshed or replaced (a reconnect) before the instant, so
+            # it is read again just ahead of it, off the instant itself.
+            await _hold_until(request.not_before - _TOKEN_READ_AHEAD)
+            context = await self._context(request.post_id)
+            token = self._token(context)
         await _hold_until(request.not_before)
         if request.deadline is not None and datetime.now(UTC) > request.deadline:
             raise ApplicationError(
