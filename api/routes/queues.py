@@ -10,10 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.crud import queues as crud
 from api.deps import CurrentUser, OwnedAccountDep, ServicesDep, SessionDep
-from api.errors import not_found
+from api.errors import ApiError, not_found
 from api.openapi import problems
-from api.schemas.queues import QueueOut, ReflowOut, ScheduleIn, ScheduleOut
-from api.use_cases import queues
+from api.schemas.queues import Day, QueueOut, ReflowOut, ScheduleIn, ScheduleOut, SlotGroup
+from api.use_cases import insights, queues
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["queues"], responses=problems(401))
 
@@ -32,6 +32,48 @@ async def put_schedule(
     account: OwnedAccountDep, body: ScheduleIn, user: CurrentUser, session: SessionDep
 ) -> ScheduleOut:
     assert account.id is not None
+    row = await run_in_threadpool(
+        crud.put_schedule, session, owner_id=user.user_id, account_id=account.id, schedule=body.schedule()
+    )
+    return queues.schedule_out(row)
+
+
+@router.post(
+    "/schedule/from-optimal-times",
+    response_model=ScheduleOut,
+    summary="Set the posting schedule to the account's best times",
+    description="One call: the slots `GET /v1/accounts/{id}/optimal-times` answers for `time_zone` (at most 5, "
+    "each at the top of its hour) become the account's posting schedule in that zone, replacing the previous one. "
+    "Posts already scheduled keep their times: `POST /v1/accounts/{id}/queue/reflow` moves them. 409 "
+    "`no_optimal_times` while the account has neither posts with insights nor audience data.",
+    responses=problems(404, 409, 422),
+)
+async def schedule_from_optimal_times(
+    account: OwnedAccountDep,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    time_zone: Annotated[
+        str, Query(min_length=1, max_length=64, description="IANA time zone of the slots (default UTC)")
+    ] = "UTC",
+) -> ScheduleOut:
+    assert account.id is not None
+    best = await insights.optimal_times(services, account, time_zone)
+    if not best.slots:
+        raise ApiError(
+            409,
+            "no_optimal_times",
+            f"account {account.id} has no best times yet: neither published posts with insights nor audience "
+            "data (Instagram has none below 100 followers); set the schedule with PUT instead",
+        )
+    days = {day.value: day for day in Day}
+    body = ScheduleIn(
+        time_zone=best.time_zone,
+        slots=[
+            SlotGroup(days=[days[slot.weekday.value[:3]]], times=[f"{slot.hour:02d}:00"])
+            for slot in best.slots
+        ],
+    )
     row = await run_in_threadpool(
         crud.put_schedule, session, owner_id=user.user_id, account_id=account.id, schedule=body.schedule()
     )

@@ -40,8 +40,8 @@ async def test_every_v1_route_is_documented_as_protected(app: FastAPI) -> None:
     ]
     # 19, the 11 of /v1/webhooks and /v1/notification-settings, the 5 of schedules and queues, the 5 of /v1/series,
     # the 2 of metrics and optimal times, the 6 of /v1/templates, and the 3 of posts' batches, drafts' scheduling
-    # and drafts' deletion
-    assert len(operations) == 51
+    # and drafts' deletion, and the schedule filled from the best times
+    assert len(operations) == 52
     for path, method, operation in operations:
         assert operation.get("security") == [{"ApiKey": []}], (method, path)
         assert "401" in operation["responses"], (method, path)

@@ -144,6 +144,41 @@ async def test_below_100_followers_there_is_no_audience_data(alice: ApiUser, san
     assert body["source"] == "none" and body["slots"] == []
 
 
+async def test_the_posting_schedule_is_filled_from_the_best_times_in_one_call(
+    alice: ApiUser, sandbox: SandboxAdmin
+) -> None:
+    account = await connect(alice.client, sandbox)
+    planted = [(1, 20, 5.0), (3, 7, 4.5), (5, 12, 4.0), (0, 22, 3.5), (6, 16, 3.0)]
+    await sandbox.set_audience(
+        account["ig_user_id"],
+        timezone="Europe/Paris",
+        followers=5000,
+        peaks=[{"weekday": d, "hour": h, "weight": w} for d, h, w in planted],
+    )
+    response = await alice.client.post(
+        f"/v1/accounts/{account['id']}/schedule/from-optimal-times", params={"time_zone": "Europe/Paris"}
+    )
+    assert response.status_code == 200, response.text
+    schedule = (await alice.client.get(f"/v1/accounts/{account['id']}/schedule")).json()
+    assert schedule["time_zone"] == "Europe/Paris"
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    assert sorted((slot["day"], slot["time"]) for slot in schedule["slots"]) == sorted(
+        (days[d], f"{h:02d}:00") for d, h, _ in planted
+    )
+    queued = await alice.client.get(f"/v1/accounts/{account['id']}/queue", params={"limit": 5})
+    assert {slot["local_time"][11:16] for slot in queued.json()["slots"]} == {
+        f"{h:02d}:00" for _, h, _ in planted
+    }
+
+
+async def test_without_best_times_the_schedule_is_not_filled(alice: ApiUser, sandbox: SandboxAdmin) -> None:
+    account = await connect(alice.client, sandbox)
+    await sandbox.set_audience(account["ig_user_id"], followers=60)
+    response = await alice.client.post(f"/v1/accounts/{account['id']}/schedule/from-optimal-times")
+    assert_problem(response, 409, "no_optimal_times")
+    assert (await alice.client.get(f"/v1/accounts/{account['id']}/schedule")).status_code == 404
+
+
 async def test_an_unknown_time_zone_is_a_422(alice: ApiUser, sandbox: SandboxAdmin) -> None:
     account = await connect(alice.client, sandbox)
     response = await alice.client.get(
@@ -217,5 +252,10 @@ async def test_other_users_posts_and_accounts_are_404(
     assert_problem(await bob.client.get(f"/v1/posts/{post['id']}/metrics"), 404, "post_not_found")
     assert_problem(
         await bob.client.get(f"/v1/accounts/{account['id']}/optimal-times"), 404, "account_not_found"
+    )
+    assert_problem(
+        await bob.client.post(f"/v1/accounts/{account['id']}/schedule/from-optimal-times"),
+        404,
+        "account_not_found",
     )
     assert_problem(await alice.client.get("/v1/posts/999999999/metrics"), 404, "post_not_found")
