@@ -73,6 +73,28 @@ async def test_queue_true_takes_the_next_free_slots_and_the_queue_lists_them(
     assert _z(third["publish_at"]) == _z(slots[0]["at"])
 
 
+async def test_a_batch_fills_the_queue_in_order(alice: ApiUser, ready: dict[str, Any]) -> None:
+    account_id, media_id = ready["account"]["id"], ready["media"]
+    await _put_schedule(alice, account_id, "Europe/Paris", {"days": WEEKDAYS, "times": ["08:15"]})
+    slots = (await alice.client.get(f"/v1/accounts/{account_id}/queue", params={"limit": 3})).json()["slots"]
+    items = [
+        {
+            "account_id": account_id,
+            "type": "IMAGE",
+            "media_ids": [media_id],
+            "caption": f"queued {n}",
+            "queue": True,
+        }
+        | {"idempotency_key": f"batch-queue-{n}"}
+        for n in range(3)
+    ]
+    response = await alice.client.post("/v1/posts/batch", json={"items": items})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [result["status"] for result in results] == [201, 201, 201]
+    assert [_z(result["post"]["publish_at"]) for result in results] == [_z(slot["at"]) for slot in slots]
+
+
 async def test_reflow_moves_queued_posts_into_the_new_slots(alice: ApiUser, ready: dict[str, Any]) -> None:
     account_id, media_id = ready["account"]["id"], ready["media"]
     await _put_schedule(alice, account_id, "Europe/Paris", {"days": ["mon"], "times": ["09:00"]})
