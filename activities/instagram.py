@@ -212,6 +212,9 @@ _CONTEXT_QUERY = (
     .outerjoin(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
     .where(Post.id == bindparam("post_id"))
 )
+_CREDENTIALS_QUERY = select(
+    InstagramAccount.id, InstagramAccount.ig_user_id, InstagramAccount.access_token_ciphertext
+).where(InstagramAccount.id.in_(bindparam("ids", expanding=True)))  # type: ignore[union-attr]
 
 
 class _PublishCallLog:
@@ -252,14 +255,61 @@ class _PublishCallLog:
                     done.set_result(None)
 
     def _write(self, batch: list[tuple[int, str]]) -> set[int]:
-        missing: set[int] = set()
         with self._engine.begin() as connection:
-            for post_id, call in batch:
-                try:
-                    lifecycle.record_publish_call(connection, post_id=post_id, call=call)
-                except lifecycle.PostMissing:
-                    missing.add(post_id)
-        return missing
+            return lifecycle.record_publish_calls(connection, batch)
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    ig_user_id: str
+    token: SecretStr
+
+
+class _CredentialReads:
+    """Reads accounts' Instagram user ids and tokens again just before held calls, by group read: the requests
+    that arrive while one read runs go together in the next, one query and one decryption per account. At a
+    burst's instant a thousand held calls over a few dozen accounts then wait for a few reads, not a thousand;
+    every caller still gets a read begun after it asked (a token refreshed or replaced before that is the one
+    it sends)."""
+
+    def __init__(self, engine: Engine, cipher: TokenCipher) -> None:
+        self._engine = engine
+        self._cipher = cipher
+        self._pending: dict[int, list[asyncio.Future[_Credentials | None]]] = {}
+        self._reading: asyncio.Task[None] | None = None
+
+    async def read(self, account_id: int) -> _Credentials | None:
+        """None: the account was disconnected (or deleted) meanwhile."""
+        done: asyncio.Future[_Credentials | None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(account_id, []).append(done)
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read_pending())
+        return await done
+
+    async def _read_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            try:
+                found = await asyncio.to_thread(self._read, set(batch))
+            except Exception as error:  # the batch's callers fail alike, as each would have alone
+                for waiting in batch.values():
+                    for done in waiting:
+                        if not done.done():
+                            done.set_exception(error)
+                continue
+            for account_id, waiting in batch.items():
+                for done in waiting:
+                    if not done.done():  # else its activity was cancelled meanwhile
+                        done.set_result(found.get(account_id))
+
+    def _read(self, account_ids: set[int]) -> dict[int, _Credentials]:
+        with Session(self._engine) as session:
+            rows = session.exec(_CREDENTIALS_QUERY, params={"ids": list(account_ids)}).all()
+        return {
+            account_id: _Credentials(ig_user_id=ig_user_id, token=self._cipher.decrypt(ciphertext))
+            for account_id, ig_user_id, ciphertext in rows
+            if account_id is not None and ig_user_id is not None and ciphertext is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -281,6 +331,7 @@ class InstagramActivities(InstagramInterface):
         self._bucket = bucket
         self._cipher = cipher
         self._calls = _PublishCallLog(engine)
+        self._credentials = _CredentialReads(engine, cipher)
 
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
 
@@ -413,7 +464,7 @@ class InstagramActivities(InstagramInterface):
         raised as what it was (a plain retry for the workflow); the call is recorded as sent before it is sent.
         A throttled call is retried no sooner than Meta's commit window, by a new attempt that reads first."""
         context = await self._context(request.post_id)
-        token = self._token(context)
+        ig_user_id, token = context.ig_user_id, self._token(context)
         try:
             status = await self._graph.get_container(container_id=request.container_id, access_token=token)
         except GraphAPIError as error:
@@ -439,8 +490,14 @@ class InstagramActivities(InstagramInterface):
             # A long hold: the token read above may be refreshed or replaced (a reconnect) before the instant, so
             # it is read again just ahead of it, off the instant itself.
             await _hold_until(request.not_before - _TOKEN_READ_AHEAD)
-            context = await self._context(request.post_id)
-            token = self._token(context)
+            credentials = await self._credentials.read(context.post.account_id)
+            if credentials is None:
+                raise ApplicationError(
+                    f"the Instagram account of post {request.post_id} was disconnected",
+                    type=ErrorType.GRAPH_AUTH,
+                    non_retryable=True,
+                )
+            ig_user_id, token = credentials.ig_user_id, credentials.token.get_secret_value()
         await _hold_until(request.not_before)
         if request.deadline is not None and datetime.now(UTC) > request.deadline:
             raise ApplicationError(
@@ -454,7 +511,7 @@ class InstagramActivities(InstagramInterface):
         await self._calls.record(request.post_id, call)
         try:
             media = await self._graph.publish(
-                ig_user_id=context.ig_user_id, container_id=request.container_id, access_token=token
+                ig_user_id=ig_user_id, container_id=request.container_id, access_token=token
             )
         except OutcomeUnknownError as error:
             if error.underlying is ErrorClass.THROTTLED:

@@ -468,14 +468,21 @@ def record_container(
         raise PostMissing(post_id)
 
 
-_SAVE_PUBLISH_CALL = update(_POSTS).where(_POSTS.c.id == bindparam("post"))
+_SAVE_PUBLISH_CALL = (
+    update(_POSTS).where(_POSTS.c.id == bindparam("post")).values(last_publish_call=bindparam("call"))
+)
 
 
-def record_publish_call(connection: Connection, *, post_id: int, call: str) -> None:
-    """A media_publish call is about to be sent (``call``: "<run id>/<attempt>"). Committed before the call, so a
-    publish attempt whose worker died reads back whether its call can have reached Instagram."""
-    if connection.execute(_SAVE_PUBLISH_CALL.values(last_publish_call=call), {"post": post_id}).rowcount == 0:
-        raise PostMissing(post_id)
+def record_publish_calls(connection: Connection, calls: Sequence[tuple[int, str]]) -> set[int]:
+    """Media_publish calls are about to be sent (each ``(post id, "<run id>/<attempt>")``), in one statement
+    however many: committed before the calls, so that a publish attempt whose worker died reads back whether its
+    call can have reached Instagram. Returns the posts that no longer exist (their calls must not be sent)."""
+    if not calls:
+        return set()
+    connection.execute(_SAVE_PUBLISH_CALL, [{"post": post_id, "call": call} for post_id, call in calls])
+    wanted = {post_id for post_id, _call in calls}
+    found = set(connection.execute(select(_POSTS.c.id).where(_POSTS.c.id.in_(wanted))).scalars())
+    return wanted - found
 
 
 # Built once: it runs for every post at its publish time.

@@ -330,3 +330,20 @@ def test_records_without_a_status_change_are_idempotent_by_key(engine: Engine, n
             select(func.count()).select_from(_EVENTS).where(_EVENTS.c.dedupe_key == f"{new_post}/run-1:5")
         ).scalar_one()
     assert count == 1
+
+
+def test_publish_calls_are_recorded_in_one_statement_and_missing_posts_named(
+    engine: Engine, new_post: int
+) -> None:
+    with engine.begin() as connection:
+        missing = lifecycle.record_publish_calls(
+            connection, [(new_post, "run-1/1"), (new_post + 999, "run-2/1")]
+        )
+    assert missing == {new_post + 999}
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(_POSTS.c.last_publish_call).where(_POSTS.c.id == new_post)
+        ).scalar_one()
+    assert stored == "run-1/1"
+    with engine.begin() as connection:
+        assert lifecycle.record_publish_calls(connection, []) == set()
