@@ -460,6 +460,9 @@ class FinishInput:
     error_message: str | None = None
     # Cancelled while publishing, before its media_publish call was sent (the call was held until the publish time).
     withdrawn: bool = False
+    # Published: the publish time the run ended with, when a publish-now accepted while the call was held moved it
+    # (the database had it already otherwise). None from runs recorded before it was sent.
+    publish_at: datetime | None = None
 
 
 # --- Activity interfaces -----------------------------------------------------------------------------------------

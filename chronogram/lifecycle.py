@@ -316,9 +316,19 @@ def begin_publishing(
 
 
 def publish(
-    connection: Connection, post_id: int, dedupe_key: str, *, media_id: str | None, permalink: str | None
+    connection: Connection,
+    post_id: int,
+    dedupe_key: str,
+    *,
+    media_id: str | None,
+    permalink: str | None,
+    publish_at: datetime | None = None,
 ) -> bool:
+    """``publish_at``: the time the post went out for, when a publish-now moved it after the post began publishing
+    (the date filters then find the post where it was published)."""
     values: dict[str, Any] = {"published_at": _now(), "error_code": None, "error_message": None}
+    if publish_at is not None:
+        values["publish_at"] = publish_at
     if media_id:
         values["ig_media_id"] = media_id
     if permalink:
@@ -357,7 +367,12 @@ def end_run(connection: Connection, ending: FinishInput, dedupe_key: str) -> boo
     """A workflow run's ending: publish, fail or cancel, by the status it ended in."""
     if ending.status is PostStatus.PUBLISHED:
         return publish(
-            connection, ending.post_id, dedupe_key, media_id=ending.media_id, permalink=ending.permalink
+            connection,
+            ending.post_id,
+            dedupe_key,
+            media_id=ending.media_id,
+            permalink=ending.permalink,
+            publish_at=ending.publish_at,
         )
     if ending.status is PostStatus.FAILED:
         return fail(

@@ -294,6 +294,8 @@ class ScheduledPostWorkflow:
         self._wake = False
         self._cancel: CancelRequest | None = None
         self._publish_now = False
+        # The publish time a publish-now set after the post began publishing (its call held), for its ending.
+        self._moved_while_held: datetime | None = None
         self._event_sequence = 0
         self._signal_outcomes: dict[str, SignalOutcome] = {}
         self._publish_not_before: datetime | None = None
@@ -534,7 +536,8 @@ class ScheduledPostWorkflow:
                         f"publishing at {_iso(self._state.publish_at)}: the call is held until then"
                     )
             elif self._publish_now:
-                self._publish_at_now()
+                # Already publishing: the database learns the moved time with the ending.
+                self._moved_while_held = self._publish_at_now()
             self._publish_not_before = None if self._publish_now else self._state.publish_at
             try:
                 return await self._publish_exactly_once(plan, container_id)
@@ -725,6 +728,7 @@ class ScheduledPostWorkflow:
                 status=PostStatus.PUBLISHED,
                 media_id=media_id,
                 permalink=permalink,
+                publish_at=self._moved_while_held,
             )
         )
         self._set_status(PostStatus.PUBLISHED)
@@ -1260,6 +1264,7 @@ class ScheduledPostWorkflow:
                 status=PostStatus.PUBLISHED,
                 media_id=media_id,
                 permalink=permalink,
+                publish_at=self._moved_while_held,
             )
         )
         self._set_status(PostStatus.PUBLISHED)

@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from chronogram.contracts import (
     CancelRequest,
+    PublishNowRequest,
     PublishStep,
     SignalOutcomeQuery,
     SignalVerdict,
@@ -95,3 +96,26 @@ async def test_a_cancel_one_second_before_publish_at_stops_that_post_of_a_burst(
         (PostStatus.PUBLISHING, PostStatus.CANCELLED),
     ]
     assert (transitions[-1][2] or {}).get("message") == "not this one after all"
+
+
+async def test_publish_now_during_the_hold_records_when_the_post_went_out(
+    engine_client: Client, seeder: Seeder, ig_account, engine_settings: Settings
+) -> None:
+    """Publish-now reaches a held call: the post goes out at once, and its publish time in the database (what the
+    date filters read) is when it went out, not the later time it was held for."""
+    publish_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=25)
+    post_id, handle = await start_seeded(
+        engine_client, seeder, ig_account, PostSeed(PostType.IMAGE, [Upload.jpeg(1080, 1350)], publish_at)
+    )
+    while (state := await handle.query(ScheduledPostWorkflow.state)).step is not PublishStep.HOLDING:
+        assert datetime.now(UTC) < publish_at - timedelta(seconds=3), f"never held: {state}"
+        await asyncio.sleep(0.1)
+    await handle.signal(ScheduledPostWorkflow.publish_now, PublishNowRequest(request_id="now"))
+    sent_at = datetime.now(UTC)
+    assert (await asyncio.wait_for(handle.result(), timeout=60)).status is PostStatus.PUBLISHED
+
+    with Session(make_engine(engine_settings.database_url)) as session:
+        post = session.get(Post, post_id)
+        assert post is not None and post.published_at is not None
+        assert sent_at - timedelta(seconds=1) <= post.publish_at <= post.published_at
+        assert post.publish_at < publish_at - timedelta(seconds=1)

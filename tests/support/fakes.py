@@ -102,7 +102,7 @@ class FakeWorld:
         self.base: datetime | None = None
 
     def _log(self, name: str, arg: Any) -> None:
-        self.calls.append(Call(name, activity.info().started_time, arg))
+        self.calls.append(Call(name, activity.info().current_attempt_scheduled_time, arg))
 
     def _graph(self, name: str, arg: Any) -> None:
         """Log a Graph call, and fail it during the scripted outage (as the sandbox's outage switch does)."""
@@ -110,6 +110,8 @@ class FakeWorld:
         outage, base = self.script.graph_outage, self.base
         if outage is None or base is None:
             return
+        # When the attempt started: a retry's scheduled time is, on the time-skipping server, when its backoff
+        # began, one interval before it really runs.
         now = activity.info().started_time
         if base + outage[0] <= now < base + outage[1]:
             self.failed_calls += 1
