@@ -62,7 +62,7 @@ async def update_post(services: AppServices, session: Session, post: Post, body:
         state = await live_state(services, post.id)
         prepared = state is not None and state.step is not PublishStep.SCHEDULED
         if prepared or await run_in_threadpool(crud.has_containers, session, post_id=post.id):
-            raise _content_locked(post.id)
+            raise _content_locked(post.id, state.status if state is not None else post.status)
         # The content first: a new time may start publishing at once, which fixes the content, so an edit sent
         # after it could be refused with the time already changed.
         updated = await run_in_threadpool(
@@ -75,7 +75,7 @@ async def update_post(services: AppServices, session: Session, post: Post, body:
         if not updated:
             current = await run_in_threadpool(reload, session, post.id)
             if current.status is PostStatus.SCHEDULED:
-                raise _content_locked(post.id)
+                raise _content_locked(post.id, current.status)
             raise post_not_in_status(post.id, current.status)
     if body.publish_at is not None:
         publish_at = max(body.publish_at, datetime.now(UTC))
@@ -97,13 +97,14 @@ async def changeable_post(services: AppServices, post: Post) -> Post:
     return post
 
 
-def _content_locked(post_id: int) -> ApiError:
+def _content_locked(post_id: int, status: PostStatus) -> ApiError:
+    """``status``: the post's, scheduled with its containers prepared, or publishing with its call held."""
     return ApiError(
         409,
         "post_content_locked",
         f"post {post_id}'s Instagram containers are prepared, so its content is fixed; cancel it and schedule a "
         "new post to change it",
-        current_status=PostStatus.SCHEDULED,
+        current_status=status,
     )
 
 
