@@ -90,11 +90,6 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # In WAL mode NORMAL syncs the log at checkpoints, not at every commit: a commit survives any crash of the
-    # process, and only an OS crash or power loss may roll back the last ones (never corrupt). The fsync per
-    # commit was the API's write lock's longest part (scheduling throughput at 16 clients 81/s, with it 102/s).
-    # The production database is PostgreSQL.
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
