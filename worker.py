@@ -16,6 +16,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.worker import Worker
 
 from activities import build_activities, build_notification_activities, held_publish_activities
@@ -29,7 +30,7 @@ from chronogram.notifications.dispatch import Dispatcher
 from chronogram.observability import setup_process, setup_telemetry
 from chronogram.observability.metrics import count_graph_call, refresh_circuit_gauges, sdk_runtime
 from chronogram.observability.tracing import instrument_http_client
-from chronogram.observability.worker_endpoint import worker_endpoint
+from chronogram.observability.worker_endpoint import PolledQueue, worker_endpoint
 from chronogram.settings import Settings, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import HEARTBEAT_THROTTLE, connect_temporal, worker_tuning, workflow_runner
@@ -119,8 +120,21 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 host=settings.worker_metrics_host,
                 port=settings.worker_metrics_port,
                 client=client,
-                task_queue=TASK_QUEUE,
-                running=lambda: worker.is_running,
+                queues=[
+                    PolledQueue(
+                        TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, lambda: worker.is_running
+                    ),
+                    PolledQueue(
+                        PUBLISH_TASK_QUEUE,
+                        TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                        lambda: held_publishes.is_running,
+                    ),
+                    PolledQueue(
+                        NOTIFICATIONS_TASK_QUEUE,
+                        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                        lambda: notifications.is_running,
+                    ),
+                ],
                 sdk=sdk,
                 before_scrape=lambda: refresh_circuit_gauges(breakers),
             )

@@ -1,12 +1,14 @@
 """The worker's operational endpoint: ``/metrics`` (the product's and the Temporal SDK's), ``/healthz`` (the process
-answers) and ``/readyz`` (Temporal answers and the worker is among the task queue's pollers)."""
+answers) and ``/readyz`` (Temporal answers, and each of the process's workers runs and is among its task queue's
+pollers)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
@@ -17,7 +19,7 @@ from temporalio.client import Client
 from chronogram.observability.endpoint import Reply, serve
 from chronogram.observability.metrics import CONTENT_TYPE_LATEST, SdkMetrics, render
 
-__all__ = ["pollers", "worker_endpoint"]
+__all__ = ["PolledQueue", "pollers", "worker_endpoint"]
 
 _CHECK_TIMEOUT_SECONDS = 3.0
 
@@ -35,14 +37,22 @@ async def pollers(client: Client, task_queue: str, task_type: TaskQueueType.Valu
     return [poller.identity for poller in described.pollers]
 
 
+@dataclass(frozen=True)
+class PolledQueue:
+    """One of the process's workers: the task queue it polls, for which kind of task, and whether it runs."""
+
+    task_queue: str
+    task_type: TaskQueueType.ValueType
+    running: Callable[[], bool]
+
+
 @asynccontextmanager
 async def worker_endpoint(
     *,
     host: str,
     port: int,
     client: Client,
-    task_queue: str,
-    running: Callable[[], bool],
+    queues: Sequence[PolledQueue],
     sdk: SdkMetrics | None,
     before_scrape: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[int]:
@@ -66,23 +76,29 @@ async def worker_endpoint(
             checks["temporal"] = "ok"
         except Exception as error:
             checks["temporal"] = f"unavailable: {type(error).__name__}"
-        if not running():
-            checks["polling"] = "not running"
-        elif checks["temporal"] != "ok":
+        if checks["temporal"] != "ok":
             checks["polling"] = "unknown"
         else:
-            try:
-                seen = await pollers(client, task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
-                checks["polling"] = (
-                    "ok" if client.identity in seen else f"not among the pollers of {task_queue}"
-                )
-            except Exception as error:
-                checks["polling"] = f"unknown: {type(error).__name__}"
+            checks["polling"] = await _polling(client, queues)
         ready = all(value == "ok" for value in checks.values())
         return _json(200 if ready else 503, {"status": "ok" if ready else "unavailable", "checks": checks})
 
     async with serve(host, port, {"/metrics": metrics, "/healthz": healthz, "/readyz": readyz}) as bound:
         yield bound
+
+
+async def _polling(client: Client, queues: Sequence[PolledQueue]) -> str:
+    """ "ok" when every worker runs and Temporal lists it among its queue's pollers, else what is wrong first."""
+    for queue in queues:
+        if not queue.running():
+            return f"the worker of {queue.task_queue} is not running"
+        try:
+            seen = await pollers(client, queue.task_queue, queue.task_type)
+        except Exception as error:
+            return f"unknown: {type(error).__name__}"
+        if client.identity not in seen:
+            return f"not among the pollers of {queue.task_queue}"
+    return "ok"
 
 
 def _json(status: int, body: object) -> Reply:

@@ -19,12 +19,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.client import Client
 
 from api.deps import AppServices
 from api.main import create_app
 from chronogram.contracts import ERROR_CODE, USER_ID, USERNAME
 from chronogram.observability.logs import install_handler
 from chronogram.observability.tracing import configure_tracing
+from chronogram.observability.worker_endpoint import PolledQueue, worker_endpoint
 from chronogram.settings import LogFormat, Settings
 from devstack.processes import free_port
 from sandbox.admin_client import SandboxAdmin
@@ -271,6 +274,31 @@ async def test_metrics_logs_and_trace_of_published_failed_and_cancelled_posts(
     assert any(name.startswith("RunActivity:") for name in names), names
     # The outcome line was logged in the same trace (by the activity that recorded the ending).
     assert publish_line["trace_id"] == format(linked.context.trace_id, "032x")
+
+
+async def test_worker_readiness_names_a_worker_that_is_not_running(temporal_client: Client) -> None:
+    """Each of the process's workers counts: one stopped, or one Temporal does not see polling, makes the process
+    unready, and the answer names its task queue."""
+    publishing = {"running": False}
+    unpolled = f"nobody-polls-{uuid.uuid4()}"
+    queues = [
+        PolledQueue(
+            "chronogram-publish", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, lambda: publishing["running"]
+        ),
+        PolledQueue(unpolled, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, lambda: True),
+    ]
+    async with (
+        worker_endpoint(host="127.0.0.1", port=0, client=temporal_client, queues=queues, sdk=None) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["polling"] == "the worker of chronogram-publish is not running"
+        publishing["running"] = True
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        # Nothing polls the publish queue either here, so that is named first.
+        assert ready.json()["checks"]["polling"] == "not among the pollers of chronogram-publish"
 
 
 async def test_metrics_take_the_token_when_one_is_set(api_settings: Settings) -> None:
