@@ -2,8 +2,8 @@
 
 Authentication and "load it or 404" live here, once: a route that takes ``OwnedPostDep`` can only ever see a
 post of the calling user, and another user's post answers exactly like a post that does not exist. So does "only
-while scheduled": a route that takes ``ScheduledPostDep`` (or ``FailedPostDep``) answers 409 with the post's
-current status before anything else is done.
+while failed": a route that takes ``FailedPostDep`` answers 409 with the post's current status before anything else
+is done (the routes a change can still reach take ``api.use_cases.post_changes.changeable_post``).
 """
 
 from __future__ import annotations
@@ -165,13 +165,6 @@ OwnedWebhookDep = Annotated[WebhookEndpoint, Depends(get_owned_webhook)]
 OwnedTemplateDep = Annotated[Template, Depends(get_owned_template)]
 
 
-async def get_scheduled_post(post: OwnedPostDep) -> Post:
-    assert post.id is not None
-    if post.status is not PostStatus.SCHEDULED:
-        raise post_not_in_status(post.id, post.status)
-    return post
-
-
 async def get_failed_post(post: OwnedPostDep) -> Post:
     assert post.id is not None
     if post.status is not PostStatus.FAILED:
@@ -179,5 +172,4 @@ async def get_failed_post(post: OwnedPostDep) -> Post:
     return post
 
 
-ScheduledPostDep = Annotated[Post, Depends(get_scheduled_post)]
 FailedPostDep = Annotated[Post, Depends(get_failed_post)]
