@@ -124,8 +124,11 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        # The first X-Request-Id, found without building a dict of every header.
+        sent = next((value for name, value in scope.get("headers") or () if name == b"x-request-id"), b"")
+        request_id = sent.decode("latin-1")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
         state: dict[str, Any] = scope.setdefault("state", {})
         status = 500
         started = time.perf_counter()
@@ -144,7 +147,7 @@ class AccessLogMiddleware:
                 route = scope.get("route")
                 # path_format: the template without convertors (/v1/posts/{post_id}, not {post_id:int}).
                 path = getattr(route, "path_format", None) or scope.get("path", "")
-                if path not in ("/healthz", "/readyz", "/metrics"):
+                if path not in _UNTRACED_PATHS and access.isEnabledFor(logging.INFO):
                     duration_ms = round((time.perf_counter() - started) * 1000, 1)
                     access.info(
                         "%s %s %d %.1f ms",
