@@ -108,10 +108,10 @@ async def get_current_user(
 
 
 def _authenticate(engine: Engine, key: str) -> Principal | None:
-    # A session of its own, closed at once: the connection is back in the pool before the request goes on (to
-    # read an upload's body, say), not held for the whole request.
-    with Session(engine) as session:
-        return authenticate(session, key=key)
+    # A connection of its own, closed at once: it is back in the pool before the request goes on (to read an
+    # upload's body, say), not held for the whole request.
+    with engine.connect() as connection:
+        return authenticate(connection, key=key)
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

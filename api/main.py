@@ -36,7 +36,7 @@ from api.routes import (
 )
 from api.sqlite_writes import serialize_writes
 from api.start_records import StartRecorder
-from api.telemetry import SERVICE_NAME, adopt_server_logs, install_telemetry
+from api.telemetry import SERVICE_NAME, TELEMETRY, adopt_server_logs, install_telemetry
 from api.upload_slots import UploadSlots
 from chronogram.crypto import TokenCipher
 from chronogram.db import create_schema, make_engine
@@ -137,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=_DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=TELEMETRY,
     )
     upload_limit = max(resolved.api_max_image_upload_bytes, resolved.api_max_video_upload_bytes)
     app.add_middleware(

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Connection, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, select, update
 
 from chronogram.contracts import ErrorType, FinishInput
 from chronogram.enums import EventKind, PostStatus
@@ -270,6 +270,7 @@ class Scheduled:
 
 # Built once: a statement built per call costs more than the unit of work it replaces (bench/README.md).
 _INSERT_POST = _POSTS.insert()
+_INSERT_EVENT = _EVENTS.insert()
 
 
 def schedule(connection: Connection, *, post: Mapping[str, Any], message: str = "created") -> Scheduled:
@@ -428,7 +429,7 @@ def record_event(
     if dedupe_key is not None and _recorded(connection, dedupe_key):
         return False
     row = event_row(post_id=post_id, kind=kind, message=message, dedupe_key=dedupe_key, **details)
-    connection.execute(insert(_EVENTS).values(**row))
+    connection.execute(_INSERT_EVENT, row)
     if note is not None:
         _notify_note(
             connection,
@@ -447,7 +448,7 @@ def record_event(
 def record_events(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Many rows from ``event_row`` in one statement (the caller has checked their dedupe keys)."""
     if rows:
-        connection.execute(insert(_EVENTS), list(rows))
+        connection.execute(_INSERT_EVENT, list(rows))
 
 
 def reschedule(
@@ -462,7 +463,7 @@ def reschedule(
     if moved.rowcount == 0:
         raise PostMissing(post_id)
     row = event_row(post_id=post_id, kind=EventKind.TRANSITION, message=message, dedupe_key=dedupe_key)
-    connection.execute(insert(_EVENTS).values(**row))
+    connection.execute(_INSERT_EVENT, row)
     _notify_note(connection, PostNote(post_id, Note.RESCHEDULED, row["occurred_at"], message))
     return True
 
@@ -597,18 +598,17 @@ def _apply(
 
 def _insert_event(connection: Connection, change: StatusChange, dedupe_key: str) -> int:
     result = connection.execute(
-        insert(_EVENTS).values(
-            **event_row(
-                post_id=change.post_id,
-                kind=EventKind.TRANSITION,
-                message=change.message,
-                dedupe_key=dedupe_key,
-                from_status=change.from_status,
-                to_status=change.to_status,
-                error_code=change.error_code,
-                occurred_at=change.occurred_at,
-            )
-        )
+        _INSERT_EVENT,
+        event_row(
+            post_id=change.post_id,
+            kind=EventKind.TRANSITION,
+            message=change.message,
+            dedupe_key=dedupe_key,
+            from_status=change.from_status,
+            to_status=change.to_status,
+            error_code=change.error_code,
+            occurred_at=change.occurred_at,
+        ),
     )
     key = result.inserted_primary_key
     assert key is not None

@@ -132,29 +132,34 @@ def create_post(
     # Core inserts of rows built as ORM objects: the answer is built from the objects, and the unit of work's
     # bookkeeping was 16 % of the API's samples at 16 clients (bench/README.md).
     values = _values(post, exclude=frozenset({"status"}))
-    scheduled: lifecycle.Scheduled | None = None
-    if new.draft:
-        post.id = lifecycle.save_draft(session.connection(), post=values)
-    else:
-        scheduled = lifecycle.schedule(session.connection(), post=values)
-        post.id = scheduled.post_id
-    if new.queue_slot is not None:
-        # Raises queues.SlotTaken, with the transaction rolled back, if another request took the slot meanwhile.
-        queues.claim(session, account_id=new.account_id, slot_at=new.queue_slot, post_id=post.id)
+    # Built before the first write: on SQLite the database is locked from the first INSERT to the commit
+    # (api.sqlite_writes), so the Python work left between the writes is what every other writer waits for.
     media = []
     for position, media_id in enumerate(new.media_ids):
         item = new.items[position] if new.items is not None else {}
         media.append(
             PostMedia(
-                post_id=post.id,
                 position=position,
                 media_id=media_id,
                 alt_text=item.get("alt_text"),
                 user_tags=item.get("user_tags") or [],
             )
         )
+    media_values = [_values(row) for row in media]
+    connection = session.connection()
+    scheduled: lifecycle.Scheduled | None = None
+    if new.draft:
+        post.id = lifecycle.save_draft(connection, post=values)
+    else:
+        scheduled = lifecycle.schedule(connection, post=values)
+        post.id = scheduled.post_id
+    for row, row_values in zip(media, media_values, strict=True):
+        row.post_id = row_values["post_id"] = post.id
+    if new.queue_slot is not None:
+        # Raises queues.SlotTaken, with the transaction rolled back, if another request took the slot meanwhile.
+        queues.claim(session, account_id=new.account_id, slot_at=new.queue_slot, post_id=post.id)
     try:
-        session.connection().execute(_INSERTS[PostMedia], [_values(row) for row in media])
+        connection.execute(_INSERTS[PostMedia], media_values)
         if idempotency_key is not None and fingerprint is not None:
             _insert(
                 session,
@@ -167,7 +172,6 @@ def create_post(
             )
         if new.template_id is not None:
             record_use(session, owner_id=new.owner_id, template_id=new.template_id, at=post.created_at)
-        start = start_of(post, new.account_username, scheduled.intent_id) if scheduled is not None else None
         # Checked after the insert, within its transaction: a disconnection that began before this post holds
         # the account (see accounts.begin_disconnect) is seen here, one that begins after it sees this post.
         if is_disconnecting(session, account_id=new.account_id):
@@ -185,6 +189,7 @@ def create_post(
             if existing is not None:
                 return existing
         raise ReferenceGone() from None
+    start = start_of(post, new.account_username, scheduled.intent_id) if scheduled is not None else None
     return Created(post_id=post.id, replayed=False, post=post, media=media, start=start)
 
 

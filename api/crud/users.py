@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import Connection, bindparam, or_, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -123,9 +123,14 @@ _RECORD_USE = (
 )
 
 
-def authenticate(session: Session, *, key: str) -> Principal | None:
-    """The user of a key that is neither unknown nor revoked; records when the key was used, to the minute."""
-    row = session.exec(_PRINCIPAL_BY_KEY_HASH, params={"key_hash": hash_key(key)}).first()
+def authenticate(session: Session | Connection, *, key: str) -> Principal | None:
+    """The user of a key that is neither unknown nor revoked; records when the key was used, to the minute. On a
+    plain connection (each request's lookup, api.deps) the ORM's session machinery is skipped: the lookup reads
+    columns, not objects."""
+    if isinstance(session, Session):
+        row = session.exec(_PRINCIPAL_BY_KEY_HASH, params={"key_hash": hash_key(key)}).first()
+    else:
+        row = session.execute(_PRINCIPAL_BY_KEY_HASH, {"key_hash": hash_key(key)}).first()
     if row is None:
         return None
     user_id, name, key_id, last_used_at = row
@@ -136,7 +141,7 @@ def authenticate(session: Session, *, key: str) -> Principal | None:
     return Principal(user_id=user_id, name=name)
 
 
-def _record_use(session: Session, *, key_id: int, now: datetime) -> None:
+def _record_use(session: Session | Connection, *, key_id: int, now: datetime) -> None:
     # Before the request's own work, in a transaction of its own; a failure costs the time, never the request.
     try:
         session.execute(

@@ -73,12 +73,12 @@ async def create_post(
     body: PostCreate,
     user: CurrentUser,
     services: ServicesDep,
-    session: SessionDep,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> PostOut:
+    # No SessionDep: the use case opens its session in the thread that does the database work.
     created = await post_creation.create_post(
-        services, session, body, owner_id=user.user_id, idempotency_key=idempotency_key
+        services, None, body, owner_id=user.user_id, idempotency_key=idempotency_key
     )
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -38,19 +39,28 @@ class CreatedPost:
 
 async def create_post(
     services: AppServices,
-    session: Session,
+    session: Session | None,
     body: PostCreate,
     *,
     owner_id: int,
     idempotency_key: str | None = None,
 ) -> CreatedPost:
     """Check ``body`` (422 with every violation), record the post and start its workflow. With an idempotency
-    key, a repeated request answers with the post the first one created."""
+    key, a repeated request answers with the post the first one created. ``session`` None: a session of its own,
+    opened and closed in the thread that does the database work (POST /v1/posts: one trip to the thread pool, and
+    no session dependency to set up and tear down on the event loop)."""
     fingerprint = _fingerprint(body) if idempotency_key is not None else None
     now = datetime.now(UTC)
     try:
         created = await run_in_threadpool(
-            _create, session, body, owner_id, services.settings, now, idempotency_key, fingerprint
+            _create_in_session,
+            services.engine if session is None else session,
+            body,
+            owner_id,
+            services.settings,
+            now,
+            idempotency_key,
+            fingerprint,
         )
     except crud.IdempotencyKeyReused:
         raise ApiError(
@@ -78,6 +88,22 @@ async def create_post(
     return CreatedPost(
         post=created.post, media=created.media, replayed=created.replayed, workflow_started=started
     )
+
+
+def _create_in_session(
+    session_or_engine: Session | Engine,
+    body: PostCreate,
+    owner_id: int,
+    settings: Settings,
+    now: datetime,
+    idempotency_key: str | None,
+    fingerprint: str | None,
+) -> crud.Created:
+    if isinstance(session_or_engine, Session):
+        return _create(session_or_engine, body, owner_id, settings, now, idempotency_key, fingerprint)
+    # expire_on_commit=False: the answer is built from the rows after the commit, and after the close.
+    with Session(session_or_engine, expire_on_commit=False) as session:
+        return _create(session, body, owner_id, settings, now, idempotency_key, fingerprint)
 
 
 def _create(

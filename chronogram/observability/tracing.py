@@ -5,9 +5,10 @@ Spans go out over OTLP (HTTP/protobuf) only when ``OTEL_EXPORTER_OTLP_ENDPOINT``
 dropped. ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER`` and the exporter's own
 variables (headers, timeout, protocol) are read by the SDK itself; ``OTEL_SDK_DISABLED=true`` turns it all off.
 
-One trace runs from an API request (FastAPI instrumentation) through the workflow start and signals and every
-activity (Temporal's TracingInterceptor, installed by ``chronogram.temporal.connect_temporal``) to each Graph API
-call (httpx instrumentation of the client that makes them).
+One trace runs from an API request (FastAPI's own OpenTelemetry support, ``api.telemetry``) through the workflow
+start and signals and every activity (Temporal's TracingInterceptor, installed by
+``chronogram.temporal.connect_temporal``) to each Graph API call (httpx instrumentation of the client that makes
+them).
 """
 
 from __future__ import annotations
