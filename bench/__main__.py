@@ -240,7 +240,12 @@ def _describe_stack(stack: BenchStack, config: StackConfig) -> dict[str, Any]:
             "log_level": "warning",
         },
         "api": f"uvicorn api.main:app x {config.apis}, access log off",
-        "worker": f"python worker.py x {config.workers}",
+        "worker": f"python worker.py x {config.workers}"
+        + (
+            ' (CHRONOGRAM_WORKER_ROLES=["posts"]), + 1 with ["notifications"]'
+            if config.notifications_process
+            else ""
+        ),
         "worker_settings": {
             "max_concurrent_activities": settings.worker_max_concurrent_activities,
             "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
