@@ -101,6 +101,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="API processes (default 1; the scaleout scenario wants 2, with --db postgres)",
     )
     parser.add_argument(
+        "--notifications-in-worker",
+        action="store_true",
+        help="run the notifications in the product's worker process (both roles) instead of a process of their own",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="keep the run's databases and MinIO data here (default: a deleted temp dir)",
@@ -146,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             temporal=args.temporal,
             workers=args.workers,
             apis=args.apis,
+            notifications_process=not args.notifications_in_worker,
             temporal_dynamic_config=dict(item.split("=", 1) for item in args.temporal_config),
             extra_env={name.upper().removeprefix("CHRONOGRAM_"): value for name, value in overrides.items()},
         )
