@@ -101,9 +101,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="API processes (default 1; the scaleout scenario wants 2, with --db postgres)",
     )
     parser.add_argument(
-        "--notifications-in-worker",
+        "--notifications-process",
         action="store_true",
-        help="run the notifications in the product's worker process (both roles) instead of a process of their own",
+        help="run the notifications in a worker process of their own (CHRONOGRAM_WORKER_ROLES), the posts in the "
+        "others (default: one process runs both, the default deployment)",
     )
     parser.add_argument(
         "--workdir",
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             temporal=args.temporal,
             workers=args.workers,
             apis=args.apis,
-            notifications_process=not args.notifications_in_worker,
+            notifications_process=args.notifications_process,
             temporal_dynamic_config=dict(item.split("=", 1) for item in args.temporal_config),
             extra_env={name.upper().removeprefix("CHRONOGRAM_"): value for name, value in overrides.items()},
         )

@@ -76,10 +76,10 @@ class StackConfig:
     temporal_dynamic_config: dict[str, str] = field(default_factory=dict)
     # Every other CHRONOGRAM_* setting stays at its default, so the figures are those of a default deployment.
     extra_env: dict[str, str] = field(default_factory=dict)
-    # The notifications (webhook delivery, the outbox's dispatcher) in a worker process of their own
-    # (CHRONOGRAM_WORKER_ROLES), the posts in the others: a burst of posts no longer queues the webhooks behind it
-    # on one event loop (bench/README.md, notification latency). False: one process runs both.
-    notifications_process: bool = True
+    # True: the notifications (webhook delivery, the outbox's dispatcher) in a worker process of their own
+    # (CHRONOGRAM_WORKER_ROLES), the posts in the others. False (the default deployment): one process runs both; the
+    # two measured alike (bench/README.md, notification latency).
+    notifications_process: bool = False
 
 
 @dataclass
