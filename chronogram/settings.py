@@ -184,8 +184,8 @@ class Settings(BaseSettings):
     worker_workflow_sandbox: bool = False
     worker_graceful_shutdown: timedelta = timedelta(seconds=30)
     # What this worker process runs; JSON, e.g. CHRONOGRAM_WORKER_ROLES='["notifications"]'. Both by default. The
-    # notifications in a process of their own (one worker with ["posts"], one with ["notifications"]) are never
-    # queued behind a burst of posts on one event loop: the webhooks' latency under load (bench/README.md).
+    # notifications in a process of their own (one worker with ["posts"], one with ["notifications"]) are scaled,
+    # restarted and watched apart from the posts.
     worker_roles: list[WorkerRole] = Field(
         default_factory=lambda: [WorkerRole.POSTS, WorkerRole.NOTIFICATIONS], min_length=1
     )
