@@ -2,8 +2,10 @@
 10 s timeout, recorded in the delivery log, and counted (chronogram_notification_deliveries_total, and the latency
 from the event to its delivery).
 
-The first attempts of an endpoint's due deliveries go together (``deliver_due``: one read, the requests side
-by side, one write); a delivery whose first attempt failed goes on alone (``deliver_webhook``): an attempt that
+The first attempts of an endpoint's deliveries go out from its pump (``pump_deliveries``: a look at what is due
+every few hundredths of a second while it runs, batches of requests side by side, one write each; the older
+paths' ``deliver_due`` and ``send_first_attempts`` likewise); a delivery whose first attempt failed goes on
+alone (``deliver_webhook``): an attempt that
 fails raises a retryable ApplicationError, and Temporal retries it on the schedule the workflow gives
 (RetrySchedule). The attempt's row says when the next one is due. Nothing here logs or raises a secret: the
 signing secrets are decrypted for the request's headers only.

@@ -139,12 +139,16 @@ class WebhookEndpointWorkflow:
         whose first attempt failed, each retried alone (``_retry``) while the next pump goes on."""
         lingered = False
         retrying_ids: dict[int, int] = {}  # ordering key -> the delivery retried
+        # Handed over while its key's earlier delivery is still retried (only pumps that overlapped, one lost but
+        # still running, can do that): left to the next pump once that retry ends, never reported again before.
+        parked: dict[int, int] = {}  # delivery -> its ordering key
         while True:
             self._woken = self._changed = False
             for key, task in list(self._retrying.items()):
                 if task.done():
                     del self._retrying[key]
                     retrying_ids.pop(key, None)
+                    parked = {d: k for d, k in parked.items() if k != key}
                     count, stopped = task.result()
                     self._delivered += count
                     self._disabled = self._disabled or stopped
@@ -165,7 +169,7 @@ class WebhookEndpointWorkflow:
                 PumpInput(
                     endpoint_id=request.endpoint_id,
                     retry=request.retry,
-                    retrying_ids=sorted(retrying_ids.values()),
+                    retrying_ids=sorted([*retrying_ids.values(), *parked]),
                     linger_seconds=PUMP_LINGER.total_seconds(),
                     max_seconds=PUMP_RUN.total_seconds(),
                     max_deliveries=DELIVERIES_PER_RUN - self._delivered,
@@ -182,7 +186,9 @@ class WebhookEndpointWorkflow:
             self._delivered += report.delivered
             self._disabled = self._disabled or report.gone
             for delivery_id, key in zip(report.retry_ids, report.retry_keys, strict=True):
-                if key not in self._retrying:
+                if key in self._retrying:
+                    parked[delivery_id] = key
+                else:
                     retrying_ids[key] = delivery_id
                     self._retrying[key] = asyncio.create_task(self._retry(request, delivery_id))
             if not report.idle:
