@@ -2,8 +2,10 @@
 10 s timeout, recorded in the delivery log, and counted (chronogram_notification_deliveries_total, and the latency
 from the event to its delivery).
 
-The first attempts of an endpoint's due deliveries go together (``deliver_due``: one read, the requests side
-by side, one write); a delivery whose first attempt failed goes on alone (``deliver_webhook``): an attempt that
+The first attempts of an endpoint's deliveries go out from its pump (``pump_deliveries``: a look at what is due
+every few hundredths of a second while it runs, batches of requests side by side, one write each; the older
+paths' ``deliver_due`` and ``send_first_attempts`` likewise); a delivery whose first attempt failed goes on
+alone (``deliver_webhook``): an attempt that
 fails raises a retryable ApplicationError, and Temporal retries it on the schedule the workflow gives
 (RetrySchedule). The attempt's row says when the next one is due. Nothing here logs or raises a secret: the
 signing secrets are decrypted for the request's headers only.
@@ -43,6 +45,8 @@ from chronogram.contracts import (
     FirstAttemptsInput,
     FirstAttemptsReport,
     GiveUpInput,
+    PumpInput,
+    PumpReport,
     RetrySchedule,
     WebhookDeliveryInterface,
     cap_error_text,
@@ -59,6 +63,11 @@ from chronogram.settings import Settings
 T = TypeVar("T")
 
 USER_AGENT = "Chronogram-Webhooks/1"
+# A pump's look at what is due, while it runs: the most an event waits for it.
+PUMP_POLL_SECONDS = 0.05
+# A pump's batches out at once, and the first attempts in one.
+PUMP_BATCHES = 4
+BATCH_LIMIT = 200
 # A receiver's answer is not read beyond this: its body is never stored, only its status.
 _GONE = 410
 
@@ -102,7 +111,8 @@ class WebhookActivities(WebhookDeliveryInterface):
         # The read of due_heads runs inside the endpoint workflow's task (a local activity): a thread of its own,
         # never queued behind writes waiting for SQLite's lock on the threads above (a workflow task held that
         # long times out, and the whole endpoint waits for its retry).
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-due-heads")
+        # The pumps' reads too (what is due, the payloads): never behind a write waiting for the lock.
+        self._reader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-due-heads")
 
     async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -175,6 +185,91 @@ class WebhookActivities(WebhookDeliveryInterface):
         outcomes = [(job, outcome) for job, (_, outcome) in zip(todo, judged, strict=True)]
         await self._after(outcomes)
         return {job.delivery_id: outcome for job, outcome in outcomes}
+
+    @activity.defn
+    async def pump_deliveries(self, request: PumpInput) -> PumpReport:
+        """Deliver the endpoint's events as they come (see ``PumpInput``): a look at what is due every
+        ``PUMP_POLL_SECONDS`` (heartbeating), the first attempts of what it finds sent side by side at once, up to
+        ``PUMP_BATCHES`` batches out; a post's next event goes when its previous one is recorded. A failed first
+        attempt is recorded with its next retry (its post is held) and handed to the workflow, which retries it
+        alone: the pump then takes nothing new, and returns when its batches are in. Lost (a worker killed), it
+        is retried by Temporal after its heartbeat timeout: what it had out is still pending and sent again, the
+        same ``webhook-id``."""
+        loop = asyncio.get_running_loop()
+        began = idle_since = time.monotonic()
+        out: dict[
+            asyncio.Task[dict[int, DeliveryOutcome]], dict[int, int]
+        ] = {}  # batch -> its deliveries' keys
+        delivered = 0
+        retries: dict[int, int] = {}
+        gone = False
+        retrying = set(request.retrying_ids)
+        try:
+            while True:
+                activity.heartbeat()
+                for batch in [batch for batch in out if batch.done()]:
+                    keys = out.pop(batch)
+                    for delivery_id, outcome in batch.result().items():
+                        if outcome is DeliveryOutcome.DELIVERED:
+                            delivered += 1
+                        elif outcome is DeliveryOutcome.GONE:
+                            gone = True
+                        elif outcome is DeliveryOutcome.RETRY:
+                            retries[delivery_id] = keys[delivery_id]
+                            retrying.add(delivery_id)
+                    idle_since = time.monotonic()
+                stopping = (
+                    gone
+                    or bool(retries)
+                    or delivered >= request.max_deliveries
+                    or time.monotonic() - began >= request.max_seconds
+                )
+                found = False
+                if not stopping and len(out) < PUMP_BATCHES:
+                    due = await loop.run_in_executor(
+                        self._reader,
+                        functools.partial(
+                            deliveries.pump_heads,
+                            self._engine,
+                            request.endpoint_id,
+                            out_keys={key for keys in out.values() for key in keys.values()},
+                            retrying_ids=retrying,
+                            limit=BATCH_LIMIT,
+                        ),
+                    )
+                    for delivery_id, key in due.orphans:
+                        retries[delivery_id] = key
+                        retrying.add(delivery_id)
+                    if due.heads:
+                        found = True
+                        idle_since = time.monotonic()
+                        keys = dict(due.heads)
+                        out[asyncio.create_task(self._send_batch(list(keys), request.retry))] = keys
+                if not out and (stopping or time.monotonic() - idle_since >= request.linger_seconds):
+                    return PumpReport(
+                        delivered=delivered,
+                        retry_ids=list(retries),
+                        retry_keys=list(retries.values()),
+                        gone=gone,
+                        idle=not stopping,
+                    )
+                if not found:
+                    if out:
+                        await asyncio.wait(
+                            out, timeout=PUMP_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    else:
+                        await asyncio.sleep(PUMP_POLL_SECONDS)
+        finally:
+            for batch in out:
+                batch.cancel()
+
+    async def _send_batch(self, delivery_ids: list[int], retry: RetrySchedule) -> dict[int, DeliveryOutcome]:
+        """The first attempts of these deliveries (those still pending), side by side, recorded together."""
+        jobs = await asyncio.get_running_loop().run_in_executor(
+            self._reader, functools.partial(deliveries.webhook_jobs, self._engine, delivery_ids, self._cipher)
+        )
+        return await self._send_all(list(jobs.values()), retry)
 
     @activity.defn
     async def deliver_due(self, request: DeliverDueInput) -> DeliverDueReport:

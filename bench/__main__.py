@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="API processes (default 1; the scaleout scenario wants 2, with --db postgres)",
     )
     parser.add_argument(
+        "--notifications-process",
+        action="store_true",
+        help="run the notifications in a worker process of their own (CHRONOGRAM_WORKER_ROLES), the posts in the "
+        "others (default: one process runs both, the default deployment)",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="keep the run's databases and MinIO data here (default: a deleted temp dir)",
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             temporal=args.temporal,
             workers=args.workers,
             apis=args.apis,
+            notifications_process=args.notifications_process,
             temporal_dynamic_config=dict(item.split("=", 1) for item in args.temporal_config),
             extra_env={name.upper().removeprefix("CHRONOGRAM_"): value for name, value in overrides.items()},
         )
@@ -240,7 +247,12 @@ def _describe_stack(stack: BenchStack, config: StackConfig) -> dict[str, Any]:
             "log_level": "warning",
         },
         "api": f"uvicorn api.main:app x {config.apis}, access log off",
-        "worker": f"python worker.py x {config.workers}",
+        "worker": f"python worker.py x {config.workers}"
+        + (
+            ' (CHRONOGRAM_WORKER_ROLES=["posts"]), + 1 with ["notifications"]'
+            if config.notifications_process
+            else ""
+        ),
         "worker_settings": {
             "max_concurrent_activities": settings.worker_max_concurrent_activities,
             "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,

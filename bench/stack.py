@@ -33,7 +33,7 @@ from bench.baseline import connect_plain
 from bench.procinfo import file_size
 from chronogram.contracts import SEARCH_ATTRIBUTES
 from chronogram.crypto import TokenCipher
-from chronogram.settings import PROJECT_ROOT, Settings
+from chronogram.settings import PROJECT_ROOT, Settings, WorkerRole
 from chronogram.storage import ensure_bucket, make_minio
 from chronogram.temporal import ensure_namespace, ensure_search_attributes
 from devstack import tools
@@ -76,6 +76,10 @@ class StackConfig:
     temporal_dynamic_config: dict[str, str] = field(default_factory=dict)
     # Every other CHRONOGRAM_* setting stays at its default, so the figures are those of a default deployment.
     extra_env: dict[str, str] = field(default_factory=dict)
+    # True: the notifications (webhook delivery, the outbox's dispatcher) in a worker process of their own
+    # (CHRONOGRAM_WORKER_ROLES), the posts in the others. False (the default deployment): one process runs both; the
+    # two measured alike (bench/README.md, notification latency).
+    notifications_process: bool = False
 
 
 @dataclass
@@ -92,6 +96,8 @@ class BenchStack:
     bare_worker: ManagedProcess | None = None
     # A second production worker, while the chaos scenario kills one at a time (a deployment runs more than one).
     spare_worker: ManagedProcess | None = None
+    # The notifications' worker (StackConfig.notifications_process).
+    notifier: ManagedProcess | None = None
     extra_workers: list[ManagedProcess] = field(default_factory=list)
     extra_apis: list[ManagedProcess] = field(default_factory=list)
     extra_api_urls: list[str] = field(default_factory=list)
@@ -137,6 +143,7 @@ class BenchStack:
             "api": self.api,
             "bare_worker": self.bare_worker,
             "worker_spare": self.spare_worker,
+            "worker_notifications": self.notifier,
         }
         for index, process in enumerate(self.extra_workers, start=2):
             named[process.name + str(index // 2 + 1)] = process
@@ -341,7 +348,7 @@ class BenchStack:
 
     def replace_worker(self, dead: ManagedProcess) -> ManagedProcess:
         """Start a worker in place of ``dead`` (killed by a scenario), so that later scenarios have as many."""
-        worker = self._python_child("worker", [sys.executable, "worker.py"])
+        worker = self._worker_child()
         worker.wait_until_ready(
             lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
         )
@@ -353,16 +360,33 @@ class BenchStack:
 
     def _start_worker(self) -> None:
         self.worker = self._polling_worker()
+        if self.config.notifications_process:
+            notifier = self.notifier = self._worker_child(
+                WorkerRole.NOTIFICATIONS, name="worker_notifications"
+            )
+            notifier.wait_until_ready(
+                lambda: "worker polling task queue" in notifier.recent_output(),
+                timeout=60,
+                what="its first poll",
+            )
+
+    def _worker_child(self, role: WorkerRole = WorkerRole.POSTS, *, name: str = "worker") -> ManagedProcess:
+        """A product worker: the posts only when the notifications have a process of their own, else both."""
+        argv = [sys.executable, "worker.py"]
+        if not self.config.notifications_process:
+            return self._python_child(name, argv)
+        env = {**(self.env or os.environ), "CHRONOGRAM_WORKER_ROLES": json.dumps([role.value])}
+        return ManagedProcess(name, argv, sink=self.log, env=env, cwd=PROJECT_ROOT).start()
 
     def _polling_worker(self) -> ManagedProcess:
-        worker = self._python_child("worker", [sys.executable, "worker.py"])
+        worker = self._worker_child()
         worker.wait_until_ready(
             lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
         )
         return worker
 
     def _start_extra_workers(self) -> None:
-        worker = self._python_child("worker", [sys.executable, "worker.py"])
+        worker = self._worker_child()
         self.extra_workers.append(worker)
         worker.wait_until_ready(
             lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"

@@ -926,6 +926,35 @@ class FirstAttemptsReport:
 
 
 @dataclass(frozen=True)
+class PumpInput:
+    """Deliver the endpoint's events as they come, for up to ``max_seconds`` or ``max_deliveries``, and until none
+    came for ``linger_seconds``: each post's oldest pending delivery, side by side, none of a post whose earlier
+    delivery is being retried (its attempts recorded) or is out. ``retrying_ids``: the deliveries the workflow
+    retries; any other pending delivery with an attempt behind it (a pump lost after recording it) is reported
+    for the workflow to retry."""
+
+    endpoint_id: int
+    retry: RetrySchedule
+    retrying_ids: list[int]
+    linger_seconds: float
+    max_seconds: float
+    max_deliveries: int
+
+
+@dataclass(frozen=True)
+class PumpReport:
+    """What a pump delivered; the deliveries whose first attempt failed (each with its ordering key), for the
+    workflow to retry alone; whether the endpoint answered 410 (it is disabled); ``idle``: it ended because
+    nothing came for its linger, not to hand over retries or at its limits."""
+
+    delivered: int
+    retry_ids: list[int]
+    retry_keys: list[int]
+    gone: bool
+    idle: bool
+
+
+@dataclass(frozen=True)
 class GiveUpInput:
     """A delivery whose retries are spent; ``endpoint_id`` set: the endpoint is disabled and its owner told."""
 
@@ -956,6 +985,10 @@ class WebhookDeliveryInterface:
 
     @activity.defn
     async def send_first_attempts(self, request: FirstAttemptsInput) -> FirstAttemptsReport:
+        raise NotImplementedError
+
+    @activity.defn
+    async def pump_deliveries(self, request: PumpInput) -> PumpReport:
         raise NotImplementedError
 
 

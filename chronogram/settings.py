@@ -19,6 +19,15 @@ class LogFormat(StrEnum):
     JSON = "json"  # one JSON object per line, for a log pipeline (production)
 
 
+class WorkerRole(StrEnum):
+    """What a worker process runs (``worker_roles``)."""
+
+    POSTS = (
+        "posts"  # the publishing workflows and activities (task queues chronogram-posts, chronogram-publish)
+    )
+    NOTIFICATIONS = "notifications"  # webhook and email delivery, and the outbox's dispatcher
+
+
 class GraphLogin(StrEnum):
     """How the accounts' tokens were obtained, which decides how they are inspected, exchanged and refreshed."""
 
@@ -174,6 +183,12 @@ class Settings(BaseSettings):
     # workflow code runs sandboxed in the test suites, where a non-deterministic call is caught before it ships.
     worker_workflow_sandbox: bool = False
     worker_graceful_shutdown: timedelta = timedelta(seconds=30)
+    # What this worker process runs; JSON, e.g. CHRONOGRAM_WORKER_ROLES='["notifications"]'. Both by default. The
+    # notifications in a process of their own (one worker with ["posts"], one with ["notifications"]) are scaled,
+    # restarted and watched apart from the posts.
+    worker_roles: list[WorkerRole] = Field(
+        default_factory=lambda: [WorkerRole.POSTS, WorkerRole.NOTIFICATIONS], min_length=1
+    )
     # How long a workflow task waits for the worker that ran the workflow last (its sticky queue) before any worker
     # may take it: a killed worker's posts resume elsewhere after this, not after the SDK's 10 s.
     worker_sticky_queue_timeout: timedelta = timedelta(seconds=2)

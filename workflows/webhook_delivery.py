@@ -12,18 +12,26 @@ still pending: nothing is lost, an event sent again carries the same ``webhook-i
 the endpoint is disabled and its owner told. Idle, the workflow waits a little for more, then ends; the
 dispatcher starts it again when needed. Long runs continue as new, so that a history stays small.
 
-Rounds overlap (``_run_rounds``, since the ``delivery-rounds`` marker): a round is a read of what may go out
-(``due_heads``, a local activity, so in the workflow task that decides it) and one activity sending those first
-attempts side by side (``send_first_attempts``). The workflow keeps the ordering keys of every round still out
-and of every retried delivery busy, so that a new round, started at the next wake-up while others are out, never
-takes a post whose earlier event is still being sent: events of a burst go out as they come, without waiting for
-the round before them, and a post's events still go one after the other. The claims are the workflow's own
-state, so durable: a worker lost in a round's activity leaves it to Temporal to retry, and it sends again those
-of its deliveries that are still pending (the same ``webhook-id``).
+Since the ``delivery-pump`` marker, one activity at a time, a pump (``pump_deliveries``), delivers the events as
+they come (``_run_pumps``): it looks at what is due every few hundredths of a second, heartbeating, sends the
+first attempts of what it finds side by side (each post's oldest pending delivery, none of a post whose earlier
+one is out or being retried), and ends when nothing came for a few seconds, at its limits, or to hand over the
+deliveries whose first attempt failed: the workflow retries each alone while the next pump goes on. An event no
+longer waits for a wake-up signal, a workflow task and an activity's start (each a trip through Temporal, slow on
+a starved machine): its latency is the dispatcher's and the pump's look. What is out is derived from the rows (a
+delivery with an attempt behind it is being retried), so the claims need no workflow state: a pump lost with its
+worker is noticed by its heartbeat timeout and run again, and sends again what is still pending (the same
+``webhook-id``).
 
-Histories recorded before (no ``delivery-rounds`` marker) replay the path of their time: one ``deliver_due``
-per round, one round after the other (``_run_batches``); before the batches (no ``delivery-batches`` marker
-either), a read of the due deliveries, then lanes of one activity per delivery (``_run_lanes``).
+Histories recorded before (no ``delivery-pump`` marker) replay the path of their time. Rounds overlapped
+(``_run_rounds``, since the ``delivery-rounds`` marker): a round was a read of what may go out
+(``due_heads``, a local activity, so in the workflow task that decides it) and one activity sending those first
+attempts side by side (``send_first_attempts``). The workflow kept the ordering keys of every round still out
+and of every retried delivery busy, so that a new round, started at the next wake-up while others are out, never
+took a post whose earlier event is still being sent. Before the rounds (no ``delivery-rounds`` marker): one
+``deliver_due`` per round, one round after the other (``_run_batches``); before the batches (no
+``delivery-batches`` marker either), a read of the due deliveries, then lanes of one activity per delivery
+(``_run_lanes``).
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
         FirstAttemptsInput,
         FirstAttemptsReport,
         GiveUpInput,
+        PumpInput,
+        PumpReport,
         RetrySchedule,
         WakeSignal,
         WebhookDeliveryInterface,
@@ -64,6 +74,12 @@ DELIVERIES_PER_RUN = 500
 BATCH_SIZE = 200
 _BATCHES_PATCH = "delivery-batches"
 _ROUNDS_PATCH = "delivery-rounds"
+_PUMP_PATCH = "delivery-pump"
+# A pump's run: how long it waits for more once nothing comes, at most how long it runs, and how long it may go
+# without a heartbeat before it is taken for lost (and run again).
+PUMP_LINGER = timedelta(seconds=5)
+PUMP_RUN = timedelta(minutes=5)
+PUMP_HEARTBEAT = timedelta(seconds=10)
 # Rounds out at once: each is one activity holding up to BATCH_SIZE requests.
 MAX_ROUNDS = 4
 # How long an idle endpoint's workflow waits for a wake-up before it ends: a burst arrives as several.
@@ -110,11 +126,87 @@ class WebhookEndpointWorkflow:
 
     @workflow.run
     async def run(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        if workflow.patched(_PUMP_PATCH):
+            return await self._run_pumps(request)
         if workflow.patched(_ROUNDS_PATCH):
             return await self._run_rounds(request)
         if workflow.patched(_BATCHES_PATCH):
             return await self._run_batches(request)
         return await self._run_lanes(request)
+
+    async def _run_pumps(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
+        """One pump at a time (``pump_deliveries``): it sends the events as they come, and hands over the ones
+        whose first attempt failed, each retried alone (``_retry``) while the next pump goes on."""
+        lingered = False
+        retrying_ids: dict[int, int] = {}  # ordering key -> the delivery retried
+        # Handed over while its key's earlier delivery is still retried (only pumps that overlapped, one lost but
+        # still running, can do that): left to the next pump once that retry ends, never reported again before.
+        parked: dict[int, int] = {}  # delivery -> its ordering key
+        while True:
+            self._woken = self._changed = False
+            for key, task in list(self._retrying.items()):
+                if task.done():
+                    del self._retrying[key]
+                    retrying_ids.pop(key, None)
+                    parked = {d: k for d, k in parked.items() if k != key}
+                    count, stopped = task.result()
+                    self._delivered += count
+                    self._disabled = self._disabled or stopped
+            draining = (
+                self._disabled
+                or self._delivered >= DELIVERIES_PER_RUN
+                or workflow.info().is_continue_as_new_suggested()
+            )
+            if draining:
+                if self._retrying:
+                    await workflow.wait_condition(lambda: self._changed)
+                    continue
+                if self._disabled:
+                    return WebhookEndpointResult(request.endpoint_id, self._delivered, EndpointStop.DISABLED)
+                workflow.continue_as_new(request)
+            report: PumpReport = await workflow.execute_activity_method(
+                WebhookDeliveryInterface.pump_deliveries,
+                PumpInput(
+                    endpoint_id=request.endpoint_id,
+                    retry=request.retry,
+                    retrying_ids=sorted([*retrying_ids.values(), *parked]),
+                    linger_seconds=PUMP_LINGER.total_seconds(),
+                    max_seconds=PUMP_RUN.total_seconds(),
+                    max_deliveries=DELIVERIES_PER_RUN - self._delivered,
+                ),
+                # Its run, and its last requests (one request's timeout) and their record.
+                start_to_close_timeout=PUMP_RUN
+                + PUMP_LINGER
+                + timedelta(seconds=request.retry.request_timeout_seconds + 30),
+                # A lost worker is noticed by the heartbeats; the pump is run again and sends what is pending.
+                heartbeat_timeout=PUMP_HEARTBEAT,
+                retry_policy=_DATABASE,
+                summary="deliver as they come",
+            )
+            self._delivered += report.delivered
+            self._disabled = self._disabled or report.gone
+            for delivery_id, key in zip(report.retry_ids, report.retry_keys, strict=True):
+                if key in self._retrying:
+                    parked[delivery_id] = key
+                else:
+                    retrying_ids[key] = delivery_id
+                    self._retrying[key] = asyncio.create_task(self._retry(request, delivery_id))
+            if not report.idle:
+                lingered = False
+                continue  # it handed over retries, or reached its limits: the next one goes on at once
+            if report.delivered:
+                lingered = False
+            if self._retrying:
+                await workflow.wait_condition(lambda: self._woken or self._changed)
+                continue
+            # A wake that came while the pump was out is remembered: the next one is at once.
+            if lingered and not self._woken:
+                return WebhookEndpointResult(request.endpoint_id, self._delivered, EndpointStop.IDLE)
+            if not self._woken:
+                try:
+                    await workflow.wait_condition(lambda: self._woken, timeout=IDLE_LINGER)
+                except TimeoutError:
+                    lingered = True  # one last look, then end
 
     async def _run_rounds(self, request: WebhookEndpointInput) -> WebhookEndpointResult:
         """Rounds side by side, up to MAX_ROUNDS: each takes what may go out now (no key busy in another round or

@@ -5,7 +5,7 @@ one per email), and what a delivery attempt reads and writes. Blocking (SQLAlche
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -164,6 +164,55 @@ def due_heads(
         taken.add(key)
     # Rows beyond those read may be due too; not when every row read waits on a retry (that would spin).
     return heads, more or (len(rows) == read and bool(heads))
+
+
+@dataclass(frozen=True)
+class PumpHeads:
+    """What a pump may send now (delivery id, ordering key), in event order; and the pending deliveries with an
+    attempt behind them that nobody retries (delivery id, ordering key)."""
+
+    heads: list[tuple[int, int]]
+    orphans: list[tuple[int, int]]
+
+
+def pump_heads(
+    engine: Engine,
+    endpoint_id: int,
+    *,
+    out_keys: Collection[int],
+    retrying_ids: Collection[int],
+    limit: int,
+    read: int = 2000,
+) -> PumpHeads:
+    """For each ordering key, its oldest pending delivery, if it never had an attempt (a delivery with one is
+    retried by the endpoint's workflow, and holds its post's later ones) and no delivery of its key is out
+    (``out_keys``); at most ``limit``. A pending delivery with an attempt behind it that is not among
+    ``retrying_ids`` is an orphan: its first attempt was recorded by a pump lost before it could say so."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(_DELIVERIES.c.id, _DELIVERIES.c.attempts, _EVENTS.c.post_id)
+            .join(_ENDPOINTS, _ENDPOINTS.c.id == _DELIVERIES.c.endpoint_id)
+            .join(_EVENTS, _EVENTS.c.id == _DELIVERIES.c.event_id)
+            .where(
+                _DELIVERIES.c.endpoint_id == endpoint_id,
+                _DELIVERIES.c.status == DeliveryStatus.PENDING,
+                _ENDPOINTS.c.enabled.is_(True),
+            )
+            .order_by(_DELIVERIES.c.event_id, _DELIVERIES.c.id)
+            .limit(read)
+        ).all()
+    found = PumpHeads(heads=[], orphans=[])
+    seen: set[int] = set()
+    for row in rows:
+        key = row.post_id if row.post_id is not None else -row.id
+        if row.attempts > 0 and row.id not in retrying_ids:
+            found.orphans.append((row.id, key))
+        if key in seen:
+            continue
+        seen.add(key)
+        if row.attempts == 0 and key not in out_keys and len(found.heads) < limit:
+            found.heads.append((row.id, key))
+    return found
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 It runs beside the worker (``run_dispatcher``): every ``notifications_poll_interval_seconds`` it turns new outbox
 rows into deliveries (chronogram.notifications.deliveries.fan_out) and wakes the workflow of each endpoint that
-got one (signal-with-start, by the endpoint's workflow id) and starts one workflow per email. A crash between the
+got one (signal-with-start, by the endpoint's workflow id; at most once a second per endpoint: the pump that a
+wake-up runs looks for seconds, and sends what comes meanwhile) and starts one workflow per email. A crash between the
 fan-out's commit and the wake-up loses nothing: the sweep, at start and every
 ``notifications_sweep_interval_seconds``, starts the workflow of every endpoint that still has pending deliveries
 (a start that finds it running changes nothing, and writes nothing to its history) and of every pending email.
@@ -41,6 +42,9 @@ from chronogram.notifications import deliveries
 from chronogram.settings import Settings
 
 log = logging.getLogger("chronogram.notifications")
+# An endpoint's workflow is woken at most once in this long: well within the linger of its pump (5 s,
+# workflows.webhook_delivery.PUMP_LINGER), which starts after the wake-up and sees what comes meanwhile.
+WAKE_COALESCE_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -99,6 +103,7 @@ class Dispatcher:
         self._executor = executor  # threads for the database (default: the event loop's)
         self._retry = retry_schedule(settings)
         self._email = bool(settings.smtp_host)
+        self._woken: dict[int, float] = {}  # endpoint -> when its workflow was last woken (monotonic)
 
     async def _db(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
@@ -106,8 +111,15 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Fan out the outbox's new events and wake their workflows; the number of events dispatched."""
         made = await self._db(functools.partial(deliveries.fan_out, self._engine, email=self._email))
+        now = time.monotonic()
+        self._woken = {e: at for e, at in self._woken.items() if now - at < WAKE_COALESCE_SECONDS}
         for endpoint_id in sorted(made.endpoint_ids):
+            # Woken less than WAKE_COALESCE ago: the pump that wake-up runs, or starts, still looks for a few
+            # seconds (PUMP_LINGER), and sends these too; a wake-up per event would be a workflow task each.
+            if endpoint_id in self._woken:
+                continue
             await wake_endpoint(self._client, endpoint_id, self._retry)
+            self._woken[endpoint_id] = now
         for delivery_id in made.email_delivery_ids:
             await start_email(self._client, delivery_id, self._retry)
         return made.events

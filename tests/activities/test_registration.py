@@ -42,9 +42,9 @@ async def test_every_declared_notification_activity_is_registered_with_its_imple
     async with httpx.AsyncClient() as http:
         registered = build_notification_activities(Settings(), http=http, engine=sqlite_engine)
     names = [str(activity._Definition.must_from_callable(fn).name) for fn in registered]
-    # Seven: due_deliveries stays for the endpoint workflows from before the batches, deliver_due for those from
-    # before the rounds side by side (due_heads, send_first_attempts).
-    assert sorted(names) == sorted(declared) and len(declared) == 7
+    # Eight: due_deliveries stays for the endpoint workflows from before the batches, deliver_due for those from
+    # before the rounds side by side, due_heads and send_first_attempts for those from before the pump.
+    assert sorted(names) == sorted(declared) and len(declared) == 8
     for fn in registered:
         assert isinstance(fn, MethodType)
         owner = type(fn.__self__)

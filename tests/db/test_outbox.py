@@ -359,3 +359,59 @@ def test_what_is_due_goes_one_event_per_post_and_waits_for_a_post_being_retried(
     # Delivered: no longer due, and nothing to send; the one that failed is due again, with the first post's next.
     assert due[0][0] not in deliveries.webhook_jobs(engine, [due[0][0]], cipher)
     assert deliveries.due_heads(engine, endpoint_id, busy_keys=[], limit=10) == ([due[1], due[2]], False)
+
+
+def test_a_pump_takes_each_posts_oldest_never_tried_and_hands_over_what_nobody_retries(
+    engine: Engine, cipher: TokenCipher
+) -> None:
+    with Session(engine) as session:
+        owner = add_user(session)
+        account = add_account(session, owner, cipher, token=TOKEN)
+        post_ids = []
+        for hour in (9, 10, 11):
+            values = {
+                "owner_id": account.owner_id,
+                "account_id": id_of(account),
+                "type": PostType.IMAGE,
+                "publish_at": datetime(2027, 3, 1, hour, 0, tzinfo=UTC),
+                "user_tags": [],
+            }
+            post_ids.append(lifecycle.schedule(session.connection(), post=values).post_id)
+        endpoint = WebhookEndpoint(
+            owner_id=id_of(owner),
+            url="https://example.com/hook",
+            event_types=["post.scheduled", "post.cancelled"],
+            secret_ciphertext=cipher.encrypt("whsec_x"),
+        )
+        session.add(endpoint)
+        session.commit()
+        assert endpoint.id is not None
+        endpoint_id = endpoint.id
+    first, second, third = post_ids
+    with engine.begin() as connection:
+        lifecycle.cancel(connection, first, f"c:{uuid.uuid4().hex}", reason=None)
+    deliveries.fan_out(engine, email=False)
+    due = deliveries.due_deliveries(engine, endpoint_id, limit=10)
+    assert [key for _, key in due] == [first, second, third, first]
+
+    def look(out_keys: set[int], retrying: set[int], limit: int = 10) -> deliveries.PumpHeads:
+        return deliveries.pump_heads(
+            engine, endpoint_id, out_keys=out_keys, retrying_ids=retrying, limit=limit
+        )
+
+    assert look(set(), set()) == deliveries.PumpHeads(heads=due[:3], orphans=[])
+    # A post with a delivery out: none of its events; the limit counts what is taken.
+    assert look({second}, set()).heads == [due[0], due[2]]
+    assert look(set(), set(), limit=1).heads == [due[0]]
+    # The first post's first event failed once: it is retried (by the workflow), and holds the post's next one.
+    deliveries.record_attempts(
+        engine, [deliveries.Attempt(due[0][0], 503, 5, "answered HTTP 503", None, DeliveryStatus.PENDING)]
+    )
+    assert look(set(), {due[0][0]}) == deliveries.PumpHeads(heads=due[1:3], orphans=[])
+    # Nobody retries it (its pump was lost before it said so): an orphan, handed over, its post still held.
+    assert look(set(), set()) == deliveries.PumpHeads(heads=due[1:3], orphans=[due[0]])
+    # Delivered at last: the post's next event may go.
+    deliveries.record_attempts(
+        engine, [deliveries.Attempt(due[0][0], 200, 5, None, None, DeliveryStatus.DELIVERED)]
+    )
+    assert look(set(), set()).heads == [due[1], due[2], due[3]]

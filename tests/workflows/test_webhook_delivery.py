@@ -1,7 +1,7 @@
 """WebhookEndpointWorkflow and EmailNotificationWorkflow on the time-skipping test server, with the activities
 replaced by an in-memory endpoint: a post's deliveries go out one at a time in order, first attempts of different
-posts together in batches (rounds side by side, never two of one post's events at once), a failing one is retried on the schedule and holds the ones behind it, a failed batch
-becomes deliveries retried one by one, retries spent for the whole window give up and disable the endpoint, 410
+posts together in batches (a pump's), a failing one is retried on the schedule and holds the ones behind it, a pump
+lost after recording a failed attempt hands it over when run again, a failed batch is run again, retries spent for the whole window give up and disable the endpoint, 410
 stops, and a long run continues as new."""
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from chronogram.contracts import (
     FirstAttemptsInput,
     FirstAttemptsReport,
     GiveUpInput,
+    PumpInput,
+    PumpReport,
     RetrySchedule,
     WakeSignal,
     WebhookEndpointInput,
@@ -47,7 +49,7 @@ from chronogram.contracts import (
 )
 from chronogram.temporal import DATA_CONVERTER
 from workflows import EmailNotificationWorkflow, WebhookEndpointWorkflow
-from workflows.webhook_delivery import _BATCHES_PATCH, _ROUNDS_PATCH
+from workflows.webhook_delivery import _BATCHES_PATCH, _PUMP_PATCH, _ROUNDS_PATCH
 
 # Three days of retries, as in production: the time-skipping server makes them seconds.
 SCHEDULE = RetrySchedule(
@@ -87,6 +89,7 @@ class FakeEndpoint:
         left = self.failures.get(request.delivery_id, 0)
         if left != 0:
             self.failures[request.delivery_id] = left - 1
+            self.tried.add(request.delivery_id)
             raise ApplicationError("answered HTTP 503", type=ErrorType.WEBHOOK_DELIVERY_FAILED)
         self.pending.remove(request.delivery_id)
         self.delivered.append(request.delivery_id)
@@ -160,6 +163,54 @@ class FakeEndpoint:
         self.out.difference_update(request.delivery_ids)
         return FirstAttemptsReport(outcomes)
 
+    # Deliveries with a failed attempt behind them (the rows' attempts > 0): a pump leaves their posts alone.
+    tried: set[int] = field(default_factory=set)
+    pumps: list[PumpInput] = field(default_factory=list)
+    # Pumps that record their first attempts and are lost before they report (a worker killed).
+    lost_pumps: int = 0
+
+    @activity.defn(name="pump_deliveries")
+    async def pump_deliveries(self, request: PumpInput) -> PumpReport:
+        """As the real pump, one batch after the other: each post's oldest pending delivery (none with an attempt
+        behind it), until nothing is due, a first attempt fails (handed over), 410, or its limit."""
+        self.pumps.append(request)
+        if self.failing_batches:
+            self.failing_batches -= 1
+            raise RuntimeError("the worker was lost")
+        delivered = 0
+        retries: dict[int, int] = {}
+        gone = False
+        while not gone and not retries and delivered < request.max_deliveries:
+            heads: dict[int, int] = {}
+            seen: set[int] = set()
+            for delivery_id in self.pending:
+                key = self.posts.get(delivery_id, -delivery_id)
+                if delivery_id in self.tried and delivery_id not in request.retrying_ids:
+                    retries[delivery_id] = key  # an orphan: a lost pump recorded its attempt
+                if key in seen:
+                    continue
+                seen.add(key)
+                if delivery_id not in self.tried and len(heads) < 200:
+                    heads[key] = delivery_id
+            if retries or not heads:
+                break
+            self.batches.append(list(heads.values()))
+            for key, delivery_id in heads.items():
+                try:
+                    outcome = (await self.deliver_webhook(DeliveryRef(delivery_id, request.retry))).outcome
+                except ApplicationError:
+                    retries[delivery_id] = key
+                    continue
+                if outcome is DeliveryOutcome.GONE:
+                    gone = True
+                else:
+                    delivered += 1
+            if self.lost_pumps and retries:
+                self.lost_pumps -= 1
+                raise RuntimeError("the worker was lost")
+        stopped = gone or bool(retries) or delivered >= request.max_deliveries
+        return PumpReport(delivered, list(retries), list(retries.values()), gone, idle=not stopped)
+
     @activity.defn(name="give_up_delivery")
     async def give_up_delivery(self, request: GiveUpInput) -> None:
         self.given_up.append(request)
@@ -204,6 +255,7 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
                 endpoint.deliver_due,
                 endpoint.due_heads,
                 endpoint.send_first_attempts,
+                endpoint.pump_deliveries,
                 endpoint.give_up_delivery,
                 endpoint.send_email,
             ],
@@ -243,37 +295,21 @@ async def test_a_burst_goes_out_in_a_few_batches_a_posts_events_still_one_after_
     assert len(harness.endpoint.attempts) == 253  # no attempt outside the batches
 
 
-async def test_rounds_go_out_side_by_side_never_two_events_of_one_post_at_once(harness: Harness) -> None:
-    # A burst arriving while rounds are out: each wake starts a round at once, the post with three events still
-    # sends them one after the other (the fake asserts that no round sends a post's event while another is out).
+async def test_a_pump_lost_after_recording_a_failed_attempt_hands_it_over_when_run_again(
+    harness: Harness,
+) -> None:
+    # The pump records 1's failed first attempt (its post is held from then on) and is lost before it reports:
+    # Temporal runs it again, and the rows tell it that nobody retries 1 (an orphan), which it hands over.
     harness.endpoint.pending = [1, 2, 3]
-    harness.endpoint.posts = {1: 10, 2: 10, 3: 10}
-    harness.endpoint.hold_first = release = asyncio.Event()
-    handle = await harness.env.client.start_workflow(
-        WebhookEndpointWorkflow.run,
-        WebhookEndpointInput(endpoint_id=1, retry=SCHEDULE),
-        id=f"webhook-endpoint-{uuid.uuid4().hex}",
-        task_queue=harness.task_queue,
-        start_signal="wake",
-        start_signal_args=[WakeSignal()],
-    )
-    while not harness.endpoint.out:  # the first round is out, and stays out
-        await asyncio.sleep(0.02)
-    for wave in range(4):
-        harness.endpoint.pending.extend(range(100 + wave * 10, 110 + wave * 10))
-        await handle.signal(WebhookEndpointWorkflow.wake, WakeSignal(reason="more"))
-    for _ in range(250):
-        if len(harness.endpoint.batches) >= 2:
-            break
-        await asyncio.sleep(0.02)
-    release.set()
-    result = await handle.result()
+    harness.endpoint.posts = {1: 10, 2: 10, 3: 20}
+    harness.endpoint.failures = {1: 2}
+    harness.endpoint.lost_pumps = 1
+    result = await harness.run()
     assert result.stop is EndpointStop.IDLE
     delivered = harness.endpoint.delivered
-    assert sorted(delivered) == sorted([1, 2, 3, *range(100, 140)])
-    assert delivered.index(1) < delivered.index(2) < delivered.index(3)
-    assert len(harness.endpoint.attempts) == len(delivered)
-    assert harness.endpoint.overlapped >= 1  # a round started while another was out
+    assert sorted(delivered) == [1, 2, 3] and delivered.index(1) < delivered.index(2)
+    assert harness.endpoint.pumps[1].retrying_ids == []  # the run again knew nothing of 1: the rows told it
+    assert any(1 in pump.retrying_ids for pump in harness.endpoint.pumps[2:])  # then the workflow retried it
 
 
 async def test_a_failed_batch_is_run_again_and_loses_nothing(harness: Harness) -> None:
@@ -329,6 +365,7 @@ async def test_an_email_that_keeps_failing_is_given_up(harness: Harness) -> None
 # workflow.patched(), keeping the old file in a before-<patch> folder: those replay forever too.
 HISTORIES = Path(__file__).resolve().parents[1] / "replay" / "notification_histories"
 HISTORY = HISTORIES / "webhook_endpoint_lanes.json"
+BEFORE_PUMP = HISTORIES / "before-delivery-pump" / "webhook_endpoint_lanes.json"
 BEFORE_ROUNDS = HISTORIES / "before-delivery-rounds" / "webhook_endpoint_lanes.json"
 BEFORE_BATCHES = HISTORIES / "before-delivery-batches" / "webhook_endpoint_lanes.json"
 
@@ -351,7 +388,7 @@ async def test_the_recorded_endpoint_history_replays(harness: Harness) -> None:
         HISTORY.parent.mkdir(parents=True, exist_ok=True)
         HISTORY.write_text(json.dumps((await handle.fetch_history()).to_json_dict(), indent=1) + "\n")
     replayer = Replayer(workflows=[WebhookEndpointWorkflow], data_converter=DATA_CONVERTER)
-    for path in (HISTORY, BEFORE_ROUNDS, BEFORE_BATCHES):
+    for path in (HISTORY, BEFORE_PUMP, BEFORE_ROUNDS, BEFORE_BATCHES):
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
         await replayer.replay_workflow(history)
 
@@ -375,13 +412,17 @@ def _recorded(path: Path) -> tuple[set[str], list[str]]:
 
 def test_each_side_of_the_patches_is_recorded() -> None:
     """The oldest history delivers one activity per delivery; the next one records the batches' marker and one
-    deliver_due per round; the current one the rounds' marker, and a send per round (its read is a local
-    activity, a marker, not a scheduled activity)."""
+    deliver_due per round; the next the rounds' marker, and a send per round (its read is a local activity, a
+    marker, not a scheduled activity); the current one the pump's marker, and pumps only (and the retries')."""
     before_patches, before_activities = _recorded(BEFORE_BATCHES)
     assert _BATCHES_PATCH not in before_patches and "deliver_due" not in before_activities
     batches_patches, batches_activities = _recorded(BEFORE_ROUNDS)
     assert _BATCHES_PATCH in batches_patches and _ROUNDS_PATCH not in batches_patches
     assert "deliver_due" in batches_activities and "due_deliveries" not in batches_activities
+    rounds_patches, rounds_activities = _recorded(BEFORE_PUMP)
+    assert _ROUNDS_PATCH in rounds_patches and "send_first_attempts" in rounds_activities
+    assert _PUMP_PATCH not in rounds_patches
+    assert "deliver_due" not in rounds_activities and "due_deliveries" not in rounds_activities
     patches, activities = _recorded(HISTORY)
-    assert _ROUNDS_PATCH in patches and "send_first_attempts" in activities
-    assert "deliver_due" not in activities and "due_deliveries" not in activities
+    assert _PUMP_PATCH in patches and "pump_deliveries" in activities
+    assert not {"send_first_attempts", "deliver_due", "due_deliveries"} & set(activities)
