@@ -41,10 +41,16 @@ def _routes(ids: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None]]
 
 
 def _without_ids(body: dict[str, Any], *ids: Any) -> str:
-    text = str({k: v for k, v in body.items() if k != "instance"})
-    # Whole numbers only: an id of 40 must not turn the status 404 into "ID4", nor 1 the 12 into "ID2".
+    """The problem detail with the ids masked in its texts only: a number field (the status 404) is never an id,
+    even when an id is 404. Whole numbers only: an id of 40 must not turn "ID 404" into "ID4"."""
     wanted = {str(value) for value in ids}
-    return re.sub(r"\d+", lambda number: "ID" if number.group() in wanted else number.group(), text)
+
+    def masked(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return re.sub(r"\d+", lambda number: "ID" if number.group() in wanted else number.group(), value)
+
+    return str({key: masked(value) for key, value in body.items() if key != "instance"})
 
 
 async def test_another_users_resources_are_404_like_missing_ones(
