@@ -259,6 +259,14 @@ class _PublishCallLog:
             return lifecycle.record_publish_calls(connection, batch)
 
 
+def _account_disconnected(post_id: int) -> ApplicationError:
+    return ApplicationError(
+        f"the Instagram account of post {post_id} was disconnected",
+        type=ErrorType.GRAPH_AUTH,
+        non_retryable=True,
+    )
+
+
 @dataclass(frozen=True)
 class _Credentials:
     ig_user_id: str
@@ -492,11 +500,7 @@ class InstagramActivities(InstagramInterface):
             await _hold_until(request.not_before - _TOKEN_READ_AHEAD)
             credentials = await self._credentials.read(context.post.account_id)
             if credentials is None:
-                raise ApplicationError(
-                    f"the Instagram account of post {request.post_id} was disconnected",
-                    type=ErrorType.GRAPH_AUTH,
-                    non_retryable=True,
-                )
+                raise _account_disconnected(request.post_id)
             ig_user_id, token = credentials.ig_user_id, credentials.token.get_secret_value()
         await _hold_until(request.not_before)
         if request.deadline is not None and datetime.now(UTC) > request.deadline:
@@ -569,11 +573,7 @@ class InstagramActivities(InstagramInterface):
             post, ig_user_id, username, ciphertext = row
             remember_account(post_id, post.account_id)
             if ig_user_id is None or username is None or ciphertext is None:
-                raise ApplicationError(
-                    f"the Instagram account of post {post_id} was disconnected",
-                    type=ErrorType.GRAPH_AUTH,
-                    non_retryable=True,
-                )
+                raise _account_disconnected(post_id)
             # Only creating containers reads the media; the other calls run at publish time, where every query counts.
             items = post_media(session, post_id) if with_media else []
             session.expunge_all()
