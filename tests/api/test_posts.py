@@ -292,12 +292,17 @@ async def test_a_signal_the_workflow_refuses_is_409(
 ) -> None:
     # media_publish is slow, so the post stays "publishing" for a while; the row is then put back to "scheduled"
     # to stand for a row that has not caught up yet: only the workflow knows publishing began.
-    await sandbox.add_fault("latency", endpoint="media_publish", ig_user_id=account["ig_user_id"], seconds=3)
+    slow = await sandbox.add_fault(
+        "latency", endpoint="media_publish", ig_user_id=account["ig_user_id"], seconds=3, count=1
+    )
     post = await schedule_ok(alice.client, account["id"], [media_id], publish_at=at(0))
 
     async def publishing() -> bool:
+        # media_publish has reached Instagram (the slow answer is on its way): until then the held call could
+        # still be withdrawn, and a cancel would be accepted.
         live = (await alice.client.get(f"/v1/posts/{post['id']}")).json()["live"]
-        return bool(live and live["status"] == "publishing")
+        called = any(fault["id"] == slow["id"] and fault["hits"] for fault in await sandbox.faults())
+        return bool(live and live["status"] == "publishing" and called)
 
     await _until(publishing)
     _set_status(services, post["id"], PostStatus.SCHEDULED)
