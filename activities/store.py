@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func
+from sqlalchemy import Connection, Engine, case, func
 from sqlmodel import Session, col, select
 from temporalio import activity
 
@@ -53,6 +53,7 @@ class PostStore(PostStoreInterface):
             post, rows = post_with_media(session, request.post_id)
             remember_account(request.post_id, post.account_id)
             lateness = self._lateness(session, post)
+            due_together, due_before = _due_together(session, post)
             return PublishPlan(
                 post_id=request.post_id,
                 account_id=post.account_id,
@@ -63,15 +64,8 @@ class PostStore(PostStoreInterface):
                 ],
                 has_first_comment=bool(post.first_comment),
                 max_lateness_seconds=lateness,
-                due_together=session.exec(
-                    select(func.count())
-                    .select_from(Post)
-                    .where(
-                        col(Post.status).in_((PostStatus.SCHEDULED, PostStatus.PUBLISHING)),
-                        col(Post.publish_at) >= post.publish_at - _DUE_TOGETHER_WINDOW,
-                        col(Post.publish_at) <= post.publish_at + _DUE_TOGETHER_WINDOW,
-                    )
-                ).one(),
+                due_together=due_together,
+                due_before=due_before,
                 publish_task_queue=self._publish_task_queue,
             )
 
@@ -193,3 +187,18 @@ def _run_id() -> str:
     run_id = activity.info().workflow_run_id
     assert run_id, "the store's activities run for a workflow"
     return run_id
+
+
+def _due_together(session: Session, post: Post) -> tuple[int, int]:
+    """How many open posts (this one included) are due within _DUE_TOGETHER_WINDOW of the post, and how many of
+    them have a smaller id than it (its rank in a burst)."""
+    near = (
+        col(Post.status).in_((PostStatus.SCHEDULED, PostStatus.PUBLISHING)),
+        col(Post.publish_at) >= post.publish_at - _DUE_TOGETHER_WINDOW,
+        col(Post.publish_at) <= post.publish_at + _DUE_TOGETHER_WINDOW,
+    )
+    earlier = case((col(Post.id) < post.id, 1), else_=0)
+    together, before = session.exec(
+        select(func.count(), func.coalesce(func.sum(earlier), 0)).where(*near)
+    ).one()
+    return int(together), int(before)

@@ -322,6 +322,9 @@ class PublishPlan:
     # How many open posts (this one included) are due within a second of its publish time, when the plan was read:
     # the workflow wakes the earlier the more of them there are. 0 in plans recorded before it was counted.
     due_together: int = 0
+    # How many of those were created before it (smaller ids): its rank in the burst, known as soon as it exists,
+    # whichever moment the plan is read. The wake-ups of a burst are spread by it. 0 in plans recorded before it.
+    due_before: int = 0
     # Where the worker runs held publishes (PUBLISH_TASK_QUEUE); None: on the workflow's own queue (test workers).
     publish_task_queue: str | None = None
 

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.store import PostStore
-from chronogram.contracts import ErrorType, EventRecord, FinishInput
+from chronogram.contracts import ErrorType, EventRecord, FinishInput, PostRef
 from chronogram.crypto import TokenCipher
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent
@@ -143,3 +143,35 @@ def test_a_deleted_post_is_not_found_and_not_retried(sqlite_engine: Engine, post
         )
     for raised in (began, finished):
         assert raised.value.type == ErrorType.POST_NOT_FOUND and raised.value.non_retryable
+
+
+def test_the_plan_counts_the_posts_due_together_and_those_created_before(
+    sqlite_engine: Engine, cipher: TokenCipher
+) -> None:
+    """A burst's rank (due_before) is the open posts due within a second of it with a smaller id: known as soon as
+    the post exists, whenever its plan is read, so the burst's wake-ups spread evenly."""
+    seeder = Seeder(sqlite_engine, Minio("127.0.0.1:9", secure=False), "unused", cipher)
+    account_id = seeder.account(ig_user_id="17841400000000078", username="burst_shop", token="EAAB-test")
+    instant = datetime(2031, 3, 4, 9, 0, tzinfo=UTC)
+
+    def post(at: datetime) -> int:
+        return seeder.post(account_id, PostSeed(PostType.IMAGE, [], at))
+
+    first = post(instant)
+    post(instant + timedelta(seconds=5))  # another second: not counted
+    cancelled = post(instant)  # not open: not counted
+    with Session(sqlite_engine) as session:
+        row = session.get(Post, cancelled)
+        assert row is not None
+        row.status = PostStatus.CANCELLED
+        session.add(row)
+        session.commit()
+    second = post(instant + timedelta(milliseconds=500))
+    third = post(instant)
+    store = PostStore(sqlite_engine)
+    plans = {post_id: store.load_plan(PostRef(post_id)) for post_id in (third, first, second)}
+    assert {post_id: (plan.due_together, plan.due_before) for post_id, plan in plans.items()} == {
+        first: (3, 0),
+        second: (3, 1),
+        third: (3, 2),
+    }

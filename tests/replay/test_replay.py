@@ -32,6 +32,7 @@ from workflows.scheduled_post import (
     _PROMPT_RECHECK_PATCH,
     _PUBLISH_NOW_TIME_PATCH,
     _RECONNECT_PATCH,
+    _SPREAD_WAKE_PATCH,
     _TEMPORAL_CANCEL_PATCH,
     _WAKE_EARLY_PATCH,
 )
@@ -44,7 +45,10 @@ HISTORIES = sorted(HISTORY_DIR.rglob("*.json"))
 # Recorded just before the post-metrics patch: the same patches as the current histories, without that one. The
 # marker-set tests below predate it and count the other folders only.
 BEFORE_POST_METRICS = HISTORY_DIR / "before-post-metrics"
-PATCHED_BEFORE = [path for path in HISTORIES if path.parent != BEFORE_POST_METRICS]
+# Recorded just before the spread wake-ups, by the held publish's runs: the same patches as the current histories
+# but that one; like before-post-metrics, not counted by the marker-set tests of older patches.
+BEFORE_SPREAD_WAKE = HISTORY_DIR / "before-spread-wake"
+PATCHED_BEFORE = [path for path in HISTORIES if path.parent not in (BEFORE_POST_METRICS, BEFORE_SPREAD_WAKE)]
 
 
 def _history(path: Path) -> WorkflowHistory:
@@ -198,7 +202,7 @@ def test_both_sides_of_the_hold_patch_are_recorded() -> None:
     records the marker (a cancel or reschedule during the hold among them)."""
     before = sorted((HISTORY_DIR / "before-publish-hold").glob("*.json"))
     assert {path.stem for path in before} == {s.name for s in SCENARIOS} - _ADDED_WITH_THE_HOLD
-    assert all(_HOLD_PATCH not in _patches(path) for path in HISTORIES if path.parent != HISTORY_DIR)
+    assert all(_HOLD_PATCH not in _patches(path) for path in PATCHED_BEFORE if path.parent != HISTORY_DIR)
     with_marker = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
     assert with_marker == {path.stem for path in CURRENT if _WAKE_EARLY_PATCH in _patches(path)}
     assert _ADDED_WITH_THE_HOLD <= with_marker
@@ -221,7 +225,9 @@ def test_only_an_unclear_publish_left_finished_records_the_prompt_recheck_patch(
     """The container re-read within seconds and concluded after the commit window; the run recorded with four
     re-reads 30 s apart still replays (before-prompt-publish-recheck/)."""
     with_marker = {
-        str(path.relative_to(HISTORY_DIR)) for path in HISTORIES if _PROMPT_RECHECK_PATCH in _patches(path)
+        str(path.relative_to(HISTORY_DIR))
+        for path in PATCHED_BEFORE
+        if _PROMPT_RECHECK_PATCH in _patches(path)
     }
     assert with_marker == {"republished_same_container_after_unknown_outcome.json"}
     before = (
@@ -296,3 +302,14 @@ def test_histories_hold_no_secrets() -> None:
         text = _decoded_text(path)
         assert "publish_at" in text, "payloads were not decoded"  # the scan must see inside payloads
         assert not forbidden.search(text), f"{path.name} contains a secret-looking value"
+
+
+def test_both_sides_of_the_spread_wake_patch_are_recorded() -> None:
+    """Every current run that held its call spreads its wake-up by its rank (the marker); the held runs recorded
+    before it woke by the count due together, and still replay."""
+    before = sorted(BEFORE_SPREAD_WAKE.glob("*.json"))
+    assert before and all(_SPREAD_WAKE_PATCH not in _patches(path) for path in before)
+    assert all(_HOLD_PATCH in _patches(path) for path in before)
+    held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
+    assert {path.stem for path in before} <= held_now
+    assert {path.stem for path in CURRENT if _SPREAD_WAKE_PATCH in _patches(path)} == held_now

@@ -77,6 +77,8 @@ class Script:
     # The publish activity holds its call until PublishInput.not_before on the wall clock, heartbeating, as the
     # real one does (cancellable meanwhile); off: it publishes at once, whatever the time.
     holds_publish: bool = False
+    # The plan's rank in a burst (PublishPlan.due_before): posts due in the same second created before this one.
+    due_before: int = 0
 
 
 @dataclass
@@ -136,6 +138,8 @@ class FakeWorld:
                 ],
                 has_first_comment=world.script.first_comment,
                 max_lateness_seconds=world.script.max_lateness_seconds,
+                due_together=world.script.due_before + 1,
+                due_before=world.script.due_before,
             )
 
         @activity.defn(name="begin_publishing")

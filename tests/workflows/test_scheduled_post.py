@@ -50,6 +50,17 @@ async def test_carousel_creates_children_then_parent(schedule) -> None:
     assert run.world.published == ["c4"]
 
 
+@pytest.mark.parametrize("due_before", [0, 400, 5000])
+async def test_a_burst_wakes_its_posts_one_after_the_other(schedule, due_before: int) -> None:
+    """A post begins publishing ahead of its time by a lead that grows with the posts due in the same second
+    created before it (25 ms each, from 10 s, at most 60 s): the burst's workflow tasks come at a steady pace."""
+    run = await schedule(timedelta(hours=2), Script(due_before=due_before))
+    assert (await run.handle.result()).status is PostStatus.PUBLISHED
+    lead = min(timedelta(seconds=10) + due_before * timedelta(milliseconds=25), timedelta(seconds=60))
+    assert run.publish_at - lead <= run.begin_time() < run.publish_at - lead + timedelta(seconds=1)
+    assert run.world.called("publish")[0].arg.not_before == run.publish_at
+
+
 @pytest.mark.parametrize("new_delay", [timedelta(days=10), timedelta(days=40)], ids=["earlier", "later"])
 async def test_reschedule_during_the_sleep_moves_the_publish(schedule, new_delay: timedelta) -> None:
     run = await schedule(timedelta(days=30))
