@@ -184,6 +184,13 @@ async def _product_burst(bench: Bench) -> dict[str, Any]:
         "duplicates": duplicates,
         "exactly_once": exactly_once,
         "cpu_during_drain": cpu.to_json(),
+        # What the sandbox served from a second before the instant until the last publish: the finishing calls
+        # (permalink, first comment) of the posts already out share it with the publishes still to go.
+        "calls_until_last_publish": await _calls_between(
+            bench, instant - timedelta(seconds=1), instant + timedelta(seconds=publish_drain)
+        )
+        if lags
+        else {},
         # The last post to go out: which steps it queued in after the instant.
         "last_published_timeline": await timeline(
             bench.temporal, post_workflow_id(int(last["id"])), instant, until_activity="publish"
@@ -264,6 +271,16 @@ async def _floor(bench: Bench) -> dict[str, Any]:
         "sandbox_media": len(truth),
         "cpu_during_calls": cpu.to_json(),
     }
+
+
+async def _calls_between(bench: Bench, start: datetime, end: datetime) -> dict[str, int]:
+    """The sandbox's calls that began between ``start`` and ``end``, counted by endpoint."""
+    counts: Counter[str] = Counter()
+    for call in await bench.sandbox.calls():
+        began = datetime.fromisoformat(call["started_at"])
+        if start <= began <= end:
+            counts[call["endpoint"]] += 1
+    return dict(counts.most_common())
 
 
 def _load() -> list[float]:
