@@ -523,10 +523,11 @@ class InstagramActivities(InstagramInterface):
             raise as_application_error(error) from None
         except GraphAPIError as error:
             raise as_application_error(error) from None
-        observe_publish_lag(context.post.publish_at)
+        answered = datetime.now(UTC)
+        observe_publish_lag(context.post.publish_at, answered)
         # The media id is the proof of publication: it is stored before anything else can fail.
         await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media.id)
-        return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id)
+        return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id, published_at=answered)
 
     @activity.defn
     @marks_account_on_auth_error

@@ -416,6 +416,9 @@ class PublishOutcome(StrEnum):
 class PublishResult:
     outcome: PublishOutcome
     media_id: str | None
+    # When Instagram's answer to this media_publish call came back: when the post went live. None when nothing was
+    # sent (ALREADY_PUBLISHED) and in results recorded before it.
+    published_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -466,6 +469,9 @@ class FinishInput:
     # Published: the publish time the run ended with, when a publish-now accepted while the call was held moved it
     # (the database had it already otherwise). None from runs recorded before it was sent.
     publish_at: datetime | None = None
+    # Published: when Instagram answered the media_publish call (PublishResult.published_at); None when it is not
+    # known (the outcome was settled by reading the container), and the post is then published as of its marking.
+    published_at: datetime | None = None
 
 
 # --- Activity interfaces -----------------------------------------------------------------------------------------

@@ -324,10 +324,17 @@ def publish(
     media_id: str | None,
     permalink: str | None,
     publish_at: datetime | None = None,
+    published_at: datetime | None = None,
 ) -> bool:
     """``publish_at``: the time the post went out for, when a publish-now moved it after the post began publishing
-    (the date filters then find the post where it was published)."""
-    values: dict[str, Any] = {"published_at": _now(), "error_code": None, "error_message": None}
+    (the date filters then find the post where it was published). ``published_at``: when Instagram answered the
+    publish call (the post is marked published after its permalink and first comment, later still in a burst);
+    else now."""
+    values: dict[str, Any] = {
+        "published_at": published_at or _now(),
+        "error_code": None,
+        "error_message": None,
+    }
     if publish_at is not None:
         values["publish_at"] = publish_at
     if media_id:
@@ -374,6 +381,7 @@ def end_run(connection: Connection, ending: FinishInput, dedupe_key: str) -> boo
             media_id=ending.media_id,
             permalink=ending.permalink,
             publish_at=ending.publish_at,
+            published_at=ending.published_at,
         )
     if ending.status is PostStatus.FAILED:
         return fail(

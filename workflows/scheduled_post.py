@@ -314,6 +314,8 @@ class ScheduledPostWorkflow:
         self._holding_until: datetime | None = None
         self._hold_broken_by: tuple[PostSignal, str] | None = None
         self._publish_task_queue: str | None = None
+        # When Instagram answered the publish call that made the post live (PublishResult.published_at).
+        self._went_live_at: datetime | None = None
 
     # --- messages --------------------------------------------------------------------------------------------
 
@@ -739,6 +741,7 @@ class ScheduledPostWorkflow:
                 media_id=media_id,
                 permalink=permalink,
                 publish_at=self._moved_while_held,
+                published_at=self._went_live_at,
             )
         )
         self._set_status(PostStatus.PUBLISHED)
@@ -935,6 +938,7 @@ class ScheduledPostWorkflow:
             if published.outcome is PublishOutcome.ALREADY_PUBLISHED and published.media_id is None:
                 _status, media_id = await self._reconcile(container_id, attempted_at)
                 return media_id
+            self._went_live_at = published.published_at
             return published.media_id
 
     async def _publish_container_until_deadline(self, container_id: str) -> str | None:
@@ -993,6 +997,7 @@ class ScheduledPostWorkflow:
             if published.outcome is PublishOutcome.ALREADY_PUBLISHED and published.media_id is None:
                 _status, media_id = await self._reconcile(container_id, attempted_at)
                 return media_id
+            self._went_live_at = published.published_at
             return published.media_id
 
     async def _reconcile(
@@ -1275,6 +1280,7 @@ class ScheduledPostWorkflow:
                 media_id=media_id,
                 permalink=permalink,
                 publish_at=self._moved_while_held,
+                published_at=self._went_live_at,
             )
         )
         self._set_status(PostStatus.PUBLISHED)

@@ -270,17 +270,46 @@ async def _floor(bench: Bench) -> dict[str, Any]:
         "publish_lag_max_ms": round(max(lags) * 1000, 1) if lags else None,
         "sandbox_media": len(truth),
         "cpu_during_calls": cpu.to_json(),
+        "calls_until_last_publish": await _calls_between(
+            bench, instant - timedelta(seconds=1), instant + timedelta(seconds=max(lags))
+        )
+        if lags
+        else {},
     }
 
 
-async def _calls_between(bench: Bench, start: datetime, end: datetime) -> dict[str, int]:
-    """The sandbox's calls that began between ``start`` and ``end``, counted by endpoint."""
+async def _calls_between(bench: Bench, start: datetime, end: datetime) -> dict[str, Any]:
+    """The sandbox's calls that began between ``start`` and ``end``, counted by endpoint; and for media_publish,
+    when the calls arrived after the instant (``start`` + 1 s) and how long the sandbox took to answer each:
+    late arrivals mean the sender was slow, long answers the sandbox."""
     counts: Counter[str] = Counter()
+    arrived: list[float] = []
+    served: list[float] = []
+    instant = start + timedelta(seconds=1)
     for call in await bench.sandbox.calls():
         began = datetime.fromisoformat(call["started_at"])
-        if start <= began <= end:
-            counts[call["endpoint"]] += 1
-    return dict(counts.most_common())
+        if not start <= began <= end:
+            continue
+        counts[call["endpoint"]] += 1
+        if call["endpoint"] == "media_publish":
+            arrived.append((began - instant).total_seconds())
+            if call.get("duration_ms") is not None:
+                served.append(call["duration_ms"] / 1000)
+
+    def spread(values: list[float]) -> dict[str, float] | None:
+        if not values:
+            return None
+        return {
+            "p50_ms": round(percentile(values, 50) * 1000, 1),
+            "p99_ms": round(percentile(values, 99) * 1000, 1),
+            "max_ms": round(max(values) * 1000, 1),
+        }
+
+    return {
+        "by_endpoint": dict(counts.most_common()),
+        "media_publish_arrival_after_instant": spread(arrived),
+        "media_publish_answer_time": spread(served),
+    }
 
 
 def _load() -> list[float]:

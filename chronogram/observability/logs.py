@@ -303,9 +303,14 @@ def log_outcome(outcome: Outcome) -> None:
 
 
 def _lag_seconds(outcome: Outcome) -> float | None:
+    """From the publish time to when the post went live (Instagram's answer), else to when it was marked so."""
     if outcome.publish_at is None:
         return None
+    zone = outcome.change.occurred_at.tzinfo
     publish_at = outcome.publish_at
     if publish_at.tzinfo is None:
-        publish_at = publish_at.replace(tzinfo=outcome.change.occurred_at.tzinfo)
-    return round((outcome.change.occurred_at - publish_at).total_seconds(), 3)
+        publish_at = publish_at.replace(tzinfo=zone)
+    live = outcome.published_at or outcome.change.occurred_at
+    if live.tzinfo is None:
+        live = live.replace(tzinfo=zone)
+    return round((live - publish_at).total_seconds(), 3)

@@ -167,6 +167,8 @@ class Outcome:
     change: StatusChange
     account_id: int | None
     publish_at: datetime | None
+    # When Instagram answered the post's media_publish (None for other outcomes).
+    published_at: datetime | None = None
 
 
 OutcomeListener = Callable[[Outcome], None]
@@ -190,17 +192,17 @@ def install_transition_metrics(*listeners: OutcomeListener) -> None:
     event.listen(Pool, "reset", _on_reset)
 
 
-_OUTCOME_QUERY = select(_POSTS.c.account_id, _POSTS.c.publish_at)
+_OUTCOME_QUERY = select(_POSTS.c.account_id, _POSTS.c.publish_at, _POSTS.c.published_at)
 
 
 def _on_change(connection: Connection, change: StatusChange) -> None:
-    account_id = publish_at = None
+    account_id = publish_at = published_at = None
     if change.to_status in OUTCOME_STATUSES:
         # One primary-key read, for outcomes only (a few per post).
         row = connection.execute(_OUTCOME_QUERY.where(_POSTS.c.id == change.post_id)).first()
         if row is not None:
-            account_id, publish_at = row[0], row[1]
-    connection.info.setdefault(_PENDING, []).append(Outcome(change, account_id, publish_at))
+            account_id, publish_at, published_at = row[0], row[1], row[2]
+    connection.info.setdefault(_PENDING, []).append(Outcome(change, account_id, publish_at, published_at))
 
 
 def _on_commit(connection: Connection) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlmodel import Session
 
 from chronogram import lifecycle
-from chronogram.contracts import ErrorType
+from chronogram.contracts import ErrorType, FinishInput
 from chronogram.crypto import TokenCipher
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.lifecycle import DedupeKey, IllegalTransition, PostMissing, StatusChange, Transition
@@ -347,3 +347,31 @@ def test_publish_calls_are_recorded_in_one_statement_and_missing_posts_named(
     assert stored == "run-1/1"
     with engine.begin() as connection:
         assert lifecycle.record_publish_calls(connection, []) == set()
+
+
+def test_a_published_post_went_live_when_instagram_answered_not_when_it_was_marked(
+    engine: Engine, new_post: int
+) -> None:
+    """The run ends published after its permalink and first comment (under a burst, a minute later): published_at
+    is the answer's time it carries; without one (an outcome settled by reading the container), the marking's."""
+    _run(engine, "begin", new_post)
+    answered = datetime.now(UTC) - timedelta(seconds=42)
+    ending = FinishInput(
+        post_id=new_post, status=PostStatus.PUBLISHED, media_id="18000000000000123", published_at=answered
+    )
+    with engine.begin() as connection:
+        assert lifecycle.end_run(connection, ending, f"{new_post}/run-1:published")
+    with engine.connect() as connection:
+        stored = connection.execute(select(_POSTS.c.published_at).where(_POSTS.c.id == new_post)).scalar_one()
+    assert (stored if stored.tzinfo else stored.replace(tzinfo=UTC)) == answered
+
+
+def test_a_post_published_without_the_answers_time_is_published_as_of_its_marking(
+    engine: Engine, new_post: int
+) -> None:
+    _run(engine, "begin", new_post)
+    before = datetime.now(UTC)
+    _run(engine, "publish", new_post, key="run-1:2")
+    with engine.connect() as connection:
+        stored = connection.execute(select(_POSTS.c.published_at).where(_POSTS.c.id == new_post)).scalar_one()
+    assert before <= (stored if stored.tzinfo else stored.replace(tzinfo=UTC)) <= datetime.now(UTC)
