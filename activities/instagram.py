@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.account_status import marks_account_on_auth_error
 from activities.media import rendition_key
+from activities.publish_records import Column, PublishRecords
 from activities.rows import post_media, post_not_found
 from chronogram import lifecycle
 from chronogram.contracts import (
@@ -217,48 +218,6 @@ _CREDENTIALS_QUERY = select(
 ).where(InstagramAccount.id.in_(bindparam("ids", expanding=True)))  # type: ignore[union-attr]
 
 
-class _PublishCallLog:
-    """Records that media_publish calls are about to be sent (posts.last_publish_call), by group commit: each
-    caller waits until its record is committed, and the records that arrive while one transaction is written go
-    together in the next. At a burst's instant the calls then wait for a few writes, not for one each in turn."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._pending: list[tuple[int, str, asyncio.Future[None]]] = []
-        self._writing: asyncio.Task[None] | None = None
-
-    async def record(self, post_id: int, call: str) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((post_id, call, done))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_pending())
-        await done
-
-    async def _write_pending(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                missing = await asyncio.to_thread(
-                    self._write, [(post_id, call) for post_id, call, _ in batch]
-                )
-            except Exception as error:  # the batch's callers fail alike, as each would have alone
-                for _post_id, _call, done in batch:
-                    if not done.done():
-                        done.set_exception(error)
-                continue
-            for post_id, _call, done in batch:
-                if done.done():
-                    continue  # its activity was cancelled meanwhile
-                if post_id in missing:
-                    done.set_exception(post_not_found(post_id))
-                else:
-                    done.set_result(None)
-
-    def _write(self, batch: list[tuple[int, str]]) -> set[int]:
-        with self._engine.begin() as connection:
-            return lifecycle.record_publish_calls(connection, batch)
-
-
 def _account_disconnected(post_id: int) -> ApplicationError:
     return ApplicationError(
         f"the Instagram account of post {post_id} was disconnected",
@@ -338,7 +297,7 @@ class InstagramActivities(InstagramInterface):
         self._storage = storage
         self._bucket = bucket
         self._cipher = cipher
-        self._calls = _PublishCallLog(engine)
+        self._records = PublishRecords(engine)
         self._credentials = _CredentialReads(engine, cipher)
 
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
@@ -404,7 +363,7 @@ class InstagramActivities(InstagramInterface):
         except GraphAPIError as error:
             raise as_application_error(error) from None
         if media_id and not context.post.ig_media_id:
-            await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media_id)
+            await self._records.published(request.post_id, Column.MEDIA_ID, media_id)
         return ReconcileResult(status_code=status.status_code, media_id=media_id, call_sent=call_sent)
 
     async def _find_published_media(
@@ -435,7 +394,7 @@ class InstagramActivities(InstagramInterface):
         except GraphAPIError as error:
             raise as_application_error(error) from None
         if media.permalink:
-            await asyncio.to_thread(self._save_post, request.post_id, permalink=media.permalink)
+            await self._records.published(request.post_id, Column.PERMALINK, media.permalink)
         return PermalinkResult(permalink=media.permalink)
 
     # --- mutations ---------------------------------------------------------------------------------------------
@@ -512,7 +471,7 @@ class InstagramActivities(InstagramInterface):
             )
         # Recorded after the hold (a worker killed while holding sent nothing, and its retry knows it), in one
         # transaction with the other calls of the same moment: a burst's calls wait for one write, not one each.
-        await self._calls.record(request.post_id, call)
+        await self._records.call_about_to_be_sent(request.post_id, call)
         try:
             media = await self._graph.publish(
                 ig_user_id=ig_user_id, container_id=request.container_id, access_token=token
@@ -526,7 +485,7 @@ class InstagramActivities(InstagramInterface):
         answered = datetime.now(UTC)
         observe_publish_lag(context.post.publish_at, answered)
         # The media id is the proof of publication: it is stored before anything else can fail.
-        await asyncio.to_thread(self._save_post, request.post_id, ig_media_id=media.id)
+        await self._records.published(request.post_id, Column.MEDIA_ID, media.id)
         return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id, published_at=answered)
 
     @activity.defn
@@ -545,7 +504,7 @@ class InstagramActivities(InstagramInterface):
             # commenting, then retried) may have left the comment without its id stored.
             for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
                 if comment.text == message and comment.username in (None, context.username):
-                    await asyncio.to_thread(self._save_post, request.post_id, ig_first_comment_id=comment.id)
+                    await self._records.published(request.post_id, Column.FIRST_COMMENT_ID, comment.id)
                     return FirstCommentResult(comment_id=comment.id, created=False)
             comment = await self._graph.create_comment(
                 media_id=request.media_id, message=message, access_token=token
@@ -555,7 +514,7 @@ class InstagramActivities(InstagramInterface):
             raise _checked_retry(error) from None
         except GraphAPIError as error:
             raise as_application_error(error) from None
-        await asyncio.to_thread(self._save_post, request.post_id, ig_first_comment_id=comment.id)
+        await self._records.published(request.post_id, Column.FIRST_COMMENT_ID, comment.id)
         return FirstCommentResult(comment_id=comment.id, created=True)
 
     # --- helpers -----------------------------------------------------------------------------------------------
@@ -655,20 +614,3 @@ class InstagramActivities(InstagramInterface):
                 )
             except lifecycle.PostMissing as missing:
                 raise post_not_found(missing.post_id) from None
-
-    def _save_post(
-        self,
-        post_id: int,
-        *,
-        ig_media_id: str | None = None,
-        permalink: str | None = None,
-        ig_first_comment_id: str | None = None,
-    ) -> None:
-        with self._engine.begin() as connection:
-            lifecycle.record_published(
-                connection,
-                post_id=post_id,
-                media_id=ig_media_id,
-                permalink=permalink,
-                first_comment_id=ig_first_comment_id,
-            )

@@ -514,6 +514,10 @@ _SAVE_PUBLISHED = {
     column: update(_POSTS).where(_POSTS.c.id == bindparam("post"))
     for column in ("ig_media_id", "permalink", "ig_first_comment_id")
 }
+_SAVE_MANY_PUBLISHED = {
+    column: update(_POSTS).where(_POSTS.c.id == bindparam("post")).values({column: bindparam("value")})
+    for column in _SAVE_PUBLISHED
+}
 
 
 def record_published(
@@ -533,6 +537,15 @@ def record_published(
     ):
         if value is not None:
             connection.execute(_SAVE_PUBLISHED[column].values({column: value}), {"post": post_id})
+
+
+def record_many_published(connection: Connection, column: str, values: Sequence[tuple[int, str]]) -> None:
+    """``record_published`` for many posts at once, one column (``ig_media_id``, ``permalink`` or
+    ``ig_first_comment_id``) and one statement: ``(post id, value)`` each."""
+    if values:
+        connection.execute(
+            _SAVE_MANY_PUBLISHED[column], [{"post": post_id, "value": value} for post_id, value in values]
+        )
 
 
 # --- internals ------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ query) and the single-column writes after a Graph call, on a real SQLite databas
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -13,6 +14,7 @@ from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
 
 from activities.instagram import InstagramActivities
+from activities.publish_records import Column, PublishRecords
 from chronogram.contracts import ErrorType
 from chronogram.crypto import TokenCipher
 from chronogram.enums import PostStatus, PostType
@@ -56,19 +58,32 @@ def test_a_deleted_post_is_not_found_and_not_retried(seeded: tuple[InstagramActi
     assert raised.value.type == ErrorType.POST_NOT_FOUND and raised.value.non_retryable
 
 
-def test_saving_after_a_graph_call_changes_only_the_named_columns(
+async def test_the_records_of_a_publish_change_only_their_columns_together(
     seeded: tuple[InstagramActivities, Seeder, int],
 ) -> None:
-    activities, seeder, account_id = seeded
+    """Calls about to be sent and what Instagram answered, from many activities at once, are committed by group
+    commit: each caller returns once its own record is in; a call for a post that is gone is refused."""
+    _activities, seeder, account_id = seeded
     publish_at = datetime.now(UTC) + timedelta(hours=1)
     post_id = seeder.post(account_id, PostSeed(PostType.IMAGE, [], publish_at, caption="kept"))
     other_id = seeder.post(account_id, PostSeed(PostType.IMAGE, [], publish_at, caption="other"))
+    burst = [seeder.post(account_id, PostSeed(PostType.IMAGE, [], publish_at)) for _ in range(20)]
+    records = PublishRecords(seeder.engine)
 
-    activities._save_post(post_id, ig_media_id="18000000000000001", permalink="https://instagram.test/p/abc/")
+    await asyncio.gather(
+        records.published(post_id, Column.MEDIA_ID, "18000000000000001"),
+        records.published(post_id, Column.PERMALINK, "https://instagram.test/p/abc/"),
+        *(records.call_about_to_be_sent(each, f"run-{each}/1") for each in burst),
+    )
+    with pytest.raises(ApplicationError) as gone:
+        await records.call_about_to_be_sent(987654, "run-x/1")
+    assert gone.value.type == ErrorType.POST_NOT_FOUND
 
     with Session(seeder.engine) as session:
         post, other = session.get(Post, post_id), session.get(Post, other_id)
         assert post is not None and other is not None
         assert (post.ig_media_id, post.permalink) == ("18000000000000001", "https://instagram.test/p/abc/")
         assert post.caption == "kept" and post.status is PostStatus.SCHEDULED
-        assert (other.ig_media_id, other.permalink) == (None, None)
+        assert (other.ig_media_id, other.permalink, other.last_publish_call) == (None, None, None)
+        calls = {each: session.get(Post, each).last_publish_call for each in burst}  # type: ignore[union-attr]
+    assert calls == {each: f"run-{each}/1" for each in burst}
