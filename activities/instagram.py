@@ -8,6 +8,7 @@ an ``ApplicationError`` whose type is the error's stable ``kind``, so workflows 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -23,6 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.account_status import marks_account_on_auth_error
+from activities.held_calls import HeldCalls
 from activities.media import rendition_key
 from activities.publish_records import Column, PublishRecords
 from activities.rows import post_media, post_not_found
@@ -143,6 +145,10 @@ def _hold_beats(now: datetime, end: datetime) -> list[datetime]:
     return beats[::-1]
 
 
+# A held call answered waits for the others held for the same instant at most until this long after it
+# (activities/held_calls.py), and heartbeats not meanwhile: the hold's last beat (_LAST_CALL before the instant)
+# plus this stay within the workflow's 10 s heartbeat timeout.
+_SETTLE_AT_MOST = timedelta(seconds=5)
 # How long before a held call's instant its token is read again (see InstagramActivities.publish).
 _TOKEN_READ_AHEAD = timedelta(seconds=1)
 
@@ -298,6 +304,7 @@ class InstagramActivities(InstagramInterface):
         self._bucket = bucket
         self._cipher = cipher
         self._records = PublishRecords(engine)
+        self._held = HeldCalls()
         self._credentials = _CredentialReads(engine, cipher)
 
     # --- reads: retried freely by the workflow's policies ------------------------------------------------------
@@ -453,40 +460,61 @@ class InstagramActivities(InstagramInterface):
                 type=ErrorType.OUTCOME_UNKNOWN,
                 non_retryable=True,
             )
-        if request.not_before is not None and request.not_before - datetime.now(UTC) > 2 * _TOKEN_READ_AHEAD:
-            # A long hold: the token read above may be refreshed or replaced (a reconnect) before the instant, so
-            # it is read again just ahead of it, off the instant itself.
-            await _hold_until(request.not_before - _TOKEN_READ_AHEAD)
-            credentials = await self._credentials.read(context.post.account_id)
-            if credentials is None:
-                raise _account_disconnected(request.post_id)
-            ig_user_id, token = credentials.ig_user_id, credentials.token.get_secret_value()
-        await _hold_until(request.not_before)
-        if request.deadline is not None and datetime.now(UTC) > request.deadline:
-            raise ApplicationError(
-                f"the post's deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC passed before media_publish was "
-                "sent; nothing was published",
-                type=ErrorType.PUBLISH_DEADLINE_PASSED,
-                non_retryable=True,
-            )
-        # Recorded after the hold (a worker killed while holding sent nothing, and its retry knows it), in one
-        # transaction with the other calls of the same moment: a burst's calls wait for one write, not one each.
-        await self._records.call_about_to_be_sent(request.post_id, call)
-        try:
-            media = await self._graph.publish(
-                ig_user_id=ig_user_id, container_id=request.container_id, access_token=token
-            )
-        except OutcomeUnknownError as error:
-            if error.underlying is ErrorClass.THROTTLED:
-                raise _checked_retry(error, unannounced_wait=_THROTTLED_PUBLISH_WAIT) from None
-            raise as_application_error(error) from None
-        except GraphAPIError as error:
-            raise as_application_error(error) from None
+        instant = request.not_before
+        # Counted from the hold until the answer: see activities/held_calls.py.
+        with self._held.call(instant) if instant is not None else contextlib.nullcontext():
+            if instant is not None and instant - datetime.now(UTC) > 2 * _TOKEN_READ_AHEAD:
+                # A long hold: the token read above may be refreshed or replaced (a reconnect) before the instant,
+                # so it is read again just ahead of it, off the instant itself.
+                await _hold_until(instant - _TOKEN_READ_AHEAD)
+                credentials = await self._credentials.read(context.post.account_id)
+                if credentials is None:
+                    raise _account_disconnected(request.post_id)
+                ig_user_id, token = credentials.ig_user_id, credentials.token.get_secret_value()
+            await _hold_until(instant)
+            if request.deadline is not None and datetime.now(UTC) > request.deadline:
+                raise ApplicationError(
+                    f"the post's deadline {request.deadline:%Y-%m-%d %H:%M:%S} UTC passed before media_publish was "
+                    "sent; nothing was published",
+                    type=ErrorType.PUBLISH_DEADLINE_PASSED,
+                    non_retryable=True,
+                )
+            # Recorded after the hold (a worker killed while holding sent nothing, and its retry knows it), in
+            # one transaction with the other calls of the same moment: a burst's calls wait for a few writes.
+            await self._records.call_about_to_be_sent(request.post_id, call)
+            try:
+                media = await self._graph.publish(
+                    ig_user_id=ig_user_id, container_id=request.container_id, access_token=token
+                )
+            except OutcomeUnknownError as error:
+                if error.underlying is ErrorClass.THROTTLED:
+                    raise _checked_retry(error, unannounced_wait=_THROTTLED_PUBLISH_WAIT) from None
+                raise as_application_error(error) from None
+            except GraphAPIError as error:
+                raise as_application_error(error) from None
         answered = datetime.now(UTC)
         observe_publish_lag(context.post.publish_at, answered)
         # The media id is the proof of publication: it is stored before anything else can fail.
         await self._records.published(request.post_id, Column.MEDIA_ID, media.id)
+        if instant is not None:
+            await self._after_the_other_held_calls(instant)
         return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id, published_at=answered)
+
+    async def _after_the_other_held_calls(self, instant: datetime) -> None:
+        """Waits until the other calls held for ``instant`` in this process are answered (_SETTLE_AT_MOST after it
+        at most), without heartbeats: the last one of the hold was just before the instant, within the workflow's
+        heartbeat timeout of this wait's end. A cancellation is not for this activity any more: the post is live,
+        and its workflow must have the answer."""
+        beats = _BEATS.get()
+        if beats is not None:
+            beats.paused = True
+        try:
+            await self._held.all_answered(instant, at_most_until=instant + _SETTLE_AT_MOST)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if beats is not None:
+                beats.paused = False
 
     @activity.defn
     @marks_account_on_auth_error
