@@ -142,7 +142,10 @@ class PostOut(BaseModel):
     ig_media_id: str | None = Field(description="Instagram's id of the published media")
     permalink: str | None
     error: PostError | None = Field(description="Why the post failed, if it did")
-    published_at: datetime | None
+    published_at: datetime | None = Field(
+        description="When Instagram answered its media_publish call: when the post went live (its permalink and "
+        "first comment come after it); null until then"
+    )
     template_id: int | None = Field(
         description="The template its caption was rendered from; null if none, or once the template is deleted"
     )
