@@ -511,40 +511,18 @@ def record_publish_calls(connection: Connection, calls: Sequence[tuple[int, str]
 
 # Built once: it runs for every post at its publish time.
 _SAVE_PUBLISHED = {
-    column: update(_POSTS).where(_POSTS.c.id == bindparam("post"))
+    column: update(_POSTS).where(_POSTS.c.id == bindparam("post")).values({column: bindparam("value")})
     for column in ("ig_media_id", "permalink", "ig_first_comment_id")
 }
-_SAVE_MANY_PUBLISHED = {
-    column: update(_POSTS).where(_POSTS.c.id == bindparam("post")).values({column: bindparam("value")})
-    for column in _SAVE_PUBLISHED
-}
-
-
-def record_published(
-    connection: Connection,
-    *,
-    post_id: int,
-    media_id: str | None = None,
-    permalink: str | None = None,
-    first_comment_id: str | None = None,
-) -> None:
-    """What Instagram gave back while publishing: the media id (the proof of publication, stored before anything
-    else can fail), its permalink, the first comment's id. Each is written alone, by the call that learnt it."""
-    for column, value in (
-        ("ig_media_id", media_id),
-        ("permalink", permalink),
-        ("ig_first_comment_id", first_comment_id),
-    ):
-        if value is not None:
-            connection.execute(_SAVE_PUBLISHED[column].values({column: value}), {"post": post_id})
 
 
 def record_many_published(connection: Connection, column: str, values: Sequence[tuple[int, str]]) -> None:
-    """``record_published`` for many posts at once, one column (``ig_media_id``, ``permalink`` or
-    ``ig_first_comment_id``) and one statement: ``(post id, value)`` each."""
+    """What Instagram gave back while publishing, for many posts in one statement: one column (``ig_media_id``, the
+    proof of publication, stored before anything else can fail; ``permalink``; ``ig_first_comment_id``) and
+    ``(post id, value)`` each."""
     if values:
         connection.execute(
-            _SAVE_MANY_PUBLISHED[column], [{"post": post_id, "value": value} for post_id, value in values]
+            _SAVE_PUBLISHED[column], [{"post": post_id, "value": value} for post_id, value in values]
         )
 
 
