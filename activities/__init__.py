@@ -44,7 +44,13 @@ def build_activities(
     worker's Graph API circuit breakers (none: every call is sent); ``on_graph_call`` hears of every Graph API call
     (the worker's metrics); ``publish_task_queue``: where held publishes run (a worker there must run
     ``held_publish_activities``)."""
-    store = PostStore(engine, settings.default_max_lateness_seconds, publish_task_queue)
+    store = PostStore(
+        engine,
+        settings.default_max_lateness_seconds,
+        publish_task_queue,
+        wake_spacing_ms=settings.worker_burst_wake_spacing_ms,
+        wake_lead_max_seconds=settings.worker_burst_wake_lead_max_seconds,
+    )
     media = MediaActivities(storage, settings.media_bucket, engine)
     graph = GraphClient.from_settings(http, settings, breakers=breakers, on_call=on_graph_call)
     cipher = TokenCipher.from_settings(settings)

@@ -136,13 +136,21 @@ def keeps_heartbeat(method: F) -> F:
 
 
 def _hold_beats(now: datetime, end: datetime) -> list[datetime]:
-    """When a hold from ``now`` until ``end`` heartbeats: _HOLD_BEAT_EVERY apart, the last _LAST_CALL before it."""
+    """When a hold from ``now`` until ``end`` heartbeats: _HOLD_BEAT_EVERY apart counted from the hold's start,
+    then once more _LAST_CALL before ``end``. Counted from the start, the beats of a burst's holds (which begin
+    one after the other, see workflows/scheduled_post.py) are spread over time; counted back from the shared
+    instant, a thousand of them reached the server at the same moments, every _HOLD_BEAT_EVERY, while the rest
+    of the burst was waking."""
+    last = end - _LAST_CALL
+    if last <= now:
+        return []
     beats: list[datetime] = []
-    beat = end - _LAST_CALL
-    while beat > now:
+    beat = now + _HOLD_BEAT_EVERY
+    while beat < last:
         beats.append(beat)
-        beat -= _HOLD_BEAT_EVERY
-    return beats[::-1]
+        beat += _HOLD_BEAT_EVERY
+    beats.append(last)
+    return beats
 
 
 # A held call answered waits for the others held for the same instant at most until this long after it

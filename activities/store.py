@@ -42,10 +42,14 @@ class PostStore(PostStoreInterface):
         engine: Engine,
         default_max_lateness_seconds: int = DEFAULT_MAX_LATENESS_SECONDS,
         publish_task_queue: str | None = None,
+        wake_spacing_ms: int | None = None,
+        wake_lead_max_seconds: int | None = None,
     ) -> None:
         self._engine = engine
         self._default_max_lateness = default_max_lateness_seconds
         self._publish_task_queue = publish_task_queue
+        self._wake_spacing_ms = wake_spacing_ms
+        self._wake_lead_max_seconds = wake_lead_max_seconds
 
     @activity.defn
     def load_plan(self, request: PostRef) -> PublishPlan:
@@ -66,6 +70,8 @@ class PostStore(PostStoreInterface):
                 max_lateness_seconds=lateness,
                 due_together=due_together,
                 due_before=due_before,
+                wake_spacing_ms=self._wake_spacing_ms,
+                wake_lead_max_seconds=self._wake_lead_max_seconds,
                 publish_task_queue=self._publish_task_queue,
             )
 

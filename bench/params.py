@@ -99,9 +99,11 @@ FULL = Params(
     punctuality_lead_s=45,
     burst_posts=1000,
     burst_accounts=100,
-    # Creating and preparing 1,000 posts takes 60-80 s on two cores: all must be ready at the instant.
-    burst_lead_s=120,
-    burst_bare_lead_s=40,
+    # Creating and preparing 1,000 posts takes 100-120 s on two cores (dev server or production server), and the
+    # wake-ups begin up to 75 s ahead: all must be prepared before they begin.
+    burst_lead_s=210,
+    # The bare workflows run their 4 activities before the timer: 1,000 of them take 60-80 s on the production server.
+    burst_bare_lead_s=90,
     idle_posts=10_000,
     idle_window_s=60,
     idle_settle_s=20,

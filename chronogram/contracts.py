@@ -325,6 +325,11 @@ class PublishPlan:
     # How many of those were created before it (smaller ids): its rank in the burst, known as soon as it exists,
     # whichever moment the plan is read. The wake-ups of a burst are spread by it. 0 in plans recorded before it.
     due_before: int = 0
+    # The pace of a burst's wake-ups: each post wakes this much earlier per post ranked before it
+    # (CHRONOGRAM_WORKER_BURST_WAKE_SPACING_MS), and at most this long ahead
+    # (CHRONOGRAM_WORKER_BURST_WAKE_LEAD_MAX_SECONDS). None in plans recorded before they were settings: 25 ms, 60 s.
+    wake_spacing_ms: int | None = None
+    wake_lead_max_seconds: int | None = None
     # Where the worker runs held publishes (PUBLISH_TASK_QUEUE); None: on the workflow's own queue (test workers).
     publish_task_queue: str | None = None
 

@@ -190,8 +190,19 @@ class Settings(BaseSettings):
         default_factory=lambda: [WorkerRole.POSTS, WorkerRole.NOTIFICATIONS], min_length=1
     )
     # How long a workflow task waits for the worker that ran the workflow last (its sticky queue) before any worker
-    # may take it: a killed worker's posts resume elsewhere after this, not after the SDK's 10 s.
-    worker_sticky_queue_timeout: timedelta = timedelta(seconds=2)
+    # may take it: a killed worker's posts resume elsewhere after this, not after the SDK's 10 s. Not shorter: a task
+    # that times out there goes to the shared queue with the workflow's whole history, to be replayed from the
+    # start, and in a burst on the production server 2 s made a busy (not dead) worker's tasks time out, their
+    # replays made more of them time out, and a few posts waited a minute (bench/README.md, burst). 5 s stays
+    # within the 10 s heartbeat timeout that bounds a dead worker's activities anyway.
+    worker_sticky_queue_timeout: timedelta = timedelta(seconds=5)
+    # The pace of a burst (posts due in the same second): each post is marked publishing, quota-checked and its
+    # call held this much earlier per post due with it and created before it, from 10 s ahead, at most the lead
+    # max ahead. The pace is what the stack sustains for a post's three workflow tasks and two activities; 60 ms
+    # keeps up on two cores with the production server on PostgreSQL (bench/README.md, burst). A bigger stack can
+    # take a smaller one; the lead max must stay under the held call's longest hold (90 s).
+    worker_burst_wake_spacing_ms: int = Field(default=60, ge=1, le=1000)
+    worker_burst_wake_lead_max_seconds: int = Field(default=75, ge=10, le=85)
 
     # Publishing: how late outages may make a post whose account and post set no max lateness of their own.
     default_max_lateness_seconds: int = Field(default=24 * 3600, ge=0)

@@ -117,9 +117,16 @@ async def _product_burst(bench: Bench) -> dict[str, Any]:
     posts, _latencies = await create_posts(bench, bodies, label=NAME)
     post_ids = [int(post["id"]) for post in posts]
 
+    # How long before the instant the last post was prepared: the wake-ups of a burst begin up to the longest lead
+    # ahead (75 s by default), and should not meet preparation still under way.
+    all_prepared_ahead_s: float | None = None
+
     async def prepared() -> tuple[bool, str]:
+        nonlocal all_prepared_ahead_s
         ready = await in_thread(bench.db.prepared, post_ids)
         until = (instant - datetime.now(UTC)).total_seconds()
+        if ready == len(post_ids) and all_prepared_ahead_s is None:
+            all_prepared_ahead_s = round(until, 1)
         return until <= 0, f"{ready}/{len(post_ids)} prepared, instant in {max(until, 0):.0f} s"
 
     await wait_for(
@@ -170,6 +177,7 @@ async def _product_burst(bench: Bench) -> dict[str, Any]:
         "accounts": len(accounts),
         "instant": _iso(instant),
         "prepared_at_instant": prepared_at_instant,
+        "all_prepared_ahead_s": all_prepared_ahead_s,
         "statuses": await in_thread(bench.db.statuses, post_ids),
         "completed_workflows": len(closed),
         "drain_to_last_publish_s": round(publish_drain, 3),

@@ -168,10 +168,12 @@ def test_the_plan_counts_the_posts_due_together_and_those_created_before(
         session.commit()
     second = post(instant + timedelta(milliseconds=500))
     third = post(instant)
-    store = PostStore(sqlite_engine)
+    store = PostStore(sqlite_engine, wake_spacing_ms=60, wake_lead_max_seconds=75)
     plans = {post_id: store.load_plan(PostRef(post_id)) for post_id in (third, first, second)}
     assert {post_id: (plan.due_together, plan.due_before) for post_id, plan in plans.items()} == {
         first: (3, 0),
         second: (3, 1),
         third: (3, 2),
     }
+    # The burst's pace, a worker setting, travels in the plan: the workflow's lead is the same on replay.
+    assert {(plan.wake_spacing_ms, plan.wake_lead_max_seconds) for plan in plans.values()} == {(60, 75)}

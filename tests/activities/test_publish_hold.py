@@ -36,8 +36,23 @@ async def test_the_hold_is_bounded_when_clocks_disagree(monkeypatch: pytest.Monk
 def test_a_hold_beats_on_a_schedule_that_ends_just_before_the_call() -> None:
     now = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
     beats = instagram._hold_beats(now, now + timedelta(seconds=14))
-    assert beats == [now + timedelta(seconds=s) for s in (1.5, 7.5, 13.5)]
+    assert beats == [now + timedelta(seconds=s) for s in (6, 12, 13.5)]
+    assert instagram._hold_beats(now, now + timedelta(seconds=12.5)) == [
+        now + timedelta(seconds=s) for s in (6, 12)
+    ]
     assert instagram._hold_beats(now, now + timedelta(seconds=0.4)) == []
+
+
+def test_holds_begun_apart_beat_apart_until_their_last_call() -> None:
+    instant = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
+    starts = [instant - timedelta(seconds=30) + timedelta(milliseconds=250 * rank) for rank in range(20)]
+    beats = [instagram._hold_beats(start, instant) for start in starts]
+    assert all(schedule[-1] == instant - timedelta(seconds=0.5) for schedule in beats)
+    before_last = {beat for schedule in beats for beat in schedule[:-1]}
+    assert len(before_last) == sum(len(schedule) - 1 for schedule in beats), "no two holds beat together"
+    for start, schedule in zip(starts, beats, strict=True):
+        gaps = [later - earlier for earlier, later in zip([start, *schedule], schedule, strict=False)]
+        assert max(gaps) <= timedelta(seconds=6)
 
 
 @instagram.keeps_heartbeat

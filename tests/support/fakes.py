@@ -79,6 +79,9 @@ class Script:
     holds_publish: bool = False
     # The plan's rank in a burst (PublishPlan.due_before): posts due in the same second created before this one.
     due_before: int = 0
+    # The plan's burst pace (PublishPlan.wake_spacing_ms, wake_lead_max_seconds); None: as plans read before them.
+    wake_spacing_ms: int | None = None
+    wake_lead_max_seconds: int | None = None
 
 
 @dataclass
@@ -140,6 +143,8 @@ class FakeWorld:
                 max_lateness_seconds=world.script.max_lateness_seconds,
                 due_together=world.script.due_before + 1,
                 due_before=world.script.due_before,
+                wake_spacing_ms=world.script.wake_spacing_ms,
+                wake_lead_max_seconds=world.script.wake_lead_max_seconds,
             )
 
         @activity.defn(name="begin_publishing")

@@ -50,13 +50,23 @@ async def test_carousel_creates_children_then_parent(schedule) -> None:
     assert run.world.published == ["c4"]
 
 
-@pytest.mark.parametrize("due_before", [0, 400, 5000])
-async def test_a_burst_wakes_its_posts_one_after_the_other(schedule, due_before: int) -> None:
+@pytest.mark.parametrize(
+    ("due_before", "spacing_ms", "lead_max_s"),
+    [(0, None, None), (400, None, None), (5000, None, None), (400, 60, 75), (1100, 60, 75), (3, 1000, 12)],
+)
+async def test_a_burst_wakes_its_posts_one_after_the_other(
+    schedule, due_before: int, spacing_ms: int | None, lead_max_s: int | None
+) -> None:
     """A post begins publishing ahead of its time by a lead that grows with the posts due in the same second
-    created before it (25 ms each, from 10 s, at most 60 s): the burst's workflow tasks come at a steady pace."""
-    run = await schedule(timedelta(hours=2), Script(due_before=due_before))
+    created before it (the plan's pace each, from 10 s, at most the plan's longest lead): the burst's workflow
+    tasks come at a steady pace. Plans read before the pace was a setting: 25 ms each, at most 60 s."""
+    script = Script(due_before=due_before, wake_spacing_ms=spacing_ms, wake_lead_max_seconds=lead_max_s)
+    run = await schedule(timedelta(hours=2), script)
     assert (await run.handle.result()).status is PostStatus.PUBLISHED
-    lead = min(timedelta(seconds=10) + due_before * timedelta(milliseconds=25), timedelta(seconds=60))
+    lead = min(
+        timedelta(seconds=10) + due_before * timedelta(milliseconds=spacing_ms or 25),
+        timedelta(seconds=lead_max_s or 60),
+    )
     assert run.publish_at - lead <= run.begin_time() < run.publish_at - lead + timedelta(seconds=1)
     assert run.world.called("publish")[0].arg.not_before == run.publish_at
 
