@@ -249,5 +249,11 @@ async def test_a_post_due_after_its_token_would_have_expired_twice_publishes(
     assert len(await sandbox.published(account.ig_user_id)) == 1
     assert stored_token(services, account_id) != first
     body = await detail(user, account_id)
-    assert body["status"] == "active"
+    # "expiring" may show for the moment between a refresh being due and being done (every 4 s here).
+    assert body["status"] in {"active", "expiring"}, body
     assert len([event for event in body["events"] if event["kind"] == "token_refreshed"]) >= 2
+
+    async def active() -> bool:
+        return bool((await detail(user, account_id))["status"] == "active")
+
+    assert await until(active, within=TOKEN_LIFETIME.total_seconds())
