@@ -15,37 +15,57 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+
+@dataclass
+class _Instant:
+    """The calls held for one instant: how many are open, and the waits for them to be answered, one gate per
+    bound. A burst's thousand waiters share a gate (and its one timer): each waiting with a timeout of its own,
+    the timeouts of a burst that outlasted its bound cancelled a thousand waits at once, a tenth of the worker's
+    time in a profile of the benchmark's burst."""
+
+    open: int = 0
+    gates: dict[datetime, tuple[asyncio.Event, asyncio.TimerHandle]] = field(default_factory=dict)
+
+    def release_all(self) -> None:
+        for gate, timer in self.gates.values():
+            timer.cancel()
+            gate.set()
+        self.gates.clear()
 
 
 class HeldCalls:
     def __init__(self) -> None:
-        self._open: dict[datetime, int] = {}
-        self._answered: dict[datetime, asyncio.Event] = {}
+        self._instants: dict[datetime, _Instant] = {}
 
     @contextmanager
     def call(self, instant: datetime) -> Iterator[None]:
         """Around one held call, from its hold until its answer (or its failure, or its cancellation)."""
-        self._open[instant] = self._open.get(instant, 0) + 1
-        self._answered.setdefault(instant, asyncio.Event())
+        held = self._instants.setdefault(instant, _Instant())
+        held.open += 1
         try:
             yield
         finally:
-            self._open[instant] -= 1
-            if not self._open[instant]:
-                del self._open[instant]
-                self._answered.pop(instant).set()
+            held.open -= 1
+            if not held.open:
+                del self._instants[instant]
+                held.release_all()
 
     def open_calls(self, instant: datetime) -> int:
-        return self._open.get(instant, 0)
+        held = self._instants.get(instant)
+        return held.open if held is not None else 0
 
     async def all_answered(self, instant: datetime, *, at_most_until: datetime) -> None:
         """Until every call held for ``instant`` has its answer, or ``at_most_until``."""
-        answered = self._answered.get(instant)
+        held = self._instants.get(instant)
         left = (at_most_until - datetime.now(UTC)).total_seconds()
-        if answered is None or left <= 0:
+        if held is None or left <= 0:
             return
-        try:
-            await asyncio.wait_for(answered.wait(), left)
-        except TimeoutError:
-            pass
+        gate = held.gates.get(at_most_until)
+        if gate is None:
+            event = asyncio.Event()
+            gate = event, asyncio.get_running_loop().call_later(left, event.set)
+            held.gates[at_most_until] = gate
+        await gate[0].wait()

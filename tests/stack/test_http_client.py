@@ -1,5 +1,6 @@
 """The HTTP client the worker and the API call Instagram with: no import is attempted per request, and the
-worker's transport of small pools serves as many requests at once as it has connections.
+worker's transport of small pools serves as many requests at once as it has connections, and queues the rest
+itself, in order, within their pool timeout.
 
 httpcore asks sniffio which event loop runs on every lock and event it creates. Without sniffio installed, each
 ask is a failed import, which Python does not cache: a search of sys.path on disk, a quarter of a request's CPU.
@@ -40,6 +41,8 @@ class _Server:
 
     def __init__(self, hold: int = 0) -> None:
         self.connections = 0
+        self.answering = 0
+        self.most_at_once = 0
         self._waiting = 0
         self._hold = hold
         self._all_arrived = asyncio.Event()
@@ -49,9 +52,13 @@ class _Server:
         try:
             while await reader.readuntil(b"\r\n\r\n"):
                 self._waiting += 1
+                self.answering += 1
+                self.most_at_once = max(self.most_at_once, self.answering)
                 if self._waiting >= self._hold:
                     self._all_arrived.set()
                 await self._all_arrived.wait()
+                await asyncio.sleep(0.001)
+                self.answering -= 1
                 writer.write(_RESPONSE)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionResetError):
@@ -105,3 +112,55 @@ async def test_the_sharded_transport_counts_out_early_closes_and_failures() -> N
             await http.get(f"http://127.0.0.1:{port}/")  # the unread response closed its connection
         assert transport.in_flight == [0, 0]
     assert server.connections == 1
+
+
+async def test_the_sharded_transport_queues_requests_beyond_its_connections_itself() -> None:
+    server = _Server(hold=10)
+    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    transport = ShardedTransport(connections=10)
+    async with listener, httpx.AsyncClient(transport=transport) as http:
+        responses = await asyncio.wait_for(asyncio.gather(*(http.get(url) for _ in range(300))), timeout=20)
+        assert [response.status_code for response in responses] == [200] * 300
+        assert transport.in_flight == [0]
+    assert server.connections == 10
+    assert server.most_at_once == 10
+
+
+async def test_a_request_waiting_for_a_connection_times_out_or_is_cancelled_without_taking_one() -> None:
+    answer = asyncio.Event()
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                await answer.wait()
+                writer.write(_RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            pass
+        writer.close()
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    transport = ShardedTransport(connections=1)
+    async with listener, httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10, pool=0.2)) as http:
+        first = asyncio.create_task(http.get(url))  # takes the one connection, unanswered for now
+        await asyncio.sleep(0.1)
+        with pytest.raises(httpx.PoolTimeout):
+            await http.get(url)
+        waiting = asyncio.create_task(http.get(url))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert transport.in_flight == [1]
+        second = asyncio.create_task(http.get(url))  # waits its turn, then is served
+        await asyncio.sleep(0.05)
+        answer.set()
+        assert [(await first).status_code, (await second).status_code] == [200, 200]
+        assert transport.in_flight == [0]
+        (await http.get(url)).raise_for_status()
+    assert connections == 1
