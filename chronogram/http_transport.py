@@ -1,50 +1,47 @@
-"""An httpx transport made of several small connection pools instead of one large one.
+"""An httpx transport made of one-connection pools, with its own queue for the requests beyond them.
 
-httpcore's pool, on every request it starts and every response it releases, walks its connections and, for each
-idle one, counts them all again (encode/httpcore#1035): its CPU per request grows with the square of its size.
-The worker keeps a keep-alive connection per activity slot, 100 by default, and at that size the walk was half of
-the CPU of a Graph API call: 2.6-3.0 ms per request against a local server, 0.5-0.64 ms in pools of 16
-(bench/README.md).
-
-Requests beyond the connections wait here, in order, for one to be free: not in httpcore's queue, which it walks,
-with every connection, on each request it queues and each response it releases. At a burst's instant, a thousand
-publish calls queued on 100 connections spent a quarter of the worker's time in that walk before most were sent.
+httpcore's pool, on every request it queues and every response it releases, walks its queue against its
+connections, and checks each idle connection's socket on the way (encode/httpcore#1035): its CPU per request
+grows with its connections and its queue. The worker keeps a keep-alive connection per activity slot, 100 by
+default. In one pool of 100 the walk was half of the CPU of a Graph API call (2.6-3.0 ms per request against a
+local server); in pools of 16 it still was, once a burst's instant queued a thousand publish calls on them (a
+quarter of the worker's time before most calls were sent). Here each connection is a pool of its own, and a
+request takes a free one from a list or waits, first come first served, for one to be released: 1.0-1.3 ms per
+request in a thousand at once against 1.8-2.4 ms in pools of 16 (bench/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-POOL_SIZE = 16
-
 
 class ShardedTransport(httpx.AsyncBaseTransport):
-    """``connections`` keep-alive connections in pools of at most ``POOL_SIZE``. At most ``connections`` requests
-    are in flight; each goes to the pool with the fewest, which has a free connection. The others wait for one
-    (first come, first served) at most the request's pool timeout, as they would in httpcore's queue."""
+    """``connections`` keep-alive connections, each in a pool of its own. At most ``connections`` requests are in
+    flight; the others wait for a connection at most the request's pool timeout, as they would in httpcore's
+    queue. The connection freed last is used first, so that a light load keeps reusing a few warm ones."""
 
     def __init__(self, *, connections: int, **transport_options: Any) -> None:
-        count = math.ceil(connections / POOL_SIZE)
-        size = math.ceil(connections / count)
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits, **transport_options) for _ in range(count)]
-        self._in_flight = [0] * count
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self._pools = [
+            httpx.AsyncHTTPTransport(limits=limits, **transport_options) for _ in range(connections)
+        ]
+        self._idle = list(reversed(range(connections)))
+        self._busy = [False] * connections
         self._free = asyncio.Semaphore(connections)
 
     @property
-    def in_flight(self) -> list[int]:
-        """Requests sent and not yet released, per pool."""
-        return list(self._in_flight)
+    def in_flight(self) -> int:
+        """Requests sent and not yet released."""
+        return sum(self._busy)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._admit(request)
-        index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
-        self._in_flight[index] += 1
+        index = self._idle.pop()  # admitted: one is free
+        self._busy[index] = True
         try:
             response = await self._pools[index].handle_async_request(request)
         except BaseException:
@@ -65,7 +62,8 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             raise httpx.PoolTimeout(f"no connection free within {timeout} s", request=request) from None
 
     def _release(self, index: int) -> None:
-        self._in_flight[index] -= 1
+        self._busy[index] = False
+        self._idle.append(index)
         self._free.release()
 
     async def aclose(self) -> None:
@@ -74,7 +72,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that counts its request out of its pool when closed (httpx closes every response)."""
+    """A response body that gives its connection back when closed (httpx closes every response)."""
 
     def __init__(self, stream: httpx.AsyncByteStream, transport: ShardedTransport, index: int) -> None:
         self._stream = stream
