@@ -8,6 +8,12 @@ local server); in pools of 16 it still was, once a burst's instant queued a thou
 quarter of the worker's time before most calls were sent). Here each connection is a pool of its own, and a
 request takes a free one from a list or waits, first come first served, for one to be released: 1.0-1.3 ms per
 request in a thousand at once against 1.8-2.4 ms in pools of 16 (bench/README.md).
+
+A connection idle for KEEPALIVE_EXPIRY is not used again but replaced. A server closes an idle connection after
+a keep-alive timeout of its own (5 s for uvicorn, the sandbox's server, as httpx's default expiry): a request sent
+on a connection near that age can meet the close, and a media_publish that did (httpx ReadError after sending)
+has an unknown outcome, settled only by reading the container a while later. A busy server makes that window
+wider: at a burst's instant it reads the requests late, and closes the connections whose time came meanwhile.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from typing import Any
 
 import httpx
 
+# Well under the keep-alive timeouts of servers (5 s and up); reconnecting costs a handshake.
+KEEPALIVE_EXPIRY = 2.0
+
 
 class ShardedTransport(httpx.AsyncBaseTransport):
     """``connections`` keep-alive connections, each in a pool of its own. At most ``connections`` requests are in
@@ -25,7 +34,9 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     queue. The connection freed last is used first, so that a light load keeps reusing a few warm ones."""
 
     def __init__(self, *, connections: int, **transport_options: Any) -> None:
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        limits = httpx.Limits(
+            max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY
+        )
         self._pools = [
             httpx.AsyncHTTPTransport(limits=limits, **transport_options) for _ in range(connections)
         ]

@@ -1,6 +1,6 @@
 """The HTTP client the worker and the API call Instagram with: no import is attempted per request, and the
 worker's transport of small pools serves as many requests at once as it has connections, and queues the rest
-itself, in order, within their pool timeout.
+itself, in order, within their pool timeout; a connection idle for long is replaced, not reused.
 
 httpcore asks sniffio which event loop runs on every lock and event it creates. Without sniffio installed, each
 ask is a failed import, which Python does not cache: a search of sys.path on disk, a quarter of a request's CPU.
@@ -18,7 +18,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from chronogram.http_transport import ShardedTransport
+from chronogram.http_transport import KEEPALIVE_EXPIRY, ShardedTransport
 
 _RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -164,3 +164,19 @@ async def test_a_request_waiting_for_a_connection_times_out_or_is_cancelled_with
         assert transport.in_flight == 0
         (await http.get(url)).raise_for_status()
     assert connections == 1
+
+
+async def test_the_sharded_transport_replaces_a_connection_idle_for_its_keepalive_expiry() -> None:
+    server = _Server()
+    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    transport = ShardedTransport(connections=1)
+    async with listener, httpx.AsyncClient(transport=transport) as http:
+        (await http.get(url)).raise_for_status()
+        (await http.get(url)).raise_for_status()
+        assert server.connections == 1  # kept alive
+        # Idle past the expiry, but not past the 5 s after which a server like the sandbox's closes it.
+        await asyncio.sleep(2.3)
+        (await http.get(url)).raise_for_status()
+    assert server.connections == 2
+    assert KEEPALIVE_EXPIRY < 2.3
