@@ -180,3 +180,9 @@ async def test_the_sharded_transport_replaces_a_connection_idle_for_its_keepaliv
         (await http.get(url)).raise_for_status()
     assert server.connections == 2
     assert KEEPALIVE_EXPIRY < 2.3
+
+
+def test_the_sharded_transports_pools_share_one_tls_context() -> None:
+    transport = ShardedTransport(connections=50)
+    contexts = {id(pool._pool._ssl_context) for pool in transport._pools}
+    assert len(contexts) == 1
