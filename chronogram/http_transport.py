@@ -48,18 +48,16 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             for _ in range(connections)
         ]
         self._idle = list(reversed(range(connections)))
-        self._busy = [False] * connections
         self._free = asyncio.Semaphore(connections)
 
     @property
     def in_flight(self) -> int:
         """Requests sent and not yet released."""
-        return sum(self._busy)
+        return len(self._pools) - len(self._idle)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await self._admit(request)
         index = self._idle.pop()  # admitted: one is free
-        self._busy[index] = True
         try:
             response = await self._pools[index].handle_async_request(request)
         except BaseException:
@@ -80,7 +78,6 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             raise httpx.PoolTimeout(f"no connection free within {timeout} s", request=request) from None
 
     def _release(self, index: int) -> None:
-        self._busy[index] = False
         self._idle.append(index)
         self._free.release()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.abc
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
@@ -66,9 +66,16 @@ class _Server:
         writer.close()
 
 
+async def _listening(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> tuple[asyncio.Server, str]:
+    """A local server answering with ``serve``, and its URL."""
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return listener, f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+
+
 async def test_requests_attempt_no_imports() -> None:
-    listener = await asyncio.start_server(_Server().serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    listener, url = await _listening(_Server().serve)
     recorder = _ImportRecorder()
     async with listener, httpx.AsyncClient() as http:
         (await http.get(url)).raise_for_status()  # the first request may import what it needs once
@@ -85,8 +92,7 @@ async def test_the_sharded_transport_serves_as_many_requests_at_once_as_it_has_c
     # 40 connections, a pool each: each request must find a free connection, or the server, which
     # answers only once all 40 wait, would never answer.
     server = _Server(hold=40)
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    listener, url = await _listening(server.serve)
     transport = ShardedTransport(connections=40)
     async with listener, httpx.AsyncClient(transport=transport) as http:
         responses = await asyncio.wait_for(asyncio.gather(*(http.get(url) for _ in range(40))), timeout=10)
@@ -116,8 +122,7 @@ async def test_the_sharded_transport_counts_out_early_closes_and_failures() -> N
 
 async def test_the_sharded_transport_queues_requests_beyond_its_connections_itself() -> None:
     server = _Server(hold=10)
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    listener, url = await _listening(server.serve)
     transport = ShardedTransport(connections=10)
     async with listener, httpx.AsyncClient(transport=transport) as http:
         responses = await asyncio.wait_for(asyncio.gather(*(http.get(url) for _ in range(300))), timeout=20)
@@ -143,8 +148,7 @@ async def test_a_request_waiting_for_a_connection_times_out_or_is_cancelled_with
             pass
         writer.close()
 
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    listener, url = await _listening(serve)
     transport = ShardedTransport(connections=1)
     async with listener, httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10, pool=0.2)) as http:
         first = asyncio.create_task(http.get(url))  # takes the one connection, unanswered for now
@@ -168,8 +172,7 @@ async def test_a_request_waiting_for_a_connection_times_out_or_is_cancelled_with
 
 async def test_the_sharded_transport_replaces_a_connection_idle_for_its_keepalive_expiry() -> None:
     server = _Server()
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    listener, url = await _listening(server.serve)
     transport = ShardedTransport(connections=1)
     async with listener, httpx.AsyncClient(transport=transport) as http:
         (await http.get(url)).raise_for_status()
