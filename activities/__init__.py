@@ -86,7 +86,12 @@ def build_notification_activities(
     """Every notification activity the contracts declare: what the worker registers on the notifications' queue.
     ``executor``: the threads of their database calls (default: the event loop's)."""
     webhooks = WebhookActivities(
-        engine, http, TokenCipher.from_settings(settings), UrlPolicy.from_settings(settings), executor
+        engine,
+        http,
+        TokenCipher.from_settings(settings),
+        UrlPolicy.from_settings(settings),
+        executor,
+        retried_at_most=settings.webhook_retried_at_most,
     )
     email = EmailActivities(engine, settings)
     return [

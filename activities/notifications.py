@@ -18,7 +18,7 @@ import functools
 import smtplib
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,6 +68,9 @@ PUMP_POLL_SECONDS = 0.05
 # A pump's batches out at once, and the first attempts in one.
 PUMP_BATCHES = 4
 BATCH_LIMIT = 200
+# An endpoint's deliveries retried at once (Settings.webhook_retried_at_most): at this many the pump sends it no new
+# first attempt; while any is retried, no more first attempts are out at once than would reach it.
+RETRIED_AT_MOST = 20
 # A receiver's answer is not read beyond this: its body is never stored, only its status.
 _GONE = 410
 
@@ -100,8 +103,11 @@ class WebhookActivities(WebhookDeliveryInterface):
         cipher: TokenCipher,
         policy: UrlPolicy,
         executor: Executor | None = None,
+        *,
+        retried_at_most: int = RETRIED_AT_MOST,
     ) -> None:
         self._engine = engine
+        self._retried_at_most = retried_at_most
         self._http = http
         self._cipher = cipher
         self._policy = policy
@@ -192,9 +198,12 @@ class WebhookActivities(WebhookDeliveryInterface):
         ``PUMP_POLL_SECONDS`` (heartbeating), the first attempts of what it finds sent side by side at once, up to
         ``PUMP_BATCHES`` batches out; a post's next event goes when its previous one is recorded. A failed first
         attempt is recorded with its next retry (its post is held) and handed to the workflow, which retries it
-        alone: the pump then takes nothing new, and returns when its batches are in. Lost (a worker killed), it
-        is retried by Temporal after its heartbeat timeout: what it had out is still pending and sent again, the
-        same ``webhook-id``."""
+        alone: the pump then takes nothing new, and returns when its batches are in. An endpoint with deliveries
+        retried is suspect: no more first attempts go out at once than would bring its retried ones to
+        ``retried_at_most``, and at that many none does (the pump returns at once): its new events wait, pending,
+        until a retry succeeds, rather than each becoming a retried activity of the endpoint's workflow. Lost (a
+        worker killed), it is retried by Temporal after its heartbeat timeout: what it had out is still pending
+        and sent again, the same ``webhook-id``."""
         loop = asyncio.get_running_loop()
         began = idle_since = time.monotonic()
         out: dict[
@@ -225,7 +234,8 @@ class WebhookActivities(WebhookDeliveryInterface):
                     or time.monotonic() - began >= request.max_seconds
                 )
                 found = False
-                if not stopping and len(out) < PUMP_BATCHES:
+                room = self._room(retrying, out.values())
+                if not stopping and len(out) < PUMP_BATCHES and room > 0:
                     due = await loop.run_in_executor(
                         self._reader,
                         functools.partial(
@@ -234,7 +244,7 @@ class WebhookActivities(WebhookDeliveryInterface):
                             request.endpoint_id,
                             out_keys={key for keys in out.values() for key in keys.values()},
                             retrying_ids=retrying,
-                            limit=BATCH_LIMIT,
+                            limit=room,
                         ),
                     )
                     for delivery_id, key in due.orphans:
@@ -245,7 +255,8 @@ class WebhookActivities(WebhookDeliveryInterface):
                         idle_since = time.monotonic()
                         keys = dict(due.heads)
                         out[asyncio.create_task(self._send_batch(list(keys), request.retry))] = keys
-                if not out and (stopping or time.monotonic() - idle_since >= request.linger_seconds):
+                held = len(retrying) >= self._retried_at_most
+                if not out and (stopping or held or time.monotonic() - idle_since >= request.linger_seconds):
                     return PumpReport(
                         delivered=delivered,
                         retry_ids=list(retries),
@@ -263,6 +274,13 @@ class WebhookActivities(WebhookDeliveryInterface):
         finally:
             for batch in out:
                 batch.cancel()
+
+    def _room(self, retrying: Collection[int], out: Iterable[Collection[int]]) -> int:
+        """How many new first attempts a look may send: a batch's worth to an endpoint with none retried; to one
+        with some, what would bring them to ``retried_at_most`` if all that is out failed."""
+        if not retrying:
+            return BATCH_LIMIT
+        return min(BATCH_LIMIT, self._retried_at_most - len(retrying) - sum(len(keys) for keys in out))
 
     async def _send_batch(self, delivery_ids: list[int], retry: RetrySchedule) -> dict[int, DeliveryOutcome]:
         """The first attempts of these deliveries (those still pending), side by side, recorded together."""

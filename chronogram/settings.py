@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     webhook_retry_initial_seconds: float = Field(default=30.0, gt=0)
     webhook_retry_max_interval_seconds: float = Field(default=6 * 3600.0, gt=0)
     webhook_retry_window_seconds: float = Field(default=3 * 24 * 3600.0, gt=0)
+    # An endpoint's deliveries retried at once (each a Temporal activity of the endpoint's one workflow, on its own
+    # schedule). At this many, the endpoint is taken for failing: its new events wait, pending, until a retry
+    # succeeds, instead of each becoming a retried activity too. A receiver down through a burst of 1,000
+    # published posts made 1,000 pending activities in one workflow: every retry rewrote them all on the Temporal
+    # server, which spent a core on it (bench/README.md), and past Temporal's limit of 2,000 pending activities per
+    # workflow the endpoint's workflow could not go on at all.
+    webhook_retried_at_most: int = Field(default=20, ge=1, le=500)
     # After POST /v1/webhooks/{id}/rotate-secret, deliveries are signed with the old secret too for this long.
     webhook_secret_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
     # The worker's dispatcher: how often it reads new events from the outbox, and how often it sweeps for pending
