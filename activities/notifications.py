@@ -69,7 +69,7 @@ PUMP_POLL_SECONDS = 0.05
 PUMP_BATCHES = 4
 BATCH_LIMIT = 200
 # An endpoint's deliveries retried at once (Settings.webhook_retried_at_most): at this many the pump sends it no new
-# first attempt; while any is retried, no more first attempts are out at once than would reach it.
+# first attempt, and never more first attempts are out at once than could fail up to it (see _room).
 RETRIED_AT_MOST = 20
 # A receiver's answer is not read beyond this: its body is never stored, only its status.
 _GONE = 410
@@ -198,10 +198,10 @@ class WebhookActivities(WebhookDeliveryInterface):
         ``PUMP_POLL_SECONDS`` (heartbeating), the first attempts of what it finds sent side by side at once, up to
         ``PUMP_BATCHES`` batches out; a post's next event goes when its previous one is recorded. A failed first
         attempt is recorded with its next retry (its post is held) and handed to the workflow, which retries it
-        alone: the pump then takes nothing new, and returns when its batches are in. An endpoint with deliveries
-        retried is suspect: no more first attempts go out at once than would bring its retried ones to
-        ``retried_at_most``, and at that many none does (the pump returns at once): its new events wait, pending,
-        until a retry succeeds, rather than each becoming a retried activity of the endpoint's workflow. Lost (a
+        alone: the pump then takes nothing new, and returns when its batches are in. No more first attempts are
+        out at once than ``_room`` allows: at ``retried_at_most`` deliveries retried, none (the pump returns at
+        once), and the endpoint's new events wait, pending, until a retry succeeds, rather than each becoming a
+        retried activity of the endpoint's workflow. Lost (a
         worker killed), it is retried by Temporal after its heartbeat timeout: what it had out is still pending
         and sent again, the same ``webhook-id``."""
         loop = asyncio.get_running_loop()
@@ -234,7 +234,7 @@ class WebhookActivities(WebhookDeliveryInterface):
                     or time.monotonic() - began >= request.max_seconds
                 )
                 found = False
-                room = self._room(retrying, out.values())
+                room = self._room(retrying, out.values(), delivered)
                 if not stopping and len(out) < PUMP_BATCHES and room > 0:
                     due = await loop.run_in_executor(
                         self._reader,
@@ -275,12 +275,14 @@ class WebhookActivities(WebhookDeliveryInterface):
             for batch in out:
                 batch.cancel()
 
-    def _room(self, retrying: Collection[int], out: Iterable[Collection[int]]) -> int:
-        """How many new first attempts a look may send: a batch's worth to an endpoint with none retried; to one
-        with some, what would bring them to ``retried_at_most`` if all that is out failed."""
-        if not retrying:
-            return BATCH_LIMIT
-        return min(BATCH_LIMIT, self._retried_at_most - len(retrying) - sum(len(keys) for keys in out))
+    def _room(self, retrying: Collection[int], out: Iterable[Collection[int]], delivered: int) -> int:
+        """How many new first attempts a look may send, at most a batch: to an endpoint with deliveries retried,
+        what would bring them to ``retried_at_most`` if all that is out failed; to one with none, as many more
+        as the pump has delivered (a window that starts at ``retried_at_most`` and doubles with every round a
+        receiver answers), so that a receiver found dead gets no more than that."""
+        in_flight = sum(len(keys) for keys in out)
+        window = self._retried_at_most - len(retrying) if retrying else self._retried_at_most + delivered
+        return min(BATCH_LIMIT, window - in_flight)
 
     async def _send_batch(self, delivery_ids: list[int], retry: RetrySchedule) -> dict[int, DeliveryOutcome]:
         """The first attempts of these deliveries (those still pending), side by side, recorded together."""
