@@ -26,8 +26,13 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import build_activities, build_notification_activities, held_publish_activities
-from chronogram.contracts import NOTIFICATIONS_TASK_QUEUE, PUBLISH_TASK_QUEUE, TASK_QUEUE
+from activities import (
+    build_activities,
+    build_notification_activities,
+    held_publish_activities,
+    insights_activities,
+)
+from chronogram.contracts import INSIGHTS_TASK_QUEUE, NOTIFICATIONS_TASK_QUEUE, PUBLISH_TASK_QUEUE, TASK_QUEUE
 from chronogram.db import create_schema, make_engine
 from chronogram.http_transport import ShardedTransport
 from chronogram.instagram import BreakerRegistry
@@ -41,7 +46,7 @@ from chronogram.observability.worker_endpoint import PolledQueue, worker_endpoin
 from chronogram.settings import Settings, WorkerRole, get_settings
 from chronogram.storage import make_minio
 from chronogram.temporal import HEARTBEAT_THROTTLE, connect_temporal, worker_tuning, workflow_runner
-from workflows import NOTIFICATION_WORKFLOWS, WORKFLOWS
+from workflows import NOTIFICATION_WORKFLOWS, WORKFLOWS, PostMetricsWorkflow
 
 log = logging.getLogger("chronogram.worker")
 _NOTIFICATION_THREADS = 20
@@ -68,8 +73,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         if WorkerRole.POSTS in roles:
             # One circuit breaker per Graph API host for the whole process; its state is in the health checks.
             breakers = BreakerRegistry.from_settings(settings)
-            posts, held_publishes = await _post_workers(settings, client, engine, breakers, stack)
-            workers += [posts, held_publishes]
+            posts, held_publishes, insights = await _post_workers(settings, client, engine, breakers, stack)
+            workers += [posts, held_publishes, insights]
             scrape = functools.partial(refresh_circuit_gauges, breakers)
             queues += [
                 PolledQueue(TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, lambda: posts.is_running),
@@ -77,6 +82,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                     PUBLISH_TASK_QUEUE,
                     TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
                     lambda: held_publishes.is_running,
+                ),
+                PolledQueue(
+                    INSIGHTS_TASK_QUEUE, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, lambda: insights.is_running
                 ),
             ]
         dispatcher: Dispatcher | None = None
@@ -135,8 +143,8 @@ async def _post_workers(
     engine: Engine,
     breakers: BreakerRegistry | None,
     stack: contextlib.AsyncExitStack,
-) -> tuple[Worker, Worker]:
-    """The publishing workflows and their activities, and the held publishes."""
+) -> tuple[Worker, Worker, Worker]:
+    """The publishing workflows and their activities, the held publishes, and the published posts' insights."""
     timeout = httpx.Timeout(settings.graph_api_timeout_seconds, connect=10.0)
     # One connection per activity slot, all kept alive: with httpx's default of 20 idle connections, a burst of
     # publishes spent a sixth of the worker's time opening and closing connections (bench/README.md). In small
@@ -156,6 +164,7 @@ async def _post_workers(
         breakers=breakers,
         on_graph_call=count_graph_call,
         publish_task_queue=PUBLISH_TASK_QUEUE,
+        insights_task_queue=INSIGHTS_TASK_QUEUE,
     )
     worker = Worker(
         client,
@@ -176,7 +185,20 @@ async def _post_workers(
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
     )
-    return worker, held_publishes
+    # The insights: their own cache (see INSIGHTS_TASK_QUEUE), their reads on the same threads and Graph client.
+    insights = Worker(
+        client,
+        task_queue=INSIGHTS_TASK_QUEUE,
+        workflows=[PostMetricsWorkflow],
+        activities=insights_activities(activities),
+        activity_executor=executor,
+        max_cached_workflows=settings.worker_insights_cached_workflows,
+        # Never more tasks at once than the cache holds (the SDK refuses it).
+        max_concurrent_workflow_tasks=min(settings.worker_insights_cached_workflows, 100),
+        graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+        workflow_runner=workflow_runner(settings),
+    )
+    return worker, held_publishes, insights
 
 
 async def _notification_worker(

@@ -20,7 +20,13 @@ from activities.run_history import RunHistory
 from activities.series import SeriesActivities
 from activities.store import PostStore
 from chronogram.accounts import TokenSchedule
-from chronogram.contracts import ACTIVITY_INTERFACES, NOTIFICATION_ACTIVITY_INTERFACES, activity_names
+from chronogram.contracts import (
+    ACTIVITY_INTERFACES,
+    NOTIFICATION_ACTIVITY_INTERFACES,
+    TASK_QUEUE,
+    PostMetricsInterface,
+    activity_names,
+)
 from chronogram.crypto import TokenCipher
 from chronogram.instagram import BreakerRegistry, GraphClient
 from chronogram.instagram.client import CallHook
@@ -38,12 +44,14 @@ def build_activities(
     breakers: BreakerRegistry | None = None,
     on_graph_call: CallHook | None = None,
     publish_task_queue: str | None = None,
+    insights_task_queue: str = TASK_QUEUE,
 ) -> list[Callable[..., Any]]:
     """Every activity the contracts declare, bound to shared clients: what the worker registers. ``temporal``: the
     worker's client (a run reads its own history; a series starts its occurrences' workflows); ``breakers``: the
     worker's Graph API circuit breakers (none: every call is sent); ``on_graph_call`` hears of every Graph API call
     (the worker's metrics); ``publish_task_queue``: where held publishes run (a worker there must run
-    ``held_publish_activities``)."""
+    ``held_publish_activities``); ``insights_task_queue``: where published posts' PostMetricsWorkflows start (a
+    worker there must run them and ``insights_activities``; by default the posts' own queue, as test workers do)."""
     store = PostStore(
         engine,
         settings.default_max_lateness_seconds,
@@ -66,13 +74,19 @@ def build_activities(
             tokens,
             RunHistory(temporal),
             metrics,
-            PostMetricsStarter(temporal),
+            PostMetricsStarter(temporal, insights_task_queue),
             SeriesActivities(engine, temporal),
         )
         for interface in ACTIVITY_INTERFACES
         if isinstance(implementation, interface)
         for name in activity_names(interface)
     ]
+
+
+def insights_activities(activities: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """Of ``build_activities``' list, what the insights' worker runs (INSIGHTS_TASK_QUEUE)."""
+    names = set(activity_names(PostMetricsInterface))
+    return [function for function in activities if getattr(function, "__name__", "") in names]
 
 
 def held_publish_activities(activities: list[Callable[..., Any]]) -> list[Callable[..., Any]]:

@@ -23,6 +23,11 @@ TASK_QUEUE = "chronogram-posts"
 # The held publishes (the publish activity, held until publish_at): a queue of their own, on a worker of their own in
 # the same process, so that a burst of held calls takes none of the slots the other activities run in.
 PUBLISH_TASK_QUEUE = "chronogram-publish"
+# The published posts' insights (PostMetricsWorkflow and its activity): a queue of their own, on a worker of their own
+# in the same process with a small workflow cache, so that a burst's thousand new insights workflows, which then sleep
+# for an hour, never push the burst's posts out of the posts' cache (a post pushed out is replayed from its whole
+# history at its next step). PostMetricsWorkflows started before it run on TASK_QUEUE, which still registers them.
+INSIGHTS_TASK_QUEUE = "chronogram-insights"
 # The workflow's registered name: the API and the command line start it by this name, so that neither they nor
 # the core import the workflow code.
 SCHEDULED_POST_WORKFLOW = "ScheduledPostWorkflow"

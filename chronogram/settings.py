@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     # Slots of the held publishes (task queue chronogram-publish, asynchronous: no thread each): a post holds one
     # from its quota check, ahead of publish_at, until its call, so a burst of posts due together holds one each.
     worker_held_publish_slots: int = Field(default=2000, ge=1)
+    # The insights' workflows cached (task queue chronogram-insights): each sleeps an hour, a day, a week between its
+    # reads, so a few are enough; the posts' cache (worker_max_cached_workflows) is for the posts alone.
+    worker_insights_cached_workflows: int = Field(default=100, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Off by default: the sandbox doubles the memory and CPU of every cached workflow (bench/README.md), and the

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.deps import AppServices
-from chronogram.contracts import post_metrics_workflow_id
+from chronogram.contracts import INSIGHTS_TASK_QUEUE, post_metrics_workflow_id
 from chronogram.enums import MetricsCheckpoint, PostStatus, PostType
 from chronogram.models import Post, PostMetrics
 from sandbox.admin_client import SandboxAdmin
@@ -207,6 +207,8 @@ async def test_a_published_post_starts_its_metrics_workflow(
         except RPCError:  # not started yet
             await asyncio.sleep(0.2)
     assert description.status is WorkflowExecutionStatus.RUNNING
+    # On the insights' queue: their own worker and cache, never the posts'.
+    assert description.task_queue == INSIGHTS_TASK_QUEUE
 
     body = (await alice.client.get(f"/v1/posts/{post['id']}/metrics")).json()
     assert body["status"] == "published" and body["readings"] == []
