@@ -206,10 +206,6 @@ class Settings(BaseSettings):
     # replays made more of them time out, and a few posts waited a minute (bench/README.md, burst). 5 s stays
     # within the 10 s heartbeat timeout that bounds a dead worker's activities anyway.
     worker_sticky_queue_timeout: timedelta = timedelta(seconds=5)
-    # Task-queue polls scaled by the server's word (its backlog), instead of a fixed five per queue. Under a burst, a
-    # workflow task that timed out on the sticky queue waited on the shared one behind a fixed single poller (the
-    # SDK gives the shared queue a fifth of the polls): 16-100 s in the runs of bench/README.md, burst.
-    worker_poller_autoscaling: bool = False
     # The pace of a burst (posts due in the same second): each post is marked publishing, quota-checked and its
     # call held this much earlier per post due with it and created before it, from 10 s ahead, at most the lead
     # max ahead. The pace is what the stack sustains for a post's three workflow tasks and two activities; 60 ms

@@ -22,13 +22,7 @@ from temporalio.converter import (
 )
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import (
-    PollerBehavior,
-    PollerBehaviorAutoscaling,
-    PollerBehaviorSimpleMaximum,
-    UnsandboxedWorkflowRunner,
-    WorkflowRunner,
-)
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from chronogram.contracts import SEARCH_ATTRIBUTES
@@ -156,8 +150,6 @@ class WorkerTuning(TypedDict):
     max_cached_workflows: int
     graceful_shutdown_timeout: timedelta
     sticky_queue_schedule_to_start_timeout: timedelta
-    workflow_task_poller_behavior: PollerBehavior
-    activity_task_poller_behavior: PollerBehavior
     workflow_runner: WorkflowRunner
 
 
@@ -170,18 +162,8 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         max_cached_workflows=settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
         sticky_queue_schedule_to_start_timeout=settings.worker_sticky_queue_timeout,
-        workflow_task_poller_behavior=poller_behavior(settings),
-        activity_task_poller_behavior=poller_behavior(settings),
         workflow_runner=workflow_runner(settings),
     )
-
-
-def poller_behavior(settings: Settings) -> PollerBehavior:
-    """How many polls a worker keeps open on a task queue: scaled by the server's word (its backlog) with
-    ``worker_poller_autoscaling``, otherwise the SDK's fixed five."""
-    if settings.worker_poller_autoscaling:
-        return PollerBehaviorAutoscaling()
-    return PollerBehaviorSimpleMaximum()
 
 
 def workflow_runner(settings: Settings) -> WorkflowRunner:
