@@ -206,6 +206,12 @@ class Settings(BaseSettings):
     # replays made more of them time out, and a few posts waited a minute (bench/README.md, burst). 5 s stays
     # within the 10 s heartbeat timeout that bounds a dead worker's activities anyway.
     worker_sticky_queue_timeout: timedelta = timedelta(seconds=5)
+    # Workflow-task polls a worker keeps open, and the share of them on the shared queue (the rest on its sticky
+    # queue). A task that timed out on the sticky queue waits on the shared one, whose four partitions (Temporal's
+    # default) a single poll (the SDK's 5 x 0.2) visits one long poll at a time: under a burst such tasks waited
+    # 60-100 s there (bench/README.md, burst). Four polls on it cover the four partitions.
+    worker_workflow_task_polls: int = Field(default=8, ge=2)
+    worker_shared_queue_poll_share: float = Field(default=0.5, gt=0, le=1)
     # The pace of a burst (posts due in the same second): each post is marked publishing, quota-checked and its
     # call held this much earlier per post due with it and created before it, from 10 s ahead, at most the lead
     # max ahead. The pace is what the stack sustains for a post's three workflow tasks and two activities; 60 ms

@@ -22,7 +22,7 @@ from temporalio.converter import (
 )
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from chronogram.contracts import SEARCH_ATTRIBUTES
@@ -150,6 +150,8 @@ class WorkerTuning(TypedDict):
     max_cached_workflows: int
     graceful_shutdown_timeout: timedelta
     sticky_queue_schedule_to_start_timeout: timedelta
+    workflow_task_poller_behavior: PollerBehaviorSimpleMaximum
+    nonsticky_to_sticky_poll_ratio: float
     workflow_runner: WorkflowRunner
 
 
@@ -162,6 +164,8 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         max_cached_workflows=settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
         sticky_queue_schedule_to_start_timeout=settings.worker_sticky_queue_timeout,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_task_polls),
+        nonsticky_to_sticky_poll_ratio=settings.worker_shared_queue_poll_share,
         workflow_runner=workflow_runner(settings),
     )
 
