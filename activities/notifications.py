@@ -68,9 +68,6 @@ PUMP_POLL_SECONDS = 0.05
 # A pump's batches out at once, and the first attempts in one.
 PUMP_BATCHES = 4
 BATCH_LIMIT = 200
-# An endpoint's deliveries retried at once (Settings.webhook_retried_at_most): at this many the pump sends it no new
-# first attempt, and never more first attempts are out at once than could fail up to it (see _room).
-RETRIED_AT_MOST = 20
 # A receiver's answer is not read beyond this: its body is never stored, only its status.
 _GONE = 410
 
@@ -104,9 +101,11 @@ class WebhookActivities(WebhookDeliveryInterface):
         policy: UrlPolicy,
         executor: Executor | None = None,
         *,
-        retried_at_most: int = RETRIED_AT_MOST,
+        retried_at_most: int,
     ) -> None:
         self._engine = engine
+        # An endpoint's deliveries retried at once (Settings.webhook_retried_at_most): at this many the pump sends
+        # it no new first attempt, and never more first attempts are out at once than could fail up to it (_room).
         self._retried_at_most = retried_at_most
         self._http = http
         self._cipher = cipher
@@ -201,9 +200,8 @@ class WebhookActivities(WebhookDeliveryInterface):
         alone: the pump then takes nothing new, and returns when its batches are in. No more first attempts are
         out at once than ``_room`` allows: at ``retried_at_most`` deliveries retried, none (the pump returns at
         once), and the endpoint's new events wait, pending, until a retry succeeds, rather than each becoming a
-        retried activity of the endpoint's workflow. Lost (a
-        worker killed), it is retried by Temporal after its heartbeat timeout: what it had out is still pending
-        and sent again, the same ``webhook-id``."""
+        retried activity of the endpoint's workflow. Lost (a worker killed), it is retried by Temporal after its
+        heartbeat timeout: what it had out is still pending and sent again, the same ``webhook-id``."""
         loop = asyncio.get_running_loop()
         began = idle_since = time.monotonic()
         out: dict[
