@@ -21,6 +21,7 @@ from chronogram.contracts import (
 from chronogram.db import make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent
+from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAdmin
 from tests.engine.conftest import start_seeded
@@ -31,26 +32,38 @@ from workflows import ScheduledPostWorkflow
 pytestmark = pytest.mark.usefixtures("in_process_worker")
 
 BURST = 30
-# Enough for the burst to be created and prepared (rendered, containers FINISHED) on a busy two-core machine.
-LEAD = timedelta(seconds=35)
+# Enough for the burst's workflows to start and prepare (rendered, containers FINISHED) on a busy two-core machine.
+LEAD = timedelta(seconds=30)
 
 
 async def test_a_cancel_one_second_before_publish_at_stops_that_post_of_a_burst(
     engine_client: Client, seeder: Seeder, ig_account, sandbox_admin: SandboxAdmin, engine_settings: Settings
 ) -> None:
-    publish_at = datetime.now(UTC).replace(microsecond=0) + LEAD
     image = Upload.jpeg(1080, 1350)
-    started = await asyncio.gather(
+    # Seeded first (slow on a busy machine), then given its time: the burst's workflows get the whole lead.
+    seeds = [
+        PostSeed(
+            PostType.IMAGE, [image], datetime.now(UTC) + timedelta(hours=1), caption=f"burst post #{index}"
+        )
+        for index in range(BURST)
+    ]
+    post_ids = [await asyncio.to_thread(seeder.post, ig_account[1], seed) for seed in seeds]
+    publish_at = datetime.now(UTC).replace(microsecond=0) + LEAD
+    await asyncio.to_thread(seeder.move, post_ids, publish_at)
+    handles = await asyncio.gather(
         *(
-            start_seeded(
+            start_post_workflow(
                 engine_client,
-                seeder,
-                ig_account,
-                PostSeed(PostType.IMAGE, [image], publish_at, caption=f"burst post #{index}"),
+                post_id=post_id,
+                account_id=ig_account[1],
+                username=ig_account[0].username,
+                post_type=PostType.IMAGE,
+                publish_at=publish_at,
             )
-            for index in range(BURST)
+            for post_id in post_ids
         )
     )
+    started = list(zip(post_ids, handles, strict=True))
     target_id, target = started[BURST // 2]
 
     await asyncio.sleep((publish_at - timedelta(seconds=1) - datetime.now(UTC)).total_seconds())

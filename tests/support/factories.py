@@ -199,6 +199,14 @@ class Seeder:
             session.commit()
             return id_of(post)
 
+    def move(self, post_ids: list[int], publish_at: datetime) -> None:
+        """Set the publish time of posts seeded but not started yet: a burst seeded slowly still gets its whole
+        lead once its workflows start."""
+        with Session(self.engine) as session:
+            for post_id in post_ids:
+                session.get_one(Post, post_id).publish_at = publish_at
+            session.commit()
+
     def _store(self, session: Session, owner: User, upload: Upload) -> MediaAsset:
         media = add_media(session, owner, upload)
         self.storage.put_object(
