@@ -6,12 +6,28 @@ from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / ".data"
+
+
+def _seconds_or_iso(value: Any) -> Any:
+    """A duration from the environment: a plain number is seconds (``15``, ``2.5``), else ISO 8601 (``PT15S``).
+    Pydantic alone reads a string of digits as neither."""
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+# A duration setting: seconds or ISO 8601.
+Duration = Annotated[timedelta, BeforeValidator(_seconds_or_iso)]
 
 
 class LogFormat(StrEnum):
@@ -78,8 +94,8 @@ class Settings(BaseSettings):
     meta_app_secret: SecretStr = SecretStr("")
     # A long-lived token is refreshed this long before it expires (a refresh that fails is retried until then),
     # and never before it is token_refresh_min_age old (Meta refuses younger tokens). Seconds or ISO 8601.
-    token_refresh_lead: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
-    token_refresh_min_age: timedelta = Field(default=timedelta(hours=24), ge=timedelta(0))
+    token_refresh_lead: Duration = Field(default=timedelta(days=7), gt=timedelta(0))
+    token_refresh_min_age: Duration = Field(default=timedelta(hours=24), ge=timedelta(0))
     # A circuit breaker per Graph API host in each worker (chronogram/instagram/breaker.py). After
     # graph_breaker_failure_threshold consecutive failures (transport errors, timeouts, HTTP 5xx, Meta codes 1/2;
     # never throttles, auth or invalid requests) the worker stops sending that host calls for
@@ -192,7 +208,7 @@ class Settings(BaseSettings):
     # Off by default: the sandbox doubles the memory and CPU of every cached workflow (bench/README.md), and the
     # workflow code runs sandboxed in the test suites, where a non-deterministic call is caught before it ships.
     worker_workflow_sandbox: bool = False
-    worker_graceful_shutdown: timedelta = timedelta(seconds=30)
+    worker_graceful_shutdown: Duration = timedelta(seconds=30)
     # What this worker process runs; JSON, e.g. CHRONOGRAM_WORKER_ROLES='["notifications"]'. Both by default. The
     # notifications in a process of their own (one worker with ["posts"], one with ["notifications"]) are scaled,
     # restarted and watched apart from the posts.
@@ -205,13 +221,19 @@ class Settings(BaseSettings):
     # start, and in a burst on the production server 2 s made a busy (not dead) worker's tasks time out, their
     # replays made more of them time out, and a few posts waited a minute (bench/README.md, burst). 5 s stays
     # within the 10 s heartbeat timeout that bounds a dead worker's activities anyway.
-    worker_sticky_queue_timeout: timedelta = timedelta(seconds=5)
+    worker_sticky_queue_timeout: Duration = timedelta(seconds=5)
     # Workflow-task polls a worker keeps open, and the share of them on the shared queue (the rest on its sticky
     # queue). A task that timed out on the sticky queue waits on the shared one, whose four partitions (Temporal's
     # default) a single poll (the SDK's 5 x 0.2) visits one long poll at a time: under a burst such tasks waited
-    # 60-100 s there (bench/README.md, burst). Four polls on it cover the four partitions.
-    worker_workflow_task_polls: int = Field(default=8, ge=2)
+    # 60-100 s there. And each poll hands the worker one task per round trip to a busy server: with 8, a 1,000-post
+    # burst's workflow tasks waited 3-13 s to start on the sticky queue; with 16 (and the insights started with the
+    # finishing calls) the burst finished in 57-60 s instead of 83 (bench/README.md, burst).
+    worker_workflow_task_polls: int = Field(default=16, ge=2)
     worker_shared_queue_poll_share: float = Field(default=0.5, gt=0, le=1)
+    # Activity-task polls a worker keeps open on the posts' queue (the other queues keep the SDK's 5: the held
+    # publishes arrive spread over the wake-ups). With the SDK's 5, a 1,000-post burst's finishing calls waited
+    # 10-16 s to start, each running in 0.1-0.2 s; with 20, 0.1-0.2 s (bench/README.md, burst).
+    worker_activity_task_polls: int = Field(default=20, ge=1)
     # The pace of a burst (posts due in the same second): each post is marked publishing, quota-checked and its
     # call held this much earlier per post due with it and created before it, from 10 s ahead, at most the lead
     # max ahead. The pace is what the stack sustains for a post's three workflow tasks and two activities; 60 ms

@@ -151,6 +151,7 @@ class WorkerTuning(TypedDict):
     graceful_shutdown_timeout: timedelta
     sticky_queue_schedule_to_start_timeout: timedelta
     workflow_task_poller_behavior: PollerBehaviorSimpleMaximum
+    activity_task_poller_behavior: PollerBehaviorSimpleMaximum
     nonsticky_to_sticky_poll_ratio: float
     workflow_runner: WorkflowRunner
 
@@ -165,6 +166,7 @@ def worker_tuning(settings: Settings) -> WorkerTuning:
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
         sticky_queue_schedule_to_start_timeout=settings.worker_sticky_queue_timeout,
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_task_polls),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_task_polls),
         nonsticky_to_sticky_poll_ratio=settings.worker_shared_queue_poll_share,
         workflow_runner=workflow_runner(settings),
     )

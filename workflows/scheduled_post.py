@@ -153,6 +153,11 @@ _TEMPORAL_CANCEL_PATCH = "temporal-cancellation-cancels-the-post"
 # A published post's insights are read at +1 h, +24 h and +7 d by a PostMetricsWorkflow of its own, started by an
 # activity once the post is finished, so that this run still ends at publish (issue 17).
 _POST_METRICS_PATCH = "post-metrics"
+# Since issue 18: the insights workflow is started beside the permalink and first comment calls, one round of
+# workflow tasks earlier, and the patch is taken before the publish time (its marker, and the search attribute
+# update every patch brings, no longer fall in a burst's busiest seconds). A burst's posts finish in three workflow
+# tasks after their publish call, not four.
+_INSIGHTS_WITH_FINISHING_PATCH = "start-insights-with-the-finishing-calls"
 
 # --- Lateness deadline (issue 12), behind one patch taken as preparation begins ---------------------------------
 # Transient and throttled failures of Instagram, storage and the database delay a post until its deadline,
@@ -206,6 +211,11 @@ _SPREAD_WAKE_PER_POST = timedelta(milliseconds=25)
 _T = TypeVar("_T")
 # A call's retry policy and its time budget (schedule-to-close), as the deadline logic sets them.
 _Call = Callable[[RetryPolicy, timedelta | None], Awaitable[_T]]
+
+
+async def _false() -> bool:
+    """Nothing to wait for, in a gather: no first comment to post (none pending)."""
+    return False
 
 
 def _prompt(policy: RetryPolicy) -> RetryPolicy:
@@ -311,6 +321,7 @@ class ScheduledPostWorkflow:
         self._reconnects = 0
         # The held publish (_HOLD_PATCH): until when its call is held, and the signal accepted meanwhile.
         self._hold_mode = False
+        self._insights_with_finishing = False
         self._holding_until: datetime | None = None
         self._hold_broken_by: tuple[PostSignal, str] | None = None
         self._publish_task_queue: str | None = None
@@ -457,6 +468,7 @@ class ScheduledPostWorkflow:
             self._patched_for_punctuality and self._deadline_mode and workflow.patched(_HOLD_PATCH)
         )
         if self._hold_mode:
+            self._insights_with_finishing = workflow.patched(_INSIGHTS_WITH_FINISHING_PATCH)
             try:
                 media_id = await self._publish_held(plan, container_id)
             except _Cancelled:
@@ -480,10 +492,10 @@ class ScheduledPostWorkflow:
                 raise _PostFailed(_error_type(error), _error_message(error)) from None
         published_at = workflow.now()
         if self._deadline_mode:
-            result = await self._finish_published_until_deadline(plan, media_id)
+            result = await self._finish_published_until_deadline(plan, media_id, published_at)
         else:
             result = await self._finish_published(plan, media_id)
-        if media_id and workflow.patched(_POST_METRICS_PATCH):
+        if media_id and not self._insights_with_finishing and workflow.patched(_POST_METRICS_PATCH):
             await self._start_post_metrics(published_at)
         return result
 
@@ -1266,15 +1278,22 @@ class ScheduledPostWorkflow:
     # --- after publishing: best effort, never fails a live post -----------------------------------------------
 
     async def _finish_published_until_deadline(
-        self, plan: PublishPlan, media_id: str | None
+        self, plan: PublishPlan, media_id: str | None, published_at: datetime
     ) -> ScheduledPostResult:
-        """Permalink and first comment together; a first comment that Instagram keeps failing transiently is
-        retried (it looks for itself before each attempt) until the post's deadline, after the post is marked
-        published; only a refusal, or the deadline, leaves the post without it, recorded as such."""
+        """Permalink and first comment together (and the insights' start, _INSIGHTS_WITH_FINISHING_PATCH); a first
+        comment that Instagram keeps failing transiently is retried (it looks for itself before each attempt)
+        until the post's deadline, after the post is marked published; only a refusal, or the deadline, leaves the
+        post without it, recorded as such."""
         self._set_step(PublishStep.FINISHING)
         self._state.media_id = media_id
         comment_pending = False
-        if media_id and plan.has_first_comment:
+        if media_id and self._insights_with_finishing:
+            permalink, comment_pending, _ = await asyncio.gather(
+                self._fetch_permalink(media_id),
+                self._first_comment(media_id, _COMMENT_RETRY, None) if plan.has_first_comment else _false(),
+                self._start_post_metrics(published_at),
+            )
+        elif media_id and plan.has_first_comment:
             permalink, comment_pending = await asyncio.gather(
                 self._fetch_permalink(media_id), self._first_comment(media_id, _COMMENT_RETRY, None)
             )

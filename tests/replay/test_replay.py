@@ -27,6 +27,7 @@ from workflows.scheduled_post import (
     _DEADLINE_PATCH,
     _ERROR_CODE_PATCH,
     _HOLD_PATCH,
+    _INSIGHTS_WITH_FINISHING_PATCH,
     _MALFORMED_SIGNAL_PATCH,
     _POST_METRICS_PATCH,
     _PROMPT_RECHECK_PATCH,
@@ -48,7 +49,14 @@ BEFORE_POST_METRICS = HISTORY_DIR / "before-post-metrics"
 # Recorded just before the spread wake-ups, by the held publish's runs: the same patches as the current histories
 # but that one; like before-post-metrics, not counted by the marker-set tests of older patches.
 BEFORE_SPREAD_WAKE = HISTORY_DIR / "before-spread-wake"
-PATCHED_BEFORE = [path for path in HISTORIES if path.parent not in (BEFORE_POST_METRICS, BEFORE_SPREAD_WAKE)]
+# Recorded just before the insights were started beside the finishing calls: the same patches as the current
+# histories, with post-metrics in place of that one; not counted by the marker-set tests of older patches either.
+BEFORE_INSIGHTS_WITH_FINISHING = HISTORY_DIR / "before-insights-with-finishing"
+PATCHED_BEFORE = [
+    path
+    for path in HISTORIES
+    if path.parent not in (BEFORE_POST_METRICS, BEFORE_SPREAD_WAKE, BEFORE_INSIGHTS_WITH_FINISHING)
+]
 
 
 def _history(path: Path) -> WorkflowHistory:
@@ -210,15 +218,51 @@ def test_both_sides_of_the_hold_patch_are_recorded() -> None:
 
 def test_both_sides_of_the_post_metrics_patch_are_recorded() -> None:
     """Every run that published records the marker and the start_post_metrics activity (runs that failed or were
-    cancelled do not); the same scenarios recorded just before it (before-post-metrics/) replay without them."""
-    with_marker = {path.stem for path in CURRENT if _POST_METRICS_PATCH in _patches(path)}
-    unpublished = {path.stem for path in CURRENT if path.stem.startswith(("failed", "cancelled"))}
-    assert with_marker == {path.stem for path in CURRENT} - unpublished
+    cancelled do not); the same scenarios recorded just before it (before-post-metrics/) replay without them.
+    The runs of then are those of before-insights-with-finishing/ (the runs of today take that patch instead)."""
+    then = sorted(BEFORE_INSIGHTS_WITH_FINISHING.glob("*.json"))
+    with_marker = {path.stem for path in then if _POST_METRICS_PATCH in _patches(path)}
+    unpublished = {path.stem for path in then if path.stem.startswith(("failed", "cancelled"))}
+    assert with_marker == {path.stem for path in then} - unpublished
     before = sorted(BEFORE_POST_METRICS.glob("*.json"))
     assert {path.stem for path in before} == with_marker - _ADDED_WITH_THE_HOLD  # scenarios recorded since
     assert all(_POST_METRICS_PATCH not in _patches(path) for path in before)
-    assert all("start_post_metrics" in path.read_text() for path in CURRENT if path.stem in with_marker)
+    assert all("start_post_metrics" in path.read_text() for path in then if path.stem in with_marker)
     assert all("start_post_metrics" not in path.read_text() for path in before)
+
+
+def _scheduled(path: Path) -> list[str]:
+    """The activities a run scheduled, in order."""
+    return [
+        event["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for event in json.loads(path.read_text())["events"]
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    ]
+
+
+def test_both_sides_of_the_insights_with_finishing_patch_are_recorded() -> None:
+    """Every current run that held its call takes the patch before its publish time, and those that published
+    start their insights beside the permalink, before the post's ending is stored, without the post-metrics
+    marker; recorded just before it, the same runs started them after the ending, and still replay."""
+    held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
+    assert {path.stem for path in CURRENT if _INSIGHTS_WITH_FINISHING_PATCH in _patches(path)} == held_now
+    assert all(_POST_METRICS_PATCH not in _patches(path) for path in CURRENT if path.stem in held_now)
+    before = sorted(BEFORE_INSIGHTS_WITH_FINISHING.glob("*.json"))
+    assert before and all(_INSIGHTS_WITH_FINISHING_PATCH not in _patches(path) for path in before)
+    published_now = {
+        path.stem: _scheduled(path) for path in CURRENT if "start_post_metrics" in _scheduled(path)
+    }
+    published_then = {
+        path.stem: _scheduled(path) for path in before if "start_post_metrics" in _scheduled(path)
+    }
+    assert published_now and set(published_now) == set(published_then)
+    for stem, activities in published_now.items():
+        assert activities.index("fetch_permalink") < activities.index("start_post_metrics"), stem
+        assert activities.index("start_post_metrics") < activities.index("finish"), stem
+    assert all(
+        activities.index("start_post_metrics") > activities.index("finish")
+        for activities in published_then.values()
+    )
 
 
 def test_only_an_unclear_publish_left_finished_records_the_prompt_recheck_patch() -> None:
