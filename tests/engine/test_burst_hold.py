@@ -21,12 +21,12 @@ from chronogram.contracts import (
 from chronogram.db import make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent
-from chronogram.scheduling import start_post_workflow
 from chronogram.settings import Settings
 from sandbox.admin_client import SandboxAdmin
 from tests.engine.conftest import start_seeded
 from tests.support.factories import PostSeed, Seeder
 from tests.support.media import Upload
+from tests.support.publishing import start_stored
 from workflows import ScheduledPostWorkflow
 
 pytestmark = pytest.mark.usefixtures("in_process_worker")
@@ -52,14 +52,7 @@ async def test_a_cancel_one_second_before_publish_at_stops_that_post_of_a_burst(
     await asyncio.to_thread(seeder.move, post_ids, publish_at)
     handles = await asyncio.gather(
         *(
-            start_post_workflow(
-                engine_client,
-                post_id=post_id,
-                account_id=ig_account[1],
-                username=ig_account[0].username,
-                post_type=PostType.IMAGE,
-                publish_at=publish_at,
-            )
+            start_stored(engine_client, ig_account, post_id, PostType.IMAGE, publish_at)
             for post_id in post_ids
         )
     )

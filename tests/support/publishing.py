@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
 from chronogram.contracts import ScheduledPostResult
+from chronogram.enums import PostType
 from chronogram.scheduling import start_post_workflow
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.support.factories import PostSeed, Seeder
@@ -21,17 +23,27 @@ async def start_seeded(
 ) -> tuple[int, WorkflowHandle[Any, ScheduledPostResult]]:
     """The post ``seed`` describes, stored for ``account`` (as ``ig_account`` gives it), and its workflow
     started: the post's id and the workflow's handle."""
+    post_id = await asyncio.to_thread(seeder.post, account[1], seed)
+    return post_id, await start_stored(client, account, post_id, seed.post_type, seed.publish_at)
+
+
+async def start_stored(
+    client: Client,
+    account: tuple[SandboxAccount, int],
+    post_id: int,
+    post_type: PostType,
+    publish_at: datetime,
+) -> WorkflowHandle[Any, ScheduledPostResult]:
+    """The workflow of a post already stored for ``account``, due at ``publish_at`` (its stored time)."""
     ig, account_id = account
-    post_id = await asyncio.to_thread(seeder.post, account_id, seed)
-    handle = await start_post_workflow(
+    return await start_post_workflow(
         client,
         post_id=post_id,
         account_id=account_id,
         username=ig.username,
-        post_type=seed.post_type,
-        publish_at=seed.publish_at,
+        post_type=post_type,
+        publish_at=publish_at,
     )
-    return post_id, handle
 
 
 async def wait_for_started_activity(
