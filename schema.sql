@@ -203,6 +203,9 @@ CREATE TABLE IF NOT EXISTS posts (
     -- The template the caption was rendered from (the caption stays as rendered). Not a foreign key, so that SQLite
     -- databases made before it could get it: deleting a template clears it (api.crud.templates).
     template_id          BIGINT,
+    -- First-comment calls sent, counted just before each: 0, and the comment is created without looking for it
+    -- first. NULL in rows made before the count (unknown: looked for).
+    first_comment_calls  INTEGER,
     CONSTRAINT posts_pkey PRIMARY KEY (id),
     CONSTRAINT posts_ig_container_id_key UNIQUE (ig_container_id),
     CONSTRAINT posts_ig_media_id_key UNIQUE (ig_media_id),
@@ -486,6 +489,10 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_attribute
                    WHERE attrelid = 'posts'::regclass AND attname = 'template_id' AND NOT attisdropped) THEN
         ALTER TABLE posts ADD COLUMN template_id BIGINT;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute
+                   WHERE attrelid = 'posts'::regclass AND attname = 'first_comment_calls' AND NOT attisdropped) THEN
+        ALTER TABLE posts ADD COLUMN first_comment_calls INTEGER;
     END IF;
 END
 $$;

@@ -53,6 +53,8 @@ _NOTIFICATION_THREADS = 20
 # The notifications' database calls (dispatcher, webhook activities): apart from the publishing activities' calls
 # on the event loop's default pool and from slow mail servers on the pool above.
 _NOTIFICATION_DB_THREADS = 4
+# Webhook requests in flight at once, httpx's default limit; the others wait their turn within their timeout.
+_WEBHOOK_CONNECTIONS = 100
 
 
 SERVICE_NAME = "chronogram-worker"
@@ -61,7 +63,7 @@ SERVICE_NAME = "chronogram-worker"
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     setup_telemetry(SERVICE_NAME)
     sdk = sdk_runtime()
-    client = await connect_temporal(settings, runtime=sdk.runtime)
+    client = await connect_temporal(settings, runtime=sdk.runtime, patient=True)
     engine = make_engine(settings.database_url)
     create_schema(engine)  # idempotent; whichever of API and worker starts first creates the tables
     outbox.install()  # the posts' changes made here write their events to the outbox
@@ -208,10 +210,15 @@ async def _notification_worker(
     notification_executor = stack.enter_context(ThreadPoolExecutor(max_workers=_NOTIFICATION_THREADS))
     notification_db = stack.enter_context(ThreadPoolExecutor(max_workers=_NOTIFICATION_DB_THREADS))
     # Webhooks get a client of their own: receivers are arbitrary servers, never the Graph API's pool; no proxy
-    # from the environment, no redirects (a redirect could lead past the URL policy).
+    # from the environment, no redirects (a redirect could lead past the URL policy). Its connections are the
+    # sharded transport's, which replaces one a cancelled delivery left active (httpcore's own pool keeps it,
+    # and enough of them would fail every later delivery with PoolTimeout).
     webhook_http = await stack.enter_async_context(
         httpx.AsyncClient(
-            timeout=settings.webhook_request_timeout_seconds, trust_env=False, follow_redirects=False
+            timeout=settings.webhook_request_timeout_seconds,
+            trust_env=False,
+            follow_redirects=False,
+            transport=ShardedTransport(connections=_WEBHOOK_CONNECTIONS),
         )
     )
     notifications = Worker(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from minio import Minio
 from pydantic import SecretStr
 from sqlalchemy import Engine, bindparam
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -159,6 +160,32 @@ def _hold_beats(now: datetime, end: datetime) -> list[datetime]:
 _SETTLE_AT_MOST = timedelta(seconds=5)
 # How long before a held call's instant its token is read again (see InstagramActivities.publish).
 _TOKEN_READ_AHEAD = timedelta(seconds=1)
+# How long a publish waits at most for its new media's permalink before leaving it to the workflow's own call.
+_PERMALINK_AFTER_PUBLISH_AT_MOST = timedelta(seconds=5)
+# A held publish's silence after its instant ends this long before its heartbeat timeout would.
+_SILENCE_MARGIN = timedelta(seconds=1)
+
+
+@contextlib.contextmanager
+def _beats_paused() -> Iterator[None]:
+    """The running activity's regular heartbeat (keeps_heartbeat) stops meanwhile."""
+    beats = _BEATS.get()
+    if beats is not None:
+        beats.paused = True
+    try:
+        yield
+    finally:
+        if beats is not None:
+            beats.paused = False
+
+
+def _silent_until(instant: datetime) -> datetime:
+    """How long a held publish may go on without a heartbeat after its instant: until _SILENCE_MARGIN before the
+    heartbeat timeout, counted from the hold's last beat (_LAST_CALL before the instant)."""
+    timeout = activity.info().heartbeat_timeout if activity.in_activity() else None
+    if not timeout:
+        return instant + _SETTLE_AT_MOST + _PERMALINK_AFTER_PUBLISH_AT_MOST
+    return instant - _LAST_CALL + timeout - _SILENCE_MARGIN
 
 
 async def _hold_until(instant: datetime | None) -> None:
@@ -504,44 +531,73 @@ class InstagramActivities(InstagramInterface):
         observe_publish_lag(context.post.publish_at, answered)
         # The media id is the proof of publication: it is stored before anything else can fail.
         await self._records.published(request.post_id, Column.MEDIA_ID, media.id)
-        if instant is not None:
-            await self._after_the_other_held_calls(instant)
-        return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media.id, published_at=answered)
+        if instant is None:
+            permalink = await self._permalink_after_publish(request.post_id, media.id, token)
+        else:
+            # Without heartbeats (a thousand of them at a burst's instant cost the server a thousand writes): the
+            # hold's last beat was _LAST_CALL before the instant, and the heartbeat timeout counts from it.
+            with _beats_paused():
+                await self._after_the_other_held_calls(instant)
+                permalink = await self._permalink_after_publish(
+                    request.post_id, media.id, token, until=_silent_until(instant)
+                )
+        return PublishResult(
+            outcome=PublishOutcome.PUBLISHED, media_id=media.id, published_at=answered, permalink=permalink
+        )
+
+    async def _permalink_after_publish(
+        self, post_id: int, media_id: str, token: str, *, until: datetime | None = None
+    ) -> str | None:
+        """The new media's permalink, read and stored right after its publish (once the other calls held for the
+        same instant are answered), so that the workflow needs no activity of its own for it; given up at
+        ``until`` (_PERMALINK_AFTER_PUBLISH_AT_MOST at most). Nothing here may fail the publish, whose answer the
+        workflow must have: a refusal, a slow answer, a failed write or a cancellation (the post is live) leave the
+        permalink to the workflow's fetch_permalink, which retries."""
+        now = datetime.now(UTC)
+        latest = now + _PERMALINK_AFTER_PUBLISH_AT_MOST
+        seconds = ((latest if until is None else min(until, latest)) - now).total_seconds()
+        if seconds <= 0:
+            return None
+        try:
+            async with asyncio.timeout(seconds):
+                media = await self._graph.get_media(media_id=media_id, access_token=token)
+                if media.permalink:
+                    await self._records.published(post_id, Column.PERMALINK, media.permalink)
+        except (GraphAPIError, SQLAlchemyError, TimeoutError, asyncio.CancelledError):
+            return None
+        return media.permalink
 
     async def _after_the_other_held_calls(self, instant: datetime) -> None:
         """Waits until the other calls held for ``instant`` in this process are answered (_SETTLE_AT_MOST after it
-        at most), without heartbeats: the last one of the hold was just before the instant, within the workflow's
-        heartbeat timeout of this wait's end. A cancellation is not for this activity any more: the post is live,
-        and its workflow must have the answer."""
-        beats = _BEATS.get()
-        if beats is not None:
-            beats.paused = True
+        at most; the caller pauses the heartbeats, see _silent_until). A cancellation is not for this activity any
+        more: the post is live, and its workflow must have the answer."""
         try:
             await self._held.all_answered(instant, at_most_until=instant + _SETTLE_AT_MOST)
         except asyncio.CancelledError:
             pass
-        finally:
-            if beats is not None:
-                beats.paused = False
 
     @activity.defn
     @marks_account_on_auth_error
     @keeps_heartbeat
     async def post_first_comment(self, request: MediaRef) -> FirstCommentResult:
         """Exactly once: a comment id already stored, or our own identical comment already on the media, means
-        an earlier attempt got through."""
+        an earlier attempt got through. Each call is counted before it is sent (posts.first_comment_calls), so
+        the media is searched only when an earlier attempt, of this run or an earlier one (failed after commenting,
+        then retried), can have left the comment without its id stored; the first call of a post is one request."""
         context = await self._context(request.post_id)
         if context.post.ig_first_comment_id:
             return FirstCommentResult(comment_id=context.post.ig_first_comment_id, created=False)
         message = context.post.first_comment or ""
         token = self._token(context)
         try:
-            # Looked for on every attempt, the first included: an earlier run of the post (failed after
-            # commenting, then retried) may have left the comment without its id stored.
-            for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
-                if comment.text == message and comment.username in (None, context.username):
-                    await self._records.published(request.post_id, Column.FIRST_COMMENT_ID, comment.id)
-                    return FirstCommentResult(comment_id=comment.id, created=False)
+            if (
+                context.post.first_comment_calls != 0
+            ):  # None: a post from before the count, which may have one
+                for comment in await self._graph.list_comments(media_id=request.media_id, access_token=token):
+                    if comment.text == message and comment.username in (None, context.username):
+                        await self._records.published(request.post_id, Column.FIRST_COMMENT_ID, comment.id)
+                        return FirstCommentResult(comment_id=comment.id, created=False)
+            await self._records.first_comment_about_to_be_sent(request.post_id)
             comment = await self._graph.create_comment(
                 media_id=request.media_id, message=message, access_token=token
             )

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 from sqlalchemy import Engine, bindparam
@@ -36,7 +36,7 @@ from chronogram.contracts import (
     post_metrics_workflow_id,
 )
 from chronogram.crypto import TokenCipher
-from chronogram.enums import PostStatus, PostType
+from chronogram.enums import MetricsCheckpoint, PostStatus, PostType
 from chronogram.instagram import GraphAPIError, GraphClient
 from chronogram.models import InstagramAccount, Post
 from chronogram.post_metrics import UNAVAILABLE, Reading, metrics_for, store_reading
@@ -134,9 +134,27 @@ class PostMetricsActivities(PostMetricsInterface):
         return CaptureMetricsResult(outcome if written else CaptureOutcome.GONE)
 
 
+# How long before the first reading a post's PostMetricsWorkflow takes its first task (see start_post_metrics).
+_WAKE_BEFORE_FIRST_READING = timedelta(minutes=1)
+
+
+def first_task_delay(published_at: datetime, now: datetime) -> timedelta:
+    """How long the start of a post's PostMetricsWorkflow delays its first workflow task: until shortly before the
+    first reading is due, nothing for it to do sooner. Zero when that is already past (a late start)."""
+    first_reading = published_at + timedelta(
+        seconds=min(checkpoint.seconds for checkpoint in MetricsCheckpoint)
+    )
+    return max(first_reading - _WAKE_BEFORE_FIRST_READING - now, timedelta(0))
+
+
 class PostMetricsStarter(PostMetricsStarterInterface):
     """Starts a published post's PostMetricsWorkflow from its ScheduledPostWorkflow: a workflow of its own, not a
-    child, so that the post's run ends at publish and nothing ties the two runs' lifetimes together."""
+    child, so that the post's run ends at publish and nothing ties the two runs' lifetimes together.
+
+    Its first workflow task is delayed until just before the first reading (Temporal's start delay): the workflow
+    would only start a timer for it, and a burst of publishes would have a thousand new workflows to run (and
+    their worker a thousand to cache) in the seconds in which the posts themselves are finishing. The timers the
+    workflow sets count from ``published_at`` as before, so the readings are due at the same times."""
 
     def __init__(self, temporal: Client, task_queue: str = TASK_QUEUE) -> None:
         self._temporal = temporal
@@ -153,6 +171,7 @@ class PostMetricsStarter(PostMetricsStarterInterface):
                 # Once per post: a retried activity, or a later run of the post, finds it started (or done).
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary="insights at +1 h, +24 h and +7 d",
+                start_delay=first_task_delay(request.published_at, datetime.now(UTC)) or None,
             )
         except WorkflowAlreadyStartedError:
             pass

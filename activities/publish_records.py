@@ -1,6 +1,6 @@
 """The writes of the Instagram activities around a publish, by group commit on one thread of their own: that a
-media_publish call is about to be sent (posts.last_publish_call), and what Instagram gave back (the media id, the
-permalink, the first comment's id).
+media_publish call is about to be sent (posts.last_publish_call), and a first-comment call
+(posts.first_comment_calls), and what Instagram gave back (the media id, the permalink, the first comment's id).
 
 Each caller waits until its record is committed; the records that arrive while one transaction is written go
 together in the next. At a burst's instant a thousand calls then wait for a few writes, not for a thousand. One
@@ -25,6 +25,7 @@ class Column(StrEnum):
     """What is written: a column of posts."""
 
     PUBLISH_CALL = "last_publish_call"
+    FIRST_COMMENT_CALL = "first_comment_calls"
     MEDIA_ID = "ig_media_id"
     PERMALINK = "permalink"
     FIRST_COMMENT_ID = "ig_first_comment_id"
@@ -49,6 +50,10 @@ class PublishRecords:
         """Committed before the call is sent, so that an attempt whose worker died reads back whether its call can
         have reached Instagram. Raises PostNotFound if the post is gone (its call must not be sent)."""
         await self._record(Column.PUBLISH_CALL, post_id, call)
+
+    async def first_comment_about_to_be_sent(self, post_id: int) -> None:
+        """Counted before the call is sent: the attempts after it look for the comment before creating one."""
+        await self._record(Column.FIRST_COMMENT_CALL, post_id, "")
 
     async def published(self, post_id: int, column: Column, value: str) -> None:
         """What Instagram gave back (a post deleted meanwhile is left alone)."""
@@ -88,6 +93,9 @@ class PublishRecords:
 
         with self._engine.begin() as connection:
             missing = lifecycle.record_publish_calls(connection, of(Column.PUBLISH_CALL))
+            lifecycle.record_first_comment_calls(
+                connection, [post_id for post_id, _ in of(Column.FIRST_COMMENT_CALL)]
+            )
             for column in (Column.MEDIA_ID, Column.PERMALINK, Column.FIRST_COMMENT_ID):
                 lifecycle.record_many_published(connection, column.value, of(column))
         return missing

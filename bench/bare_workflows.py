@@ -27,6 +27,8 @@ class BareBurstInput:
     publish_at: float
     activities_before: int
     activities_after: int
+    # Run as local activities after the publish time (the post's insights' start and its ending, issue 18).
+    local_activities_after: int = 0
 
 
 @activity.defn(name="bench_noop")
@@ -37,7 +39,8 @@ async def noop(step: int) -> int:
 @workflow.defn(name="BenchBareBurstWorkflow")
 class BareBurstWorkflow:
     """A post's workflow with the work taken out: the same activity count before the publish time (preparing),
-    one durable timer until it, and the same activity count after it (publishing and finishing)."""
+    one durable timer until it, and the same activity counts after it (publishing and finishing), local ones
+    included."""
 
     @workflow.run
     async def run(self, request: BareBurstInput) -> float:
@@ -50,6 +53,10 @@ class BareBurstWorkflow:
             await workflow.sleep(timedelta(seconds=remaining))
         for _ in range(request.activities_after):
             steps = await self._noop(steps)
+        for _ in range(request.local_activities_after):
+            steps = await workflow.execute_local_activity(
+                noop, steps + 1, start_to_close_timeout=timedelta(seconds=30)
+            )
         return remaining
 
     async def _noop(self, step: int) -> int:

@@ -8,6 +8,8 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+_LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
 
 def _name(event_type: EventType.ValueType) -> str:
     return EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower()
@@ -17,10 +19,16 @@ async def shape(client: Client, workflow_id: str, instant: datetime) -> dict[str
     """How many activities a post's workflow scheduled before and after ``instant``, and how many timers: what
     the bare workflow repeats with no-ops."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    before = after = timers = 0
+    before = after = local_after = timers = 0
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
             timers += 1
+        elif (
+            event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            and event.marker_recorded_event_attributes.marker_name == _LOCAL_ACTIVITY_MARKER
+            and event.event_time.ToDatetime(tzinfo=UTC) >= instant
+        ):
+            local_after += 1
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             if event.event_time.ToDatetime(tzinfo=UTC) < instant:
                 before += 1
@@ -29,6 +37,7 @@ async def shape(client: Client, workflow_id: str, instant: datetime) -> dict[str
     return {
         "activities_before": before,
         "activities_after": after,
+        "local_activities_after": local_after,
         "timers": timers,
         "events": len(history.events),
     }

@@ -429,6 +429,9 @@ class PublishResult:
     # When Instagram's answer to this media_publish call came back: when the post went live. None when nothing was
     # sent (ALREADY_PUBLISHED) and in results recorded before it.
     published_at: datetime | None = None
+    # The new media's permalink, read (and stored) by the same activity right after the call; None when that read
+    # failed or nothing was sent, and in results recorded before it: then the workflow fetches it (fetch_permalink).
+    permalink: str | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("media_assets", "has_audio"),
     ("media_assets", "preview_key"),
     ("posts", "template_id"),
+    ("posts", "first_comment_calls"),
 )
 """Columns added to tables after their release, as (table, column). Creating what is missing leaves an existing
 table as it is, so create_schema adds these to the databases made before them: schema.sql's closing section on

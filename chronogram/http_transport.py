@@ -37,18 +37,20 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     def __init__(
         self, *, connections: int, verify: ssl.SSLContext | str | bool = True, **transport_options: Any
     ) -> None:
-        limits = httpx.Limits(
+        self._limits = httpx.Limits(
             max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY
         )
         # One TLS context for all: each transport would otherwise load the CA bundle again (100 of them: 85 MiB
         # and 5 s of CPU at start).
-        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
-        self._pools = [
-            httpx.AsyncHTTPTransport(verify=context, limits=limits, **transport_options)
-            for _ in range(connections)
-        ]
+        self._context = (
+            verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        )
+        self._options = transport_options
+        self._pools = [self._new_pool() for _ in range(connections)]
         self._idle = list(reversed(range(connections)))
         self._free = asyncio.Semaphore(connections)
+        self._closing: set[asyncio.Task[None]] = set()
+        self.replaced = 0
 
     @property
     def in_flight(self) -> int:
@@ -67,6 +69,9 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         response.stream = _ReleasingStream(response.stream, self, index)
         return response
 
+    def _new_pool(self) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(verify=self._context, limits=self._limits, **self._options)
+
     async def _admit(self, request: httpx.Request) -> None:
         if not self._free.locked():
             await self._free.acquire()  # at once
@@ -78,12 +83,31 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             raise httpx.PoolTimeout(f"no connection free within {timeout} s", request=request) from None
 
     def _release(self, index: int) -> None:
+        """Gives a connection back once its request is over. A cancellation that lands while httpcore closes a
+        response (its shield holds off anyio's cancellations, not asyncio's own: a timeout, an activity's cancel)
+        can leave the connection marked active (or connecting) with nobody to end it (encode/httpcore#1093, open
+        in httpcore 1.0.9); every later request sent on it would wait out its pool timeout (httpcore's
+        PoolTimeout), and, being the freed-last connection, it is the first one taken. Such a pool is replaced by
+        a fresh one, and the old one closed, its socket with it."""
+        if not _settled(self._pools[index]):
+            stale, self._pools[index] = self._pools[index], self._new_pool()
+            self.replaced += 1
+            closing = asyncio.get_running_loop().create_task(stale.aclose())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         self._idle.append(index)
         self._free.release()
 
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _settled(pool: httpx.AsyncHTTPTransport) -> bool:
+    """Whether a pool has no request under way: each of its connections (one at most) idle or closed."""
+    return all(connection.is_idle() or connection.is_closed() for connection in pool._pool.connections)
 
 
 class _ReleasingStream(httpx.AsyncByteStream):

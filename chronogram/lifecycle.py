@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Connection, bindparam, exists, select, update
+from sqlalchemy import Connection, bindparam, exists, func, select, update
 
 from chronogram.contracts import ErrorType, FinishInput
 from chronogram.enums import EventKind, PostStatus
@@ -507,6 +507,21 @@ def record_publish_calls(connection: Connection, calls: Sequence[tuple[int, str]
     wanted = {post_id for post_id, _call in calls}
     found = set(connection.execute(select(_POSTS.c.id).where(_POSTS.c.id.in_(wanted))).scalars())
     return wanted - found
+
+
+_COUNT_FIRST_COMMENT_CALL = (
+    update(_POSTS)
+    .where(_POSTS.c.id == bindparam("post"))
+    .values(first_comment_calls=func.coalesce(_POSTS.c.first_comment_calls, 0) + 1)
+)
+
+
+def record_first_comment_calls(connection: Connection, post_ids: Sequence[int]) -> None:
+    """First-comment calls are about to be sent, one for each post of ``post_ids``: counted before they are, so
+    that a later attempt knows whether an earlier one can have left the comment (then it looks for it first). An
+    unknown count (None: a row made before it) becomes 1, which is looked for as well."""
+    if post_ids:
+        connection.execute(_COUNT_FIRST_COMMENT_CALL, [{"post": post_id} for post_id in post_ids])
 
 
 # Built once: it runs for every post at its publish time.

@@ -522,6 +522,9 @@ class Post(SQLModel, table=True):
     # The template the caption was rendered from (the caption stays as rendered). Not a foreign key, so that it could
     # be added to SQLite databases made before it: deleting a template clears it (api.crud.templates).
     template_id: int | None = _fk(nullable=True)
+    # How many first-comment calls were sent (counted just before each, activities.instagram.post_first_comment):
+    # 0, and the comment is created without looking for it first. None in rows made before the count: unknown.
+    first_comment_calls: int | None = Field(default=0, sa_column=Column(Integer(), nullable=True))
 
 
 class PostMedia(SQLModel, table=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from datetime import timedelta
 from typing import Any, TypedDict
 
@@ -62,13 +63,53 @@ class PayloadConverter(CompositePayloadConverter):
         )
 
 
+_log = logging.getLogger("chronogram.temporal")
+# A patient connection's pauses between tries: short at first (a restart), then every 10 s (an outage).
+_REACH_FIRST_PAUSE = 1.0
+_REACH_LONGEST_PAUSE = 10.0
+# Answers that mean "not reachable now", not "refused": a server down or starting, a frontend not serving yet.
+_UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
 # Workers built from the client inherit its data converter and interceptors, so API and worker cannot disagree.
 DATA_CONVERTER = DataConverter(payload_converter_class=PayloadConverter)
 
 
-async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+async def connect_temporal(
+    settings: Settings, *, runtime: Runtime | None = None, patient: bool = False
+) -> Client:
     """``runtime``: the SDK's telemetry (the worker's, whose metrics it serves); the SDK's default otherwise. The
-    TracingInterceptor exports through the process's tracer provider (chronogram.observability.tracing)."""
+    TracingInterceptor exports through the process's tracer provider (chronogram.observability.tracing).
+
+    ``patient`` (the worker): while Temporal cannot be reached, keep trying instead of failing, until it answers
+    for the namespace. A worker started during an outage, or while the server restarts, waits for it and then
+    polls; without this it exited, and its posts waited for whatever restarts it."""
+    if not patient:
+        return await _connect(settings, runtime)
+    pause = _REACH_FIRST_PAUSE
+    while True:
+        try:
+            client = await _connect(settings, runtime)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=settings.temporal_namespace)
+            )
+            return client
+        except RPCError as error:
+            if error.status not in _UNREACHABLE:
+                raise
+            reason = error.message
+        except RuntimeError as error:  # the SDK's "Failed client connect: ..."
+            reason = str(error)
+        _log.warning(
+            "Temporal at %s unreachable (%s); trying again in %.0f s",
+            settings.temporal_address,
+            reason,
+            pause,
+        )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _REACH_LONGEST_PAUSE)
+
+
+async def _connect(settings: Settings, runtime: Runtime | None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,

@@ -295,6 +295,13 @@ SERVER_DYNAMIC_CONFIG: dict[str, object] = {
     "limit.maxIDLength": 255,
     "frontend.persistenceMaxQPS": 10000,
     "history.persistenceMaxQPS": 45000,
+    # One partition per task queue (Temporal's default is 4): a workflow task that missed its worker's sticky
+    # queue goes to the shared one, whose polls visit one partition at a time while the task waits on another. In
+    # a 1,000-post burst on this server its posts' tasks waited 36-66 s there (lag p99 86-100 s); with one
+    # partition, p99 3.95 s against a floor of 3.24 s (bench/README.md, burst). One partition is one matching
+    # host's share of a queue; a deployment that needs more raises the read partitions first, then the write ones.
+    "matching.numTaskqueueReadPartitions": 1,
+    "matching.numTaskqueueWritePartitions": 1,
 }
 
 

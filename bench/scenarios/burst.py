@@ -333,6 +333,7 @@ async def _bare_burst(bench: Bench, shape: dict[str, int]) -> dict[str, Any]:
         publish_at=instant.timestamp(),
         activities_before=shape["activities_before"],
         activities_after=shape["activities_after"],
+        local_activities_after=shape.get("local_activities_after", 0),
     )
     ids = [f"bench-bare-{tag}-{index}" for index in range(params.burst_posts)]
     pending = iter(ids)

@@ -116,6 +116,25 @@ async def wait_for(
     raise AssertionError(f"post {post_id} did not become {status}: {last}")
 
 
+async def settled_deliveries(
+    client: httpx.AsyncClient, webhook_id: int, *, count: int, within: float = 20.0
+) -> list[dict[str, Any]]:
+    """Poll a webhook's delivery log until it holds ``count`` deliveries, all delivered.
+
+    The receiver sees a request before the worker records its answer, so a log read the moment the
+    receiver has everything can still show the last few as pending."""
+    deadline = time.monotonic() + within
+    log: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        response = await client.get(f"/v1/webhooks/{webhook_id}/deliveries")
+        assert response.status_code == 200, response.text
+        log = response.json()["data"]
+        if len(log) == count and all(d["status"] == "delivered" for d in log):
+            return log
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"webhook {webhook_id}'s {count} deliveries were not all delivered: {log}")
+
+
 def assert_problem(
     response: httpx.Response, status: int, code: str, *, field: str | None = None
 ) -> dict[str, Any]:

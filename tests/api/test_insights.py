@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -214,6 +215,11 @@ async def test_a_published_post_starts_its_metrics_workflow(
     assert body["status"] == "published" and body["readings"] == []
     due = datetime.fromisoformat(body["next_reading_at"])
     assert due == datetime.fromisoformat(published["published_at"]) + timedelta(hours=1)
+    # Its first task waits until a minute before that reading: nothing for its worker to run meanwhile.
+    assert description.execution_time is not None
+    assert abs(description.execution_time - (due - timedelta(minutes=1))) < timedelta(seconds=10)
+    history = await handle.fetch_history()
+    assert [event.event_type for event in history.events] == [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
     await handle.terminate("test over")
 
 

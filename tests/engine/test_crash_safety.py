@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from chronogram.contracts import PublishStep, ScheduledPostResult
 from chronogram.enums import PostStatus, PostType
 from chronogram.settings import Settings
+from devstack.processes import ManagedProcess
 from sandbox.admin_client import SandboxAccount, SandboxAdmin
 from tests.engine.conftest import engine_env, start_seeded
 from tests.support.factories import PostSeed, Seeder
@@ -24,6 +25,8 @@ from tests.support.publishing import (
     assert_published_exactly_once,
     wait_for_graph_call,
     wait_for_started_activity,
+    wait_for_task_after_timer,
+    wait_for_timer,
 )
 from tests.support.stack import connect_when_healthy
 from tests.support.workers import Workers
@@ -48,21 +51,34 @@ async def schedule(
     return handle
 
 
-# Each activity with the fault that holds it open long enough to kill the worker inside it. The commit_then_*
-# faults are the nastiest windows: Instagram did the irreversible thing, the worker dies before recording it.
-WINDOWS: dict[str, dict[str, Any]] = {
-    "create_container": {"action": "latency", "endpoint": "media_create", "seconds": 4},
-    "check_container_ready": {"action": "latency", "endpoint": "container_status", "seconds": 4},
-    "get_publishing_quota": {"action": "latency", "endpoint": "publishing_limit", "seconds": 4},
-    "publish": {"action": "commit_then_hang", "endpoint": "media_publish", "seconds": 30},
-    "fetch_permalink": {"action": "latency", "endpoint": "media_read", "seconds": 4},
-    "post_first_comment": {"action": "commit_then_hang", "endpoint": "comments_create", "seconds": 30},
+# Each window: the activity to kill the worker in, and the fault that holds it open long enough. The commit_then_*
+# faults are the nastiest windows: Instagram did the irreversible thing, the worker dies before recording it. The
+# publish reads its new media's permalink after the call: killed there, the post is live and its media id stored.
+WINDOWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "create_container": ("create_container", {"action": "latency", "endpoint": "media_create", "seconds": 4}),
+    "check_container_ready": (
+        "check_container_ready",
+        {"action": "latency", "endpoint": "container_status", "seconds": 4},
+    ),
+    "get_publishing_quota": (
+        "get_publishing_quota",
+        {"action": "latency", "endpoint": "publishing_limit", "seconds": 4},
+    ),
+    "publish": ("publish", {"action": "commit_then_hang", "endpoint": "media_publish", "seconds": 30}),
+    "publish_reading_the_permalink": (
+        "publish",
+        {"action": "latency", "endpoint": "media_read", "seconds": 4},
+    ),
+    "post_first_comment": (
+        "post_first_comment",
+        {"action": "commit_then_hang", "endpoint": "comments_create", "seconds": 30},
+    ),
 }
 
 
-@pytest.mark.parametrize("activity_type", list(WINDOWS))
+@pytest.mark.parametrize("window", list(WINDOWS))
 async def test_worker_killed_inside_an_activity(
-    activity_type: str,
+    window: str,
     workers: Workers,
     engine_client: Client,
     seeder: Seeder,
@@ -70,11 +86,12 @@ async def test_worker_killed_inside_an_activity(
     sandbox_admin: SandboxAdmin,
 ) -> None:
     ig, _ = ig_account
-    await sandbox_admin.add_fault(ig_user_id=ig.ig_user_id, **WINDOWS[activity_type])
+    activity_type, fault = WINDOWS[window]
+    await sandbox_admin.add_fault(ig_user_id=ig.ig_user_id, **fault)
     first = workers.start()
     handle = await schedule(engine_client, seeder, ig_account)
     await wait_for_started_activity(handle, activity_type)
-    await wait_for_graph_call(sandbox_admin, ig, WINDOWS[activity_type]["endpoint"])
+    await wait_for_graph_call(sandbox_admin, ig, fault["endpoint"])
     first.kill()
     workers.start()
     result = await asyncio.wait_for(handle.result(), timeout=120)
@@ -132,7 +149,9 @@ async def test_worker_killed_while_marking_the_post_publishing(
     lock = sqlite3.connect(engine_settings.database_url.removeprefix("sqlite:///"))
     try:
         lock.execute("BEGIN EXCLUSIVE")
-        await wait_for_started_activity(handle, "begin_publishing")
+        # Marking it publishing is a local activity, run by the workflow task that follows the wake-up's timer.
+        await wait_for_task_after_timer(handle)
+        await asyncio.sleep(1)  # the local activity is waiting for the lock
         first.kill()
     finally:
         lock.rollback()
@@ -184,6 +203,46 @@ async def test_publish_faults_never_duplicate(
     )
 
 
+class _OwnServer:
+    """A dev server of a test's own, on a port and database file that outlive it, so that the test can stop it and
+    start it again (the session's shared server must not be stopped)."""
+
+    def __init__(self, settings: Settings, sink: TextIO, tmp_path_factory: pytest.TempPathFactory) -> None:
+        from devstack.processes import free_port
+
+        self._db_file = tmp_path_factory.mktemp("own-server") / "temporal.db"
+        self._port = free_port()
+        self._sink = sink
+        self.settings = settings.model_copy(
+            update={"temporal_address": f"127.0.0.1:{self._port}", "temporal_namespace": "default"}
+        )
+
+    def start(self) -> ManagedProcess:
+        from chronogram.contracts import SEARCH_ATTRIBUTES
+        from devstack.services import TemporalDevServer
+
+        return TemporalDevServer.start(
+            sink=self._sink, port=self._port, ui_port=None, db_file=self._db_file,
+            search_attributes={key.name: key._metadata_type for key in SEARCH_ATTRIBUTES},
+        ).process  # fmt: skip
+
+
+async def _restart_accounts(seeder: Seeder, sandbox_admin: SandboxAdmin, prefix: str, count: int) -> list[
+    tuple[SandboxAccount, int]
+]:  # fmt: skip
+    accounts = []
+    for index in range(count):
+        account = await sandbox_admin.create_account(f"{prefix}_{index}")
+        account_id = await asyncio.to_thread(
+            seeder.account,
+            ig_user_id=account.ig_user_id,
+            username=account.username,
+            token=account.access_token,
+        )
+        accounts.append((account, account_id))
+    return accounts
+
+
 async def test_dev_server_restart_while_posts_sleep(
     engine_settings: Settings,
     seeder: Seeder,
@@ -191,47 +250,27 @@ async def test_dev_server_restart_while_posts_sleep(
     server_log: TextIO,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """A server with persisted state is stopped while posts sleep and started again later: every post publishes,
-    once. (Its own server and namespace: the session's shared server must not be stopped.)"""
-    from chronogram.contracts import SEARCH_ATTRIBUTES
-    from devstack.processes import free_port
-    from devstack.services import TemporalDevServer
-
-    db_file = tmp_path_factory.mktemp("restart") / "temporal.db"
-    port = free_port()
-
-    def start_server() -> TemporalDevServer:
-        return TemporalDevServer.start(
-            sink=server_log, port=port, ui_port=None, db_file=db_file,
-            search_attributes={key.name: key._metadata_type for key in SEARCH_ATTRIBUTES},
-        )  # fmt: skip
-
-    settings = engine_settings.model_copy(
-        update={"temporal_address": f"127.0.0.1:{port}", "temporal_namespace": "default"}
-    )
-    server = start_server()
-    pool = Workers(engine_env(settings), server_log)
+    """A server with persisted state is stopped while posts sleep and started again after their publish time:
+    every post publishes, once."""
+    own = _OwnServer(engine_settings, server_log, tmp_path_factory)
+    server = own.start()
+    pool = Workers(engine_env(own.settings), server_log)
     try:
-        client = await connect_when_healthy(settings)
-        accounts = []
-        for index in range(3):
-            account = await sandbox_admin.create_account(f"restart_{index}")
-            account_id = await asyncio.to_thread(
-                seeder.account,
-                ig_user_id=account.ig_user_id,
-                username=account.username,
-                token=account.access_token,
-            )
-            accounts.append((account, account_id))
+        client = await connect_when_healthy(own.settings)
+        accounts = await _restart_accounts(seeder, sandbox_admin, "restart", 3)
+        # Time enough to prepare on a busy machine: the posts must be asleep before the server stops.
         handles = [
-            await schedule(client, seeder, account, delay=timedelta(seconds=15)) for account in accounts
+            await schedule(client, seeder, account, delay=timedelta(seconds=40)) for account in accounts
         ]
+        due_by = datetime.now(UTC) + timedelta(seconds=40)
         pool.start()
-        await asyncio.sleep(3)  # the posts are prepared and sleeping until their publish time
-        server.process.stop()
-        await asyncio.sleep(15)  # the publish time passes while the server is down
-        server = start_server()
-        client = await connect_when_healthy(settings)
+        for handle in handles:
+            await wait_for_timer(handle, within=35)
+        server.stop()
+        # The publish time passes while the server is down.
+        await asyncio.sleep((due_by - datetime.now(UTC)).total_seconds() + 2)
+        server = own.start()
+        client = await connect_when_healthy(own.settings)
         for handle in handles:
             restarted = client.get_workflow_handle(handle.id, result_type=ScheduledPostResult)
             result = await asyncio.wait_for(restarted.result(), timeout=90)
@@ -240,4 +279,34 @@ async def test_dev_server_restart_while_posts_sleep(
             await assert_published_exactly_once(sandbox_admin, account)
     finally:
         pool.stop_all()
-        server.process.stop()
+        server.stop()
+
+
+async def test_a_worker_started_while_the_server_is_down_waits_for_it(
+    engine_settings: Settings,
+    seeder: Seeder,
+    sandbox_admin: SandboxAdmin,
+    server_log: TextIO,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A worker that cannot reach Temporal at start keeps trying (it used to exit), and publishes once the server
+    is up."""
+    own = _OwnServer(engine_settings, server_log, tmp_path_factory)
+    pool = Workers(engine_env(own.settings), server_log)
+    worker = pool.start()
+    server: ManagedProcess | None = None
+    try:
+        await asyncio.sleep(8)  # a few tries, on a server that is not there
+        assert worker.is_running(), worker.recent_output()
+        assert "unreachable" in worker.recent_output()
+        server = own.start()
+        client = await connect_when_healthy(own.settings)
+        [account] = await _restart_accounts(seeder, sandbox_admin, "late_server", 1)
+        handle = await schedule(client, seeder, account, delay=timedelta(seconds=5))
+        result = await asyncio.wait_for(handle.result(), timeout=120)
+        assert result.status is PostStatus.PUBLISHED
+        await assert_published_exactly_once(sandbox_admin, account[0])
+    finally:
+        pool.stop_all()
+        if server is not None:
+            server.stop()

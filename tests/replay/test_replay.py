@@ -28,7 +28,9 @@ from workflows.scheduled_post import (
     _ERROR_CODE_PATCH,
     _HOLD_PATCH,
     _INSIGHTS_WITH_FINISHING_PATCH,
+    _LOCAL_STEPS_PATCH,
     _MALFORMED_SIGNAL_PATCH,
+    _PERMALINK_WITH_PUBLISH_PATCH,
     _POST_METRICS_PATCH,
     _PROMPT_RECHECK_PATCH,
     _PUBLISH_NOW_TIME_PATCH,
@@ -52,10 +54,23 @@ BEFORE_SPREAD_WAKE = HISTORY_DIR / "before-spread-wake"
 # Recorded just before the insights were started beside the finishing calls: the same patches as the current
 # histories, with post-metrics in place of that one; not counted by the marker-set tests of older patches either.
 BEFORE_INSIGHTS_WITH_FINISHING = HISTORY_DIR / "before-insights-with-finishing"
+# Recorded just before the publish read its media's permalink: the same patches as the current histories but that
+# one; not counted by the marker-set tests of older patches either.
+BEFORE_PERMALINK_WITH_PUBLISH = HISTORY_DIR / "before-permalink-with-publish"
+# Recorded just before the held publish's database steps ran as local activities: the same patches as the current
+# histories but that one; not counted by the marker-set tests of older patches either.
+BEFORE_LOCAL_STEPS = HISTORY_DIR / "before-local-steps"
 PATCHED_BEFORE = [
     path
     for path in HISTORIES
-    if path.parent not in (BEFORE_POST_METRICS, BEFORE_SPREAD_WAKE, BEFORE_INSIGHTS_WITH_FINISHING)
+    if path.parent
+    not in (
+        BEFORE_POST_METRICS,
+        BEFORE_SPREAD_WAKE,
+        BEFORE_INSIGHTS_WITH_FINISHING,
+        BEFORE_PERMALINK_WITH_PUBLISH,
+        BEFORE_LOCAL_STEPS,
+    )
 ]
 
 
@@ -231,27 +246,39 @@ def test_both_sides_of_the_post_metrics_patch_are_recorded() -> None:
     assert all("start_post_metrics" not in path.read_text() for path in before)
 
 
-def _scheduled(path: Path) -> list[str]:
-    """The activities a run scheduled, in order."""
-    return [
-        event["activityTaskScheduledEventAttributes"]["activityType"]["name"]
-        for event in json.loads(path.read_text())["events"]
-        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
-    ]
+def _scheduled(path: Path, *, local: bool | None = None) -> list[str]:
+    """The activities a run scheduled or ran as local activities, in order; ``local``: only those run locally
+    (True), only those scheduled through the server (False)."""
+    names = []
+    for event in json.loads(path.read_text())["events"]:
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" and local is not True:
+            names.append(event["activityTaskScheduledEventAttributes"]["activityType"]["name"])
+        elif event["eventType"] == "EVENT_TYPE_MARKER_RECORDED" and local is not False:
+            marker = event["markerRecordedEventAttributes"]
+            if marker["markerName"] == "core_local_activity":
+                data = json.loads(base64.b64decode(marker["details"]["data"]["payloads"][0]["data"]))
+                names.append(data["activity_type"])
+    return names
 
 
 def test_both_sides_of_the_insights_with_finishing_patch_are_recorded() -> None:
     """Every current run that held its call takes the patch before its publish time, and those that published
     start their insights beside the permalink, before the post's ending is stored, without the post-metrics
-    marker; recorded just before it, the same runs started them after the ending, and still replay."""
+    marker; recorded just before it, the same runs started them after the ending, and still replay. (The
+    permalink's own activity is seen in the runs recorded before the publish read it.)"""
     held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
     assert {path.stem for path in CURRENT if _INSIGHTS_WITH_FINISHING_PATCH in _patches(path)} == held_now
     assert all(_POST_METRICS_PATCH not in _patches(path) for path in CURRENT if path.stem in held_now)
     before = sorted(BEFORE_INSIGHTS_WITH_FINISHING.glob("*.json"))
     assert before and all(_INSIGHTS_WITH_FINISHING_PATCH not in _patches(path) for path in before)
-    published_now = {
-        path.stem: _scheduled(path) for path in CURRENT if "start_post_metrics" in _scheduled(path)
-    }
+    now = sorted(BEFORE_PERMALINK_WITH_PUBLISH.glob("*.json"))
+    assert {path.stem for path in now if _INSIGHTS_WITH_FINISHING_PATCH in _patches(path)} == held_now
+    published_now = {path.stem: _scheduled(path) for path in now if "start_post_metrics" in _scheduled(path)}
+    assert all(
+        activities.index("start_post_metrics") < activities.index("finish")
+        for path in CURRENT
+        if "start_post_metrics" in (activities := _scheduled(path))
+    )
     published_then = {
         path.stem: _scheduled(path) for path in before if "start_post_metrics" in _scheduled(path)
     }
@@ -263,6 +290,53 @@ def test_both_sides_of_the_insights_with_finishing_patch_are_recorded() -> None:
         activities.index("start_post_metrics") > activities.index("finish")
         for activities in published_then.values()
     )
+
+
+def test_both_sides_of_the_permalink_with_publish_patch_are_recorded() -> None:
+    """Every current run that held its call takes the patch before its publish time; those that published have
+    their permalink from the publish's answer, and fetch it only when that answer is not theirs (an unclear
+    publish settled by reading the container). Recorded just before it, every published run fetched it."""
+    held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
+    assert {path.stem for path in CURRENT if _PERMALINK_WITH_PUBLISH_PATCH in _patches(path)} == held_now
+    before = sorted(BEFORE_PERMALINK_WITH_PUBLISH.glob("*.json"))
+    assert {path.stem for path in before} == {path.stem for path in CURRENT}
+    assert all(_PERMALINK_WITH_PUBLISH_PATCH not in _patches(path) for path in before)
+    published = {path.stem for path in CURRENT if "start_post_metrics" in _scheduled(path)}
+    fetched_now = {path.stem for path in CURRENT if "fetch_permalink" in _scheduled(path)}
+    assert fetched_now == {"published_but_response_lost", "published_despite_publish_error"}
+    assert published and {path.stem for path in before if "fetch_permalink" in _scheduled(path)} == published
+
+
+def test_both_sides_of_the_local_steps_patch_are_recorded() -> None:
+    """Every current run that held its call takes the patch before its publish time. Its database steps run as
+    local activities (markers, no activity task): marking it publishing as it wakes (again after a reschedule
+    during the hold), and, once published, the insights' start and the ending; nothing else runs locally (a
+    cancelled or failed run's ending is still an activity). Recorded just before it, the same runs scheduled
+    them all through the server, and still replay."""
+    held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
+    assert {path.stem for path in CURRENT if _LOCAL_STEPS_PATCH in _patches(path)} == held_now
+    published = {path.stem for path in CURRENT if "start_post_metrics" in _scheduled(path)}
+    assert published and published <= held_now
+    for path in CURRENT:
+        local = _scheduled(path, local=True)
+        through_server = _scheduled(path, local=False)
+        if path.stem in published:
+            wakes = 2 if path.stem == "rescheduled_during_hold" else 1
+            assert local == ["begin_publishing"] * wakes + ["start_post_metrics", "finish"], path.stem
+            assert not {"begin_publishing", "start_post_metrics", "finish"} & set(through_server), path.stem
+        else:
+            assert set(local) <= {"begin_publishing"}, path.stem
+    cancelled_while_held = Path(HISTORY_DIR / "cancelled_during_hold.json")
+    assert _scheduled(cancelled_while_held, local=True) == ["begin_publishing"]
+    assert _scheduled(cancelled_while_held, local=False)[-1] == "finish"
+    before = sorted(BEFORE_LOCAL_STEPS.glob("*.json"))
+    assert {path.stem for path in before} == {path.stem for path in CURRENT}
+    assert all(_LOCAL_STEPS_PATCH not in _patches(path) for path in before)
+    assert all(_scheduled(path, local=True) == [] for path in before)
+    assert {
+        path.stem for path in before if "start_post_metrics" in _scheduled(path, local=False)
+    } == published
+    assert {path.stem for path in before if "begin_publishing" in _scheduled(path, local=False)} >= published
 
 
 def test_only_an_unclear_publish_left_finished_records_the_prompt_recheck_patch() -> None:

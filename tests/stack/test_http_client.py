@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.abc
+import random
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.machinery import ModuleSpec
@@ -18,7 +19,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from chronogram.http_transport import KEEPALIVE_EXPIRY, ShardedTransport
+from chronogram.http_transport import KEEPALIVE_EXPIRY, ShardedTransport, _settled
 
 _RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -189,3 +190,47 @@ def test_the_sharded_transports_pools_share_one_tls_context() -> None:
     transport = ShardedTransport(connections=50)
     contexts = {id(pool._pool._ssl_context) for pool in transport._pools}
     assert len(contexts) == 1
+
+
+async def test_a_connection_left_active_by_a_cancelled_request_is_replaced_not_reused() -> None:
+    """Requests cut short at any point, by their own timeouts and by cancellations on top (as an activity's
+    bounded read is, then the activity itself): no connection given back may still be marked active, or every
+    request that takes it later waits out its pool timeout. Without the check, a storm like this one left one
+    within a few rounds."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = b"x" * 20_000
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                for start in range(0, len(body), 2_000):  # a body in pieces: cuts land while it is read
+                    writer.write(body[start : start + 2_000])
+                    await writer.drain()
+                    await asyncio.sleep(0.0005)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    listener, url = await _listening(serve)
+    transport = ShardedTransport(connections=4)
+    rounds = random.Random(18)
+
+    async def bounded_read(seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await http.get(url)
+        except TimeoutError:
+            pass
+
+    async with listener, httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, pool=0.5)) as http:
+        for _ in range(150):
+            reads = [asyncio.create_task(bounded_read(rounds.random() * 0.01)) for _ in range(12)]
+            for _ in range(6):
+                await asyncio.sleep(rounds.random() * 0.003)
+                rounds.choice(reads).cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            assert transport.in_flight == 0
+            assert all(_settled(transport._pools[index]) for index in transport._idle)
+        assert transport.replaced > 0  # the storm did leave connections active, and they were replaced
+        for _ in range(8):  # every connection serves again, none waits out its pool timeout
+            (await http.get(url)).raise_for_status()

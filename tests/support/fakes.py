@@ -7,7 +7,7 @@ canned answers, so "exactly one publish" is checked against state, not against a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,6 +82,9 @@ class Script:
     # The plan's burst pace (PublishPlan.wake_spacing_ms, wake_lead_max_seconds); None: as plans read before them.
     wake_spacing_ms: int | None = None
     wake_lead_max_seconds: int | None = None
+    # The publish activity reads the new media's permalink after its call, as the real one does; off: its read
+    # failed, and the workflow must fetch it (fetch_permalink).
+    permalink_with_publish: bool = True
 
 
 @dataclass
@@ -105,9 +108,19 @@ class FakeWorld:
         self._ends_as = list(self.script.container_ends_as)
         # Server time when the post was scheduled: the origin of Script.graph_outage.
         self.base: datetime | None = None
+        # The server's clock, for the calls of local activities: theirs is the worker's, which the time-skipping
+        # server's is ahead of.
+        self.clock: Callable[[], Awaitable[datetime]] | None = None
 
     def _log(self, name: str, arg: Any) -> None:
         self.calls.append(Call(name, activity.info().current_attempt_scheduled_time, arg))
+
+    async def _log_step(self, name: str, arg: Any) -> None:
+        """Logs a call of an activity that the workflow may run as a local one, at the server's time."""
+        if activity.info().is_local and self.clock is not None:
+            self.calls.append(Call(name, await self.clock(), arg))
+        else:
+            self._log(name, arg)
 
     def _graph(self, name: str, arg: Any) -> None:
         """Log a Graph call, and fail it during the scripted outage (as the sandbox's outage switch does)."""
@@ -149,7 +162,7 @@ class FakeWorld:
 
         @activity.defn(name="begin_publishing")
         async def begin_publishing(event: EventRecord) -> None:
-            world._log("begin_publishing", event)
+            await world._log_step("begin_publishing", event)
             if world.script.publish_gate is not None:
                 await world.script.publish_gate.wait()
 
@@ -160,7 +173,7 @@ class FakeWorld:
 
         @activity.defn(name="finish")
         async def finish(request: FinishInput) -> None:
-            world._log("finish", request)
+            await world._log_step("finish", request)
             world.finished.append(request)
 
         @activity.defn(name="prepare_media")
@@ -227,7 +240,9 @@ class FakeWorld:
                 elif world.script.expire_after_failed_publish:
                     world.containers[cid] = "EXPIRED"
                 raise fault.error
-            return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=world._publish(cid))
+            media_id = world._publish(cid)
+            permalink = _permalink(media_id) if world.script.permalink_with_publish else None
+            return PublishResult(outcome=PublishOutcome.PUBLISHED, media_id=media_id, permalink=permalink)
 
         @activity.defn(name="reconcile_publish")
         async def reconcile_publish(request: ReconcileInput) -> ReconcileResult:
@@ -239,7 +254,7 @@ class FakeWorld:
         @activity.defn(name="fetch_permalink")
         async def fetch_permalink(request: MediaRef) -> PermalinkResult:
             world._graph("fetch_permalink", request)
-            return PermalinkResult(permalink=f"https://www.instagram.com/p/{request.media_id}/")
+            return PermalinkResult(permalink=_permalink(request.media_id))
 
         @activity.defn(name="post_first_comment")
         async def post_first_comment(request: MediaRef) -> FirstCommentResult:
@@ -251,7 +266,7 @@ class FakeWorld:
 
         @activity.defn(name="start_post_metrics")
         async def start_post_metrics(request: PostMetricsInput) -> None:
-            world._log("start_post_metrics", request)
+            await world._log_step("start_post_metrics", request)
 
         @activity.defn(name="who_cancelled")
         async def who_cancelled(request: RunRef) -> CancellationRequester:
@@ -282,3 +297,7 @@ class FakeWorld:
     @property
     def final_status(self) -> PostStatus | None:
         return self.finished[-1].status if self.finished else None
+
+
+def _permalink(media_id: str) -> str:
+    return f"https://www.instagram.com/p/{media_id}/"

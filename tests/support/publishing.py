@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
 from chronogram.contracts import ScheduledPostResult
@@ -60,6 +60,32 @@ async def wait_for_started_activity(
                 return
         await asyncio.sleep(0.05)
     raise AssertionError(f"activity {activity_type} never started")
+
+
+async def wait_for_timer(handle: WorkflowHandle[Any, Any], within: float = 30) -> None:
+    """The workflow is asleep: its history holds a started timer (a post prepared and waiting for its time)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{handle.id} never started a timer")
+
+
+async def wait_for_task_after_timer(handle: WorkflowHandle[Any, Any], within: float = 60) -> None:
+    """A timer of the workflow fired and the workflow task that follows it has started (its local activities,
+    if any, run in it)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        fired = False
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+                fired = True
+            elif fired and event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{handle.id}: no workflow task started after a timer fired")
 
 
 async def wait_for_graph_call(

@@ -52,6 +52,7 @@ async def schedule(
 
     async def start(delay: timedelta, script: Script | None = None) -> Running:
         world = FakeWorld(script)
+        world.clock = time_skipping_env.get_current_time
         task_queue = f"posts-{uuid.uuid4()}"
         worker = Worker(
             time_skipping_env.client,

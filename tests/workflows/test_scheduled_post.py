@@ -40,6 +40,22 @@ async def test_post_ninety_days_ahead_publishes_at_its_time(schedule) -> None:
     assert run.world.final_status is PostStatus.PUBLISHED
 
 
+async def test_the_permalink_read_by_the_publish_is_not_fetched_again(schedule) -> None:
+    run = await schedule(timedelta(hours=1))
+    result = await run.handle.result()
+    assert result.permalink == "https://www.instagram.com/p/m-c1/"
+    assert run.world.called("fetch_permalink") == []
+    assert run.world.finished[-1].permalink == result.permalink
+
+
+async def test_a_publish_that_could_not_read_the_permalink_leaves_it_to_fetch_permalink(schedule) -> None:
+    run = await schedule(timedelta(hours=1), Script(permalink_with_publish=False))
+    result = await run.handle.result()
+    assert result.permalink == "https://www.instagram.com/p/m-c1/"
+    assert [call.arg.media_id for call in run.world.called("fetch_permalink")] == ["m-c1"]
+    assert run.world.finished[-1].permalink == result.permalink
+
+
 async def test_carousel_creates_children_then_parent(schedule) -> None:
     run = await schedule(timedelta(hours=1), Script(post_type=PostType.CAROUSEL, media_count=3))
     result = await run.handle.result()
@@ -152,7 +168,10 @@ async def test_signals_once_publishing_began_are_refused_and_recorded(schedule) 
     assert result.status is PostStatus.PUBLISHED
     assert [r.signal for r in state.refused_signals] == ["cancel", "reschedule"]
     assert all(r.status is PostStatus.PUBLISHING for r in state.refused_signals)
-    refusals = [e.message for e in run.world.events if "refused" in e.message]
+    # In the order the workflow numbered them (both signals may be handled in one workflow task, their records
+    # then written concurrently).
+    events = sorted(run.world.events, key=lambda event: event.sequence or 0)
+    refusals = [e.message for e in events if "refused" in e.message]
     assert refusals == [
         "cancel refused: the post is already publishing",
         "reschedule refused: the post is already publishing",
