@@ -9,6 +9,7 @@ import uvicorn
 
 from sandbox.app import create_app
 from sandbox.config import DEMO_ACCESS_TOKEN, DEMO_IG_USER_ID, DEMO_USERNAME, SandboxConfig
+from sandbox.runner import KEEP_ALIVE_SECONDS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,7 +93,13 @@ def main(argv: list[str] | None = None) -> None:
             f"demo account: ig_user_id={DEMO_IG_USER_ID} username={DEMO_USERNAME} access_token={DEMO_ACCESS_TOKEN}",
             flush=True,
         )
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,13 @@ import uvicorn
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig
 
+KEEP_ALIVE_SECONDS = 75
+"""How long the sandbox keeps an idle connection open. Uvicorn's default (5 s) equals httpx's default keep-alive
+expiry, so a client could send on a connection in the instant the sandbox closes it and read a reset (httpx
+``ReadError``), most often when the sandbox's event loop is starved under a test's or a benchmark's load. Any
+client's expiry is shorter than this, so the client always lets go first. The product's own transport does not rely
+on it: it drops connections idle for 2 s (chronogram/http_transport.py)."""
+
 
 class SandboxServer:
     """Uvicorn on its own thread and event loop; ``base_url`` is valid between start() and stop()."""
@@ -36,7 +43,12 @@ class SandboxServer:
         sock.bind((self._host, self._port))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, access_log=False
+            self.app,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            access_log=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -615,3 +615,28 @@ async def test_a_video_within_the_specs_is_decoded_and_measured(
         30.0,
     )
     assert (info["width"], info["height"]) == (180, 320)
+
+
+async def test_an_idle_connection_outlives_a_clients_keep_alive_expiry(sandbox_url: str) -> None:
+    """httpx lets an idle connection go after 5 s; were the sandbox to close it at the same moment (uvicorn's
+    default), a request sent in that instant would meet a reset. The sandbox keeps it open well beyond."""
+    host, port = sandbox_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    idle = (httpx.Limits().keepalive_expiry or 5.0) + 1.0
+
+    async def health() -> None:
+        writer.write(f"GET /_sandbox/health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = next(
+            int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+
+    try:
+        await health()
+        await asyncio.sleep(idle)
+        await health()  # on the same connection: uvicorn's default would have closed it after 5 s
+    finally:
+        writer.close()

@@ -44,6 +44,9 @@ def api_process(settings: Settings, *, sink: TextIO) -> Iterator[str]:
     argv = [
         sys.executable, "-m", "uvicorn", "api.main:app", "--host", LOCALHOST, "--port", str(port),
         "--no-access-log", "--log-level", "warning",
+        # Longer than the test clients' keep-alive expiry (httpx: 5 s, uvicorn's default too), so a client never
+        # sends on a connection in the instant the API closes it (see sandbox.runner.KEEP_ALIVE_SECONDS).
+        "--timeout-keep-alive", "75",
     ]  # fmt: skip
     process = ManagedProcess("api", argv, sink=sink, env=env, cwd=PROJECT_ROOT).start()
     url = f"http://{LOCALHOST}:{port}"
