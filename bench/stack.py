@@ -391,17 +391,24 @@ class BenchStack:
         worker.wait_until_ready(
             lambda: "worker polling task queue" in worker.recent_output(), timeout=60, what="its first poll"
         )
-        bare = self._python_child("bare_worker", [sys.executable, "-m", "bench.baseline"])
+        bare = self._python_child("bare_worker", self._bare_argv())
         self.extra_workers.append(bare)
         bare.wait_until_ready(
             lambda: baseline.READY_LINE in bare.recent_output(), timeout=60, what="its first poll"
         )
 
     def _start_bare_worker(self) -> None:
-        bare = self.bare_worker = self._python_child("bare", [sys.executable, "-m", "bench.baseline"])
+        bare = self.bare_worker = self._python_child("bare", self._bare_argv())
         bare.wait_until_ready(
             lambda: baseline.READY_LINE in bare.recent_output(), timeout=60, what="its first poll"
         )
+
+    @property
+    def bare_tokens_file(self) -> Path:
+        return self.workdir / baseline.TOKENS_FILE
+
+    def _bare_argv(self) -> list[str]:
+        return [sys.executable, "-m", "bench.baseline", "--tokens-file", str(self.bare_tokens_file)]
 
     def _python_child(self, name: str, argv: list[str]) -> ManagedProcess:
         return ManagedProcess(name, argv, sink=self.log, env=self.env or None, cwd=PROJECT_ROOT).start()

@@ -11,12 +11,20 @@ most 1 s and a max of at most 2 s, or, where the machine is the bound, within 1.
 The posts are created ahead of the instant so that all of them are prepared by then (checked and reported); the
 drain is the work left at the instant (with the held publish: media_publish, the permalink, the first comment and
 marking it published; the timer, marking it publishing and the quota check happen ahead of the instant).
+
+A second bare run puts one piece of the work back: its first activity after the instant makes the three Graph
+calls a post makes then (publish, permalink, first comment) through the product's client, for containers made
+beforehand. The bare ceiling holds no I/O at all, while on this machine the sandbox and the clients share the two
+cores with Temporal; the run with the calls says how much of the ceiling the calls alone take, and how the product
+compares once they are counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import json
 import os
 import time
 import uuid
@@ -36,6 +44,7 @@ from bench.stats import percentile, ratio
 from chronogram.contracts import post_workflow_id
 from chronogram.instagram import ContainerStatusCode, GraphClient, ImageSpec
 from chronogram.storage import make_minio
+from sandbox.admin_client import SandboxAccount
 
 NAME = "burst"
 GOAL_RATIO = 0.90
@@ -50,6 +59,7 @@ async def run(bench: Bench) -> dict[str, Any]:
     shape = product.pop("workflow_shape")
     floor = await _floor(bench)
     bare = await _bare_burst(bench, shape)
+    bare_with_calls = await _bare_burst(bench, shape, with_calls=True)
     share = ratio(product["posts_per_second_completed"], bare["workflows_per_second"])
     p99, worst = product["publish_lag_p99_ms"], product["publish_lag_max_ms"]
     floor_p99, floor_max = floor["publish_lag_p99_ms"], floor["publish_lag_max_ms"]
@@ -65,8 +75,17 @@ async def run(bench: Bench) -> dict[str, Any]:
         "product": product,
         "floor": floor,
         "bare": bare,
+        "bare_with_calls": bare_with_calls,
         "workflow_shape": shape,
         "throughput_vs_bare": share,
+        # What the Graph calls alone leave of the bare ceiling, and the product against that ceiling: the share of
+        # the drain its own work (database, events, insights' start) costs beyond the calls every post makes.
+        "bare_with_calls_vs_bare": ratio(
+            bare_with_calls["workflows_per_second"], bare["workflows_per_second"]
+        ),
+        "throughput_vs_bare_with_calls": ratio(
+            product["posts_per_second_completed"], bare_with_calls["workflows_per_second"]
+        ),
         "lag_vs_floor": {"p99": ratio(p99, floor_p99), "max": ratio(worst, floor_max)},
         # Other engineers' test suites share the machine: its load average says how much.
         "load_average": {"before": load_before, "after": _load()},
@@ -95,7 +114,8 @@ async def run(bench: Bench) -> dict[str, Any]:
     bench.progress.say(
         f"{NAME}: lag p99 {p99} ms, max {worst} ms (floor {floor_p99} / {floor_max} ms); "
         f"{product['posts_per_second_completed']} posts/s vs bare {bare['workflows_per_second']}/s "
-        f"({share}); exactly once: {product['exactly_once']}"
+        f"({share}; bare with the Graph calls {bare_with_calls['workflows_per_second']}/s); "
+        f"exactly once: {product['exactly_once']}"
     )
     return result
 
@@ -207,48 +227,58 @@ async def _product_burst(bench: Bench) -> dict[str, Any]:
     }
 
 
-async def _floor(bench: Bench) -> dict[str, Any]:
-    """The same number of media_publish calls as the burst's, sent straight at the sandbox at one instant by a plain
-    HTTP client (as many connections as the worker keeps to the Graph API), for containers made beforehand, over
-    the same number of fresh accounts: the lag of Instagram's side and of this machine, without the product."""
+async def _fresh_containers(
+    bench: Bench, graph: GraphClient, label: str
+) -> tuple[list[SandboxAccount], list[tuple[int, str]]]:
+    """As many fresh sandbox accounts as the burst's, and a finished container for each of its posts, spread over
+    them: (index, container id) pairs."""
     params = bench.params
     settings = bench.stack.settings
     tag = uuid.uuid4().hex[:8]
     accounts = [
-        await bench.sandbox.create_account(f"bench_floor_{index}"[:30])
+        await bench.sandbox.create_account(f"bench_{label}_{index}"[:30])
         for index in range(params.burst_accounts)
     ]
     storage = make_minio(settings)
-    key = f"bench-floor/{tag}.jpg"
+    key = f"bench-{label}/{tag}.jpg"
     image = small_jpeg()
     await in_thread(
         lambda: storage.put_object(settings.media_bucket, key, io.BytesIO(image), len(image), "image/jpeg")
     )
     url = await in_thread(lambda: storage.presigned_get_object(settings.media_bucket, key))
+    pending = iter(range(params.burst_posts))
+    made: list[tuple[int, str]] = []
+
+    async def maker() -> None:
+        for index in pending:
+            account = accounts[index % len(accounts)]
+            ref = await graph.create_container(
+                ig_user_id=account.ig_user_id,
+                spec=ImageSpec(image_url=url, caption=f"bench {label} {tag} #{index}"),
+                access_token=account.access_token,
+            )
+            for _poll in range(300):
+                status = await graph.get_container(container_id=ref.id, access_token=account.access_token)
+                if status.status_code is ContainerStatusCode.FINISHED:
+                    made.append((index, ref.id))
+                    break
+                await asyncio.sleep(0.2)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(params.create_concurrency):
+            group.create_task(maker())
+    bench.progress.update(f"{NAME} ({label}): {len(made)} containers ready", force=True)
+    return accounts, made
+
+
+async def _floor(bench: Bench) -> dict[str, Any]:
+    """The same number of media_publish calls as the burst's, sent straight at the sandbox at one instant by a plain
+    HTTP client (as many connections as the worker keeps to the Graph API), for containers made beforehand, over
+    the same number of fresh accounts: the lag of Instagram's side and of this machine, without the product."""
+    settings = bench.stack.settings
     async with new_http(connections=settings.worker_max_concurrent_activities) as http:
         graph = GraphClient.from_settings(http, settings)
-        pending = iter(range(params.burst_posts))
-        made: list[tuple[int, str]] = []
-
-        async def maker() -> None:
-            for index in pending:
-                account = accounts[index % len(accounts)]
-                ref = await graph.create_container(
-                    ig_user_id=account.ig_user_id,
-                    spec=ImageSpec(image_url=url, caption=f"bench floor {tag} #{index}"),
-                    access_token=account.access_token,
-                )
-                for _poll in range(300):
-                    status = await graph.get_container(container_id=ref.id, access_token=account.access_token)
-                    if status.status_code is ContainerStatusCode.FINISHED:
-                        made.append((index, ref.id))
-                        break
-                    await asyncio.sleep(0.2)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(params.create_concurrency):
-                group.create_task(maker())
-        bench.progress.update(f"{NAME} (floor): {len(made)} containers ready", force=True)
+        accounts, made = await _fresh_containers(bench, graph, "floor")
         instant = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
         base = f"{settings.graph_api_base_url.rstrip('/')}/{settings.graph_api_version}"
 
@@ -324,8 +354,25 @@ def _load() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
-async def _bare_burst(bench: Bench, shape: dict[str, int]) -> dict[str, Any]:
+async def _bare_burst(bench: Bench, shape: dict[str, int], *, with_calls: bool = False) -> dict[str, Any]:
+    """The bare ceiling: as many workflows of the post's shape, doing nothing. ``with_calls``: their first activity
+    after the instant makes a post's Graph calls (publish, permalink, first comment) for a container made
+    beforehand, so that the ceiling holds the calls' cost on this machine and nothing else of the product's."""
     params = bench.params
+    label = f"{NAME} (bare{' with calls' if with_calls else ''})"
+    accounts: list[SandboxAccount] = []
+    targets: dict[int, tuple[str, str]] = {}
+    if with_calls:
+        settings = bench.stack.settings
+        async with new_http(connections=settings.worker_max_concurrent_activities) as http:
+            accounts, made = await _fresh_containers(
+                bench, GraphClient.from_settings(http, settings), "calls"
+            )
+        targets = {
+            index: (accounts[index % len(accounts)].ig_user_id, container) for index, container in made
+        }
+        tokens = {account.ig_user_id: account.access_token for account in accounts}
+        await in_thread(lambda: bench.stack.bare_tokens_file.write_text(json.dumps(tokens)))
     tag = uuid.uuid4().hex[:8]
     began = datetime.now(UTC)
     instant = began.replace(microsecond=0) + timedelta(seconds=params.burst_bare_lead_s)
@@ -335,30 +382,29 @@ async def _bare_burst(bench: Bench, shape: dict[str, int]) -> dict[str, Any]:
         activities_after=shape["activities_after"],
         local_activities_after=shape.get("local_activities_after", 0),
     )
-    ids = [f"bench-bare-{tag}-{index}" for index in range(params.burst_posts)]
-    pending = iter(ids)
+    count = len(targets) if with_calls else params.burst_posts
+    ids = [f"bench-bare-{tag}-{index}" for index in range(count)]
+    requests = [
+        dataclasses.replace(request, ig_user_id=target[0], container_id=target[1])
+        for target in targets.values()
+    ] or [request] * count
+    pending = iter(zip(ids, requests, strict=True))
 
     async def starter() -> None:
-        for workflow_id in pending:
-            await bench.bare.start_workflow(
-                BareBurstWorkflow.run, request, id=workflow_id, task_queue=TASK_QUEUE
-            )
+        for workflow_id, one in pending:
+            await bench.bare.start_workflow(BareBurstWorkflow.run, one, id=workflow_id, task_queue=TASK_QUEUE)
 
     started = time.monotonic()
     async with asyncio.TaskGroup() as group:
         for _ in range(params.create_concurrency):
             group.create_task(starter())
-    bench.progress.update(
-        f"{NAME} (bare): {len(ids)} started in {time.monotonic() - started:.1f} s", force=True
-    )
+    bench.progress.update(f"{label}: {len(ids)} started in {time.monotonic() - started:.1f} s", force=True)
 
     async def at_instant() -> tuple[bool, str]:
         until = (instant - datetime.now(UTC)).total_seconds()
         return until <= 0, f"instant in {max(until, 0):.0f} s"
 
-    await wait_for(
-        bench.progress, f"{NAME} (bare)", at_instant, give_up_after=params.burst_bare_lead_s + 30, interval=1
-    )
+    await wait_for(bench.progress, label, at_instant, give_up_after=params.burst_bare_lead_s + 30, interval=1)
     meter = CpuMeter(bench.stack.pids())
     query = f"WorkflowType='BenchBareBurstWorkflow' AND StartTime >= '{_iso(began - timedelta(seconds=1))}'"
 
@@ -366,7 +412,7 @@ async def _bare_burst(bench: Bench, shape: dict[str, int]) -> dict[str, Any]:
         done = await bench.bare.count_workflows(f"{query} AND ExecutionStatus='Completed'")
         return done.count >= len(ids), f"{done.count}/{len(ids)} completed"
 
-    await wait_for(bench.progress, f"{NAME} (bare)", drained, give_up_after=600, interval=0.5)
+    await wait_for(bench.progress, label, drained, give_up_after=600, interval=0.5)
     cpu = meter.read()
     closed = await _close_times(bench.bare, f"{query} AND ExecutionStatus='Completed'", set(ids))
     # Each returns the seconds left before the instant when it reached its timer: all positive means every one
@@ -376,8 +422,15 @@ async def _bare_burst(bench: Bench, shape: dict[str, int]) -> dict[str, Any]:
         result = await bench.bare.get_workflow_handle(workflow_id).result()
         late += 1 if float(result) <= 0 else 0
     drain = (max(closed) - instant).total_seconds()
+    calls: dict[str, Any] = {}
+    if with_calls:
+        truth = await published_media(
+            bench.sandbox, [Account(id=0, ig_user_id=a.ig_user_id, username=a.username) for a in accounts]
+        )
+        calls = {"sandbox_media": len(truth), "calls_after_instant": 3}
     return {
         "workflows": len(ids),
+        **calls,
         "instant": _iso(instant),
         "sampled_late_at_instant": late,
         "drain_to_last_completion_s": round(drain, 3),

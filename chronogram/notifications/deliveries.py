@@ -72,31 +72,37 @@ def fan_out(engine: Engine, *, email: bool, limit: int = 500) -> FanOut:
             )
             default = {t.value for t in events.DEFAULT_EMAIL_TYPES}
             email_types = {owner: set(chosen.get(owner, default)) for owner in owners}
-        now = datetime.now(UTC)
-        for row in rows:
-            claimed = connection.execute(
+        # One conditional update claims the batch: an event another dispatcher claimed first is not returned.
+        claimed = set(
+            connection.execute(
                 update(_EVENTS)
-                .where(_EVENTS.c.id == row.id, _EVENTS.c.dispatched_at.is_(None))
-                .values(dispatched_at=now)
-            )
-            if claimed.rowcount != 1:
+                .where(_EVENTS.c.id.in_([row.id for row in rows]), _EVENTS.c.dispatched_at.is_(None))
+                .values(dispatched_at=datetime.now(UTC))
+                .returning(_EVENTS.c.id)
+            ).scalars()
+        )
+        webhooks: list[dict[str, object]] = []
+        emails: list[dict[str, object]] = []
+        for row in rows:
+            if row.id not in claimed:
                 continue
             made.events += 1
             for endpoint in endpoints:
                 if endpoint.owner_id == row.owner_id and str(row.type) in endpoint.event_types:
-                    connection.execute(
-                        insert(_DELIVERIES).values(
-                            event_id=row.id, channel=DeliveryChannel.WEBHOOK, endpoint_id=endpoint.id
-                        )
+                    webhooks.append(
+                        {"event_id": row.id, "channel": DeliveryChannel.WEBHOOK, "endpoint_id": endpoint.id}
                     )
                     made.endpoint_ids.add(endpoint.id)
             if str(row.type) in email_types.get(row.owner_id, ()):
-                result = connection.execute(
-                    insert(_DELIVERIES).values(event_id=row.id, channel=DeliveryChannel.EMAIL)
-                )
-                key = result.inserted_primary_key
-                assert key is not None
-                made.email_delivery_ids.append(int(key[0]))
+                emails.append({"event_id": row.id, "channel": DeliveryChannel.EMAIL})
+        if webhooks:
+            connection.execute(insert(_DELIVERIES), webhooks)
+        if emails:
+            made.email_delivery_ids = list(
+                connection.execute(
+                    insert(_DELIVERIES).returning(_DELIVERIES.c.id, sort_by_parameter_order=True), emails
+                ).scalars()
+            )
     return made
 
 

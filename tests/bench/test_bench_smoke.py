@@ -86,6 +86,11 @@ def test_burst_is_exactly_once_and_compared_with_the_bare_ceiling(results: dict[
     assert shape["activities_before"] >= 3 and shape["timers"] >= 1
     assert shape["activities_after"] >= 1 and shape["local_activities_after"] == 2
     assert burst["throughput_vs_bare"] > 0
+    # The bare ceiling with the post's Graph calls put back: each of its workflows published its container once.
+    with_calls = burst["bare_with_calls"]
+    assert with_calls["workflows"] == with_calls["sandbox_media"] == QUICK.burst_posts
+    assert with_calls["sampled_late_at_instant"] == 0
+    assert burst["bare_with_calls_vs_bare"] > 0 and burst["throughput_vs_bare_with_calls"] > 0
 
 
 def test_idle(results: dict[str, Any]) -> None:
