@@ -12,7 +12,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -27,11 +26,11 @@ from temporalio.testing import WorkflowEnvironment
 from chronogram.contracts import SEARCH_ATTRIBUTES
 from chronogram.crypto import TokenCipher
 from chronogram.settings import Settings
-from chronogram.temporal import DATA_CONVERTER, connect_temporal, ensure_search_attributes
-from devstack import tools
+from chronogram.temporal import connect_temporal
 from devstack.processes import free_port
 from devstack.services import MinioServer, PostgresServer, TemporalDevServer
 from tests.support.db import NewDatabase, schema_engine
+from tests.support.time_skipping import TimeSkippingServers
 
 SERVER_LOG_ENV = "CHRONOGRAM_TEST_SERVER_LOG"
 ISOLATED_NAMESPACES = ("engine", "api", "accounts")
@@ -118,16 +117,18 @@ async def temporal_client(settings: Settings) -> Client:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER,
-        test_server_existing_path=str(tools.temporal_test_server().path),
-        # A JVM start on a busy two-core machine takes longer than the SDK's 5 s default.
-        test_server_startup_timeout=timedelta(seconds=90),
-    )
-    await ensure_search_attributes(env.client, env.client.namespace)
-    yield env
-    await env.shutdown()
+async def time_skipping_servers() -> AsyncIterator[TimeSkippingServers]:
+    servers = TimeSkippingServers()
+    yield servers
+    await servers.close()
+
+
+@pytest_asyncio.fixture
+async def time_skipping_env(time_skipping_servers: TimeSkippingServers) -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, shared while tests leave it clean: one that leaves a workflow open (a
+    failure halfway) has it terminated, and the next test gets a fresh server (tests/support/time_skipping.py)."""
+    yield await time_skipping_servers.take()
+    await time_skipping_servers.give_back()
 
 
 @pytest.fixture(scope="session")
