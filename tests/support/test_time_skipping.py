@@ -21,7 +21,7 @@ class CallsAnActivityNoWorkerRuns:
         await workflow.execute_activity("served_by_no_worker", start_to_close_timeout=timedelta(hours=1))
 
 
-async def _until_its_activity_is_scheduled(handle: WorkflowHandle[None, None]) -> None:
+async def _until_its_activity_is_scheduled(handle: WorkflowHandle[CallsAnActivityNoWorkerRuns, None]) -> None:
     for _ in range(200):
         if (await handle.describe()).raw_description.pending_activities:
             return
