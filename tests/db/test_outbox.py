@@ -4,13 +4,16 @@ the dispatcher's fan-out makes one delivery per subscribed endpoint, once."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy import event as sqlalchemy_event
 from sqlmodel import Session
 
 from chronogram import accounts, lifecycle
@@ -27,6 +30,7 @@ from chronogram.enums import (
 from chronogram.lifecycle import Note
 from chronogram.models import NotificationDelivery, NotificationEvent, WebhookEndpoint, table_of
 from chronogram.notifications import deliveries, outbox
+from tests.support.db import NewDatabase, schema_engine
 from tests.support.factories import add_account, add_user, id_of
 
 _EVENTS = table_of(NotificationEvent)
@@ -307,6 +311,68 @@ def test_fan_out_delivers_each_event_once_to_each_subscribed_endpoint(
         NotificationType.POST_CANCELLED,
         NotificationType.POST_SCHEDULED,
     ]
+
+
+@pytest.mark.postgres
+def test_two_dispatchers_at_once_deliver_each_event_once(
+    new_pg_database: NewDatabase, cipher: TokenCipher
+) -> None:
+    """Both dispatchers read the same undispatched events before either claims them (held at a barrier just before
+    the claim): the claim is conditional, so each event is returned to one of them and delivered once. A database
+    of its own, so that the events are only this test's."""
+    with schema_engine(new_pg_database()) as pg_engine:
+        _two_dispatchers_at_once(pg_engine, cipher)
+
+
+def _two_dispatchers_at_once(pg_engine: Engine, cipher: TokenCipher) -> None:
+    with Session(pg_engine) as session:
+        owner = add_user(session)
+        account = add_account(session, owner, cipher, token=TOKEN)
+        session.add(
+            WebhookEndpoint(
+                owner_id=id_of(owner),
+                url="https://example.com/hook",
+                event_types=["post.scheduled"],
+                secret_ciphertext=cipher.encrypt("whsec_x"),
+            )
+        )
+        post_ids = [
+            lifecycle.schedule(
+                session.connection(),
+                post={
+                    "owner_id": account.owner_id,
+                    "account_id": id_of(account),
+                    "type": PostType.IMAGE,
+                    "publish_at": datetime(2027, 3, 1, 9, minute, tzinfo=UTC),
+                    "user_tags": [],
+                },
+            ).post_id
+            for minute in range(5)
+        ]
+        session.commit()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def claim_together(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith(f"UPDATE {_EVENTS.name} "):
+            barrier.wait()
+
+    sqlalchemy_event.listen(pg_engine, "before_cursor_execute", claim_together)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            made = list(pool.map(lambda _: deliveries.fan_out(pg_engine, email=False), range(2)))
+    finally:
+        sqlalchemy_event.remove(pg_engine, "before_cursor_execute", claim_together)
+    assert sum(fan.events for fan in made) == len(post_ids)  # each claimed by one or the other, none by both
+    deliveries_table = table_of(NotificationDelivery)
+    with pg_engine.connect() as connection:
+        delivered = connection.execute(
+            select(_EVENTS.c.post_id)
+            .join(deliveries_table, deliveries_table.c.event_id == _EVENTS.c.id)
+            .where(_EVENTS.c.post_id.in_(post_ids), deliveries_table.c.channel == "webhook")
+        ).scalars()
+        assert sorted(delivered) == sorted(post_ids)
+        all_deliveries = connection.execute(select(deliveries_table.c.id)).scalars().all()
+        assert len(all_deliveries) == len(post_ids)
 
 
 def test_what_is_due_goes_one_event_per_post_and_waits_for_a_post_being_retried(

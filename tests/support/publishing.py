@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType, PendingActivityState
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from chronogram.contracts import ScheduledPostResult
 from chronogram.enums import PostType
@@ -105,3 +105,14 @@ async def assert_published_exactly_once(admin: SandboxAdmin, ig: SandboxAccount)
     published = await admin.published(ig.ig_user_id)
     assert len(published) == 1, f"{len(published)} media published"
     assert len(published[0]["comments"]) == 1, f"{len(published[0]['comments'])} first comments"
+
+
+async def wait_for_status(
+    handle: WorkflowHandle[Any, Any], status: WorkflowExecutionStatus, within: float = 60
+) -> None:
+    """The workflow reached ``status`` (one still finishing its last tasks gets ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    while (seen := (await handle.describe()).status) is not status:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{handle.id} is {seen and seen.name}, not {status.name}, after {within} s")
+        await asyncio.sleep(0.1)
