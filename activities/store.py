@@ -3,8 +3,9 @@ chronogram.lifecycle and idempotent under retries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Connection, Engine, case, func
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from activities.group_commit import GroupCommit
 from activities.rows import post_with_media, refused_transition
 from chronogram import lifecycle
 from chronogram.contracts import (
@@ -34,8 +36,14 @@ from chronogram.observability.logs import remember_account
 _DUE_TOGETHER_WINDOW = timedelta(seconds=1)
 
 
+@dataclass(frozen=True)
+class _Ending:
+    request: FinishInput
+    dedupe_key: str
+
+
 class PostStore(PostStoreInterface):
-    """Blocking (SQLAlchemy): registered with the worker's thread pool."""
+    """Blocking (SQLAlchemy) but for ``finish``: the others run in the worker's thread pool."""
 
     def __init__(
         self,
@@ -50,6 +58,7 @@ class PostStore(PostStoreInterface):
         self._publish_task_queue = publish_task_queue
         self._wake_spacing_ms = wake_spacing_ms
         self._wake_lead_max_seconds = wake_lead_max_seconds
+        self._endings = GroupCommit(self._write_endings, thread_name="post-endings")
 
     @activity.defn
     def load_plan(self, request: PostRef) -> PublishPlan:
@@ -110,9 +119,23 @@ class PostStore(PostStoreInterface):
                 )
 
     @activity.defn
-    def finish(self, request: FinishInput) -> None:
-        with _transaction(self._engine) as connection:
-            lifecycle.end_run(connection, request, DedupeKey.run_ending(_run_id(), request.status))
+    async def finish(self, request: FinishInput) -> None:
+        """The run's ending, committed together with the other runs' endings of the moment (a burst's posts end
+        within seconds of each other): activities.group_commit."""
+        await self._endings.submit(_Ending(request, DedupeKey.run_ending(_run_id(), request.status)))
+
+    def _write_endings(self, endings: Sequence[_Ending]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        with self._engine.begin() as connection:
+            for ending in endings:
+                try:
+                    lifecycle.end_run(connection, ending.request, ending.dedupe_key)
+                except (PostMissing, IllegalTransition) as error:
+                    # Refused before it wrote anything (lifecycle._apply): the other endings go on.
+                    outcomes.append(refused_transition(error))
+                else:
+                    outcomes.append(None)
+        return outcomes
 
     def _lateness(self, session: Session, post: Post) -> int:
         """How late the post may go out: its own setting, else its account's, else the default."""

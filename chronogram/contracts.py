@@ -507,7 +507,7 @@ class PostStoreInterface:
         raise NotImplementedError
 
     @activity.defn
-    def finish(self, request: FinishInput) -> None:
+    async def finish(self, request: FinishInput) -> None:
         raise NotImplementedError
 
 

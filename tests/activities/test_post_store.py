@@ -3,6 +3,7 @@ a retry of an attempt that committed changes nothing, and a deleted post is a no
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
@@ -69,7 +70,7 @@ def test_begin_publishing_moves_a_scheduled_post_once(sqlite_engine: Engine, pos
     assert event.detail == {"message": "publish time reached"} and event.dedupe_key == "run-1:1"
 
 
-def test_finish_records_the_publication_and_its_event_once(sqlite_engine: Engine, post_id: int) -> None:
+async def test_finish_records_the_publication_and_its_event_once(sqlite_engine: Engine, post_id: int) -> None:
     store = PostStore(sqlite_engine)
     store.begin_publishing(_begin(post_id))
     published = FinishInput(
@@ -79,8 +80,8 @@ def test_finish_records_the_publication_and_its_event_once(sqlite_engine: Engine
         permalink="https://ig.test/p/x/",
     )
     environment = ActivityEnvironment()
-    environment.run(store.finish, published)
-    environment.run(store.finish, published)
+    await environment.run(store.finish, published)
+    await environment.run(store.finish, published)
 
     post = _post(sqlite_engine, post_id)
     assert post.status is PostStatus.PUBLISHED and post.published_at is not None
@@ -96,7 +97,7 @@ def test_finish_records_the_publication_and_its_event_once(sqlite_engine: Engine
     ]
 
 
-def test_finish_keeps_a_stored_media_id_it_was_not_given(sqlite_engine: Engine, post_id: int) -> None:
+async def test_finish_keeps_a_stored_media_id_it_was_not_given(sqlite_engine: Engine, post_id: int) -> None:
     store = PostStore(sqlite_engine)
     store.begin_publishing(_begin(post_id))  # published only from publishing (chronogram.lifecycle)
     with Session(sqlite_engine) as session:
@@ -104,11 +105,11 @@ def test_finish_keeps_a_stored_media_id_it_was_not_given(sqlite_engine: Engine, 
         post.ig_media_id = "18000000000000010"  # stored by the publish activity itself
         session.add(post)
         session.commit()
-    ActivityEnvironment().run(store.finish, FinishInput(post_id=post_id, status=PostStatus.PUBLISHED))
+    await ActivityEnvironment().run(store.finish, FinishInput(post_id=post_id, status=PostStatus.PUBLISHED))
     assert _post(sqlite_engine, post_id).ig_media_id == "18000000000000010"
 
 
-def test_a_failure_carries_its_error(sqlite_engine: Engine, post_id: int) -> None:
+async def test_a_failure_carries_its_error(sqlite_engine: Engine, post_id: int) -> None:
     store = PostStore(sqlite_engine)
     failed = FinishInput(
         post_id=post_id,
@@ -116,7 +117,7 @@ def test_a_failure_carries_its_error(sqlite_engine: Engine, post_id: int) -> Non
         error_code=ErrorType.MEDIA_REJECTED,
         error_message="too small",
     )
-    ActivityEnvironment().run(store.finish, failed)
+    await ActivityEnvironment().run(store.finish, failed)
 
     post = _post(sqlite_engine, post_id)
     assert (post.status, post.error_code, post.error_message) == (
@@ -133,12 +134,12 @@ def test_a_failure_carries_its_error(sqlite_engine: Engine, post_id: int) -> Non
     assert event.dedupe_key == f"finish:{ActivityEnvironment().info.workflow_run_id}:failed"
 
 
-def test_a_deleted_post_is_not_found_and_not_retried(sqlite_engine: Engine, post_id: int) -> None:
+async def test_a_deleted_post_is_not_found_and_not_retried(sqlite_engine: Engine, post_id: int) -> None:
     store = PostStore(sqlite_engine)
     with pytest.raises(ApplicationError) as began:
         store.begin_publishing(dataclasses.replace(_begin(post_id), post_id=post_id + 1000))
     with pytest.raises(ApplicationError) as finished:
-        ActivityEnvironment().run(
+        await ActivityEnvironment().run(
             store.finish, FinishInput(post_id=post_id + 1000, status=PostStatus.PUBLISHED)
         )
     for raised in (began, finished):
@@ -177,3 +178,48 @@ def test_the_plan_counts_the_posts_due_together_and_those_created_before(
     }
     # The burst's pace, a worker setting, travels in the plan: the workflow's lead is the same on replay.
     assert {(plan.wake_spacing_ms, plan.wake_lead_max_seconds) for plan in plans.values()} == {(60, 75)}
+
+
+async def test_endings_at_once_commit_together_and_a_refused_one_fails_only_its_own(
+    sqlite_engine: Engine, cipher: TokenCipher
+) -> None:
+    """A burst's runs end within moments of each other: their endings go in one transaction or a few, each post
+    gets its one event, and an ending the lifecycle refuses (a post deleted meanwhile, one never publishing) is
+    refused to its own activity only."""
+    seeder = Seeder(sqlite_engine, Minio("127.0.0.1:9", secure=False), "unused", cipher)
+    account_id = seeder.account(ig_user_id="17841400000000078", username="burst_shop", token="EAAB-test")
+    at = datetime.now(UTC) + timedelta(hours=1)
+    post_ids = [seeder.post(account_id, PostSeed(PostType.IMAGE, [], at)) for _ in range(30)]
+    never_began = seeder.post(account_id, PostSeed(PostType.IMAGE, [], at))
+    store = PostStore(sqlite_engine)
+    for post_id in post_ids:
+        store.begin_publishing(_begin(post_id, key=f"run-{post_id}:1"))
+
+    endings = [FinishInput(post_id=post_id, status=PostStatus.PUBLISHED) for post_id in post_ids]
+    refused = [
+        FinishInput(post_id=max(post_ids) + 1000, status=PostStatus.PUBLISHED),
+        FinishInput(post_id=never_began, status=PostStatus.PUBLISHED),
+    ]
+
+    def of_its_own_run(ending: FinishInput) -> ActivityEnvironment:
+        environment = ActivityEnvironment()
+        environment.info = dataclasses.replace(environment.info, workflow_run_id=f"run-{ending.post_id}")
+        return environment
+
+    outcomes = await asyncio.gather(
+        *(of_its_own_run(ending).run(store.finish, ending) for ending in [*endings, *refused]),
+        return_exceptions=True,
+    )
+
+    assert outcomes[: len(endings)] == [None] * len(endings)
+    missing, illegal = outcomes[len(endings) :]
+    assert isinstance(missing, ApplicationError) and missing.type == ErrorType.POST_NOT_FOUND
+    assert isinstance(illegal, ApplicationError) and illegal.type == ErrorType.ILLEGAL_TRANSITION
+    for post_id in post_ids:
+        assert _post(sqlite_engine, post_id).status is PostStatus.PUBLISHED
+        assert [event.to_status for event in _events(sqlite_engine, post_id)] == [
+            PostStatus.PUBLISHING,
+            PostStatus.PUBLISHED,
+        ]
+    assert _post(sqlite_engine, never_began).status is PostStatus.SCHEDULED
+    assert _events(sqlite_engine, never_began) == []
