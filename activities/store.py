@@ -3,6 +3,7 @@ chronogram.lifecycle and idempotent under retries."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ _DUE_TOGETHER_WINDOW = timedelta(seconds=1)
 class _Ending:
     request: FinishInput
     dedupe_key: str
+    # The activity's context (its info, trace and log fields), in which the ending is written on the group
+    # commit's thread: observers, and the outcome's log line at commit, see the activity that ended the run.
+    context: contextvars.Context
 
 
 class PostStore(PostStoreInterface):
@@ -122,14 +126,15 @@ class PostStore(PostStoreInterface):
     async def finish(self, request: FinishInput) -> None:
         """The run's ending, committed together with the other runs' endings of the moment (a burst's posts end
         within seconds of each other): activities.group_commit."""
-        await self._endings.submit(_Ending(request, DedupeKey.run_ending(_run_id(), request.status)))
+        key = DedupeKey.run_ending(_run_id(), request.status)
+        await self._endings.submit(_Ending(request, key, contextvars.copy_context()))
 
     def _write_endings(self, endings: Sequence[_Ending]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = []
         with self._engine.begin() as connection:
             for ending in endings:
                 try:
-                    lifecycle.end_run(connection, ending.request, ending.dedupe_key)
+                    ending.context.run(lifecycle.end_run, connection, ending.request, ending.dedupe_key)
                 except (PostMissing, IllegalTransition) as error:
                     # Refused before it wrote anything (lifecycle._apply): the other endings go on.
                     outcomes.append(refused_transition(error))

@@ -13,11 +13,12 @@ did not happen; the database refusing a commit that already passed every stateme
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -169,6 +170,9 @@ class Outcome:
     publish_at: datetime | None
     # When Instagram answered the post's media_publish (None for other outcomes).
     published_at: datetime | None = None
+    # The context the change was made in (an activity's info, its trace, bound log fields): the listeners run in
+    # it at commit, which may come on another thread (a group commit's).
+    context: contextvars.Context | None = field(default=None, compare=False, repr=False)
 
 
 OutcomeListener = Callable[[Outcome], None]
@@ -197,12 +201,15 @@ _OUTCOME_QUERY = select(_POSTS.c.account_id, _POSTS.c.publish_at, _POSTS.c.publi
 
 def _on_change(connection: Connection, change: StatusChange) -> None:
     account_id = publish_at = published_at = None
+    context = None
     if change.to_status in OUTCOME_STATUSES:
+        context = contextvars.copy_context()
         # One primary-key read, for outcomes only (a few per post).
         row = connection.execute(_OUTCOME_QUERY.where(_POSTS.c.id == change.post_id)).first()
         if row is not None:
             account_id, publish_at, published_at = row[0], row[1], row[2]
-    connection.info.setdefault(_PENDING, []).append(Outcome(change, account_id, publish_at, published_at))
+    outcome = Outcome(change, account_id, publish_at, published_at, context)
+    connection.info.setdefault(_PENDING, []).append(outcome)
 
 
 def _on_commit(connection: Connection) -> None:
@@ -234,7 +241,10 @@ def _count(outcome: Outcome) -> None:
         POST_OUTCOMES.labels(change.to_status.value, code).inc()
         for listener in tuple(_outcome_listeners):
             try:
-                listener(outcome)
+                if outcome.context is None:
+                    listener(outcome)
+                else:
+                    outcome.context.run(listener, outcome)
             except Exception:  # a listener (a log line) must never undo a committed change
                 log.exception("outcome listener failed")
 

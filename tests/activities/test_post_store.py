@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +20,8 @@ from chronogram.contracts import ErrorType, EventRecord, FinishInput, PostRef
 from chronogram.crypto import TokenCipher
 from chronogram.enums import EventKind, PostStatus, PostType
 from chronogram.models import Post, PostEvent
+from chronogram.observability.logs import ContextFilter, log_outcome
+from chronogram.observability.metrics import install_transition_metrics
 from tests.support.factories import PostSeed, Seeder
 
 
@@ -223,3 +226,62 @@ async def test_endings_at_once_commit_together_and_a_refused_one_fails_only_its_
         ]
     assert _post(sqlite_engine, never_began).status is PostStatus.SCHEDULED
     assert _events(sqlite_engine, never_began) == []
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.addFilter(ContextFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_each_endings_outcome_line_names_its_own_workflow_and_run(
+    sqlite_engine: Engine, cipher: TokenCipher
+) -> None:
+    """The endings are committed together on another thread; each outcome's log line still carries the workflow
+    and run of the activity that ended it (operators find a post's run from its line)."""
+    install_transition_metrics(log_outcome)
+    seeder = Seeder(sqlite_engine, Minio("127.0.0.1:9", secure=False), "unused", cipher)
+    account_id = seeder.account(ig_user_id="17841400000000079", username="lines_shop", token="EAAB-test")
+    at = datetime.now(UTC) + timedelta(hours=1)
+    post_ids = [seeder.post(account_id, PostSeed(PostType.IMAGE, [], at)) for _ in range(5)]
+    store = PostStore(sqlite_engine)
+    for post_id in post_ids:
+        store.begin_publishing(_begin(post_id, key=f"run-{post_id}:1"))
+
+    def of_its_own_run(post_id: int) -> ActivityEnvironment:
+        environment = ActivityEnvironment()
+        environment.info = dataclasses.replace(
+            environment.info, workflow_id=f"post-{post_id}", workflow_run_id=f"run-{post_id}"
+        )
+        return environment
+
+    lines = _Lines()
+    logger = logging.getLogger("chronogram.outcomes")
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        await asyncio.gather(
+            *(
+                of_its_own_run(post_id).run(
+                    store.finish, FinishInput(post_id=post_id, status=PostStatus.PUBLISHED)
+                )
+                for post_id in post_ids
+            )
+        )
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    named = {
+        (
+            getattr(record, "post_id", None),
+            getattr(record, "workflow_id", None),
+            getattr(record, "run_id", None),
+        )
+        for record in lines.records
+    }
+    assert named == {(post_id, f"post-{post_id}", f"run-{post_id}") for post_id in post_ids}
