@@ -709,6 +709,12 @@ class PostMetricsStarterInterface:
         """Starts the post's PostMetricsWorkflow; does nothing if it was already started."""
         raise NotImplementedError
 
+    @activity.defn
+    async def restart_post_metrics(self, request: PostMetricsInput) -> None:
+        """Starts the post's PostMetricsWorkflow for ``request.published_at`` in place of the one started ahead
+        for its planned time (terminated if still open): the post went out at another time."""
+        raise NotImplementedError
+
 
 # --- SeriesWorkflow: one per recurring series, creating its occurrences as posts ahead of time -----------------
 

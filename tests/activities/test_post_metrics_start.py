@@ -1,10 +1,18 @@
-"""When a published post's PostMetricsWorkflow takes its first task (activities.metrics.first_task_delay)."""
+"""When a published post's PostMetricsWorkflow takes its first task (activities.metrics.first_task_delay), and how
+a start ahead of the publish time is replaced when the post went out at another time (PostMetricsStarter)."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from activities.metrics import first_task_delay
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from activities.metrics import PostMetricsStarter, first_task_delay
+from chronogram.contracts import PostMetricsInput, post_metrics_workflow_id
 
 PUBLISHED_AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
@@ -21,3 +29,76 @@ def test_a_start_within_the_last_minute_before_the_first_reading_is_not_delayed(
 
 def test_a_start_after_the_first_reading_was_due_is_not_delayed() -> None:
     assert first_task_delay(PUBLISHED_AT, PUBLISHED_AT + timedelta(hours=3)) == timedelta(0)
+
+
+# --- PostMetricsStarter on the dev server: started ahead, then replaced when the post went out at another time ---
+
+
+def _unique_post_id() -> int:
+    return secrets.randbelow(10**12) + 10**12
+
+
+async def _runs(client: Client, post_id: int) -> list[tuple[WorkflowExecutionStatus | None, datetime | None]]:
+    """Every run of the post's insights workflow, oldest first: its status and when its first task is due."""
+    executions = [
+        execution
+        async for execution in client.list_workflows(f"WorkflowId = '{post_metrics_workflow_id(post_id)}'")
+    ]
+    executions.sort(key=lambda execution: execution.start_time)
+    return [(execution.status, execution.execution_time) for execution in executions]
+
+
+async def _wait_for_runs(client: Client, post_id: int, count: int) -> list[tuple[Any, datetime | None]]:
+    for _ in range(100):  # visibility is eventually consistent
+        runs = await _runs(client, post_id)
+        if len(runs) == count and all(status is not None for status, _ in runs):
+            return runs
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {count} runs, saw {await _runs(client, post_id)}")
+
+
+def _first_task_due(published_at: datetime) -> datetime:
+    return published_at + timedelta(hours=1) - timedelta(minutes=1)
+
+
+async def test_a_restart_replaces_the_insights_started_ahead_for_the_planned_time(
+    temporal_client: Client,
+) -> None:
+    starter = PostMetricsStarter(temporal_client, f"insights-{uuid.uuid4()}")
+    post_id = _unique_post_id()
+    planned = datetime.now(UTC) + timedelta(minutes=2)
+    went_out = planned + timedelta(hours=3)  # an outage delayed it
+    await starter.start_post_metrics(PostMetricsInput(post_id, planned))
+    await starter.restart_post_metrics(PostMetricsInput(post_id, went_out))
+    await starter.restart_post_metrics(PostMetricsInput(post_id, went_out))  # a retried activity
+    runs = await _wait_for_runs(temporal_client, post_id, 3)
+    statuses = [status for status, _ in runs]
+    assert statuses == [
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.RUNNING,
+    ]
+    due = [when for _, when in runs]
+    assert due[0] is not None and abs(due[0] - _first_task_due(planned)) < timedelta(seconds=10)
+    assert due[2] is not None and abs(due[2] - _first_task_due(went_out)) < timedelta(seconds=10)
+    handle = temporal_client.get_workflow_handle(post_metrics_workflow_id(post_id))
+    # A start for the planned time, coming after the restart (a retry), changes nothing.
+    await starter.start_post_metrics(PostMetricsInput(post_id, planned))
+    assert len(await _wait_for_runs(temporal_client, post_id, 3)) == 3
+    await handle.terminate("test over")
+
+
+async def test_a_restart_follows_insights_that_already_ended(temporal_client: Client) -> None:
+    """Started ahead for a time long past the post's real one: they woke, found nothing to read and ended."""
+    starter = PostMetricsStarter(temporal_client, f"insights-{uuid.uuid4()}")
+    post_id = _unique_post_id()
+    planned = datetime.now(UTC) + timedelta(minutes=2)
+    await starter.start_post_metrics(PostMetricsInput(post_id, planned))
+    handle = temporal_client.get_workflow_handle(post_metrics_workflow_id(post_id))
+    await handle.terminate("stands for a run that ended")
+    went_out = planned + timedelta(hours=5)
+    await starter.restart_post_metrics(PostMetricsInput(post_id, went_out))
+    runs = await _wait_for_runs(temporal_client, post_id, 2)
+    assert runs[-1][0] is WorkflowExecutionStatus.RUNNING
+    assert runs[-1][1] is not None and abs(runs[-1][1] - _first_task_due(went_out)) < timedelta(seconds=10)
+    await handle.terminate("test over")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -27,6 +28,8 @@ from workflows.scheduled_post import (
     _DEADLINE_PATCH,
     _ERROR_CODE_PATCH,
     _HOLD_PATCH,
+    _INSIGHTS_AHEAD_PATCH,
+    _INSIGHTS_ON_TIME,
     _INSIGHTS_WITH_FINISHING_PATCH,
     _LOCAL_STEPS_PATCH,
     _MALFORMED_SIGNAL_PATCH,
@@ -60,6 +63,9 @@ BEFORE_PERMALINK_WITH_PUBLISH = HISTORY_DIR / "before-permalink-with-publish"
 # Recorded just before the held publish's database steps ran as local activities: the same patches as the current
 # histories but that one; not counted by the marker-set tests of older patches either.
 BEFORE_LOCAL_STEPS = HISTORY_DIR / "before-local-steps"
+# Recorded just before the held publish started the insights ahead: the same patches as the current histories but
+# that one; not counted by the marker-set tests of older patches either.
+BEFORE_INSIGHTS_AHEAD = HISTORY_DIR / "before-insights-ahead"
 PATCHED_BEFORE = [
     path
     for path in HISTORIES
@@ -70,6 +76,7 @@ PATCHED_BEFORE = [
         BEFORE_INSIGHTS_WITH_FINISHING,
         BEFORE_PERMALINK_WITH_PUBLISH,
         BEFORE_LOCAL_STEPS,
+        BEFORE_INSIGHTS_AHEAD,
     )
 ]
 
@@ -261,6 +268,103 @@ def _scheduled(path: Path, *, local: bool | None = None) -> list[str]:
     return names
 
 
+def _events(path: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = json.loads(path.read_text())["events"]
+    return events
+
+
+def _payload(payloads: dict[str, Any]) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(base64.b64decode(payloads["payloads"][0]["data"]))
+    return decoded
+
+
+def _ended_published(path: Path) -> bool:
+    last = _events(path)[-1]
+    if last["eventType"] != "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED":
+        return False
+    return bool(
+        _payload(last["workflowExecutionCompletedEventAttributes"]["result"])["status"] == "published"
+    )
+
+
+def _instant(text: str) -> datetime:
+    # Temporal writes up to nine digits of fractions; Python reads six.
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00")))
+
+
+def _went_out_after_planned(path: Path) -> timedelta:
+    """How long after the publish time in its input the run learned its post was live: the start of the workflow
+    task after its last publish call's completion (or the last reading of its container, for an unclear call)."""
+    events = _events(path)
+    planned = _instant(_payload(events[0]["workflowExecutionStartedEventAttributes"]["input"])["publish_at"])
+    publishes = {
+        str(event["eventId"])
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+        and event["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        in ("publish", "reconcile_publish")
+    }
+    completed = max(
+        index
+        for index, event in enumerate(events)
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED"
+        and str(event["activityTaskCompletedEventAttributes"]["scheduledEventId"]) in publishes
+    )
+    learned = next(
+        event for event in events[completed:] if event["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_STARTED"
+    )
+    return _instant(learned["eventTime"]) - planned
+
+
+def _signalled(path: Path) -> bool:
+    return any(event["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED" for event in _events(path))
+
+
+def test_both_sides_of_the_insights_ahead_patch_are_recorded() -> None:
+    """Every current run that held its call takes the patch before its publish time, and starts its insights as it
+    first begins publishing, in the workflow task that marks it so (before its publish call is even scheduled).
+    After the call only a run that went out more than _INSIGHTS_ON_TIME from that time starts them again, for the
+    true time (restart_post_metrics); a run cancelled during its hold leaves them to end by themselves. Recorded
+    just before it, the same runs started them after the call, and still replay."""
+    held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
+    assert {path.stem for path in CURRENT if _INSIGHTS_AHEAD_PATCH in _patches(path)} == held_now
+    restarted = set()
+    for path in CURRENT:
+        names = _scheduled(path)
+        if path.stem not in held_now or "begin_publishing" not in _scheduled(path, local=True):
+            assert "start_post_metrics" not in names and "restart_post_metrics" not in names, path.stem
+            continue
+        assert names.count("start_post_metrics") == 1, path.stem
+        assert names.index("start_post_metrics") < names.index("publish"), path.stem
+        if "restart_post_metrics" in names:
+            restarted.add(path.stem)
+            assert names.count("restart_post_metrics") == 1, path.stem
+            assert names.index("publish") < names.index("restart_post_metrics") < names.index("finish"), (
+                path.stem
+            )
+        if _ended_published(path) and not _signalled(path):
+            late = _went_out_after_planned(path) > _INSIGHTS_ON_TIME
+            assert late == (path.stem in restarted), path.stem
+    # Waiting for a container's further round, for the quota, and out an outage: later than planned.
+    assert restarted == {
+        "container_waited_for_further_rounds",
+        "delayed_then_published",
+        "delayed_while_publishing_then_published",
+        "quota_wait",
+    }
+    assert not {path.stem for path in CURRENT if not _ended_published(path)} & restarted
+    assert "start_post_metrics" in _scheduled(HISTORY_DIR / "cancelled_during_hold.json")
+    before = sorted(BEFORE_INSIGHTS_AHEAD.glob("*.json"))
+    assert {path.stem for path in before} == {path.stem for path in CURRENT}
+    assert all(_INSIGHTS_AHEAD_PATCH not in _patches(path) for path in before)
+    for path in before:
+        names = _scheduled(path)
+        assert "restart_post_metrics" not in names, path.stem
+        assert ("start_post_metrics" in names) == _ended_published(path), path.stem
+        if _ended_published(path):
+            assert names.index("publish") < names.index("start_post_metrics"), path.stem
+
+
 def test_both_sides_of_the_insights_with_finishing_patch_are_recorded() -> None:
     """Every current run that held its call takes the patch before its publish time, and those that published
     start their insights beside the permalink, before the post's ending is stored, without the post-metrics
@@ -301,7 +405,7 @@ def test_both_sides_of_the_permalink_with_publish_patch_are_recorded() -> None:
     before = sorted(BEFORE_PERMALINK_WITH_PUBLISH.glob("*.json"))
     assert {path.stem for path in before} == {path.stem for path in CURRENT}
     assert all(_PERMALINK_WITH_PUBLISH_PATCH not in _patches(path) for path in before)
-    published = {path.stem for path in CURRENT if "start_post_metrics" in _scheduled(path)}
+    published = {path.stem for path in CURRENT if _ended_published(path)}
     fetched_now = {path.stem for path in CURRENT if "fetch_permalink" in _scheduled(path)}
     assert fetched_now == {"published_but_response_lost", "published_despite_publish_error"}
     assert published and {path.stem for path in before if "fetch_permalink" in _scheduled(path)} == published
@@ -312,12 +416,15 @@ def test_both_sides_of_the_local_steps_patch_are_recorded() -> None:
     local activities (markers, no activity task): marking it publishing as it wakes (again after a reschedule
     during the hold), and, once published, the insights' start and the ending; nothing else runs locally (a
     cancelled or failed run's ending is still an activity). Recorded just before it, the same runs scheduled
-    them all through the server, and still replay."""
+    them all through the server, and still replay. (The runs of then are those of before-insights-ahead/: the
+    runs of today start the insights earlier, test below.)"""
     held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
     assert {path.stem for path in CURRENT if _LOCAL_STEPS_PATCH in _patches(path)} == held_now
-    published = {path.stem for path in CURRENT if "start_post_metrics" in _scheduled(path)}
+    then = sorted(BEFORE_INSIGHTS_AHEAD.glob("*.json"))
+    assert {path.stem for path in then if _LOCAL_STEPS_PATCH in _patches(path)} == held_now
+    published = {path.stem for path in then if _ended_published(path)}
     assert published and published <= held_now
-    for path in CURRENT:
+    for path in then:
         local = _scheduled(path, local=True)
         through_server = _scheduled(path, local=False)
         if path.stem in published:
@@ -326,7 +433,7 @@ def test_both_sides_of_the_local_steps_patch_are_recorded() -> None:
             assert not {"begin_publishing", "start_post_metrics", "finish"} & set(through_server), path.stem
         else:
             assert set(local) <= {"begin_publishing"}, path.stem
-    cancelled_while_held = Path(HISTORY_DIR / "cancelled_during_hold.json")
+    cancelled_while_held = BEFORE_INSIGHTS_AHEAD / "cancelled_during_hold.json"
     assert _scheduled(cancelled_while_held, local=True) == ["begin_publishing"]
     assert _scheduled(cancelled_while_held, local=False)[-1] == "finish"
     before = sorted(BEFORE_LOCAL_STEPS.glob("*.json"))

@@ -268,6 +268,10 @@ class FakeWorld:
         async def start_post_metrics(request: PostMetricsInput) -> None:
             await world._log_step("start_post_metrics", request)
 
+        @activity.defn(name="restart_post_metrics")
+        async def restart_post_metrics(request: PostMetricsInput) -> None:
+            await world._log_step("restart_post_metrics", request)
+
         @activity.defn(name="who_cancelled")
         async def who_cancelled(request: RunRef) -> CancellationRequester:
             return CancellationRequester(identity=f"operator of {request.workflow_id}", cause="")
@@ -287,6 +291,7 @@ class FakeWorld:
             fetch_permalink,
             post_first_comment,
             start_post_metrics,
+            restart_post_metrics,
         ]
 
     def _publish(self, container_id: str) -> str:
