@@ -216,12 +216,15 @@ class Settings(BaseSettings):
         default_factory=lambda: [WorkerRole.POSTS, WorkerRole.NOTIFICATIONS], min_length=1
     )
     # How long a workflow task waits for the worker that ran the workflow last (its sticky queue) before any worker
-    # may take it: a killed worker's posts resume elsewhere after this, not after the SDK's 10 s. Not shorter: a task
-    # that times out there goes to the shared queue with the workflow's whole history, to be replayed from the
-    # start, and in a burst on the production server 2 s made a busy (not dead) worker's tasks time out, their
-    # replays made more of them time out, and a few posts waited a minute (bench/README.md, burst). 5 s stays
-    # within the 10 s heartbeat timeout that bounds a dead worker's activities anyway.
-    worker_sticky_queue_timeout: Duration = timedelta(seconds=5)
+    # may take it. A task that times out there goes to the shared queue with the workflow's whole history, to be
+    # replayed from the start: pure waste when the worker was only busy. In a 1,000-post burst on one worker (two
+    # cores) the posts' tasks after their publish calls waited 6-15 s on a healthy worker's sticky queue; with 5 s,
+    # nearly every post timed out there once after its instant and was replayed, with 30 s none was, and the drain
+    # took 26-37 s instead of 37 (bench/README.md, the eleventh session). So twice the longest wait seen. What it
+    # costs: a killed worker's tasks already queued for it wait this long before another worker replays them (new
+    # ones go to the shared queue once Temporal has seen no poll from it for 10 s); its held publishes are bounded
+    # by their 10 s heartbeat timeout, not by this. (2 s made the spiral worse on the production server.)
+    worker_sticky_queue_timeout: Duration = timedelta(seconds=30)
     # Workflow-task polls a worker keeps open, and the share of them on the shared queue (the rest on its sticky
     # queue). A task that timed out on the sticky queue waits on the shared one, whose four partitions (Temporal's
     # default) a single poll (the SDK's 5 x 0.2) visits one long poll at a time: under a burst such tasks waited
