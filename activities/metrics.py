@@ -168,16 +168,8 @@ class PostMetricsStarter(PostMetricsStarterInterface):
     @activity.defn
     async def start_post_metrics(self, request: PostMetricsInput) -> None:
         try:
-            await self._temporal.start_workflow(
-                POST_METRICS_WORKFLOW,
-                request,
-                id=post_metrics_workflow_id(request.post_id),
-                task_queue=self._task_queue,
-                # Once per post: a retried activity, or a later run of the post, finds it started (or done).
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary="insights at +1 h, +24 h and +7 d",
-                start_delay=first_task_delay(request.published_at, datetime.now(UTC)) or None,
-            )
+            # Once per post: a retried activity, or a later run of the post, finds it started (or done).
+            await self._start(request, WorkflowIDReusePolicy.REJECT_DUPLICATE, WorkflowIDConflictPolicy.FAIL)
         except WorkflowAlreadyStartedError:
             pass
 
@@ -186,13 +178,20 @@ class PostMetricsStarter(PostMetricsStarterInterface):
         # The one started ahead is still asleep in its start delay (open: terminated and replaced), or it woke
         # before the post went out, found nothing to read and ended (closed: a new run follows it). Retried, it
         # replaces its own start by the same one: no reading is due for an hour.
+        await self._start(
+            request, WorkflowIDReusePolicy.ALLOW_DUPLICATE, WorkflowIDConflictPolicy.TERMINATE_EXISTING
+        )
+
+    async def _start(
+        self, request: PostMetricsInput, reuse: WorkflowIDReusePolicy, conflict: WorkflowIDConflictPolicy
+    ) -> None:
         await self._temporal.start_workflow(
             POST_METRICS_WORKFLOW,
             request,
             id=post_metrics_workflow_id(request.post_id),
             task_queue=self._task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+            id_reuse_policy=reuse,
+            id_conflict_policy=conflict,
             static_summary="insights at +1 h, +24 h and +7 d",
             start_delay=first_task_delay(request.published_at, datetime.now(UTC)) or None,
         )

@@ -28,7 +28,7 @@ class BareBurstInput:
     publish_at: float
     activities_before: int
     activities_after: int
-    # Run as local activities after the publish time (the post's insights' start and its ending, issue 18).
+    # Run as local activities after the publish time (the post's ending; issue 18).
     local_activities_after: int = 0
     # With a container: the first activity after the publish time makes a post's Graph calls of that time instead
     # of nothing (publish it, read its permalink, post a first comment), through bench.baseline's GraphCalls.

@@ -81,10 +81,11 @@ def test_burst_is_exactly_once_and_compared_with_the_bare_ceiling(results: dict[
     assert bare["workflows"] == QUICK.burst_posts and bare["workflows_per_second"] > 0
     assert bare["sampled_late_at_instant"] == 0
     # The bare workflow mirrors a post's: preparation before the instant, publishing after, one timer between;
-    # after it, the first comment through the server, the insights' start and the ending as local activities.
+    # after it, the first comment through the server and the ending as a local activity (the insights were started
+    # before the instant, as the post began publishing).
     shape = burst["workflow_shape"]
     assert shape["activities_before"] >= 3 and shape["timers"] >= 1
-    assert shape["activities_after"] >= 1 and shape["local_activities_after"] == 2
+    assert shape["activities_after"] >= 1 and shape["local_activities_after"] == 1
     assert burst["throughput_vs_bare"] > 0
     # The bare ceiling with the post's Graph calls put back: each of its workflows published its container once.
     with_calls = burst["bare_with_calls"]
