@@ -534,49 +534,65 @@ class ScheduledPostWorkflow:
         return result
 
     async def _start_post_metrics(self, published_at: datetime) -> None:
-        try:
-            await self._short_step(
-                PostMetricsStarterInterface.start_post_metrics,
-                PostMetricsInput(self._state.post_id, published_at),
-                retry_policy=_FINISHING_RETRY,
-                summary="start reading its insights",
-                local=self._local_steps,
-            )
-        except ActivityError:
-            pass  # the post is published all the same; it only goes without insights
+        # The post is published all the same; it only goes without insights.
+        await self._insights_step(
+            PostMetricsStarterInterface.start_post_metrics,
+            published_at,
+            retry_policy=_FINISHING_RETRY,
+            summary="start reading its insights",
+            local=self._local_steps,
+        )
 
     async def _start_post_metrics_ahead(self) -> None:
-        """The insights' start for the post's planned time, as it begins publishing (_INSIGHTS_AHEAD_PATCH)."""
+        """The insights' start for the post's planned time, as it begins publishing (_INSIGHTS_AHEAD_PATCH); failing,
+        they are started once the post is published instead."""
         planned = self._state.publish_at
-        try:
-            await self._short_step(
-                PostMetricsStarterInterface.start_post_metrics,
-                PostMetricsInput(self._state.post_id, planned),
-                retry_policy=_INSIGHTS_AHEAD_RETRY,
-                summary="start reading its insights, ahead",
-                local=True,
-            )
-        except ActivityError:
-            return  # started once the post is published instead
-        self._insights_started_for = planned
+        if await self._insights_step(
+            PostMetricsStarterInterface.start_post_metrics,
+            planned,
+            retry_policy=_INSIGHTS_AHEAD_RETRY,
+            summary="start reading its insights, ahead",
+            local=True,
+        ):
+            self._insights_started_for = planned
 
     async def _settle_post_metrics(self, published_at: datetime) -> None:
         """After the call: the insights' start, unless it was started ahead for (about) this time; started ahead for
-        another time, they start anew for this one."""
+        another time, they start anew for this one (failing that, the post is live all the same; its insights are
+        read at the planned time's offsets, if at all)."""
         planned = self._insights_started_for
         if planned is None:
             await self._start_post_metrics(published_at)
         elif abs(published_at - planned) > _INSIGHTS_ON_TIME:
-            try:
-                await self._short_step(
-                    PostMetricsStarterInterface.restart_post_metrics,
-                    PostMetricsInput(self._state.post_id, published_at),
-                    retry_policy=_FINISHING_RETRY,
-                    summary="start reading its insights again, for when it went out",
-                    local=True,
-                )
-            except ActivityError:
-                pass  # the post is live all the same; its insights are read at the planned time's offsets, if at all
+            await self._insights_step(
+                PostMetricsStarterInterface.restart_post_metrics,
+                published_at,
+                retry_policy=_FINISHING_RETRY,
+                summary="start reading its insights again, for when it went out",
+                local=True,
+            )
+
+    async def _insights_step(
+        self,
+        step: Callable[[_S, PostMetricsInput], Any],
+        published_at: datetime,
+        *,
+        retry_policy: RetryPolicy,
+        summary: str,
+        local: bool,
+    ) -> bool:
+        """One start of the post's insights, best effort: whether it was done."""
+        try:
+            await self._short_step(
+                step,
+                PostMetricsInput(self._state.post_id, published_at),
+                retry_policy=retry_policy,
+                summary=summary,
+                local=local,
+            )
+        except ActivityError:
+            return False
+        return True
 
     async def _temporal_cancellation(self) -> CancelRequest:
         info = workflow.info()
