@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.instagram import as_application_error
 from chronogram.contracts import (
@@ -32,6 +33,7 @@ from chronogram.contracts import (
     PostMetricsInput,
     PostMetricsInterface,
     PostMetricsStarterInterface,
+    PostRef,
     cap_error_text,
     post_metrics_workflow_id,
 )
@@ -159,7 +161,8 @@ class PostMetricsStarter(PostMetricsStarterInterface):
     A held publish starts it ahead, for the post's planned time, as the post begins publishing (before the instant,
     out of a burst's busiest seconds: a workflow start is about a third of Temporal's work for a post after its
     instant, bench/README.md); the post replaces it (``restart_post_metrics``) only when it went out at another
-    time. A post that never goes out leaves it to find nothing to read at its first reading, and end."""
+    time. A post that ends without going out withdraws it (``withdraw_post_metrics``); one that could not leaves it
+    to find nothing to read at its first reading, and end."""
 
     def __init__(self, temporal: Client, task_queue: str = TASK_QUEUE) -> None:
         self._temporal = temporal
@@ -181,6 +184,18 @@ class PostMetricsStarter(PostMetricsStarterInterface):
         await self._start(
             request, WorkflowIDReusePolicy.ALLOW_DUPLICATE, WorkflowIDConflictPolicy.TERMINATE_EXISTING
         )
+
+    @activity.defn
+    async def withdraw_post_metrics(self, request: PostRef) -> None:
+        handle = self._temporal.get_workflow_handle(post_metrics_workflow_id(request.post_id))
+        try:
+            await handle.terminate(
+                reason=f"post {request.post_id} ended without going out: there are no insights to read"
+            )
+        except RPCError as error:
+            # None open: never started, already ended, or withdrawn by an earlier attempt.
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
 
     async def _start(
         self, request: PostMetricsInput, reuse: WorkflowIDReusePolicy, conflict: WorkflowIDConflictPolicy

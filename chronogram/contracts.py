@@ -715,6 +715,12 @@ class PostMetricsStarterInterface:
         for its planned time (terminated if still open): the post went out at another time."""
         raise NotImplementedError
 
+    @activity.defn
+    async def withdraw_post_metrics(self, request: PostRef) -> None:
+        """Terminates the post's PostMetricsWorkflow if it is still open (started ahead for a post that then did not
+        go out: cancelled, or failed); does nothing if there is none."""
+        raise NotImplementedError
+
 
 # --- SeriesWorkflow: one per recurring series, creating its occurrences as posts ahead of time -----------------
 

@@ -4,8 +4,9 @@
 Started by an activity of the post's ScheduledPostWorkflow (on the insights task queue), so the post's own workflow
 ends at publish and this one lives on alone: as the post begins publishing, for its publish time (a held publish,
 again for the true time if the post went out more than a minute from it), or once it is published; its first task
-is delayed until a minute before the first reading (activities/metrics.py). A post that never went out has nothing
-to read: the first reading finds that, and the workflow ends. Each reading waits on one durable
+is delayed until a minute before the first reading (activities/metrics.py). A post that ends without going out
+withdraws it (terminated with the reason); if that could not be done, the first reading finds nothing to read, and
+the workflow ends. Each reading waits on one durable
 timer (counted from ``published_at``, so a late start never shifts them), then runs one activity whose retries are
 bounded: a reading that keeps failing is stored with its error and the next one is still taken. Nothing here can change the post's
 status. Its input and history hold the post id and times only: the activity reads the token itself.

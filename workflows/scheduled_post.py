@@ -177,6 +177,13 @@ _LOCAL_STEPS_PATCH = "short-steps-as-local-activities"
 # a burst (bench/README.md). Taken with the three patches above, before the publish time.
 _INSIGHTS_AHEAD_PATCH = "start-insights-ahead"
 _INSIGHTS_ON_TIME = timedelta(minutes=1)
+# Since issue 18: the insights started ahead belong to this run alone. The start ahead replaces any left by an
+# earlier run of the post (a failed post retried, whose run had started them for its own time, would otherwise have
+# found them started and kept their timing, or been refused a start once they had ended), and so does a start after
+# the call when the one ahead failed; a run that ends cancelled or failed after starting them withdraws them
+# (withdraw_post_metrics: terminated with the reason, if still asleep) instead of leaving them asleep for an hour
+# with nothing to read. Taken with the patches above, before the publish time.
+_INSIGHTS_OWN_RUN_PATCH = "insights-ahead-belong-to-the-run"
 # Starting the insights ahead is tried briefly (the workflow task waits for it): failing, they start after the call.
 _INSIGHTS_AHEAD_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=_NEVER_RETRY_TYPES)
 _SHORT_STEP_TIMEOUT = timedelta(seconds=30)
@@ -349,6 +356,7 @@ class ScheduledPostWorkflow:
         self._permalink_with_publish = False
         self._local_steps = False
         self._insights_ahead = False
+        self._insights_own_run = False
         # The publish time the insights workflow was started ahead for (_INSIGHTS_AHEAD_PATCH), once it was.
         self._insights_started_for: datetime | None = None
         # The permalink the publish activity read after its call (PublishResult.permalink), if it could.
@@ -503,6 +511,7 @@ class ScheduledPostWorkflow:
             self._permalink_with_publish = workflow.patched(_PERMALINK_WITH_PUBLISH_PATCH)
             self._local_steps = workflow.patched(_LOCAL_STEPS_PATCH)
             self._insights_ahead = self._local_steps and workflow.patched(_INSIGHTS_AHEAD_PATCH)
+            self._insights_own_run = self._insights_ahead and workflow.patched(_INSIGHTS_OWN_RUN_PATCH)
             try:
                 media_id = await self._publish_held(plan, container_id)
             except _Cancelled:
@@ -535,6 +544,10 @@ class ScheduledPostWorkflow:
 
     async def _start_post_metrics(self, published_at: datetime) -> None:
         # The post is published all the same; it only goes without insights.
+        if self._insights_own_run:
+            # Nothing this run started: whatever an earlier run of the post left is replaced.
+            await self._restart_post_metrics(published_at, "start reading its insights")
+            return
         await self._insights_step(
             PostMetricsStarterInterface.start_post_metrics,
             published_at,
@@ -545,16 +558,45 @@ class ScheduledPostWorkflow:
 
     async def _start_post_metrics_ahead(self) -> None:
         """The insights' start for the post's planned time, as it begins publishing (_INSIGHTS_AHEAD_PATCH); failing,
-        they are started once the post is published instead."""
+        they are started once the post is published instead. Under _INSIGHTS_OWN_RUN_PATCH it replaces any that an
+        earlier run of the post left."""
         planned = self._state.publish_at
         if await self._insights_step(
-            PostMetricsStarterInterface.start_post_metrics,
+            PostMetricsStarterInterface.restart_post_metrics
+            if self._insights_own_run
+            else PostMetricsStarterInterface.start_post_metrics,
             planned,
             retry_policy=_INSIGHTS_AHEAD_RETRY,
             summary="start reading its insights, ahead",
             local=True,
         ):
             self._insights_started_for = planned
+
+    async def _restart_post_metrics(self, published_at: datetime, summary: str) -> None:
+        await self._insights_step(
+            PostMetricsStarterInterface.restart_post_metrics,
+            published_at,
+            retry_policy=_FINISHING_RETRY,
+            summary=summary,
+            local=True,
+        )
+
+    async def _withdraw_post_metrics(self) -> None:
+        """The post ended without going out: the insights this run started ahead have nothing to read
+        (_INSIGHTS_OWN_RUN_PATCH). Best effort: left, they find nothing at their first reading, and end."""
+        if not self._insights_own_run or self._insights_started_for is None:
+            return
+        try:
+            await workflow.execute_local_activity_method(
+                PostMetricsStarterInterface.withdraw_post_metrics,
+                PostRef(self._state.post_id),
+                start_to_close_timeout=_SHORT_STEP_TIMEOUT,
+                retry_policy=_INSIGHTS_AHEAD_RETRY,
+                summary="withdraw its insights' reading: it did not go out",
+            )
+        except ActivityError:
+            return
+        self._insights_started_for = None
 
     async def _settle_post_metrics(self, published_at: datetime) -> None:
         """After the call: the insights' start, unless it was started ahead for (about) this time; started ahead for
@@ -564,12 +606,8 @@ class ScheduledPostWorkflow:
         if planned is None:
             await self._start_post_metrics(published_at)
         elif abs(published_at - planned) > _INSIGHTS_ON_TIME:
-            await self._insights_step(
-                PostMetricsStarterInterface.restart_post_metrics,
-                published_at,
-                retry_policy=_FINISHING_RETRY,
-                summary="start reading its insights again, for when it went out",
-                local=True,
+            await self._restart_post_metrics(
+                published_at, "start reading its insights again, for when it went out"
             )
 
     async def _insights_step(
@@ -1501,6 +1539,7 @@ class ScheduledPostWorkflow:
             )
         )
         self._set_status(PostStatus.CANCELLED)
+        await self._withdraw_post_metrics()
         self._set_step(PublishStep.DONE)
         return ScheduledPostResult(post_id=self._state.post_id, status=PostStatus.CANCELLED)
 
@@ -1517,6 +1556,7 @@ class ScheduledPostWorkflow:
         self._set_status(PostStatus.FAILED)
         if workflow.patched(_ERROR_CODE_PATCH):
             workflow.upsert_search_attributes([ERROR_CODE.value_set(failure.code.value)])
+        await self._withdraw_post_metrics()
         self._set_step(PublishStep.DONE)
 
     # --- bookkeeping -----------------------------------------------------------------------------------------

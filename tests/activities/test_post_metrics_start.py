@@ -12,7 +12,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.metrics import PostMetricsStarter, first_task_delay
-from chronogram.contracts import PostMetricsInput, post_metrics_workflow_id
+from chronogram.contracts import PostMetricsInput, PostRef, post_metrics_workflow_id
 
 PUBLISHED_AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
@@ -102,3 +102,53 @@ async def test_a_restart_follows_insights_that_already_ended(temporal_client: Cl
     assert runs[-1][0] is WorkflowExecutionStatus.RUNNING
     assert runs[-1][1] is not None and abs(runs[-1][1] - _first_task_due(went_out)) < timedelta(seconds=10)
     await handle.terminate("test over")
+
+
+async def _termination_reason(client: Client, post_id: int) -> str | None:
+    handle = client.get_workflow_handle(post_metrics_workflow_id(post_id))
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_terminated_event_attributes"):
+            return str(event.workflow_execution_terminated_event_attributes.reason)
+    return None
+
+
+async def test_a_post_that_did_not_go_out_withdraws_the_insights_started_ahead(
+    temporal_client: Client,
+) -> None:
+    """Cancelled or failed during its hold: the run started ahead is terminated, saying why; withdrawing again (a
+    retried activity), or for a post that has none, changes nothing."""
+    starter = PostMetricsStarter(temporal_client, f"insights-{uuid.uuid4()}")
+    post_id = _unique_post_id()
+    await starter.restart_post_metrics(PostMetricsInput(post_id, datetime.now(UTC) + timedelta(minutes=2)))
+    await starter.withdraw_post_metrics(PostRef(post_id))
+    await starter.withdraw_post_metrics(PostRef(post_id))
+    runs = await _wait_for_runs(temporal_client, post_id, 1)
+    assert runs[0][0] is WorkflowExecutionStatus.TERMINATED
+    assert await _termination_reason(temporal_client, post_id) == (
+        f"post {post_id} ended without going out: there are no insights to read"
+    )
+    nothing_started = _unique_post_id()
+    await starter.withdraw_post_metrics(PostRef(nothing_started))
+    assert await _runs(temporal_client, nothing_started) == []
+
+
+async def test_a_retried_post_starts_its_insights_for_its_new_time(temporal_client: Client) -> None:
+    """A failed post's run had started them ahead for its own time; the retried post's run starts them ahead (a
+    restart) for its new time, whether the failed run withdrew them or could not."""
+    starter = PostMetricsStarter(temporal_client, f"insights-{uuid.uuid4()}")
+    for withdrawn in (True, False):
+        post_id = _unique_post_id()
+        first_time = datetime.now(UTC) + timedelta(minutes=2)
+        await starter.restart_post_metrics(PostMetricsInput(post_id, first_time))
+        if withdrawn:
+            await starter.withdraw_post_metrics(PostRef(post_id))
+        new_time = first_time + timedelta(days=1)
+        await starter.restart_post_metrics(PostMetricsInput(post_id, new_time))
+        runs = await _wait_for_runs(temporal_client, post_id, 2)
+        assert [status for status, _ in runs] == [
+            WorkflowExecutionStatus.TERMINATED,
+            WorkflowExecutionStatus.RUNNING,
+        ], withdrawn
+        due = runs[-1][1]
+        assert due is not None and abs(due - _first_task_due(new_time)) < timedelta(seconds=10), withdrawn
+        await temporal_client.get_workflow_handle(post_metrics_workflow_id(post_id)).terminate("test over")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from chronogram.contracts import (
     CancelRequest,
@@ -17,6 +17,7 @@ from chronogram.contracts import (
     PublishStep,
     SignalOutcomeQuery,
     SignalVerdict,
+    post_metrics_workflow_id,
 )
 from chronogram.db import make_engine
 from chronogram.enums import EventKind, PostStatus, PostType
@@ -102,6 +103,19 @@ async def test_a_cancel_one_second_before_publish_at_stops_that_post_of_a_burst(
         (PostStatus.PUBLISHING, PostStatus.CANCELLED),
     ]
     assert (transitions[-1][2] or {}).get("message") == "not this one after all"
+
+    # Each post's insights were started ahead, as it began publishing: the cancelled one's are withdrawn, the
+    # others' sleep until their first reading.
+    insights = {
+        post_id: (
+            await engine_client.get_workflow_handle(post_metrics_workflow_id(post_id)).describe()
+        ).status
+        for post_id in (target_id, started[0][0])
+    }
+    assert insights == {
+        target_id: WorkflowExecutionStatus.TERMINATED,
+        started[0][0]: WorkflowExecutionStatus.RUNNING,
+    }
 
 
 async def test_publish_now_during_the_hold_records_when_the_post_went_out(

@@ -182,6 +182,13 @@ SCENARIOS = [
         expect_failure=True,
     ),
     Scenario("failed_container_error", lambda: Script(container_ends_as=["ERROR"]), expect_failure=True),
+    # Instagram refuses the held call for good: the post fails after it began publishing, and withdraws the
+    # insights it started ahead.
+    Scenario(
+        "failed_during_hold",
+        lambda: Script(publish_faults=[PublishFault(graph_error("GraphInvalidRequestError"))]),
+        expect_failure=True,
+    ),
     Scenario(
         "published_despite_publish_error",
         lambda: Script(

@@ -30,6 +30,7 @@ from workflows.scheduled_post import (
     _HOLD_PATCH,
     _INSIGHTS_AHEAD_PATCH,
     _INSIGHTS_ON_TIME,
+    _INSIGHTS_OWN_RUN_PATCH,
     _INSIGHTS_WITH_FINISHING_PATCH,
     _LOCAL_STEPS_PATCH,
     _MALFORMED_SIGNAL_PATCH,
@@ -66,6 +67,10 @@ BEFORE_LOCAL_STEPS = HISTORY_DIR / "before-local-steps"
 # Recorded just before the held publish started the insights ahead: the same patches as the current histories but
 # that one; not counted by the marker-set tests of older patches either.
 BEFORE_INSIGHTS_AHEAD = HISTORY_DIR / "before-insights-ahead"
+# Recorded just before the insights started ahead belonged to their run (replaced what an earlier run of the post
+# left, withdrawn when the post did not go out): the same patches as the current histories but that one; not
+# counted by the marker-set tests of older patches either.
+BEFORE_INSIGHTS_OWN_RUN = HISTORY_DIR / "before-insights-own-run"
 PATCHED_BEFORE = [
     path
     for path in HISTORIES
@@ -77,6 +82,7 @@ PATCHED_BEFORE = [
         BEFORE_PERMALINK_WITH_PUBLISH,
         BEFORE_LOCAL_STEPS,
         BEFORE_INSIGHTS_AHEAD,
+        BEFORE_INSIGHTS_OWN_RUN,
     )
 ]
 
@@ -142,7 +148,10 @@ _ADDED_SINCE_DEADLINES = {
     "cancelled_in_temporal",
     "cancelled_during_hold",
     "rescheduled_during_hold",
+    "failed_during_hold",
 }
+# Scenarios recorded since the insights started ahead belong to their run (before-insights-own-run/ lacks them).
+_ADDED_WITH_INSIGHTS_OWN_RUN = {"failed_during_hold"}
 _ADDED_WITH_THE_HOLD = {"cancelled_during_hold", "rescheduled_during_hold"}
 # before-* folders recorded by code that had the deadline already
 _KEPT_SINCE_DEADLINES = ("before-prompt-publish-recheck", "before-publish-hold")
@@ -231,7 +240,9 @@ def test_both_sides_of_the_hold_patch_are_recorded() -> None:
     """Posts prepared before the held publish replay the 3 s wake; every post that reached its final wait since
     records the marker (a cancel or reschedule during the hold among them)."""
     before = sorted((HISTORY_DIR / "before-publish-hold").glob("*.json"))
-    assert {path.stem for path in before} == {s.name for s in SCENARIOS} - _ADDED_WITH_THE_HOLD
+    assert {path.stem for path in before} == (
+        {s.name for s in SCENARIOS} - _ADDED_WITH_THE_HOLD - _ADDED_WITH_INSIGHTS_OWN_RUN
+    )
     assert all(_HOLD_PATCH not in _patches(path) for path in PATCHED_BEFORE if path.parent != HISTORY_DIR)
     with_marker = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
     assert with_marker == {path.stem for path in CURRENT if _WAKE_EARLY_PATCH in _patches(path)}
@@ -321,17 +332,19 @@ def _signalled(path: Path) -> bool:
 
 
 def test_both_sides_of_the_insights_ahead_patch_are_recorded() -> None:
-    """Every current run that held its call takes the patch before its publish time, and starts its insights as it
-    first begins publishing, in the workflow task that marks it so (before its publish call is even scheduled).
-    After the call only a run that went out more than _INSIGHTS_ON_TIME from that time starts them again, for the
-    true time (restart_post_metrics); a run cancelled during its hold leaves them to end by themselves. Recorded
-    just before it, the same runs started them after the call, and still replay."""
-    held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
-    assert {path.stem for path in CURRENT if _INSIGHTS_AHEAD_PATCH in _patches(path)} == held_now
+    """Every run that held its call takes the patch before its publish time, and starts its insights as it first
+    begins publishing, in the workflow task that marks it so (before its publish call is even scheduled). After
+    the call only a run that went out more than _INSIGHTS_ON_TIME from that time starts them again, for the true
+    time (restart_post_metrics). Recorded just before it, the same runs started them after the call, and still
+    replay. (The runs of then are those of before-insights-own-run/: the runs of today start them ahead by a
+    restart, test below.)"""
+    then = sorted(BEFORE_INSIGHTS_OWN_RUN.glob("*.json"))
+    held_then = {path.stem for path in then if _HOLD_PATCH in _patches(path)}
+    assert {path.stem for path in then if _INSIGHTS_AHEAD_PATCH in _patches(path)} == held_then
     restarted = set()
-    for path in CURRENT:
+    for path in then:
         names = _scheduled(path)
-        if path.stem not in held_now or "begin_publishing" not in _scheduled(path, local=True):
+        if path.stem not in held_then or "begin_publishing" not in _scheduled(path, local=True):
             assert "start_post_metrics" not in names and "restart_post_metrics" not in names, path.stem
             continue
         assert names.count("start_post_metrics") == 1, path.stem
@@ -345,17 +358,11 @@ def test_both_sides_of_the_insights_ahead_patch_are_recorded() -> None:
         if _ended_published(path) and not _signalled(path):
             late = _went_out_after_planned(path) > _INSIGHTS_ON_TIME
             assert late == (path.stem in restarted), path.stem
-    # Waiting for a container's further round, for the quota, and out an outage: later than planned.
-    assert restarted == {
-        "container_waited_for_further_rounds",
-        "delayed_then_published",
-        "delayed_while_publishing_then_published",
-        "quota_wait",
-    }
-    assert not {path.stem for path in CURRENT if not _ended_published(path)} & restarted
-    assert "start_post_metrics" in _scheduled(HISTORY_DIR / "cancelled_during_hold.json")
+    assert restarted == _WENT_OUT_LATE
+    assert not {path.stem for path in then if not _ended_published(path)} & restarted
+    assert "start_post_metrics" in _scheduled(BEFORE_INSIGHTS_OWN_RUN / "cancelled_during_hold.json")
     before = sorted(BEFORE_INSIGHTS_AHEAD.glob("*.json"))
-    assert {path.stem for path in before} == {path.stem for path in CURRENT}
+    assert {path.stem for path in before} == {path.stem for path in then}
     assert all(_INSIGHTS_AHEAD_PATCH not in _patches(path) for path in before)
     for path in before:
         names = _scheduled(path)
@@ -363,6 +370,47 @@ def test_both_sides_of_the_insights_ahead_patch_are_recorded() -> None:
         assert ("start_post_metrics" in names) == _ended_published(path), path.stem
         if _ended_published(path):
             assert names.index("publish") < names.index("start_post_metrics"), path.stem
+
+
+# Waiting for a container's further round, for the quota, and out an outage: later than planned.
+_WENT_OUT_LATE = {
+    "container_waited_for_further_rounds",
+    "delayed_then_published",
+    "delayed_while_publishing_then_published",
+    "quota_wait",
+}
+
+
+def test_both_sides_of_the_insights_own_run_patch_are_recorded() -> None:
+    """Every current run that held its call takes the patch with the insights-ahead one. Its start ahead is a
+    restart (whatever an earlier run of the post left is replaced), once, in the task that first marks it
+    publishing; a run that went out late restarts them once more after its call; a run that ended without going
+    out (cancelled or failed during its hold) withdraws them after its ending; start_post_metrics is gone from
+    held runs. Recorded just before it, no run withdrew anything, and those runs still replay."""
+    held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
+    assert {path.stem for path in CURRENT if _INSIGHTS_OWN_RUN_PATCH in _patches(path)} == held_now
+    withdrawn, began_unpublished = set(), set()
+    for path in CURRENT:
+        names = _scheduled(path)
+        local = _scheduled(path, local=True)
+        if path.stem not in held_now or "begin_publishing" not in local:
+            assert not {"start_post_metrics", "restart_post_metrics", "withdraw_post_metrics"} & set(names)
+            continue
+        if not _ended_published(path):
+            began_unpublished.add(path.stem)
+        assert "start_post_metrics" not in names, path.stem
+        restarts = [index for index, name in enumerate(names) if name == "restart_post_metrics"]
+        assert restarts and restarts[0] < names.index("publish"), path.stem
+        assert len(restarts) == (2 if path.stem in _WENT_OUT_LATE else 1), path.stem
+        if "withdraw_post_metrics" in names:
+            withdrawn.add(path.stem)
+            assert names[-1] == "withdraw_post_metrics" and names.count("withdraw_post_metrics") == 1
+            assert names.index("finish") < names.index("withdraw_post_metrics"), path.stem
+    assert withdrawn == began_unpublished
+    assert withdrawn == {"cancelled_during_hold", "failed_during_hold"}
+    before = sorted(BEFORE_INSIGHTS_OWN_RUN.glob("*.json"))
+    assert all(_INSIGHTS_OWN_RUN_PATCH not in _patches(path) for path in before)
+    assert all("withdraw_post_metrics" not in _scheduled(path) for path in before)
 
 
 def test_both_sides_of_the_insights_with_finishing_patch_are_recorded() -> None:
@@ -376,13 +424,10 @@ def test_both_sides_of_the_insights_with_finishing_patch_are_recorded() -> None:
     before = sorted(BEFORE_INSIGHTS_WITH_FINISHING.glob("*.json"))
     assert before and all(_INSIGHTS_WITH_FINISHING_PATCH not in _patches(path) for path in before)
     now = sorted(BEFORE_PERMALINK_WITH_PUBLISH.glob("*.json"))
-    assert {path.stem for path in now if _INSIGHTS_WITH_FINISHING_PATCH in _patches(path)} == held_now
-    published_now = {path.stem: _scheduled(path) for path in now if "start_post_metrics" in _scheduled(path)}
-    assert all(
-        activities.index("start_post_metrics") < activities.index("finish")
-        for path in CURRENT
-        if "start_post_metrics" in (activities := _scheduled(path))
+    assert {path.stem for path in now if _INSIGHTS_WITH_FINISHING_PATCH in _patches(path)} == (
+        held_now - _ADDED_WITH_INSIGHTS_OWN_RUN
     )
+    published_now = {path.stem: _scheduled(path) for path in now if "start_post_metrics" in _scheduled(path)}
     published_then = {
         path.stem: _scheduled(path) for path in before if "start_post_metrics" in _scheduled(path)
     }
@@ -403,7 +448,7 @@ def test_both_sides_of_the_permalink_with_publish_patch_are_recorded() -> None:
     held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
     assert {path.stem for path in CURRENT if _PERMALINK_WITH_PUBLISH_PATCH in _patches(path)} == held_now
     before = sorted(BEFORE_PERMALINK_WITH_PUBLISH.glob("*.json"))
-    assert {path.stem for path in before} == {path.stem for path in CURRENT}
+    assert {path.stem for path in before} == {path.stem for path in CURRENT} - _ADDED_WITH_INSIGHTS_OWN_RUN
     assert all(_PERMALINK_WITH_PUBLISH_PATCH not in _patches(path) for path in before)
     published = {path.stem for path in CURRENT if _ended_published(path)}
     fetched_now = {path.stem for path in CURRENT if "fetch_permalink" in _scheduled(path)}
@@ -421,7 +466,9 @@ def test_both_sides_of_the_local_steps_patch_are_recorded() -> None:
     held_now = {path.stem for path in CURRENT if _HOLD_PATCH in _patches(path)}
     assert {path.stem for path in CURRENT if _LOCAL_STEPS_PATCH in _patches(path)} == held_now
     then = sorted(BEFORE_INSIGHTS_AHEAD.glob("*.json"))
-    assert {path.stem for path in then if _LOCAL_STEPS_PATCH in _patches(path)} == held_now
+    assert {path.stem for path in then if _LOCAL_STEPS_PATCH in _patches(path)} == (
+        held_now - _ADDED_WITH_INSIGHTS_OWN_RUN
+    )
     published = {path.stem for path in then if _ended_published(path)}
     assert published and published <= held_now
     for path in then:
@@ -437,7 +484,7 @@ def test_both_sides_of_the_local_steps_patch_are_recorded() -> None:
     assert _scheduled(cancelled_while_held, local=True) == ["begin_publishing"]
     assert _scheduled(cancelled_while_held, local=False)[-1] == "finish"
     before = sorted(BEFORE_LOCAL_STEPS.glob("*.json"))
-    assert {path.stem for path in before} == {path.stem for path in CURRENT}
+    assert {path.stem for path in before} == {path.stem for path in CURRENT} - _ADDED_WITH_INSIGHTS_OWN_RUN
     assert all(_LOCAL_STEPS_PATCH not in _patches(path) for path in before)
     assert all(_scheduled(path, local=True) == [] for path in before)
     assert {
@@ -519,10 +566,13 @@ def _decoded_text(path: Path) -> str:
 
 
 def test_histories_hold_no_secrets() -> None:
-    # The tokens the sandbox and the tests use, and anything shaped like a Graph token or a presigned URL.
+    # The tokens the sandbox and the tests use, and anything shaped like a Graph token or a presigned URL. Graph
+    # tokens begin with capitals: matched regardless of case, a hex host name in a sticky queue's name (this
+    # machine's is "vm-9040b89eaa734ff9...") looks like one.
     forbidden = re.compile(
-        r"sandbox-demo-token|access_token|EAA[A-Za-z0-9]{20,}|IGQ[A-Za-z0-9_-]{20,}|X-Amz-Signature", re.I
+        r"(?i:sandbox-demo-token|access_token|X-Amz-Signature)|EAA[A-Za-z0-9]{20,}|IGQ[A-Za-z0-9_-]{20,}"
     )
+    assert forbidden.search("EAAB" + "x1" * 12) and forbidden.search("...X-AMZ-SIGNATURE=...")
     for path in HISTORIES:
         text = _decoded_text(path)
         assert "publish_at" in text, "payloads were not decoded"  # the scan must see inside payloads

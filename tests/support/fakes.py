@@ -272,6 +272,10 @@ class FakeWorld:
         async def restart_post_metrics(request: PostMetricsInput) -> None:
             await world._log_step("restart_post_metrics", request)
 
+        @activity.defn(name="withdraw_post_metrics")
+        async def withdraw_post_metrics(request: PostRef) -> None:
+            await world._log_step("withdraw_post_metrics", request)
+
         @activity.defn(name="who_cancelled")
         async def who_cancelled(request: RunRef) -> CancellationRequester:
             return CancellationRequester(identity=f"operator of {request.workflow_id}", cause="")
@@ -292,6 +296,7 @@ class FakeWorld:
             post_first_comment,
             start_post_metrics,
             restart_post_metrics,
+            withdraw_post_metrics,
         ]
 
     def _publish(self, container_id: str) -> str:
