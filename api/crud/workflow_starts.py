@@ -51,6 +51,9 @@ def workflow_start(session: Session, *, post_id: int) -> WorkflowStart | None:
         select(Post, InstagramAccount.username, latest_intent())
         .join(InstagramAccount, InstagramAccount.id == Post.account_id)  # type: ignore[arg-type]
         .where(Post.id == post_id)
+        # The row as it is now: the session may hold the post as it was loaded before a change written by the
+        # lifecycle on its connection (a retry's new publish time), and would answer with those stale values.
+        .execution_options(populate_existing=True)
     ).first()
     if row is None:
         return None

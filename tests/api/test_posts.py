@@ -12,7 +12,7 @@ from sqlmodel import Session
 from temporalio.client import WorkflowExecutionStatus
 
 from api.deps import AppServices
-from chronogram.contracts import ACCOUNT_ID, POST_STATUS, POST_TYPE, post_workflow_id
+from chronogram.contracts import ACCOUNT_ID, POST_STATUS, POST_TYPE, PUBLISH_AT, post_workflow_id
 from chronogram.enums import PostStatus
 from chronogram.models import Post
 from sandbox.admin_client import SandboxAdmin
@@ -346,6 +346,27 @@ async def test_retry_a_failed_post(
 
     body = assert_problem(await alice.client.post(f"/v1/posts/{post['id']}/retry"), 409, "post_not_failed")
     assert body["current_status"] == "published"
+
+
+async def test_a_retry_for_a_later_time_waits_for_it(
+    alice: ApiUser, sandbox: SandboxAdmin, account: dict[str, Any], media_id: int, services: AppServices
+) -> None:
+    """The fresh run is started for the time the retry asked for, not the failed run's (which had passed: the post
+    would have gone out at once)."""
+    await refuse_next_container(sandbox, account["ig_user_id"])
+    post = await schedule_ok(alice.client, account["id"], [media_id], publish_at=at(0))
+    await wait_for(alice.client, post["id"], "failed")
+    later = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
+    response = await alice.client.post(
+        f"/v1/posts/{post['id']}/retry", json={"publish_at": later.isoformat()}
+    )
+    assert response.status_code == 202, response.text
+    assert datetime.fromisoformat(response.json()["publish_at"]) == later
+    handle = services.temporal.get_workflow_handle(post_workflow_id(post["id"]))
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(PUBLISH_AT) == later
+    published = await wait_for(alice.client, post["id"], "published", within=60)
+    assert datetime.fromisoformat(published["published_at"]) >= later
 
 
 async def test_nothing_changes_a_post_once_it_is_cancelled(
