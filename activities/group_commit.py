@@ -7,10 +7,11 @@ off for up to 100 ms a try) nor queue behind other work in the event loop's shar
 
 ``write`` runs one batch in one transaction and answers, item by item, None (written) or the error that item's
 caller gets (an item the database refused without writing anything, such as a transition the lifecycle refused).
-An error that escapes ``write`` rolls the whole batch back. The batch is then written again item by item, so that
-an item no write can take fails only its own caller, not every caller that came at the same moment; an error of the
-database itself (locked, unreachable: sqlalchemy's OperationalError) is raised to every caller at once instead, as
-each would meet it alone. Their activities retry, and each write is idempotent.
+An error that escapes ``write`` rolls the whole batch back. A batch of several is then written again item by item,
+so that an item no write can take fails only its own caller, not every caller that came at the same moment (an item
+alone gets its error at once); an error of the database itself (locked, unreachable: sqlalchemy's OperationalError)
+is raised to every caller at once instead, as each would meet it alone. Their activities retry, and each write is
+idempotent.
 """
 
 from __future__ import annotations
@@ -59,10 +60,15 @@ class GroupCommit(Generic[Item]):
                 outcomes = await loop.run_in_executor(self._executor, self._write_batch, items)
             except OperationalError as error:
                 outcomes = [error] * len(batch)
-            except Exception:
-                outcomes = [
-                    await loop.run_in_executor(self._executor, self._write_alone, item) for item in items
-                ]
+            except Exception as error:
+                # Alone already: written again, it would only meet the same error.
+                outcomes = (
+                    [error]
+                    if len(items) == 1
+                    else [
+                        await loop.run_in_executor(self._executor, self._write_alone, item) for item in items
+                    ]
+                )
             for waiting, outcome in zip(batch, outcomes, strict=True):
                 if waiting.done.done():
                     continue  # its activity was cancelled meanwhile

@@ -87,3 +87,11 @@ async def test_a_write_that_answers_for_the_wrong_number_of_items_fails_its_call
     commits = GroupCommit(one_too_many, thread_name="test-group-commit")
     outcomes = await asyncio.gather(*(commits.submit(item) for item in range(3)), return_exceptions=True)
     assert all(isinstance(outcome, RuntimeError) and "outcomes" in str(outcome) for outcome in outcomes)
+
+
+async def test_an_item_alone_that_no_write_can_take_is_tried_once() -> None:
+    ledger = Ledger(poisoned=frozenset({1}))
+    commits = GroupCommit(ledger.write, thread_name="test-group-commit")
+    outcomes = await asyncio.gather(commits.submit(1), return_exceptions=True)
+    assert isinstance(outcomes[0], Unwritable)
+    assert ledger.batches == [[1]] and commits.transactions == 1
