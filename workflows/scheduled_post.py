@@ -587,12 +587,12 @@ class ScheduledPostWorkflow:
         if not self._insights_own_run or self._insights_started_for is None:
             return
         try:
-            await workflow.execute_local_activity_method(
+            await self._short_step(
                 PostMetricsStarterInterface.withdraw_post_metrics,
                 PostRef(self._state.post_id),
-                start_to_close_timeout=_SHORT_STEP_TIMEOUT,
                 retry_policy=_INSIGHTS_AHEAD_RETRY,
                 summary="withdraw its insights' reading: it did not go out",
+                local=True,
             )
         except ActivityError:
             return
